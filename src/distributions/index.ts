@@ -1,0 +1,3 @@
+export * from './gaussian.js';
+export * from './kl.js';
+export * from './bernoulli.js';

@@ -1,0 +1,61 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { ProbsemError } from '../../core/errors.js';
+import { ensureDir, writeFileAtomicSync } from '../../core/files.js';
+import { decodePngToGrey, encodeGridPng } from '../../data/png.js';
+import { annotateImage, generateForLabel, loadImageModel } from '../../runs/runs.js';
+import { intOption, parse, strOption } from '../args.js';
+import type { Command } from './index.js';
+
+export const annotateCommand: Command = {
+  summary: 'rank the labels of an image (PNG) under a trained model',
+  help: `probsem annotate --run DIR image.png [--top 5] [--invert] [--json]
+
+  --invert   for dark-on-light pictures (the training data are light-on-dark)`,
+  async run(argv) {
+    const { values: v, positionals } = parse(argv, { run: { type: 'string' }, top: { type: 'string' }, invert: { type: 'boolean' }, json: { type: 'boolean' } }, true);
+    if (positionals.length !== 1) throw new ProbsemError('give exactly one image file', 'BAD_OPTION');
+    const file = positionals[0];
+    if (!existsSync(file)) throw new ProbsemError(`image ${file} not found`, 'NOT_FOUND');
+    const { model, meta } = loadImageModel(strOption(v.run, 'run'));
+    const h = meta.dataset?.height ?? 28;
+    const w = meta.dataset?.width ?? 28;
+    const image = decodePngToGrey(readFileSync(file), h, w, file, { invert: Boolean(v.invert) });
+    const top = intOption(v.top, 'top', 5, 1, meta.classNames.length);
+    const ranked = annotateImage(model, meta, image).slice(0, top);
+    if (v.json) {
+      process.stdout.write(JSON.stringify({ image: file, labels: ranked }) + '\n');
+    } else {
+      for (const r of ranked) {
+        const bar = '█'.repeat(Math.round(r.probability * 30));
+        process.stdout.write(`${r.label.padEnd(14)} ${(100 * r.probability).toFixed(1).padStart(5)}% ${bar}\n`);
+      }
+    }
+    return 0;
+  },
+};
+
+export const generateCommand: Command = {
+  summary: 'generate images for a label and write them as a PNG grid',
+  help: `probsem generate --run DIR --label NAME [--n 16] [--cols 8] [--seed 0] --out grid.png`,
+  async run(argv) {
+    const { values: v } = parse(argv, {
+      run: { type: 'string' },
+      label: { type: 'string' },
+      n: { type: 'string' },
+      cols: { type: 'string' },
+      seed: { type: 'string' },
+      out: { type: 'string' },
+    });
+    const { model, meta } = loadImageModel(strOption(v.run, 'run'));
+    const n = intOption(v.n, 'n', 16, 1, 10000);
+    const out = strOption(v.out, 'out');
+    const h = meta.dataset?.height ?? 28;
+    const w = meta.dataset?.width ?? 28;
+    const images = generateForLabel(model, meta, strOption(v.label, 'label'), n, intOption(v.seed, 'seed', 0, 0));
+    await ensureDir(dirname(out));
+    writeFileAtomicSync(out, encodeGridPng(images, n, { cols: intOption(v.cols, 'cols', Math.min(n, 8), 1, 1000), height: h, width: w }));
+    process.stdout.write(`wrote ${n} images of '${v.label}' to ${out}\n`);
+    return 0;
+  },
+};

@@ -1,0 +1,127 @@
+/** In-memory labelled image datasets and the seeded batcher the trainer draws from. */
+import { createHash } from 'node:crypto';
+import { ProbsemError } from '../core/errors.js';
+import { Rng } from '../core/random.js';
+
+/** One split: `count` images of height×width bytes and one class index per image. */
+export interface Split {
+  images: Uint8Array;
+  labels: Uint8Array;
+  count: number;
+}
+
+export interface Dataset {
+  /** Registry name or the directory it came from. */
+  name: string;
+  /** Where the files were found. */
+  source: string;
+  height: number;
+  width: number;
+  classNames: string[];
+  train: Split;
+  test: Split;
+}
+
+export const FASHION_MNIST_CLASSES = [
+  'T-shirt/top',
+  'Trouser',
+  'Pullover',
+  'Dress',
+  'Coat',
+  'Sandal',
+  'Shirt',
+  'Sneaker',
+  'Bag',
+  'Ankle boot',
+];
+export const MNIST_CLASSES = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
+
+export function pixelsOf(ds: Pick<Dataset, 'height' | 'width'>): number {
+  return ds.height * ds.width;
+}
+
+/** Content hash of a dataset (both splits), recorded in model provenance. */
+export function datasetHash(ds: Dataset): string {
+  const h = createHash('sha256');
+  for (const s of [ds.train, ds.test]) {
+    h.update(s.images);
+    h.update(s.labels);
+  }
+  h.update(JSON.stringify([ds.height, ds.width, ds.classNames]));
+  return h.digest('hex').slice(0, 16);
+}
+
+/** Checks labels are class indices in range, naming the first offender. */
+export function validateSplit(split: Split, numClasses: number, what: string): void {
+  for (let i = 0; i < split.count; i++) {
+    if (split.labels[i] >= numClasses) {
+      throw new ProbsemError(
+        `${what}: label ${split.labels[i]} at index ${i} is outside the ${numClasses} known classes`,
+        'DATA_FORMAT',
+      );
+    }
+  }
+}
+
+/** Grey values in [0, 1] of the given images, row-major [indices.length, pixels]. */
+export function imagesToFloat(split: Split, indices: ArrayLike<number>, pixels: number): Float32Array {
+  const out = new Float32Array(indices.length * pixels);
+  for (let r = 0; r < indices.length; r++) {
+    const base = indices[r] * pixels;
+    const o = r * pixels;
+    for (let p = 0; p < pixels; p++) out[o + p] = split.images[base + p] / 255;
+  }
+  return out;
+}
+
+export function oneHot(labels: ArrayLike<number>, numClasses: number): Float32Array {
+  const out = new Float32Array(labels.length * numClasses);
+  for (let i = 0; i < labels.length; i++) out[i * numClasses + labels[i]] = 1;
+  return out;
+}
+
+/** A split restricted to the given indices (copies). */
+export function subsetSplit(split: Split, indices: ArrayLike<number>, pixels: number): Split {
+  const images = new Uint8Array(indices.length * pixels);
+  const labels = new Uint8Array(indices.length);
+  for (let i = 0; i < indices.length; i++) {
+    images.set(split.images.subarray(indices[i] * pixels, (indices[i] + 1) * pixels), i * pixels);
+    labels[i] = split.labels[indices[i]];
+  }
+  return { images, labels, count: indices.length };
+}
+
+/**
+ * Seeded shuffling batcher. The batch for a step is a pure function of (seed, step): each epoch
+ * is a fresh permutation and an epoch has floor(n / batchSize) full batches. A resumed run
+ * therefore sees exactly the batches the uninterrupted run would have.
+ */
+export class Batcher {
+  readonly stepsPerEpoch: number;
+  private epoch = -1;
+  private perm: Int32Array = new Int32Array(0);
+
+  constructor(
+    readonly count: number,
+    readonly batchSize: number,
+    readonly seed: number,
+  ) {
+    if (!Number.isInteger(batchSize) || batchSize < 1) {
+      throw new ProbsemError(`batch size must be a positive integer, got ${batchSize}`, 'BAD_OPTION');
+    }
+    if (batchSize > count) {
+      throw new ProbsemError(`batch size ${batchSize} exceeds the ${count} training examples`, 'BAD_OPTION');
+    }
+    this.stepsPerEpoch = Math.floor(count / batchSize);
+  }
+
+  indices(step: number): Int32Array {
+    const epoch = Math.floor(step / this.stepsPerEpoch);
+    if (epoch !== this.epoch) {
+      this.perm = Rng.for(this.seed, 'shuffle', epoch).permutation(this.count);
+      this.epoch = epoch;
+    }
+    const start = (step % this.stepsPerEpoch) * this.batchSize;
+    return this.perm.subarray(start, start + this.batchSize);
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * The shared model interface. Models own their losses; the trainer owns the loop and knows
+ * nothing of any specific model.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import type { Rng } from '../core/random.js';
+import type { DiagGaussian } from '../distributions/gaussian.js';
+import type { ParamSet } from '../nn/params.js';
+
+/** One minibatch. `rng` is the step's own noise stream (reparameterisation, dropout). */
+export interface Batch {
+  /** Grey values in [0, 1], [B, pixels]. */
+  x: tf.Tensor2D;
+  /** Label inputs for label encoders, [B, labelDim] (one-hot rows for one-hot labels). */
+  y: tf.Tensor2D;
+  /** Class indices, length B. */
+  labels: Int32Array;
+  rng: Rng;
+}
+
+export interface LossResult {
+  /** The quantity minimised. */
+  total: tf.Scalar;
+  /** Named terms for logging (each a scalar, already in the units reported). */
+  terms: Record<string, tf.Scalar>;
+}
+
+/** Anything the trainer can optimise. */
+export interface Trainable {
+  readonly name: string;
+  readonly params: ParamSet;
+  loss(batch: Batch, step: number): LossResult;
+}
+
+/** A generative image model with a Gaussian image encoder and a Bernoulli decoder. */
+export interface ImageModel extends Trainable {
+  readonly config: ImageModelConfig;
+  readonly latentDim: number;
+  /** q(z|x) */
+  encodeImage(x: tf.Tensor2D): DiagGaussian;
+  /** Bernoulli logits of p(x|z). */
+  decode(z: tf.Tensor2D): tf.Tensor2D;
+  /** q(z|l) for label inputs [N, labelDim], where the model has a label encoder. */
+  encodeLabels?(y: tf.Tensor2D): DiagGaussian;
+}
+
+const positiveInt = z.number().int().positive();
+
+/** Options every image model shares; each model's schema extends it. */
+export const ImageModelConfigSchema = z
+  .object({
+    /** Pixels per image (784 for 28×28). */
+    inputDim: positiveInt,
+    /** Number of classes in the label vocabulary. */
+    numClasses: positiveInt,
+    /** Width of a label input (numClasses for one-hot labels). */
+    labelDim: positiveInt.optional(),
+    latent: z.number().int().min(1, 'latent must be at least 1').max(1024).default(10),
+    encoderHidden: z.array(positiveInt).default([512, 64]),
+    decoderHidden: z.array(positiveInt).default([64, 512]),
+  })
+  .strict();
+export type ImageModelConfig = z.infer<typeof ImageModelConfigSchema>;
+
+/** Mean Bernoulli NLL and friends are averaged over the batch; this keeps the pattern in one place. */
+export function batchMean(t: tf.Tensor1D): tf.Scalar {
+  return tf.mean(t) as tf.Scalar;
+}
+
+/** Splits an encoder output [B, 2K] into (mean, logVar). */
+export function splitMoments(h: tf.Tensor2D, k: number): [tf.Tensor2D, tf.Tensor2D] {
+  const [m, lv] = tf.split(h, [k, k], 1);
+  return [m as tf.Tensor2D, lv as tf.Tensor2D];
+}

@@ -1,0 +1,137 @@
+/**
+ * Model directories: `model.json` (name, config, vocabulary, provenance, weight manifest with a
+ * checksum) and `weights.bin` (float32 blob). Both are written atomically, weights first, so
+ * model.json never points at weights that are not complete; a mismatch is caught by the checksum.
+ */
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { ProbsemError } from '../core/errors.js';
+import { sha256, writeFileAtomicSync } from '../core/files.js';
+import type { TensorEntry } from '../nn/params.js';
+import type { Trainable } from './base.js';
+import { createModel, getModelEntry } from './registry.js';
+
+export const MODEL_FORMAT = 'probsem-model';
+export const MODEL_FORMAT_VERSION = 1;
+
+export interface ModelProvenance {
+  dataset?: { name: string; source: string; hash: string; height: number; width: number; trainCount: number };
+  training?: {
+    seed: number;
+    steps: number;
+    batchSize: number;
+    lr: number;
+    backend: string;
+    seconds: number;
+    finalTerms: Record<string, number>;
+  };
+  metrics?: Record<string, unknown>;
+}
+
+export interface ModelFile extends ModelProvenance {
+  format: typeof MODEL_FORMAT;
+  formatVersion: number;
+  model: string;
+  config: Record<string, unknown>;
+  /** Class names, in label-index order. */
+  classNames: string[];
+  /** How labels are fed to label encoders. */
+  labelEncoding: 'onehot';
+  library: { name: 'probsem'; version: string };
+  createdAt: string;
+  weights: { file: string; bytes: number; sha256: string; tensors: TensorEntry[] };
+}
+
+export interface LoadedModel<T extends Trainable = Trainable> {
+  model: T;
+  meta: ModelFile;
+  dir: string;
+}
+
+export const LIBRARY_VERSION = '0.1.0';
+
+export function saveModel(
+  dir: string,
+  model: Trainable & { config: object },
+  info: { classNames: string[] } & ModelProvenance,
+): ModelFile {
+  const { manifest, blob } = model.params.serialize();
+  const meta: ModelFile = {
+    format: MODEL_FORMAT,
+    formatVersion: MODEL_FORMAT_VERSION,
+    model: model.name,
+    config: { ...model.config },
+    classNames: info.classNames,
+    labelEncoding: 'onehot',
+    dataset: info.dataset,
+    training: info.training,
+    metrics: info.metrics,
+    library: { name: 'probsem', version: LIBRARY_VERSION },
+    createdAt: new Date().toISOString(),
+    weights: { file: 'weights.bin', bytes: blob.byteLength, sha256: sha256(blob), tensors: manifest },
+  };
+  mkdirSync(dir, { recursive: true });
+  writeFileAtomicSync(join(dir, 'weights.bin'), blob);
+  writeFileAtomicSync(join(dir, 'model.json'), JSON.stringify(meta, null, 2) + '\n');
+  return meta;
+}
+
+/** Rewrites model.json only (e.g. to record evaluation metrics), keeping the weights. */
+export function updateModelMeta(dir: string, meta: ModelFile): void {
+  writeFileAtomicSync(join(dir, 'model.json'), JSON.stringify(meta, null, 2) + '\n');
+}
+
+export function readModelMeta(dir: string): ModelFile {
+  const jsonPath = join(dir, 'model.json');
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) {
+    throw new ProbsemError(`model directory ${dir} does not exist`, 'NOT_FOUND');
+  }
+  if (!existsSync(jsonPath)) {
+    throw new ProbsemError(`${dir} is not a model directory: model.json is missing`, 'NOT_FOUND');
+  }
+  let meta: ModelFile;
+  try {
+    meta = JSON.parse(readFileSync(jsonPath, 'utf8')) as ModelFile;
+  } catch (e) {
+    throw new ProbsemError(`${jsonPath} is not valid JSON: ${(e as Error).message}`, 'MODEL_FORMAT');
+  }
+  if (meta === null || typeof meta !== 'object' || meta.format !== MODEL_FORMAT) {
+    throw new ProbsemError(`${jsonPath} is not a probsem model file (format field missing or wrong)`, 'MODEL_FORMAT');
+  }
+  if (meta.formatVersion !== MODEL_FORMAT_VERSION) {
+    throw new ProbsemError(
+      `${jsonPath} has format version ${meta.formatVersion}; this probsem reads version ${MODEL_FORMAT_VERSION}`,
+      'MODEL_FORMAT',
+    );
+  }
+  if (!meta.weights || !Array.isArray(meta.weights.tensors) || typeof meta.weights.sha256 !== 'string') {
+    throw new ProbsemError(`${jsonPath} lacks a valid weights manifest`, 'MODEL_FORMAT');
+  }
+  if (!Array.isArray(meta.classNames)) {
+    throw new ProbsemError(`${jsonPath} lacks classNames`, 'MODEL_FORMAT');
+  }
+  return meta;
+}
+
+export function loadModel<T extends Trainable = Trainable>(dir: string): LoadedModel<T> {
+  const meta = readModelMeta(dir);
+  getModelEntry(meta.model); // clear error for an unknown model name
+  if (typeof meta.weights.file !== 'string' || /[\\/]/.test(meta.weights.file)) {
+    throw new ProbsemError(`${dir}/model.json names an invalid weights file`, 'MODEL_FORMAT');
+  }
+  const weightsPath = join(dir, meta.weights.file);
+  if (!existsSync(weightsPath)) throw new ProbsemError(`${weightsPath} is missing`, 'NOT_FOUND');
+  const blob = new Uint8Array(readFileSync(weightsPath));
+  if (blob.byteLength !== meta.weights.bytes) {
+    throw new ProbsemError(
+      `${weightsPath} is ${blob.byteLength} bytes but model.json expects ${meta.weights.bytes} (truncated or replaced)`,
+      'MODEL_FORMAT',
+    );
+  }
+  if (sha256(blob) !== meta.weights.sha256) {
+    throw new ProbsemError(`${weightsPath} does not match the checksum in model.json (corrupted or tampered with)`, 'MODEL_FORMAT');
+  }
+  const model = createModel(meta.model, meta.config, 0) as T;
+  model.params.load(meta.weights.tensors, blob, weightsPath);
+  return { model, meta, dir };
+}

@@ -1,0 +1,116 @@
+/**
+ * Named trainable parameters and their binary (de)serialisation. Weights are stored as
+ * little-endian float32, concatenated in insertion order; the manifest names each one.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { ProbsemError } from '../core/errors.js';
+import { Rng } from '../core/random.js';
+
+export interface TensorEntry {
+  name: string;
+  shape: number[];
+  dtype: 'float32';
+  /** Offset in float32 elements into the blob. */
+  offset: number;
+  length: number;
+}
+
+export class ParamSet {
+  private readonly vars = new Map<string, tf.Variable>();
+
+  /** Glorot-uniform weights or zeros, drawn from `rng` so initialisation is seeded. */
+  add(name: string, shape: number[], init: 'glorot' | 'zeros', rng: Rng): tf.Variable {
+    if (this.vars.has(name)) throw new ProbsemError(`parameter ${name} defined twice`);
+    const size = shape.reduce((a, b) => a * b, 1);
+    const values = new Float32Array(size);
+    if (init === 'glorot') {
+      const fanIn = shape.length > 1 ? shape[0] : 1;
+      const fanOut = shape[shape.length - 1];
+      const lim = Math.sqrt(6 / (fanIn + fanOut));
+      rng.fillUniform(values, -lim, lim);
+    }
+    const v = tf.variable(tf.tensor(values, shape, 'float32'), true, `${name}_${uid()}`);
+    this.vars.set(name, v);
+    return v;
+  }
+
+  get(name: string): tf.Variable {
+    const v = this.vars.get(name);
+    if (!v) throw new ProbsemError(`no parameter named ${name}`);
+    return v;
+  }
+
+  names(): string[] {
+    return [...this.vars.keys()];
+  }
+
+  variables(): tf.Variable[] {
+    return [...this.vars.values()];
+  }
+
+  entries(): [string, tf.Variable][] {
+    return [...this.vars.entries()];
+  }
+
+  count(): number {
+    let n = 0;
+    for (const v of this.vars.values()) n += v.size;
+    return n;
+  }
+
+  /** All values as one float32 blob plus its manifest. */
+  serialize(): { manifest: TensorEntry[]; blob: Uint8Array } {
+    return serializeTensors(this.entries());
+  }
+
+  /** Overwrites every parameter from a blob; names and shapes must match exactly. */
+  load(manifest: TensorEntry[], blob: Uint8Array, source: string): void {
+    const byName = new Map(manifest.map((e) => [e.name, e]));
+    for (const [name, v] of this.vars) {
+      const e = byName.get(name);
+      if (!e) throw new ProbsemError(`${source}: parameter ${name} is missing`, 'MODEL_FORMAT');
+      if (e.shape.length !== v.shape.length || e.shape.some((d, i) => d !== v.shape[i])) {
+        throw new ProbsemError(
+          `${source}: parameter ${name} has shape [${e.shape}] but the model expects [${v.shape}]`,
+          'MODEL_FORMAT',
+        );
+      }
+      v.assign(tf.tensor(readEntry(e, blob, source), e.shape, 'float32'));
+    }
+    if (byName.size !== this.vars.size) {
+      const extra = [...byName.keys()].filter((n) => !this.vars.has(n));
+      throw new ProbsemError(`${source}: unexpected parameters ${extra.join(', ')}`, 'MODEL_FORMAT');
+    }
+  }
+
+  dispose(): void {
+    for (const v of this.vars.values()) v.dispose();
+    this.vars.clear();
+  }
+}
+
+let counter = 0;
+function uid(): number {
+  return counter++;
+}
+
+export function serializeTensors(list: [string, tf.Tensor][]): { manifest: TensorEntry[]; blob: Uint8Array } {
+  const manifest: TensorEntry[] = [];
+  let total = 0;
+  for (const [name, t] of list) {
+    manifest.push({ name, shape: [...t.shape], dtype: 'float32', offset: total, length: t.size });
+    total += t.size;
+  }
+  const all = new Float32Array(total);
+  list.forEach(([, t], i) => all.set(t.dataSync() as Float32Array, manifest[i].offset));
+  return { manifest, blob: new Uint8Array(all.buffer) };
+}
+
+export function readEntry(e: TensorEntry, blob: Uint8Array, source: string): Float32Array {
+  const size = e.shape.reduce((a, b) => a * b, 1);
+  if (e.dtype !== 'float32' || size !== e.length || e.offset < 0 || (e.offset + e.length) * 4 > blob.byteLength) {
+    throw new ProbsemError(`${source}: entry ${e.name} does not fit the weights file`, 'MODEL_FORMAT');
+  }
+  // Copy: the blob's byte offset need not be 4-aligned.
+  return new Float32Array(blob.slice(e.offset * 4, (e.offset + e.length) * 4).buffer);
+}

@@ -1,0 +1,85 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadDataset } from '../src/data/registry.js';
+import { imagesToFloat } from '../src/data/dataset.js';
+import { encodeGridPng } from '../src/data/png.js';
+import { writeFileSync } from 'node:fs';
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'probsem-cli-'));
+const cache = tmp();
+
+function cli(...args: string[]) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, PROBSEM_CACHE: cache },
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+test('bad options give a clear message, exit code 2 and no stack trace', () => {
+  const cases: [string[], RegExp][] = [
+    [['frobnicate'], /unknown command 'frobnicate'/],
+    [['train', '--model', 'nope'], /unknown model 'nope': choose one of vae, pse, pse-star/],
+    [['train', '--model', 'pse', '--latent', '0'], /--latent must be an integer in \[1, 1024\], got '0'/],
+    [['train', '--model', 'pse', '--lr', 'fast'], /--lr must be a number > 0/],
+    [['train', '--model', 'pse', '--bogus'], /Unknown option '--bogus'/],
+    [['train', '--model', 'pse', '--steps', '5', '--epochs', '1'], /either --steps or --epochs/],
+    [['train', '--model', 'pse', '--beta', '2'], /--beta applies to --model vae only/],
+    [['train', '--model', 'pse', '--backend', 'gpu9000'], /unknown backend 'gpu9000'/],
+    [['eval', '--run', '/nonexistent/run'], /model directory \/nonexistent\/run does not exist/],
+    [['eval'], /--run is required/],
+  ];
+  for (const [args, re] of cases) {
+    const r = cli(...args);
+    assert.equal(r.code, 2, `${args.join(' ')} → exit ${r.code}: ${r.err}`);
+    assert.match(r.err, re);
+    assert.doesNotMatch(r.err, /\n\s+at /, 'no stack trace');
+  }
+});
+
+test('train → eval --json → generate → annotate, end to end on the shipped subset', async () => {
+  const run = join(tmp(), 'run');
+  let r = cli('train', '--model', 'pse-star', '--dataset', 'fashion-mnist-subset', '--latent', '4', '--steps', '30', '--batch', '50', '--out', run, '--quiet');
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /saved pse-star \(latent 4\)/);
+  assert.ok(existsSync(join(run, 'model.json')) && existsSync(join(run, 'weights.bin')) && existsSync(join(run, 'train.jsonl')));
+
+  r = cli('eval', '--run', run, '--json', '--samples', '50', '--repeats', '2', '--judge-epochs', '1');
+  assert.equal(r.code, 0, r.err);
+  const m = JSON.parse(r.out.trim().split('\n').pop()!);
+  for (const k of ['reconstructionError', 'annotationAccuracy', 'generationAccuracy', 'judgeAccuracy']) {
+    assert.equal(typeof m[k], 'number', `${k} missing`);
+  }
+  for (const k of ['annotationAccuracy', 'generationAccuracy', 'judgeAccuracy']) assert.ok(m[k] >= 0 && m[k] <= 1, `${k} = ${m[k]}`);
+  assert.ok(m.judgeAccuracy > 0.6, `a one-epoch judge still classifies: ${m.judgeAccuracy}`);
+  assert.ok(m.reconstructionError > 0);
+  const saved = JSON.parse(readFileSync(join(run, 'model.json'), 'utf8'));
+  assert.equal(saved.metrics.annotationAccuracy, m.annotationAccuracy, 'metrics recorded in model.json');
+
+  const grid = join(tmp(), 'grid.png');
+  r = cli('generate', '--run', run, '--label', 'sneaker', '--n', '6', '--out', grid);
+  assert.equal(r.code, 0, r.err);
+  assert.deepEqual([...readFileSync(grid).subarray(1, 4)].map((c) => String.fromCharCode(c)).join(''), 'PNG');
+
+  r = cli('generate', '--run', run, '--label', 'spaceship', '--out', grid);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /label 'spaceship' is not in the model's vocabulary: T-shirt\/top, Trouser/);
+
+  const ds = await loadDataset('fashion-mnist-subset');
+  const png = join(tmp(), 'item.png');
+  writeFileSync(png, encodeGridPng(imagesToFloat(ds.test, [0], 784), 1, { cols: 1, height: 28, width: 28, pad: 0, scale: 1 }));
+  r = cli('annotate', '--run', run, png, '--json');
+  assert.equal(r.code, 0, r.err);
+  const a = JSON.parse(r.out);
+  assert.equal(a.labels.length, 5);
+  const total = a.labels.reduce((s: number, l: { probability: number }) => s + l.probability, 0);
+  assert.ok(total > 0 && total <= 1.0001);
+
+  r = cli('annotate', '--run', run, join(tmp(), 'missing.png'));
+  assert.equal(r.code, 2);
+  assert.match(r.err, /missing\.png not found/);
+});

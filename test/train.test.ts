@@ -154,3 +154,25 @@ test('a short real PSE* run on the shipped subset learns to annotate (≥ 70%, c
   assert.ok(acc >= 0.7, `annotation accuracy ${acc}`);
   assert.ok(recon < 300, `reconstruction error ${recon}`);
 });
+
+test('data-parallel training (2 replicas) is deterministic, resumable, and matches single-thread training closely', async () => {
+  const cfg = configs['pse-star'];
+  const run = async (workers: number, extra: object = {}, seed = 11) => {
+    const m = createModel('pse-star', cfg, seed);
+    const r = await train(m, ds.train, SHAPE, { steps: 12, batchSize: 40, lr: 1e-3, seed, workers, ...extra });
+    return { w: weights(m), r };
+  };
+  const a = await run(2);
+  const b = await run(2);
+  assert.deepEqual(b.w, a.w, 'same seed and worker count → identical weights');
+  const single = await run(1);
+  const rel = Math.abs(a.r.finalTerms.loss - single.r.finalTerms.loss) / single.r.finalTerms.loss;
+  assert.ok(rel < 0.02, `loss with 2 replicas ${a.r.finalTerms.loss} vs 1 replica ${single.r.finalTerms.loss}`);
+
+  const dir = tmp();
+  const first = createModel('pse-star', cfg, 11);
+  await train(first, ds.train, SHAPE, { steps: 12, batchSize: 40, lr: 1e-3, seed: 11, workers: 2, outDir: dir, stopAfter: 5 });
+  const resumed = createModel('pse-star', cfg, 11);
+  await train(resumed, ds.train, SHAPE, { steps: 12, batchSize: 40, lr: 1e-3, seed: 11, workers: 2, outDir: dir, resume: true });
+  assert.deepEqual(weights(resumed), a.w, 'resumed data-parallel run equals the uninterrupted one');
+});

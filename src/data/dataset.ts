@@ -125,3 +125,13 @@ export class Batcher {
     return this.perm.subarray(start, start + this.batchSize);
   }
 }
+
+/** Mean grey value per pixel over a split. */
+export function meanImage(split: Split, pixels: number): Float32Array {
+  const sum = new Float64Array(pixels);
+  for (let i = 0; i < split.count; i++) {
+    const base = i * pixels;
+    for (let p = 0; p < pixels; p++) sum[p] += split.images[base + p];
+  }
+  return Float32Array.from(sum, (v) => v / (255 * Math.max(1, split.count)));
+}

@@ -50,7 +50,7 @@ export async function getJudge(ds: Dataset, opts: JudgeOptions = {}): Promise<Ju
   const batchSize = 100;
   const steps = epochs * Math.floor(ds.train.count / batchSize);
   opts.onNotice?.(`training the judge classifier for ${ds.name} (${epochs} epochs, saved to ${dir} for reuse)`);
-  const config = { inputDim: pixels, numClasses: ds.classNames.length };
+  const config = { inputDim: pixels, numClasses: ds.classNames.length, height: ds.height };
   const clf = createModel('classifier', config, seed) as Classifier;
   const r = await train(clf, ds.train, { pixels, numClasses: ds.classNames.length }, {
     steps,

@@ -30,16 +30,17 @@ function forBatches(split: Split, pixels: number, fn: (x: tf.Tensor2D, idx: Int3
 }
 
 /**
- * Mean Bernoulli negative log-likelihood of the images (nats, summed over pixels), with z drawn
- * once from q(z|x) per image: the reconstruction term of the ELBO, as the PSE paper reports it.
+ * Mean Bernoulli negative log-likelihood of the images (nats, summed over pixels). `sample`: z
+ * drawn once from q(z|x) per image (the ELBO's reconstruction term); `mean`: z = the posterior
+ * mean (the deterministic reconstruction a user sees).
  */
-export function reconstructionError(model: ImageModel, split: Split, pixels: number, seed = 0): number {
+export function reconstructionError(model: ImageModel, split: Split, pixels: number, seed = 0, mode: 'sample' | 'mean' = 'sample'): number {
   const rng = Rng.for(seed, 'eval-recon');
   let total = 0;
   forBatches(split, pixels, (x) => {
     total += tf.tidy(() => {
       const q = model.encodeImage(x);
-      const zs = q.sample(normalTensor(rng, [x.shape[0], model.latentDim]) as tf.Tensor2D);
+      const zs = mode === 'mean' ? q.mean : q.sample(normalTensor(rng, [x.shape[0], model.latentDim]) as tf.Tensor2D);
       return tf.sum(bernoulliLogLikelihood(model.decode(zs), x)).dataSync()[0];
     });
   });

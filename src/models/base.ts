@@ -31,6 +31,14 @@ export interface Trainable {
   readonly name: string;
   readonly params: ParamSet;
   loss(batch: Batch, step: number): LossResult;
+  /** Optional data-dependent initialisation before the first step (not on resume). */
+  initFromData?(stats: DataStats): void;
+}
+
+/** Training-set statistics a model may use to initialise itself. */
+export interface DataStats {
+  /** Mean grey value of every pixel over the training images. */
+  meanImage: Float32Array;
 }
 
 /** A generative image model with a Gaussian image encoder and a Bernoulli decoder. */

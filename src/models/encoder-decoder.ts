@@ -10,7 +10,7 @@ import { kl } from '../distributions/kl.js';
 import { bernoulliLogLikelihood } from '../distributions/bernoulli.js';
 import { Mlp } from '../nn/mlp.js';
 import { ParamSet } from '../nn/params.js';
-import { type Batch, type ImageModel, type ImageModelConfig, type LossResult, batchMean, splitMoments } from './base.js';
+import { type Batch, type DataStats, type ImageModel, type ImageModelConfig, type LossResult, batchMean, splitMoments } from './base.js';
 
 export interface ElboParts {
   /** Mean Bernoulli NLL of the batch (nats per image). */
@@ -37,6 +37,22 @@ export abstract class EncoderDecoderModel<C extends ImageModelConfig> implements
     this.latentDim = k;
     this.encoder = new Mlp(this.params, 'encoder', [config.inputDim, ...config.encoderHidden, 2 * k], rng);
     this.decoder = new Mlp(this.params, 'decoder', [k, ...config.decoderHidden, config.inputDim], rng);
+  }
+
+  /**
+   * Sets the decoder's output bias to the logit of the mean training image, so the decoder starts
+   * from the average image instead of grey and spends its first steps on structure.
+   */
+  initFromData(stats: DataStats): void {
+    const b = this.decoder.outputBias();
+    if (b.size !== stats.meanImage.length) return;
+    const logits = stats.meanImage.map((p) => {
+      const q = Math.min(1 - 1e-3, Math.max(1e-3, p));
+      return Math.log(q / (1 - q));
+    });
+    const t = tf.tensor1d(logits);
+    b.assign(t);
+    t.dispose();
   }
 
   encodeImage(x: tf.Tensor2D): DiagGaussian {

@@ -13,6 +13,12 @@ import { EncoderDecoderModel } from './encoder-decoder.js';
 export const PseConfigSchema = ImageModelConfigSchema.extend({
   /** Hidden layers of the label encoder; the paper uses none (one dense layer). */
   labelHidden: z.array(z.number().int().positive()).default([]),
+  /**
+   * Learning-rate multiplier for the label encoder. With one-hot inputs it is a lookup table whose
+   * rows each see a tenth of the data and, under Adam, move at most ~lr per step, so they lag
+   * behind the image encoder.
+   */
+  labelLrScale: z.number().positive().default(10),
 }).strict();
 export type PseConfig = z.infer<typeof PseConfigSchema>;
 
@@ -24,6 +30,7 @@ export class Pse<C extends PseConfig = PseConfig> extends EncoderDecoderModel<C>
     super(config, rng);
     const labelDim = config.labelDim ?? config.numClasses;
     this.labelEncoder = new Mlp(this.params, 'labelEncoder', [labelDim, ...config.labelHidden, 2 * config.latent], rng);
+    this.params.setLrScale('labelEncoder.', config.labelLrScale);
   }
 
   encodeLabels(y: tf.Tensor2D): DiagGaussian {

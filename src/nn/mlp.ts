@@ -27,6 +27,11 @@ export class Mlp {
     }
   }
 
+  /** The last layer's bias variable. */
+  outputBias(): tf.Variable {
+    return this.layers[this.layers.length - 1].b;
+  }
+
   /** `inputGrad: false` skips the gradient with respect to x (first layer on data). */
   apply(x: tf.Tensor2D, inputGrad = true): tf.Tensor2D {
     let h = x;

@@ -17,6 +17,16 @@ export interface TensorEntry {
 
 export class ParamSet {
   private readonly vars = new Map<string, tf.Variable>();
+  private readonly lrScales = new Map<string, number>();
+
+  /** Multiplies the learning rate of every parameter whose name starts with `prefix`. */
+  setLrScale(prefix: string, scale: number): void {
+    for (const name of this.vars.keys()) if (name.startsWith(prefix)) this.lrScales.set(name, scale);
+  }
+
+  lrScale(name: string): number {
+    return this.lrScales.get(name) ?? 1;
+  }
 
   /** Glorot-uniform weights or zeros, drawn from `rng` so initialisation is seeded. */
   add(name: string, shape: number[], init: 'glorot' | 'zeros', rng: Rng): tf.Variable {

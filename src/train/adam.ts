@@ -25,6 +25,8 @@ export class Adam {
   constructor(
     private readonly vars: [string, tf.Variable][],
     readonly opts: AdamOptions,
+    /** Per-parameter learning-rate multipliers (default 1). */
+    private readonly lrScale: (name: string) => number = () => 1,
   ) {
     this.beta1 = opts.beta1 ?? 0.9;
     this.beta2 = opts.beta2 ?? 0.999;
@@ -45,13 +47,14 @@ export class Adam {
     for (const [name, p] of this.vars) {
       const g = grads.get(name);
       if (!g) continue;
+      const lrStep = stepSize * this.lrScale(name);
       const mOld = this.m.get(name)!;
       const vOld = this.v.get(name)!;
       const [mNew, vNew] = tf.tidy(() => {
         const mN = tf.add(tf.mul(mOld, this.beta1), tf.mul(g, 1 - this.beta1));
         const vN = tf.add(tf.mul(vOld, this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
         const denom = tf.add(tf.div(tf.sqrt(vN), sqrtBc2), this.eps);
-        p.assign(tf.sub(p, tf.mul(tf.div(mN, denom), stepSize)));
+        p.assign(tf.sub(p, tf.mul(tf.div(mN, denom), lrStep)));
         return [mN, vN];
       });
       mOld.dispose();

@@ -8,10 +8,11 @@ import { join } from 'node:path';
 import { ProbsemError } from '../core/errors.js';
 import { ensureDir } from '../core/files.js';
 import { Rng } from '../core/random.js';
-import { Batcher, imagesToFloat, oneHot, type Split } from '../data/dataset.js';
-import type { Trainable } from '../models/base.js';
+import { Batcher, imagesToFloat, meanImage, oneHot, type Split } from '../data/dataset.js';
+import type { Batch, Trainable } from '../models/base.js';
 import { Adam } from './adam.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import { ParallelStepper, type RawBatch } from './parallel.js';
 
 export interface TrainProgress {
   step: number;
@@ -40,6 +41,21 @@ export interface TrainOptions {
   config?: unknown;
   /** Stop early after this step (for tests of resume); the run stays resumable. */
   stopAfter?: number;
+  /**
+   * Data-parallel replicas (1 = single thread, the default). With N > 1 each step's batch is split
+   * over the main thread and N−1 worker threads; results are reproducible for a given N.
+   */
+  workers?: number;
+}
+
+/** What the loop needs from a step implementation (single-threaded or data-parallel). */
+export interface StepEngine {
+  stepRaw(batch: RawBatch, step: number): Record<string, number>;
+  optimizerState(): { t: number; manifest: import('../nn/params.js').TensorEntry[]; blob: Uint8Array };
+  loadOptimizerState(t: number, manifest: import('../nn/params.js').TensorEntry[], blob: Uint8Array, source: string): void;
+  /** Re-reads the model's variables (after a checkpoint was loaded into them). */
+  syncFromModel(): void;
+  dispose(): void | Promise<void>;
 }
 
 export interface TrainResult {
@@ -52,14 +68,92 @@ export interface TrainResult {
 export const CHECKPOINT_FILE = 'checkpoint.bin';
 export const LOG_FILE = 'train.jsonl';
 
-/** Builds the batch tensors for a set of example indices. */
-export function makeBatch(split: Split, idx: Int32Array, pixels: number, numClasses: number, labelInputs?: TrainOptions['labelInputs']) {
+/** Builds a batch (plain arrays) for a set of example indices. */
+export function makeRawBatch(split: Split, idx: Int32Array, pixels: number, numClasses: number, labelInputs?: TrainOptions['labelInputs']): RawBatch {
   const labels = new Int32Array(idx.length);
   for (let i = 0; i < idx.length; i++) labels[i] = split.labels[idx[i]];
-  const x = tf.tensor2d(imagesToFloat(split, idx, pixels), [idx.length, pixels]);
   const li = labelInputs ? labelInputs(labels) : { data: oneHot(labels, numClasses), width: numClasses };
-  const y = tf.tensor2d(li.data, [idx.length, li.width]);
-  return { x, y, labels };
+  return { x: imagesToFloat(split, idx, pixels), y: li.data, labels, rows: idx.length, pixels, labelDim: li.width };
+}
+
+/**
+ * One optimisation step: loss, gradients, non-finite guard, Adam update. Separate from the loop
+ * so benchmarks time exactly what training does.
+ */
+export class Stepper implements StepEngine {
+  readonly adam: Adam;
+  private readonly byVarName: Map<string, string>;
+
+  constructor(
+    readonly model: Trainable,
+    lr: number,
+    readonly seed = 0,
+  ) {
+    const vars = model.params.entries();
+    this.byVarName = new Map(vars.map(([n, v]) => [v.name, n]));
+    this.adam = new Adam(vars, { lr }, (name) => model.params.lrScale(name));
+  }
+
+  /** Runs one step and returns the loss terms; throws (without updating) on a non-finite loss. */
+  step(batch: Batch, step: number): Record<string, number> {
+    let termTensors: Record<string, tf.Scalar> = {};
+    const { value, grads } = tf.variableGrads(() => {
+      const r = this.model.loss(batch, step);
+      termTensors = Object.fromEntries(Object.entries(r.terms).map(([k, t]) => [k, tf.keep(t)]));
+      return r.total;
+    });
+    try {
+      const total = value.dataSync()[0];
+      const terms: Record<string, number> = { loss: total };
+      for (const [k, t] of Object.entries(termTensors)) terms[k] = t.dataSync()[0];
+      if (!Number.isFinite(total)) {
+        const bad = Object.entries(terms).filter(([, v]) => !Number.isFinite(v)).map(([k]) => k);
+        throw new ProbsemError(`non-finite loss at step ${step + 1} (terms: ${bad.join(', ')}); the last checkpoint is kept`, 'NAN');
+      }
+      const gradMap = new Map<string, tf.Tensor>();
+      for (const [vn, g] of Object.entries(grads)) gradMap.set(this.byVarName.get(vn) ?? vn, g);
+      this.adam.apply(gradMap);
+      return terms;
+    } finally {
+      tf.dispose([value, ...Object.values(grads), ...Object.values(termTensors)]);
+    }
+  }
+
+  stepRaw(b: RawBatch, step: number): Record<string, number> {
+    const x = tf.tensor2d(b.x, [b.rows, b.pixels]);
+    const y = tf.tensor2d(b.y, [b.rows, b.labelDim]);
+    try {
+      return this.step({ x, y, labels: b.labels, rng: Rng.for(this.seed, 'step', step) }, step);
+    } finally {
+      tf.dispose([x, y]);
+    }
+  }
+
+  optimizerState() {
+    return this.adam.serialize();
+  }
+
+  loadOptimizerState(t: number, manifest: import('../nn/params.js').TensorEntry[], blob: Uint8Array, source: string): void {
+    this.adam.load(t, manifest, blob, source);
+  }
+
+  syncFromModel(): void {}
+
+  dispose(): void {
+    this.adam.dispose();
+  }
+}
+
+/** Names of a model's loss terms, from one tiny forward pass. */
+function termNamesOf(model: Trainable, b: RawBatch): string[] {
+  return tf.tidy(() => {
+    const rows = Math.min(2, b.rows);
+    const r = model.loss(
+      { x: tf.tensor2d(b.x.subarray(0, rows * b.pixels), [rows, b.pixels]), y: tf.tensor2d(b.y.subarray(0, rows * b.labelDim), [rows, b.labelDim]), labels: b.labels.subarray(0, rows), rng: new Rng(0) },
+      0,
+    );
+    return ['loss', ...Object.keys(r.terms)];
+  });
 }
 
 export async function train(
@@ -73,9 +167,58 @@ export async function train(
   }
   if (!(opts.lr > 0) || !Number.isFinite(opts.lr)) throw new ProbsemError(`learning rate must be > 0, got ${opts.lr}`, 'BAD_OPTION');
   const batcher = new Batcher(split.count, opts.batchSize, opts.seed);
-  const vars = model.params.entries();
-  const byVarName = new Map(vars.map(([n, v]) => [v.name, n]));
-  const adam = new Adam(vars, { lr: opts.lr });
+  const replicas = opts.workers ?? 1;
+  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 64) {
+    throw new ProbsemError(`workers must be an integer in [1, 64], got ${opts.workers}`, 'BAD_OPTION');
+  }
+  const probe = makeRawBatch(split, batcher.indices(0), shape.pixels, shape.numClasses, opts.labelInputs);
+  const engine = await createStepEngine(model, { lr: opts.lr, seed: opts.seed, replicas, batchSize: opts.batchSize, probe });
+  try {
+    return await runLoop(model, split, shape, opts, batcher, engine);
+  } finally {
+    await engine.dispose();
+  }
+}
+
+/**
+ * The step implementation for `replicas` (1: this thread; more: data-parallel workers). `probe`
+ * is any batch of the right shapes.
+ */
+export async function createStepEngine(
+  model: Trainable,
+  o: { lr: number; seed: number; replicas: number; batchSize: number; probe: RawBatch },
+): Promise<StepEngine> {
+  if (o.replicas === 1) return new Stepper(model, o.lr, o.seed);
+  const p = await ParallelStepper.create(model as Trainable & { config?: unknown }, {
+    replicas: o.replicas,
+    lr: o.lr,
+    seed: o.seed,
+    pixels: o.probe.pixels,
+    labelDim: o.probe.labelDim,
+    maxRows: Math.ceil(o.batchSize / o.replicas) + 1,
+    termNames: termNamesOf(model, o.probe),
+  });
+  return adaptParallel(p);
+}
+
+function adaptParallel(p: ParallelStepper): StepEngine {
+  return {
+    stepRaw: (b, step) => p.step(b, step),
+    optimizerState: () => p.adam.serialize(),
+    loadOptimizerState: (t, m, blob, src) => p.adam.load(t, m, blob, src),
+    syncFromModel: () => p.syncFromModel(),
+    dispose: () => p.dispose(),
+  };
+}
+
+async function runLoop(
+  model: Trainable,
+  split: Split,
+  shape: { pixels: number; numClasses: number },
+  opts: TrainOptions,
+  batcher: Batcher,
+  engine: StepEngine,
+): Promise<TrainResult> {
   const logEvery = Math.max(1, opts.logEvery ?? 50);
   const ckptPath = opts.outDir ? join(opts.outDir, CHECKPOINT_FILE) : null;
   const logPath = opts.outDir ? join(opts.outDir, LOG_FILE) : null;
@@ -96,17 +239,20 @@ export async function train(
       );
     }
     model.params.load(h.params, ck.params, ckptPath);
-    adam.load(h.optimizer.t, h.optimizer.tensors, ck.optimizer, ckptPath);
+    engine.syncFromModel();
+    engine.loadOptimizerState(h.optimizer.t, h.optimizer.tensors, ck.optimizer, ckptPath);
     start = h.step;
     if (logPath) truncateLog(logPath, start);
-  } else if (logPath) {
-    writeFileSync(logPath, '');
+  } else {
+    model.initFromData?.({ meanImage: meanImage(split, shape.pixels) });
+    engine.syncFromModel();
+    if (logPath) writeFileSync(logPath, '');
   }
 
   const saveCheckpoint = (step: number) => {
     if (!ckptPath) return;
     const p = model.params.serialize();
-    const o = adam.serialize();
+    const o = engine.optimizerState();
     writeCheckpoint(
       ckptPath,
       {
@@ -134,29 +280,7 @@ export async function train(
 
   for (let step = start; step < end; step++) {
     const idx = batcher.indices(step);
-    const { x, y, labels } = makeBatch(split, idx, shape.pixels, shape.numClasses, opts.labelInputs);
-    const rng = Rng.for(opts.seed, 'step', step);
-    let termTensors: Record<string, tf.Scalar> = {};
-    const { value, grads } = tf.variableGrads(() => {
-      const r = model.loss({ x, y, labels, rng }, step);
-      termTensors = Object.fromEntries(Object.entries(r.terms).map(([k, t]) => [k, tf.keep(t)]));
-      return r.total;
-    });
-    const gradMap = new Map<string, tf.Tensor>();
-    for (const [vn, g] of Object.entries(grads)) gradMap.set(byVarName.get(vn) ?? vn, g);
-    const total = value.dataSync()[0];
-    const terms: Record<string, number> = { loss: total };
-    for (const [k, t] of Object.entries(termTensors)) terms[k] = t.dataSync()[0];
-    if (!Number.isFinite(total)) {
-      const bad = Object.entries(terms).filter(([, v]) => !Number.isFinite(v)).map(([k]) => k);
-      tf.dispose([x, y, value, ...Object.values(grads), ...Object.values(termTensors)]);
-      throw new ProbsemError(
-        `non-finite loss at step ${step + 1} (terms: ${bad.join(', ')}); the last checkpoint is kept`,
-        'NAN',
-      );
-    }
-    adam.apply(gradMap);
-    tf.dispose([x, y, value, ...Object.values(grads), ...Object.values(termTensors)]);
+    const terms = engine.stepRaw(makeRawBatch(split, idx, shape.pixels, shape.numClasses, opts.labelInputs), step);
 
     for (const [k, v] of Object.entries(terms)) sums[k] = (sums[k] ?? 0) + v;
     inWindow++;
@@ -175,7 +299,6 @@ export async function train(
     if (every > 0 && done % every === 0 && done !== end) saveCheckpoint(done);
   }
   saveCheckpoint(end);
-  adam.dispose();
   return { steps: end, startStep: start, seconds: (performance.now() - t0) / 1000, finalTerms: lastTerms };
 }
 

@@ -18,10 +18,13 @@ export const trainCommand: Command = {
   --batch N            minibatch size (default 100)
   --lr X               Adam learning rate (default 0.001)
   --beta X             KL weight for vae (β-VAE; default 1)
+  --label-lr-scale X   learning-rate multiplier of the label encoder (pse, pse-star; default 10)
+  --classifier-weight X  weight of PSE*'s classification term (default 10)
   --seed N             random seed (default 0)
   --out DIR            run directory (default runs/<model>-<latent>d-s<seed>)
   --checkpoint-every N checkpoint interval in steps (default 500; always at the end)
   --resume             continue the run in --out from its checkpoint
+  --workers N          data-parallel replicas over worker threads (default 1; 2 uses both cores)
   --quiet              no progress bar`,
   async run(argv) {
     const { values: v } = parse(argv, {
@@ -34,10 +37,13 @@ export const trainCommand: Command = {
       batch: { type: 'string' },
       lr: { type: 'string' },
       beta: { type: 'string' },
+      'label-lr-scale': { type: 'string' },
+      'classifier-weight': { type: 'string' },
       seed: { type: 'string' },
       out: { type: 'string' },
       'checkpoint-every': { type: 'string' },
       resume: { type: 'boolean' },
+      workers: { type: 'string' },
       quiet: { type: 'boolean' },
     });
     const model = strOption(v.model, 'model');
@@ -53,6 +59,14 @@ export const trainCommand: Command = {
     if (v.beta !== undefined) {
       if (model !== 'vae') throw new ProbsemError('--beta applies to --model vae only', 'BAD_OPTION');
       modelOptions.beta = numOption(v.beta, 'beta', 1, 0, Infinity, true);
+    }
+    if (v['label-lr-scale'] !== undefined) {
+      if (model === 'vae') throw new ProbsemError('--label-lr-scale applies to pse and pse-star', 'BAD_OPTION');
+      modelOptions.labelLrScale = numOption(v['label-lr-scale'], 'label-lr-scale', 10, 0, Infinity, true);
+    }
+    if (v['classifier-weight'] !== undefined) {
+      if (model !== 'pse-star') throw new ProbsemError('--classifier-weight applies to pse-star only', 'BAD_OPTION');
+      modelOptions.classifierWeight = numOption(v['classifier-weight'], 'classifier-weight', 10, 0);
     }
     const out = strOption(v.out, 'out', `runs/${model}-${latent}d-s${seed}`);
     const steps = v.epochs === undefined ? intOption(v.steps, 'steps', 2000) : undefined;
@@ -70,6 +84,7 @@ export const trainCommand: Command = {
       out,
       checkpointEvery: intOption(v['checkpoint-every'], 'checkpoint-every', 500, 0),
       resume: Boolean(v.resume),
+      workers: intOption(v.workers, 'workers', 1, 1, 64),
       modelOptions,
       onNotice: (m) => process.stderr.write(`note: ${m}\n`),
       onProgress: (p) => {

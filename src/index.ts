@@ -1,0 +1,21 @@
+/** probsem's library entry point. */
+export { initBackend, currentBackend } from './core/backend.js';
+export { ProbsemError, DataFormatError } from './core/errors.js';
+export { Rng, deriveSeed } from './core/random.js';
+export * from './core/linalg.js';
+export * from './distributions/index.js';
+export * from './data/dataset.js';
+export { loadDataset, loadIdxDirectory, DATASET_NAMES } from './data/registry.js';
+export { readIdxFile, parseIdx, writeIdxFile, encodeIdx } from './data/idx.js';
+export { encodeGridPng, decodePngToGrey } from './data/png.js';
+export type { Batch, ImageModel, Trainable, LossResult } from './models/base.js';
+export { createModel, modelNames, registerModel } from './models/registry.js';
+export { Vae, VaeConfigSchema } from './models/vae.js';
+export { Pse, PseConfigSchema } from './models/pse.js';
+export { PseStar, PseStarConfigSchema } from './models/pse-star.js';
+export { Classifier } from './models/classifier.js';
+export { saveModel, loadModel, readModelMeta } from './models/persist.js';
+export { train, type TrainOptions, type TrainProgress } from './train/trainer.js';
+export * from './eval/metrics.js';
+export { getJudge } from './eval/judge.js';
+export * from './runs/runs.js';

@@ -1,0 +1,81 @@
+/**
+ * Adam over one flat float32 parameter vector, in plain JavaScript. Used by data-parallel
+ * training, where parameters live in shared memory; its state serialises exactly like `Adam`'s,
+ * so checkpoints move between the two.
+ */
+import { ProbsemError } from '../core/errors.js';
+import { readEntry, type TensorEntry } from '../nn/params.js';
+
+export interface Segment {
+  name: string;
+  shape: number[];
+  offset: number;
+  length: number;
+}
+
+export class FlatAdam {
+  t = 0;
+  readonly m: Float32Array;
+  readonly v: Float32Array;
+  private readonly beta1 = 0.9;
+  private readonly beta2 = 0.999;
+  private readonly eps = 1e-8;
+
+  constructor(
+    readonly layout: Segment[],
+    readonly lr: number,
+    private readonly lrScale: (name: string) => number = () => 1,
+  ) {
+    const n = layout.reduce((s, g) => s + g.length, 0);
+    this.m = new Float32Array(n);
+    this.v = new Float32Array(n);
+  }
+
+  apply(params: Float32Array, grad: Float32Array): void {
+    this.t += 1;
+    const { beta1: b1, beta2: b2, eps } = this;
+    const bc1 = 1 - b1 ** this.t;
+    const sqrtBc2 = Math.sqrt(1 - b2 ** this.t);
+    const m = this.m;
+    const v = this.v;
+    for (const seg of this.layout) {
+      const step = (this.lr / bc1) * this.lrScale(seg.name);
+      const end = seg.offset + seg.length;
+      for (let i = seg.offset; i < end; i++) {
+        const g = grad[i];
+        const mi = b1 * m[i] + (1 - b1) * g;
+        const vi = b2 * v[i] + (1 - b2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        params[i] -= (step * mi) / (Math.sqrt(vi) / sqrtBc2 + eps);
+      }
+    }
+  }
+
+  serialize(): { t: number; manifest: TensorEntry[]; blob: Uint8Array } {
+    const manifest: TensorEntry[] = [];
+    const total = this.m.length * 2;
+    const out = new Float32Array(total);
+    let off = 0;
+    for (const seg of this.layout) {
+      for (const [key, src] of [[`m:${seg.name}`, this.m], [`v:${seg.name}`, this.v]] as const) {
+        out.set(src.subarray(seg.offset, seg.offset + seg.length), off);
+        manifest.push({ name: key, shape: seg.shape, dtype: 'float32', offset: off, length: seg.length });
+        off += seg.length;
+      }
+    }
+    return { t: this.t, manifest, blob: new Uint8Array(out.buffer) };
+  }
+
+  load(t: number, manifest: TensorEntry[], blob: Uint8Array, source: string): void {
+    const byName = new Map(manifest.map((e) => [e.name, e]));
+    for (const seg of this.layout) {
+      for (const [key, dst] of [[`m:${seg.name}`, this.m], [`v:${seg.name}`, this.v]] as const) {
+        const e = byName.get(key);
+        if (!e || e.length !== seg.length) throw new ProbsemError(`${source}: optimizer state ${key} missing or wrong size`, 'MODEL_FORMAT');
+        dst.set(readEntry(e, blob, source), seg.offset);
+      }
+    }
+    this.t = t;
+  }
+}

@@ -95,7 +95,7 @@ test('resume refuses a checkpoint made with other settings', async () => {
   await train(m, ds.train, SHAPE, { steps: 2, batchSize: 10, lr: 1e-3, seed: 1, outDir: dir });
   await assert.rejects(
     train(createModel('pse', configs.pse, 1), ds.train, SHAPE, { steps: 4, batchSize: 20, lr: 1e-3, seed: 1, outDir: dir, resume: true }),
-    /cannot resume: checkpoint was made .* batch 10/,
+    /cannot resume: checkpoint was made .* batch 10, lr 0.001, 1 worker/,
   );
 });
 
@@ -175,4 +175,14 @@ test('data-parallel training (2 replicas) is deterministic, resumable, and match
   const resumed = createModel('pse-star', cfg, 11);
   await train(resumed, ds.train, SHAPE, { steps: 12, batchSize: 40, lr: 1e-3, seed: 11, workers: 2, outDir: dir, resume: true });
   assert.deepEqual(weights(resumed), a.w, 'resumed data-parallel run equals the uninterrupted one');
+});
+
+test('training does not leak tensors: live tensor count is flat across steps', async () => {
+  const m = createModel('pse-star', configs['pse-star'], 1);
+  const before = tf.memory().numTensors;
+  await train(m, ds.train, SHAPE, { steps: 3, batchSize: 20, lr: 1e-3, seed: 1 });
+  const afterShort = tf.memory().numTensors;
+  await train(m, ds.train, SHAPE, { steps: 30, batchSize: 20, lr: 1e-3, seed: 1 });
+  assert.equal(tf.memory().numTensors, afterShort, 'a 30-step run leaves as many tensors as a 3-step run');
+  assert.equal(afterShort, before, 'training leaves no tensors behind');
 });

@@ -45,7 +45,7 @@ export async function getJudge(ds: Dataset, opts: JudgeOptions = {}): Promise<Ju
     return { classifier: model, testAccuracy: Number(meta.metrics?.testAccuracy), dir };
   }
   const pixels = pixelsOf(ds);
-  const epochs = opts.epochs ?? 12;
+  const epochs = opts.epochs ?? 8;
   const seed = opts.seed ?? 0;
   const batchSize = 100;
   const steps = epochs * Math.floor(ds.train.count / batchSize);

@@ -100,7 +100,7 @@ export function generationAccuracy(
   model: ImageModel,
   judge: Classifier,
   labelInputs: tf.Tensor2D,
-  opts: { samplesPerLabel: number; repeats: number; seed: number },
+  opts: { samplesPerLabel: number; repeats: number; seed: number; onProgress?: (done: number, total: number) => void },
 ): GenerationResult {
   if (!model.encodeLabels) throw new Error(`${model.name} cannot generate from labels`);
   const numClasses = labelInputs.shape[0];
@@ -124,6 +124,7 @@ export function generationAccuracy(
       }
       correct += labelCorrect;
       perLabel[c] += labelCorrect / opts.samplesPerLabel / opts.repeats;
+      opts.onProgress?.(r * numClasses + c + 1, opts.repeats * numClasses);
     }
     accs.push(correct / (numClasses * opts.samplesPerLabel));
   }

@@ -1,9 +1,12 @@
 /**
- * An MLP image classifier. probsem trains one per dataset as the "judge" of generation accuracy:
- * it decides whether an image generated for a label shows that label.
+ * Image classifiers. probsem trains one per dataset as the "judge" of generation accuracy: it
+ * decides whether an image generated for a label shows that label. The default is a small CNN
+ * (one 5×5 convolution, 2×2 max-pool, a dense layer): its first layer is an im2col product, so it
+ * needs no convolution gradient kernel (tfjs-backend-wasm has none for filters).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
+import { denseConstInput } from '../core/ops.js';
 import { Rng } from '../core/random.js';
 import { Mlp } from '../nn/mlp.js';
 import { ParamSet } from '../nn/params.js';
@@ -13,13 +16,18 @@ export const ClassifierConfigSchema = z
   .object({
     inputDim: z.number().int().positive(),
     numClasses: z.number().int().positive(),
-    hidden: z.array(z.number().int().positive()).default([1024, 512]),
-    /** Dropout rate on the input and hidden layers during training. */
-    dropout: z.number().min(0).max(0.9).default(0.2),
-    /** Random translation of training images by up to this many pixels (0: none). */
-    augmentShift: z.number().int().min(0).max(8).default(2),
-    /** Image height (for translation); width = inputDim / height. */
+    /** Image height; width = inputDim / height. */
     height: z.number().int().positive().default(28),
+    arch: z.enum(['cnn', 'mlp']).default('cnn'),
+    /** cnn: convolution filters and kernel size. */
+    filters: z.number().int().positive().default(32),
+    kernel: z.number().int().min(1).max(9).default(5),
+    /** Dense hidden layers (after the pooled convolution for cnn). Default: cnn [256], mlp [1024, 512]. */
+    hidden: z.array(z.number().int().positive()).optional(),
+    /** Dropout rate on dense-layer inputs during training. */
+    dropout: z.number().min(0).max(0.9).default(0.3),
+    /** Random translation of training images by up to this many pixels (0: none). */
+    augmentShift: z.number().int().min(0).max(8).default(0),
   })
   .strict();
 export type ClassifierConfig = z.infer<typeof ClassifierConfigSchema>;
@@ -28,30 +36,66 @@ export class Classifier implements Trainable {
   readonly name = 'classifier';
   readonly params = new ParamSet();
   private readonly layers: Mlp[];
+  private readonly conv: { w: tf.Variable; b: tf.Variable } | null = null;
+  private readonly width: number;
 
   constructor(
     readonly config: ClassifierConfig,
     rng: Rng,
   ) {
-    const sizes = [config.inputDim, ...config.hidden, config.numClasses];
+    this.width = config.inputDim / config.height;
+    const hidden = config.hidden ?? (config.arch === 'cnn' ? [256] : [1024, 512]);
+    let features = config.inputDim;
+    if (config.arch === 'cnn') {
+      const k = config.kernel;
+      this.conv = {
+        w: this.params.add('conv.w', [k * k, config.filters], 'glorot', rng),
+        b: this.params.add('conv.b', [config.filters], 'zeros', rng),
+      };
+      const [ph, pw] = this.pooledSize();
+      features = ph * pw * config.filters;
+    }
+    const sizes = [features, ...hidden, config.numClasses];
     // One Mlp per layer so dropout can sit between them.
     this.layers = sizes.slice(0, -1).map(
       (s, i) => new Mlp(this.params, `layer${i}`, [s, sizes[i + 1]], rng, 'relu', i === sizes.length - 2 ? 'linear' : 'relu'),
     );
   }
 
+  private convSize(): [number, number] {
+    return [this.config.height - this.config.kernel + 1, this.width - this.config.kernel + 1];
+  }
+
+  private pooledSize(): [number, number] {
+    const [h, w] = this.convSize();
+    return [Math.floor(h / 2), Math.floor(w / 2)];
+  }
+
   /** Class logits (no dropout: evaluation). */
   logits(x: tf.Tensor2D): tf.Tensor2D {
-    return this.forward(x, null);
+    return tf.tidy(() => this.forward(x, null));
   }
 
   private forward(x: tf.Tensor2D, rng: Rng | null): tf.Tensor2D {
-    let h = x;
+    let h = this.conv ? this.convolve(x) : x;
     this.layers.forEach((layer, i) => {
-      if (rng && this.config.dropout > 0) h = dropout(h, this.config.dropout, rng);
-      h = layer.apply(h, i > 0);
+      if (rng && this.config.dropout > 0 && (i > 0 || this.conv)) h = dropout(h, this.config.dropout, rng);
+      h = layer.apply(h, i > 0 || this.conv !== null);
     });
     return h;
+  }
+
+  /** 5×5 valid convolution as an im2col product, ReLU, 2×2 max-pool, flattened. */
+  private convolve(x: tf.Tensor2D): tf.Tensor2D {
+    const n = x.shape[0];
+    const [oh, ow] = this.convSize();
+    const kk = this.config.kernel ** 2;
+    const patches = im2col(x.dataSync() as Float32Array, n, this.config.height, this.width, this.config.kernel);
+    const cols = tf.tensor2d(patches, [n * oh * ow, kk]);
+    const colsT = tf.tensor2d(transposeRows(patches, n * oh * ow, kk), [kk, n * oh * ow]);
+    const act = denseConstInput(cols, colsT, this.conv!.w as tf.Tensor2D, this.conv!.b as tf.Tensor1D, 'relu');
+    const pooled = tf.maxPool(tf.reshape(act, [n, oh, ow, this.config.filters]) as tf.Tensor4D, 2, 2, 'valid');
+    return tf.reshape(pooled, [n, -1]) as tf.Tensor2D;
   }
 
   loss(batch: Batch, _step: number): LossResult {
@@ -62,6 +106,33 @@ export class Classifier implements Trainable {
     const acc = tf.mean(tf.cast(tf.equal(tf.argMax(logits, 1), tf.argMax(onehot, 1)), 'float32')) as tf.Scalar;
     return { total: ce, terms: { crossEntropy: ce, accuracy: acc } };
   }
+}
+
+/** Rows of k×k patches (valid positions, row-major) of n single-channel images. */
+export function im2col(src: Float32Array, n: number, h: number, w: number, k: number): Float32Array {
+  const oh = h - k + 1;
+  const ow = w - k + 1;
+  const out = new Float32Array(n * oh * ow * k * k);
+  let o = 0;
+  for (let i = 0; i < n; i++) {
+    const base = i * h * w;
+    for (let r = 0; r < oh; r++) {
+      for (let c = 0; c < ow; c++) {
+        for (let dr = 0; dr < k; dr++) {
+          const row = base + (r + dr) * w + c;
+          for (let dc = 0; dc < k; dc++) out[o++] = src[row + dc];
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** Transpose of a row-major rows×cols matrix. */
+function transposeRows(a: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(a.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = a[r * cols + c];
+  return t;
 }
 
 /** Inverted dropout with a mask drawn from the step's seeded stream. */

@@ -19,6 +19,8 @@ export interface CheckpointHeader {
   seed: number;
   batchSize: number;
   lr: number;
+  /** Data-parallel replicas the run used (results depend on it). */
+  replicas?: number;
   params: TensorEntry[];
   paramsBytes: number;
   optimizer: { t: number; tensors: TensorEntry[]; bytes: number };

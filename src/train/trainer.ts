@@ -231,10 +231,11 @@ async function runLoop(
     }
     const ck = readCheckpoint(ckptPath);
     const h = ck.header;
-    if (h.model !== model.name || h.seed !== opts.seed || h.batchSize !== opts.batchSize || h.lr !== opts.lr) {
+    const replicas = opts.workers ?? 1;
+    if (h.model !== model.name || h.seed !== opts.seed || h.batchSize !== opts.batchSize || h.lr !== opts.lr || (h.replicas ?? 1) !== replicas) {
       throw new ProbsemError(
-        `cannot resume: checkpoint was made by ${h.model} with seed ${h.seed}, batch ${h.batchSize}, lr ${h.lr}; ` +
-          `this run asks for ${model.name} with seed ${opts.seed}, batch ${opts.batchSize}, lr ${opts.lr}`,
+        `cannot resume: checkpoint was made by ${h.model} with seed ${h.seed}, batch ${h.batchSize}, lr ${h.lr}, ${h.replicas ?? 1} worker(s); ` +
+          `this run asks for ${model.name} with seed ${opts.seed}, batch ${opts.batchSize}, lr ${opts.lr}, ${replicas} worker(s)`,
         'BAD_OPTION',
       );
     }
@@ -262,6 +263,7 @@ async function runLoop(
         seed: opts.seed,
         batchSize: opts.batchSize,
         lr: opts.lr,
+        replicas: opts.workers ?? 1,
         params: p.manifest,
         optimizer: { t: o.t, tensors: o.manifest, bytes: o.blob.byteLength },
       },

@@ -38,7 +38,7 @@ export const demoCommand: Command = {
     // The judge trains beside the model on the other core (once; it is cached afterwards).
     const judgeReady = existsSync(join(judgeDir(ds), 'model.json'))
       ? Promise.resolve()
-      : runChild(['judge', '--dataset', DATASET, '--epochs', '15', '--quiet', '--backend', currentBackend()]);
+      : runChild(['judge', '--dataset', DATASET, '--epochs', '6', '--quiet', '--backend', currentBackend()]);
     if (!existsSync(join(judgeDir(ds), 'model.json'))) process.stderr.write('training the judge classifier in the background\n');
 
     const runDir = join(out, 'model');

@@ -13,7 +13,7 @@ export const evalCommand: Command = {
   --samples N          generated images per label per repeat (default 1000)
   --repeats N          generation repeats, for the standard deviation (default 5)
   --no-generation      skip generation accuracy (no judge needed)
-  --judge-epochs N     epochs for the judge if it must be trained first (default 12)
+  --judge-epochs N     epochs for the judge if it must be trained first (default 8)
   --seed N             evaluation seed (default 0)
   --json               print one JSON object`,
   async run(argv) {
@@ -30,16 +30,21 @@ export const evalCommand: Command = {
     });
     const dir = strOption(v.run, 'run');
     let bar: ProgressBar | null = null;
+    let genBar: ProgressBar | null = null;
     const r = await evaluateRun(dir, {
       dataset: v.dataset as string | undefined,
       dataDir: v.data as string | undefined,
       samplesPerLabel: intOption(v.samples, 'samples', 1000, 1, 100000),
       repeats: intOption(v.repeats, 'repeats', 5, 1, 100),
       skipGeneration: Boolean(v['no-generation']),
-      judgeEpochs: intOption(v['judge-epochs'], 'judge-epochs', 12, 1, 1000),
+      judgeEpochs: intOption(v['judge-epochs'], 'judge-epochs', 8, 1, 1000),
       seed: intOption(v.seed, 'seed', 0, 0),
       save: true,
       onNotice: (m) => process.stderr.write(`note: ${m}\n`),
+      onGenerationProgress: (done, total) => {
+        genBar ??= new ProgressBar('generation', total);
+        genBar.update(done);
+      },
       onJudgeProgress: (p) => {
         bar ??= new ProgressBar('train judge', p.steps);
         bar.update(p.step, `${p.msPerStep.toFixed(0)} ms/step`);

@@ -6,7 +6,7 @@ import type { Command } from './index.js';
 
 export const judgeCommand: Command = {
   summary: "train (or show) the dataset's generation-accuracy judge classifier",
-  help: `probsem judge [--dataset NAME|DIR] [--data DIR] [--epochs 12] [--quiet]
+  help: `probsem judge [--dataset NAME|DIR] [--data DIR] [--epochs 8] [--quiet]
 
 Trains the judge once per dataset and keeps it in $PROBSEM_CACHE (default ~/.cache/probsem).`,
   async run(argv) {
@@ -14,7 +14,7 @@ Trains the judge once per dataset and keeps it in $PROBSEM_CACHE (default ~/.cac
     const ds = await loadDataset(strOption(v.dataset, 'dataset', 'fashion-mnist'), { dataDir: v.data as string | undefined });
     let bar: ProgressBar | null = null;
     const j = await getJudge(ds, {
-      epochs: intOption(v.epochs, 'epochs', 12, 1, 1000),
+      epochs: intOption(v.epochs, 'epochs', 8, 1, 1000),
       onNotice: (m) => process.stderr.write(`note: ${m}\n`),
       onProgress: (p) => {
         bar ??= new ProgressBar('train judge', p.steps, process.stderr, !v.quiet);

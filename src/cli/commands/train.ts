@@ -19,7 +19,7 @@ export const trainCommand: Command = {
   --lr X               Adam learning rate (default 0.001)
   --beta X             KL weight for vae (β-VAE; default 1)
   --label-lr-scale X   learning-rate multiplier of the label encoder (pse, pse-star; default 10)
-  --classifier-weight X  weight of PSE*'s classification term (default 10)
+  --classifier-weight X  weight of PSE*'s classification term (default 30)
   --seed N             random seed (default 0)
   --out DIR            run directory (default runs/<model>-<latent>d-s<seed>)
   --checkpoint-every N checkpoint interval in steps (default 500; always at the end)
@@ -66,7 +66,7 @@ export const trainCommand: Command = {
     }
     if (v['classifier-weight'] !== undefined) {
       if (model !== 'pse-star') throw new ProbsemError('--classifier-weight applies to pse-star only', 'BAD_OPTION');
-      modelOptions.classifierWeight = numOption(v['classifier-weight'], 'classifier-weight', 10, 0);
+      modelOptions.classifierWeight = numOption(v['classifier-weight'], 'classifier-weight', 30, 0);
     }
     const out = strOption(v.out, 'out', `runs/${model}-${latent}d-s${seed}`);
     const steps = v.epochs === undefined ? intOption(v.steps, 'steps', 2000) : undefined;

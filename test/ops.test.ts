@@ -1,0 +1,53 @@
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import { setupBackend } from './helpers.js';
+import { dense, denseConstInput } from '../src/core/ops.js';
+import { im2col } from '../src/models/classifier.js';
+import { Rng } from '../src/core/random.js';
+
+before(async () => {
+  await setupBackend();
+});
+
+const rand = (rng: Rng, shape: number[]) => tf.tensor(rng.fillNormal(new Float32Array(shape.reduce((a, b) => a * b, 1))), shape as [number]) as unknown as tf.Tensor2D;
+const maxDiff = (a: tf.Tensor, b: tf.Tensor) => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0];
+
+for (const act of ['linear', 'relu', 'sigmoid'] as const) {
+  test(`dense (${act}) matches the stock ops in value and in every gradient`, () => {
+    const rng = new Rng(3);
+    const x = rand(rng, [7, 5]);
+    const w = rand(rng, [5, 4]);
+    const b = rand(rng, [4]) as unknown as tf.Tensor1D;
+    const stock = (xx: tf.Tensor2D, ww: tf.Tensor2D, bb: tf.Tensor1D) => {
+      const y = tf.add(tf.matMul(xx, ww), bb);
+      return act === 'relu' ? tf.relu(y) : act === 'sigmoid' ? tf.sigmoid(y) : y;
+    };
+    const weight = rand(rng, [7, 4]);
+    const loss = (f: typeof stock) => (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) =>
+      tf.sum(tf.mul(f(xx as tf.Tensor2D, ww as tf.Tensor2D, bb as tf.Tensor1D), weight)) as tf.Scalar;
+    assert.ok(maxDiff(dense(x, w, b, act), stock(x, w, b)) < 1e-5);
+    const g1 = tf.grads(loss((xx, ww, bb) => dense(xx, ww, bb, act)))([x, w, b]);
+    const g2 = tf.grads(loss(stock))([x, w, b]);
+    g1.forEach((g, i) => assert.ok(maxDiff(g, g2[i]) < 1e-4, `gradient ${i} differs by ${maxDiff(g, g2[i])}`));
+  });
+}
+
+test('denseConstInput gives the same weight gradients as dense, from a given transpose', () => {
+  const rng = new Rng(4);
+  const x = rand(rng, [9, 6]);
+  const w = rand(rng, [6, 3]);
+  const b = rand(rng, [3]) as unknown as tf.Tensor1D;
+  const weight = rand(rng, [9, 3]);
+  const l1 = (ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(dense(x, ww as tf.Tensor2D, bb as tf.Tensor1D, 'relu', false), weight)) as tf.Scalar;
+  const l2 = (ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(denseConstInput(x, tf.transpose(x), ww as tf.Tensor2D, bb as tf.Tensor1D, 'relu'), weight)) as tf.Scalar;
+  const g1 = tf.grads(l1)([w, b]);
+  const g2 = tf.grads(l2)([w, b]);
+  g1.forEach((g, i) => assert.ok(maxDiff(g, g2[i]) < 1e-4));
+});
+
+test('im2col lays out k×k patches row by row', () => {
+  // 1 image 3×3 with values 0..8, k = 2 → 4 patches of 4 values
+  const out = im2col(Float32Array.from([0, 1, 2, 3, 4, 5, 6, 7, 8]), 1, 3, 3, 2);
+  assert.deepEqual(Array.from(out), [0, 1, 3, 4, 1, 2, 4, 5, 3, 4, 6, 7, 4, 5, 7, 8]);
+});

@@ -46,7 +46,8 @@ test('a directory of IDX files loads with classes.txt; bad directories give clea
   copyFileSync(join(dir, 'train-images-idx3-ubyte'), join(partial, 'train-images-idx3-ubyte'));
   await assert.rejects(loadDataset(partial), /lacks IDX files matching .*train-labels/);
   await assert.rejects(loadDataset('no-such-dataset'), /unknown dataset 'no-such-dataset'/);
-  await assert.rejects(loadDataset('mnist', { dataDir: tmp() }), /MNIST not found/);
+  await assert.rejects(loadDataset('mnist', { dataDir: tmp() }), /--data .*: no mnist IDX files there/);
+  await assert.rejects(loadDataset('mnist'), /MNIST not found: pass --data DIR/);
 });
 
 test('fashion-mnist falls back to the shipped subset with a notice when the full set is absent', async () => {
@@ -54,7 +55,7 @@ test('fashion-mnist falls back to the shipped subset with a notice when the full
   process.env.PROBSEM_DATA = tmp();
   try {
     const notices: string[] = [];
-    const ds = await loadDataset('fashion-mnist', { dataDir: tmp(), onNotice: (m) => notices.push(m) });
+    const ds = await loadDataset('fashion-mnist', { onNotice: (m) => notices.push(m) });
     // Either the Debian package is installed (full set) or the subset is used with a notice.
     if (ds.name === 'fashion-mnist-subset') assert.match(notices.join(' '), /using the shipped subset/);
     else assert.equal(ds.train.count, 60000);
@@ -63,6 +64,8 @@ test('fashion-mnist falls back to the shipped subset with a notice when the full
     else process.env.PROBSEM_DATA = prev;
   }
   assert.ok(readdirSync(SHIPPED_SUBSET_DIR).length >= 4);
+  // A directory the user names explicitly must hold the data: no silent fallback.
+  await assert.rejects(loadDataset('fashion-mnist', { dataDir: tmp() }), /--data .*: no fashion-mnist IDX files there/);
 });
 
 test('batcher: each epoch is a seeded permutation; steps are a pure function of (seed, step)', () => {

@@ -31,7 +31,8 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     const backendIdx = rest.indexOf('--backend');
-    await initBackend(backendIdx >= 0 ? rest[backendIdx + 1] : undefined);
+    const inline = rest.find((a) => a.startsWith('--backend='));
+    await initBackend(inline ? inline.slice('--backend='.length) : backendIdx >= 0 ? rest[backendIdx + 1] : undefined);
     return await cmd.run(rest);
   } catch (e) {
     if (e instanceof ProbsemError && !debug) {

@@ -100,8 +100,10 @@ export async function loadIdxDirectory(dir: string, name: string, classNames?: s
 }
 
 function candidateDirs(name: string, opts: LoadOptions): string[] {
+  // A directory the user names is the only place looked at.
+  if (opts.dataDir) return [opts.dataDir, join(opts.dataDir, name)];
   const dirs: string[] = [];
-  for (const base of [opts.dataDir, process.env.PROBSEM_DATA]) {
+  for (const base of [process.env.PROBSEM_DATA]) {
     if (!base) continue;
     dirs.push(base, join(base, name));
   }
@@ -116,9 +118,12 @@ export async function loadDataset(spec: string, opts: LoadOptions = {}): Promise
   if (spec === 'fashion-mnist' || spec === 'mnist') {
     const classes = spec === 'mnist' ? MNIST_CLASSES : FASHION_MNIST_CLASSES;
     const dirs = candidateDirs(spec, opts);
-    if (spec === 'fashion-mnist') dirs.push(DEBIAN_FASHION_MNIST_DIR);
+    if (spec === 'fashion-mnist' && !opts.dataDir) dirs.push(DEBIAN_FASHION_MNIST_DIR);
     for (const d of dirs) {
       if (findIdxFiles(d).files) return loadIdxDirectory(d, spec, classes);
+    }
+    if (opts.dataDir) {
+      throw new ProbsemError(`--data ${opts.dataDir}: no ${spec} IDX files there (nor in ${join(opts.dataDir, spec)})`, 'NOT_FOUND');
     }
     if (spec === 'fashion-mnist') {
       opts.onNotice?.(

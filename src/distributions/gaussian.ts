@@ -65,7 +65,8 @@ export class DiagGaussian implements Gaussian {
   /** The same distribution with an explicit (diagonal) Cholesky factor. */
   toFull(): FullGaussian {
     const scale = tf.tidy(() => tf.mul(tf.expandDims(tf.exp(tf.mul(this.logVar, 0.5)), 2), tf.eye(this.dim)));
-    return new FullGaussian(this.mean, scale as tf.Tensor3D);
+    // Own copy of the mean, so disposing one distribution leaves the other intact.
+    return new FullGaussian(tf.clone(this.mean), scale as tf.Tensor3D);
   }
 
   dispose(): void {

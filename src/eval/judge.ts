@@ -47,7 +47,7 @@ export async function getJudge(ds: Dataset, opts: JudgeOptions = {}): Promise<Ju
   const pixels = pixelsOf(ds);
   const epochs = opts.epochs ?? 8;
   const seed = opts.seed ?? 0;
-  const batchSize = 100;
+  const batchSize = Math.min(100, ds.train.count);
   const steps = epochs * Math.floor(ds.train.count / batchSize);
   opts.onNotice?.(`training the judge classifier for ${ds.name} (${epochs} epochs, saved to ${dir} for reuse)`);
   const config = { inputDim: pixels, numClasses: ds.classNames.length, height: ds.height };

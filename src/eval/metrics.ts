@@ -3,6 +3,7 @@
  * (judged by a separately trained classifier) and classifier accuracy. All are seeded.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { ProbsemError } from '../core/errors.js';
 import { normalTensor } from '../core/ops.js';
 import { Rng } from '../core/random.js';
 import { imagesToFloat, oneHot, type Split } from '../data/dataset.js';
@@ -57,7 +58,7 @@ export function oneHotLabelInputs(numClasses: number): tf.Tensor2D {
  * Gaussian. Returns [N, C].
  */
 export function labelLogLikelihoods(model: ImageModel, x: tf.Tensor2D, labelInputs: tf.Tensor2D): tf.Tensor2D {
-  if (!model.encodeLabels) throw new Error(`${model.name} has no label encoder`);
+  if (!model.encodeLabels) throw new ProbsemError(`${model.name} has no label encoder`, 'BAD_OPTION');
   return tf.tidy(() => pairwiseLogProb(model.encodeImage(x).mean, model.encodeLabels!(labelInputs)));
 }
 
@@ -102,9 +103,14 @@ export function generationAccuracy(
   labelInputs: tf.Tensor2D,
   opts: { samplesPerLabel: number; repeats: number; seed: number; onProgress?: (done: number, total: number) => void },
 ): GenerationResult {
-  if (!model.encodeLabels) throw new Error(`${model.name} cannot generate from labels`);
+  if (!model.encodeLabels) throw new ProbsemError(`${model.name} cannot generate from labels`, 'BAD_OPTION');
   const numClasses = labelInputs.shape[0];
-  const labelDists = model.encodeLabels(labelInputs);
+  // Keep only the label Gaussians' moments; the encoder's intermediates are freed.
+  const [ldMean, ldLogVar] = tf.tidy(() => {
+    const g = model.encodeLabels!(labelInputs);
+    return [g.mean, g.logVar];
+  });
+  const labelDists = { mean: ldMean, logVar: ldLogVar, dispose: () => tf.dispose([ldMean, ldLogVar]) };
   const accs: number[] = [];
   const perLabel = new Array<number>(numClasses).fill(0);
   for (let r = 0; r < opts.repeats; r++) {

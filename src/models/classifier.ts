@@ -29,7 +29,11 @@ export const ClassifierConfigSchema = z
     /** Random translation of training images by up to this many pixels (0: none). */
     augmentShift: z.number().int().min(0).max(8).default(0),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.inputDim % c.height === 0, { message: 'inputDim must be a multiple of height (square-pixel images)' })
+  .refine((c) => c.arch !== 'cnn' || (c.kernel + 1 <= c.height && c.kernel + 1 <= c.inputDim / c.height), {
+    message: 'kernel too large for the image',
+  });
 export type ClassifierConfig = z.infer<typeof ClassifierConfigSchema>;
 
 export class Classifier implements Trainable {

@@ -85,7 +85,9 @@ export class ParamSet {
           'MODEL_FORMAT',
         );
       }
-      v.assign(tf.tensor(readEntry(e, blob, source), e.shape, 'float32'));
+      const t = tf.tensor(readEntry(e, blob, source), e.shape, 'float32');
+      v.assign(t);
+      t.dispose();
     }
     if (byName.size !== this.vars.size) {
       const extra = [...byName.keys()].filter((n) => !this.vars.has(n));

@@ -55,6 +55,13 @@ export function readCheckpoint(path: string): Checkpoint {
   } catch {
     throw bad('header is not valid JSON');
   }
+  const h = header as Partial<CheckpointHeader> | null;
+  if (
+    !h || typeof h !== 'object' || !Number.isInteger(h.step) || typeof h.model !== 'string' || !Array.isArray(h.params) ||
+    !h.optimizer || !Array.isArray(h.optimizer.tensors) || !Number.isInteger(h.optimizer.bytes) || !Number.isInteger(h.paramsBytes)
+  ) {
+    throw bad('header lacks required fields');
+  }
   const payload = buf.subarray(12 + hlen);
   if (payload.length !== header.paramsBytes + header.optimizer.bytes) throw bad('payload has the wrong length (truncated?)');
   if (sha256(payload) !== header.payloadSha256) throw bad('payload checksum mismatch');

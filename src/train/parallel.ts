@@ -86,6 +86,7 @@ export function shardGradient(
   const xt = tf.tensor2d(x.subarray(0, rows * pixels), [rows, pixels]);
   const yt = tf.tensor2d(y.subarray(0, rows * labelDim), [rows, labelDim]);
   let termTensors: Record<string, tf.Scalar> = {};
+  gradOut.fill(0); // parameters without a gradient must not keep a stale one
   const { value, grads } = tf.variableGrads(() => {
     const r = model.loss({ x: xt, y: yt, labels: labels.subarray(0, rows), rng }, step);
     termTensors = Object.fromEntries(Object.entries(r.terms).map(([k, t]) => [k, tf.keep(t)]));
@@ -151,7 +152,11 @@ export class ParallelStepper {
     const paramsSab = new SharedArrayBuffer(n * 4);
     const here = fileURLToPath(import.meta.url);
     const workerFile = fileURLToPath(new URL(`./grad-worker${extname(here)}`, import.meta.url));
-    const list = [];
+    if (opts.termNames.length > MAX_TERMS) {
+      throw new ProbsemError(`a model with ${opts.termNames.length} loss terms exceeds the ${MAX_TERMS} data-parallel training supports`);
+    }
+    const list: { worker: Worker; init: WorkerInit; views: ReturnType<typeof views> }[] = [];
+    try {
     for (let k = 1; k < opts.replicas; k++) {
       const shared: WorkerShared = {
         ctrl: new SharedArrayBuffer(8 * 4),
@@ -190,6 +195,11 @@ export class ParallelStepper {
       });
       list.push({ worker, init, views: views(shared) });
     }
+    } catch (e) {
+      // Do not leave started workers running: the process would never exit.
+      await Promise.all(list.map((w) => w.worker.terminate()));
+      throw e;
+    }
     return new ParallelStepper(model, opts.seed, list, paramsSab, opts.lr);
   }
 
@@ -203,6 +213,21 @@ export class ParallelStepper {
   }
 
   step(batch: RawBatch, step: number): Record<string, number> {
+    const { terms, grad } = this.gradient(batch, step);
+    if (!Number.isFinite(terms.loss)) {
+      const bad = Object.entries(terms).filter(([, v]) => !Number.isFinite(v)).map(([k]) => k);
+      throw new ProbsemError(`non-finite loss at step ${step + 1} (terms: ${bad.join(', ')}); the last checkpoint is kept`, 'NAN');
+    }
+    this.adam.apply(this.params, grad);
+    assignParams(this.model, this.layout, this.params);
+    return terms;
+  }
+
+  /**
+   * The full batch's loss terms and gradient, computed shard by shard across the replicas. The
+   * returned gradient is an internal buffer, valid until the next call.
+   */
+  gradient(batch: RawBatch, step: number): { terms: Record<string, number>; grad: Float32Array } {
     const r = this.replicas;
     const bounds = Array.from({ length: r + 1 }, (_, k) => Math.round((k * batch.rows) / r));
     this.seq++;
@@ -238,22 +263,18 @@ export class ParallelStepper {
       w.init.termNames.forEach((name, t) => (termSums[name] = (termSums[name] ?? 0) + w.views.terms[t] * rows));
     });
     const terms = Object.fromEntries(Object.entries(termSums).map(([k, v]) => [k, v / batch.rows]));
-    if (!Number.isFinite(terms.loss)) {
-      const bad = Object.entries(terms).filter(([, v]) => !Number.isFinite(v)).map(([k]) => k);
-      throw new ProbsemError(`non-finite loss at step ${step + 1} (terms: ${bad.join(', ')}); the last checkpoint is kept`, 'NAN');
-    }
-    this.adam.apply(this.params, total);
-    assignParams(this.model, this.layout, this.params);
-    return terms;
+    return { terms, grad: total };
   }
 
   private waitFor(w: ParallelStepper['workers'][number]): void {
     const deadline = Date.now() + WAIT_MS;
-    while (Atomics.load(w.views.ctrl, CTRL.DONE) !== this.seq) {
-      if (Atomics.load(w.views.ctrl, CTRL.ERROR) !== 0) break;
+    for (;;) {
+      // Read DONE once and wait on that value, so a notify between read and wait is not lost.
+      const done = Atomics.load(w.views.ctrl, CTRL.DONE);
+      if (done === this.seq || Atomics.load(w.views.ctrl, CTRL.ERROR) !== 0) break;
       const left = deadline - Date.now();
       if (left <= 0) throw new ProbsemError(`training worker ${w.init.shard} stopped responding`, 'WORKER');
-      Atomics.wait(w.views.ctrl, CTRL.DONE, Atomics.load(w.views.ctrl, CTRL.DONE), Math.min(left, 1000));
+      Atomics.wait(w.views.ctrl, CTRL.DONE, done, Math.min(left, 1000));
     }
     if (Atomics.load(w.views.ctrl, CTRL.ERROR) !== 0) {
       const msg = new TextDecoder().decode(new Uint8Array(w.init.shared.error).slice()).replace(/\0+$/, '');

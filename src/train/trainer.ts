@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ProbsemError } from '../core/errors.js';
-import { ensureDir } from '../core/files.js';
+import { ensureDir, writeFileAtomicSync } from '../core/files.js';
 import { Rng } from '../core/random.js';
 import { Batcher, imagesToFloat, meanImage, oneHot, type Split } from '../data/dataset.js';
 import type { Batch, Trainable } from '../models/base.js';
@@ -171,6 +171,9 @@ export async function train(
   if (!Number.isInteger(replicas) || replicas < 1 || replicas > 64) {
     throw new ProbsemError(`workers must be an integer in [1, 64], got ${opts.workers}`, 'BAD_OPTION');
   }
+  if (replicas > opts.batchSize) {
+    throw new ProbsemError(`${replicas} workers need a batch of at least ${replicas} examples, got ${opts.batchSize}`, 'BAD_OPTION');
+  }
   const probe = makeRawBatch(split, batcher.indices(0), shape.pixels, shape.numClasses, opts.labelInputs);
   const engine = await createStepEngine(model, { lr: opts.lr, seed: opts.seed, replicas, batchSize: opts.batchSize, probe });
   try {
@@ -243,6 +246,10 @@ async function runLoop(
     engine.syncFromModel();
     engine.loadOptimizerState(h.optimizer.t, h.optimizer.tensors, ck.optimizer, ckptPath);
     start = h.step;
+    const end = Math.min(opts.steps, opts.stopAfter ?? opts.steps);
+    if (start >= end) {
+      throw new ProbsemError(`cannot resume: the checkpoint is already at step ${start}; ask for more than ${start} steps`, 'BAD_OPTION');
+    }
     if (logPath) truncateLog(logPath, start);
   } else {
     model.initFromData?.({ meanImage: meanImage(split, shape.pixels) });
@@ -324,5 +331,5 @@ function truncateLog(path: string, step: number): void {
         return false;
       }
     });
-  writeFileSync(path, kept.map((l) => l + '\n').join(''));
+  writeFileAtomicSync(path, kept.map((l) => l + '\n').join(''));
 }

@@ -53,6 +53,7 @@ export const demoCommand: Command = {
       seed,
       out: runDir,
       checkpointEvery: 0,
+      force: true,
       onProgress: (p) => {
         bar ??= new ProgressBar('train pse-star', p.steps);
         bar.update(p.step, `${p.msPerStep.toFixed(0)} ms/step · loss ${p.terms.loss?.toFixed(1) ?? "…"}`);

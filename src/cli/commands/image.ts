@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ProbsemError } from '../../core/errors.js';
 import { ensureDir, writeFileAtomicSync } from '../../core/files.js';
@@ -17,6 +17,7 @@ export const annotateCommand: Command = {
     if (positionals.length !== 1) throw new ProbsemError('give exactly one image file', 'BAD_OPTION');
     const file = positionals[0];
     if (!existsSync(file)) throw new ProbsemError(`image ${file} not found`, 'NOT_FOUND');
+    if (!statSync(file).isFile()) throw new ProbsemError(`image ${file} is not a file`, 'BAD_OPTION');
     const { model, meta } = loadImageModel(strOption(v.run, 'run'));
     const h = meta.dataset?.height ?? 28;
     const w = meta.dataset?.width ?? 28;

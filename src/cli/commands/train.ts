@@ -24,6 +24,7 @@ export const trainCommand: Command = {
   --out DIR            run directory (default runs/<model>-<latent>d-s<seed>)
   --checkpoint-every N checkpoint interval in steps (default 500; always at the end)
   --resume             continue the run in --out from its checkpoint
+  --force              replace an existing run in --out
   --workers N          data-parallel replicas over worker threads (default 1; 2 uses both cores)
   --quiet              no progress bar`,
   async run(argv) {
@@ -43,6 +44,7 @@ export const trainCommand: Command = {
       out: { type: 'string' },
       'checkpoint-every': { type: 'string' },
       resume: { type: 'boolean' },
+      force: { type: 'boolean' },
       workers: { type: 'string' },
       quiet: { type: 'boolean' },
     });
@@ -84,6 +86,7 @@ export const trainCommand: Command = {
       out,
       checkpointEvery: intOption(v['checkpoint-every'], 'checkpoint-every', 500, 0),
       resume: Boolean(v.resume),
+      force: Boolean(v.force),
       workers: intOption(v.workers, 'workers', 1, 1, 64),
       modelOptions,
       onNotice: (m) => process.stderr.write(`note: ${m}\n`),

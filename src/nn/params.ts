@@ -39,7 +39,9 @@ export class ParamSet {
       const lim = Math.sqrt(6 / (fanIn + fanOut));
       rng.fillUniform(values, -lim, lim);
     }
-    const v = tf.variable(tf.tensor(values, shape, 'float32'), true, `${name}_${uid()}`);
+    const init0 = tf.tensor(values, shape, 'float32');
+    const v = tf.variable(init0, true, `${name}_${uid()}`);
+    init0.dispose(); // the variable holds its own reference to the data
     this.vars.set(name, v);
     return v;
   }

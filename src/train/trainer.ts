@@ -242,6 +242,12 @@ async function runLoop(
         'BAD_OPTION',
       );
     }
+    if (opts.config !== undefined && h.config !== null && JSON.stringify(h.config) !== JSON.stringify(opts.config)) {
+      throw new ProbsemError(
+        `cannot resume: the checkpoint's model config ${JSON.stringify(h.config)} differs from this run's ${JSON.stringify(opts.config)}`,
+        'BAD_OPTION',
+      );
+    }
     model.params.load(h.params, ck.params, ckptPath);
     engine.syncFromModel();
     engine.loadOptimizerState(h.optimizer.t, h.optimizer.tensors, ck.optimizer, ckptPath);

@@ -57,7 +57,7 @@ export const evalCommand: Command = {
       process.stdout.write(
         [
           `${r.model} on ${r.dataset} (${r.testImages} test images)`,
-          `  reconstruction error  ${r.reconstructionError.toFixed(2)} nats`,
+          `  reconstruction error  ${r.reconstructionError.toFixed(2)} nats (z sampled from q(z|x)); ${r.reconstructionErrorMean.toFixed(2)} from the posterior mean`,
           `  annotation accuracy   ${pct(r.annotationAccuracy)}`,
           `  generation accuracy   ${pct(r.generationAccuracy)}${r.generationSd !== null ? ` ± ${(100 * r.generationSd).toFixed(2)}` : ''}` +
             (r.generationRepeats ? ` (${r.generationSamplesPerLabel}/label × ${r.generationRepeats})` : ''),

@@ -32,7 +32,9 @@ export async function main(argv: string[]): Promise<number> {
     }
     const backendIdx = rest.indexOf('--backend');
     const inline = rest.find((a) => a.startsWith('--backend='));
-    await initBackend(inline ? inline.slice('--backend='.length) : backendIdx >= 0 ? rest[backendIdx + 1] : undefined);
+    await initBackend(inline ? inline.slice('--backend='.length) : backendIdx >= 0 ? rest[backendIdx + 1] : undefined, {
+      threads: process.env.PROBSEM_THREADS ? undefined : cmd.threads,
+    });
     return await cmd.run(rest);
   } catch (e) {
     if (e instanceof ProbsemError && !debug) {

@@ -8,13 +8,19 @@ import * as tf from '@tensorflow/tfjs-core';
 // Gradients are registered separately from ops in tfjs-core.
 import './gradients.js';
 import '@tensorflow/tfjs-backend-cpu';
-import '@tensorflow/tfjs-backend-wasm';
+import { getThreadsCount, setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import { join } from 'node:path';
 import { ProbsemError } from './errors.js';
+import { writeFileAtomicSync } from './files.js';
 
 export type BackendName = 'auto' | 'wasm' | 'cpu' | 'tensorflow';
 export const BACKENDS: readonly BackendName[] = ['auto', 'wasm', 'cpu', 'tensorflow'];
 
 let tfjsNodeTried = false;
+/** The wasm module can be instantiated once per thread; its thread count is fixed then. */
+let wasmStarted = false;
 
 async function tryLoadTfjsNode(): Promise<boolean> {
   if (tf.findBackend('tensorflow')) return true;
@@ -41,10 +47,80 @@ function normalise(name: string): BackendName {
 }
 
 /**
- * Selects and initialises a backend. `requested` wins over the PROBSEM_BACKEND variable, which
- * wins over `auto`. Returns the name of the backend in use.
+ * Number of XNNPACK threads for the wasm backend: PROBSEM_THREADS, else the machine's cores
+ * (at most 8, the size of the backend's worker pool).
  */
-export async function initBackend(requested?: string): Promise<string> {
+export function wasmThreadsWanted(): number {
+  const env = process.env.PROBSEM_THREADS;
+  if (env !== undefined && env !== '') {
+    const n = Number(env);
+    if (!Number.isInteger(n) || n < 1 || n > 8) {
+      throw new ProbsemError(`PROBSEM_THREADS must be an integer from 1 to 8, got '${env}'`, 'BAD_OPTION');
+    }
+    return n;
+  }
+  return Math.max(1, Math.min(8, os.cpus().length));
+}
+
+/**
+ * Prepares the multi-threaded wasm build in Node, which tfjs ships but only enables in browsers:
+ * its pthread worker script is handed to emscripten as a Blob URL, which Node's worker_threads
+ * cannot load, so we write it to a file (pointing its own Blob lookup at the factory file), and
+ * the thread count is derived from `os.cpus().length / 2`, so the reported core count is raised
+ * to 2·threads while the backend starts. Returns a function that undoes the patches.
+ */
+function prepareWasmThreads(threads: number): () => void {
+  const require = createRequire(import.meta.url);
+  const factoryFile = require.resolve('@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-threaded-simd.js');
+  const { wasmWorkerContents } = require('@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm-threaded-simd.worker.js') as {
+    wasmWorkerContents: string;
+  };
+  const workerFile = join(os.tmpdir(), `probsem-wasm-worker-${process.pid}.cjs`);
+  // tfjs escapes newlines the same way before making its Blob.
+  writeFileAtomicSync(
+    workerFile,
+    `URL.createObjectURL = () => ${JSON.stringify(factoryFile)}; URL.revokeObjectURL = () => {};\n` +
+      wasmWorkerContents.replace(/\n/g, '\\n'),
+  );
+  const urlApi = URL as unknown as { createObjectURL: (b: Blob) => string };
+  const origUrl = urlApi.createObjectURL;
+  urlApi.createObjectURL = (b: Blob) => (b.type === 'application/javascript' ? workerFile : origUrl(b));
+  const osMutable = os as unknown as { cpus: () => os.CpuInfo[] };
+  const origCpus = osMutable.cpus;
+  osMutable.cpus = () => {
+    const c = origCpus();
+    return Array.from({ length: 2 * threads }, (_, i) => c[i % c.length]);
+  };
+  tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
+  setThreadsCount(threads);
+  return () => {
+    urlApi.createObjectURL = origUrl;
+    osMutable.cpus = origCpus;
+  };
+}
+
+/** Lets the process exit while the backend's pthread workers idle (emscripten leaves some ref'd). */
+function unrefWasmWorkers(): void {
+  const pthread = (tf.backend() as unknown as { wasm?: { PThread?: { unusedWorkers: { unref(): void }[]; runningWorkers: { unref(): void }[] } } })
+    .wasm?.PThread;
+  for (const w of [...(pthread?.unusedWorkers ?? []), ...(pthread?.runningWorkers ?? [])]) w.unref();
+}
+
+/** XNNPACK threads of the initialised wasm backend (1 for the single-threaded build). */
+export function wasmThreads(): number {
+  try {
+    return getThreadsCount();
+  } catch {
+    return 1;
+  }
+}
+
+/**
+ * Selects and initialises a backend. `requested` wins over the PROBSEM_BACKEND variable, which
+ * wins over `auto`. For wasm, `threads` (default: PROBSEM_THREADS or the number of cores) sets the
+ * XNNPACK thread pool; it is fixed once the backend has started. Returns the backend's name.
+ */
+export async function initBackend(requested?: string, opts: { threads?: number } = {}): Promise<string> {
   const choice = normalise(requested ?? process.env.PROBSEM_BACKEND ?? 'auto');
   const order: BackendName[] =
     choice === 'auto' ? ['tensorflow', 'wasm', 'cpu'] : [choice];
@@ -60,12 +136,18 @@ export async function initBackend(requested?: string): Promise<string> {
     }
     if (tf.getBackend() === name) return name;
     let ok = false;
+    const threads = name === 'wasm' && !wasmStarted ? (opts.threads ?? wasmThreadsWanted()) : 1;
+    const restore = threads > 1 ? prepareWasmThreads(threads) : () => {};
     try {
       ok = await tf.setBackend(name);
       await tf.ready();
     } catch {
       ok = false;
+    } finally {
+      restore();
+      if (name === 'wasm') wasmStarted = true;
     }
+    if (ok && threads > 1) unrefWasmWorkers();
     if (ok && tf.getBackend() === name) return name;
     if (choice !== 'auto') throw new ProbsemError(`backend '${name}' failed to initialise`, 'BACKEND');
   }

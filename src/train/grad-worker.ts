@@ -10,7 +10,8 @@ const v = views(init.shared);
 const errorBytes = new Uint8Array(init.shared.error);
 
 try {
-  await initBackend(init.backend);
+  // Replicas already use every core between them: one compute thread each.
+  await initBackend(init.backend, { threads: 1 });
   const model = createModel(init.model, init.config, 0);
   parentPort!.postMessage('ready');
   let seen = 0;

@@ -24,6 +24,8 @@ const DATASET = 'fashion-mnist-subset';
 export const demoCommand: Command = {
   summary: 'train PSE* on the shipped Fashion-MNIST subset, evaluate, and write a report',
   help: `probsem demo [--out reports/demo] [--steps 1200] [--latent 10] [--seed 0]`,
+  // The judge trains in a child process on the other core.
+  threads: 1,
   async run(argv) {
     const { values: v } = parse(argv, { out: { type: 'string' }, steps: { type: 'string' }, latent: { type: 'string' }, seed: { type: 'string' } });
     const out = strOption(v.out, 'out', 'reports/demo');
@@ -124,7 +126,11 @@ function runChild(args: string[]): Promise<void> {
   const here = fileURLToPath(import.meta.url);
   const mainFile = fileURLToPath(new URL(`../main${extname(here)}`, import.meta.url));
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...process.execArgv, mainFile, ...args], { stdio: ['ignore', 'ignore', 'inherit'] });
+    // One compute thread for the child: the parent trains on the other core.
+    const child = spawn(process.execPath, [...process.execArgv, mainFile, ...args], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: { ...process.env, PROBSEM_THREADS: '1' },
+    });
     child.on('error', reject);
     child.on('exit', (code) => (code === 0 ? resolve() : reject(new ProbsemError(`'probsem ${args.join(' ')}' failed (exit ${code})`))));
   });

@@ -7,6 +7,8 @@ import { judgeCommand } from './judge.js';
 export interface Command {
   summary: string;
   help: string;
+  /** wasm compute threads this command wants (default: PROBSEM_THREADS or all cores). */
+  threads?: number;
   run(argv: string[]): Promise<number>;
 }
 

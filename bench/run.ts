@@ -3,7 +3,7 @@
  * backend and in the PyTorch reference (bench/pytorch_step.py) in the same run, alternating
  * A/B rounds, and prints JSON {probsemMsPerStep, pytorchMsPerStep, ratio, ...}. Results are also
  * written to bench/results/. Options: --json (JSON only), --rounds N, --steps N, --threads N (PyTorch),
- * --replicas 1,2 (probsem data-parallel replicas to time; the fastest is the headline),
+ * --replicas 1,2 (probsem data-parallel replicas to time, default 1; the fastest is the headline),
  * --model, --batch, --latent.
  */
 import { spawnSync } from 'node:child_process';
@@ -30,7 +30,7 @@ const { values: opt } = parseArgs({
     model: { type: 'string', default: 'pse-star' },
     batch: { type: 'string', default: '100' },
     latent: { type: 'string', default: '10' },
-    replicas: { type: 'string', default: '1,2' },
+    replicas: { type: 'string', default: '1' },
   },
 });
 const log = (m: string) => {

@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import './gradients.js';
 import '@tensorflow/tfjs-backend-cpu';
 import { getThreadsCount, setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
+import { unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -82,6 +83,13 @@ function prepareWasmThreads(threads: number): () => void {
     `URL.createObjectURL = () => ${JSON.stringify(factoryFile)}; URL.revokeObjectURL = () => {};\n` +
       wasmWorkerContents.replace(/\n/g, '\\n'),
   );
+  process.once('exit', () => {
+    try {
+      unlinkSync(workerFile);
+    } catch {
+      /* already gone */
+    }
+  });
   const urlApi = URL as unknown as { createObjectURL: (b: Blob) => string };
   const origUrl = urlApi.createObjectURL;
   urlApi.createObjectURL = (b: Blob) => (b.type === 'application/javascript' ? workerFile : origUrl(b));

@@ -16,6 +16,7 @@ import { ProbsemError } from '../core/errors.js';
 import { Rng } from '../core/random.js';
 import type { Trainable } from '../models/base.js';
 import { FlatAdam, type Segment } from './flat-adam.js';
+import { batchGradients, nonFiniteLoss } from './gradients.js';
 
 export interface RawBatch {
   x: Float32Array;
@@ -81,27 +82,22 @@ export function shardGradient(
   step: number,
   gradOut: Float32Array,
 ): Record<string, number> {
-  const byVarName = new Map(model.params.entries().map(([n, v]) => [v.name, n]));
-  const segs = new Map(layout.map((s) => [s.name, s]));
   const xt = tf.tensor2d(x.subarray(0, rows * pixels), [rows, pixels]);
   const yt = tf.tensor2d(y.subarray(0, rows * labelDim), [rows, labelDim]);
-  let termTensors: Record<string, tf.Scalar> = {};
   gradOut.fill(0); // parameters without a gradient must not keep a stale one
-  const { value, grads } = tf.variableGrads(() => {
-    const r = model.loss({ x: xt, y: yt, labels: labels.subarray(0, rows), rng }, step);
-    termTensors = Object.fromEntries(Object.entries(r.terms).map(([k, t]) => [k, tf.keep(t)]));
-    return r.total;
-  });
   try {
-    const terms: Record<string, number> = { loss: value.dataSync()[0] };
-    for (const [k, t] of Object.entries(termTensors)) terms[k] = t.dataSync()[0];
-    for (const [vn, g] of Object.entries(grads)) {
-      const seg = segs.get(byVarName.get(vn) ?? vn);
-      if (seg) gradOut.set(g.dataSync() as Float32Array, seg.offset);
+    const g = batchGradients(model, { x: xt, y: yt, labels: labels.subarray(0, rows), rng }, step);
+    try {
+      for (const seg of layout) {
+        const t = g.grads.get(seg.name);
+        if (t) gradOut.set(t.dataSync() as Float32Array, seg.offset);
+      }
+      return g.terms;
+    } finally {
+      g.dispose();
     }
-    return terms;
   } finally {
-    tf.dispose([xt, yt, value, ...Object.values(grads), ...Object.values(termTensors)]);
+    tf.dispose([xt, yt]);
   }
 }
 
@@ -214,10 +210,7 @@ export class ParallelStepper {
 
   step(batch: RawBatch, step: number): Record<string, number> {
     const { terms, grad } = this.gradient(batch, step);
-    if (!Number.isFinite(terms.loss)) {
-      const bad = Object.entries(terms).filter(([, v]) => !Number.isFinite(v)).map(([k]) => k);
-      throw new ProbsemError(`non-finite loss at step ${step + 1} (terms: ${bad.join(', ')}); the last checkpoint is kept`, 'NAN');
-    }
+    if (!Number.isFinite(terms.loss)) throw nonFiniteLoss(step, terms);
     this.adam.apply(this.params, grad);
     assignParams(this.model, this.layout, this.params);
     return terms;

@@ -12,6 +12,7 @@ import { Batcher, imagesToFloat, meanImage, oneHot, type Split } from '../data/d
 import type { Batch, Trainable } from '../models/base.js';
 import { Adam } from './adam.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import { batchGradients, nonFiniteLoss } from './gradients.js';
 import { ParallelStepper, type RawBatch } from './parallel.js';
 
 export interface TrainProgress {
@@ -82,40 +83,24 @@ export function makeRawBatch(split: Split, idx: Int32Array, pixels: number, numC
  */
 export class Stepper implements StepEngine {
   readonly adam: Adam;
-  private readonly byVarName: Map<string, string>;
 
   constructor(
     readonly model: Trainable,
     lr: number,
     readonly seed = 0,
   ) {
-    const vars = model.params.entries();
-    this.byVarName = new Map(vars.map(([n, v]) => [v.name, n]));
-    this.adam = new Adam(vars, { lr }, (name) => model.params.lrScale(name));
+    this.adam = new Adam(model.params.entries(), { lr }, (name) => model.params.lrScale(name));
   }
 
   /** Runs one step and returns the loss terms; throws (without updating) on a non-finite loss. */
   step(batch: Batch, step: number): Record<string, number> {
-    let termTensors: Record<string, tf.Scalar> = {};
-    const { value, grads } = tf.variableGrads(() => {
-      const r = this.model.loss(batch, step);
-      termTensors = Object.fromEntries(Object.entries(r.terms).map(([k, t]) => [k, tf.keep(t)]));
-      return r.total;
-    });
+    const g = batchGradients(this.model, batch, step);
     try {
-      const total = value.dataSync()[0];
-      const terms: Record<string, number> = { loss: total };
-      for (const [k, t] of Object.entries(termTensors)) terms[k] = t.dataSync()[0];
-      if (!Number.isFinite(total)) {
-        const bad = Object.entries(terms).filter(([, v]) => !Number.isFinite(v)).map(([k]) => k);
-        throw new ProbsemError(`non-finite loss at step ${step + 1} (terms: ${bad.join(', ')}); the last checkpoint is kept`, 'NAN');
-      }
-      const gradMap = new Map<string, tf.Tensor>();
-      for (const [vn, g] of Object.entries(grads)) gradMap.set(this.byVarName.get(vn) ?? vn, g);
-      this.adam.apply(gradMap);
-      return terms;
+      if (!Number.isFinite(g.terms.loss)) throw nonFiniteLoss(step, g.terms);
+      this.adam.apply(g.grads);
+      return g.terms;
     } finally {
-      tf.dispose([value, ...Object.values(grads), ...Object.values(termTensors)]);
+      g.dispose();
     }
   }
 

@@ -59,11 +59,6 @@ export function normalTensor(rng: Rng, shape: number[]): tf.Tensor {
   return tf.tensor(rng.fillNormal(new Float32Array(size)), shape, 'float32');
 }
 
-/** Numerically stable softplus: log(1 + e^x). */
-export function softplus(x: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => tf.add(tf.relu(x), tf.log1p(tf.exp(tf.neg(tf.abs(x))))));
-}
-
 /**
  * y = act(x W + b) for an input that needs no gradient and whose transpose the caller already has
  * (e.g. im2col patches built in JavaScript): dW = xᵀ g uses `xT` directly, avoiding a large wasm

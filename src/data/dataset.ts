@@ -80,17 +80,6 @@ export function oneHot(labels: ArrayLike<number>, numClasses: number): Float32Ar
   return out;
 }
 
-/** A split restricted to the given indices (copies). */
-export function subsetSplit(split: Split, indices: ArrayLike<number>, pixels: number): Split {
-  const images = new Uint8Array(indices.length * pixels);
-  const labels = new Uint8Array(indices.length);
-  for (let i = 0; i < indices.length; i++) {
-    images.set(split.images.subarray(indices[i] * pixels, (indices[i] + 1) * pixels), i * pixels);
-    labels[i] = split.labels[indices[i]];
-  }
-  return { images, labels, count: indices.length };
-}
-
 /**
  * Seeded shuffling batcher. The batch for a step is a pure function of (seed, step): each epoch
  * is a fresh permutation and an epoch has floor(n / batchSize) full batches. A resumed run

@@ -187,7 +187,7 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
   const seed = o.seed ?? 0;
   const recon = reconstructionError(model, ds.test, pixels, seed, 'sample');
   const reconMean = reconstructionError(model, ds.test, pixels, seed, 'mean');
-  const labels = oneHotLabelInputs(ds.classNames.length);
+  const labels = classLabelInputs(meta);
   const hasLabels = typeof model.encodeLabels === 'function';
   const annotation = hasLabels ? annotationAccuracy(model, ds.test, pixels, labels) : null;
   let gen = null;
@@ -227,6 +227,15 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
   return report;
 }
 
+/**
+ * The label-encoder inputs of a run's classes, one row per class (one-hot rows for one-hot
+ * labels). Every caller that scores or samples classes goes through this, so word-vector labels
+ * need changing only here.
+ */
+export function classLabelInputs(meta: ModelFile): tf.Tensor2D {
+  return oneHotLabelInputs(meta.classNames.length);
+}
+
 /** Finds a class by name (case-insensitive), or fails listing the known ones. */
 export function labelIndex(meta: ModelFile, label: string): number {
   const i = meta.classNames.findIndex((c) => c.toLowerCase() === label.trim().toLowerCase());
@@ -239,9 +248,8 @@ export function labelIndex(meta: ModelFile, label: string): number {
 /** Label probabilities for one image (grey values): normalised likelihoods of its posterior mean. */
 export function annotateImage(model: ImageModel, meta: ModelFile, image: Float32Array): { label: string; probability: number; logLikelihood: number }[] {
   if (!model.encodeLabels) throw new ProbsemError(`a ${meta.model} model has no label encoder and cannot annotate`, 'BAD_OPTION');
-  const c = meta.classNames.length;
   const [ll, probs] = tf.tidy(() => {
-    const l = labelLogLikelihoods(model, tf.tensor2d(image, [1, image.length]), oneHotLabelInputs(c));
+    const l = labelLogLikelihoods(model, tf.tensor2d(image, [1, image.length]), classLabelInputs(meta));
     return [l.dataSync(), tf.softmax(l).dataSync()];
   });
   return meta.classNames
@@ -253,10 +261,8 @@ export function annotateImage(model: ImageModel, meta: ModelFile, image: Float32
 export function generateForLabel(model: ImageModel, meta: ModelFile, label: string, n: number, seed: number): Float32Array {
   if (!model.encodeLabels) throw new ProbsemError(`a ${meta.model} model has no label encoder and cannot generate from labels`, 'BAD_OPTION');
   const li = labelIndex(meta, label);
-  const c = meta.classNames.length;
   return tf.tidy(() => {
-    const onehot = tf.cast(tf.oneHot(tf.tensor1d([li], 'int32'), c), 'float32') as tf.Tensor2D;
-    const q = model.encodeLabels!(onehot);
+    const q = model.encodeLabels!(tf.slice(classLabelInputs(meta), [li, 0], [1, -1]) as tf.Tensor2D);
     const zs = tf.add(q.mean, tf.mul(tf.exp(tf.mul(q.logVar, 0.5)), normalTensor(Rng.for(seed, 'generate', li), [n, model.latentDim]))) as tf.Tensor2D;
     return tf.sigmoid(model.decode(zs)).dataSync() as Float32Array;
   });

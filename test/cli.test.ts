@@ -8,6 +8,7 @@ import { loadDataset } from '../src/data/registry.js';
 import { imagesToFloat } from '../src/data/dataset.js';
 import { encodeGridPng } from '../src/data/png.js';
 import { writeFileSync } from 'node:fs';
+import { writeIdxFile } from '../src/data/idx.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'probsem-cli-'));
 const cache = tmp();
@@ -82,4 +83,47 @@ test('train → eval --json → generate → annotate, end to end on the shipped
   r = cli('annotate', '--run', run, join(tmp(), 'missing.png'));
   assert.equal(r.code, 2);
   assert.match(r.err, /missing\.png not found/);
+});
+
+test('input validation: out-of-range numbers, missing files, a dataset of another image size, --debug', async () => {
+  const run = join(tmp(), 'run');
+  let r = cli('train', '--model', 'pse', '--dataset', 'fashion-mnist-subset', '--latent', '2', '--steps', '3', '--batch', '20', '--out', run, '--quiet');
+  assert.equal(r.code, 0, r.err);
+
+  // A folder of 14×14 images: the run was trained on 28×28.
+  const small = tmp();
+  const n = 30;
+  await writeIdxFile(join(small, 'train-images-idx3-ubyte'), { dims: [n, 14, 14], data: new Uint8Array(n * 196).fill(9) }, { gzip: false });
+  await writeIdxFile(join(small, 't10k-images-idx3-ubyte'), { dims: [n, 14, 14], data: new Uint8Array(n * 196).fill(9) }, { gzip: false });
+  const labels = { dims: [n], data: new Uint8Array(n).map((_, i) => i % 10) };
+  await writeIdxFile(join(small, 'train-labels-idx1-ubyte'), labels, { gzip: false });
+  await writeIdxFile(join(small, 't10k-labels-idx1-ubyte'), labels, { gzip: false });
+
+  const cases: [string[], RegExp][] = [
+    [['train', '--model', 'pse', '--batch', '0'], /--batch must be an integer in \[1, /],
+    [['train', '--model', 'pse', '--steps=-3'], /--steps must be an integer in \[1, /],
+    [['train', '--model', 'pse', '--steps', '-3'], /Option '--steps' argument is ambiguous/],
+    [['train', '--model', 'pse', '--steps', '2.5'], /--steps must be an integer/],
+    [['train', '--model', 'pse', '--workers', '100'], /--workers must be an integer in \[1, 64\]/],
+    [['train', '--model', 'pse', '--lr=-1'], /--lr must be a number > 0/],
+    [['train', '--model', 'pse', '--lr', 'NaN'], /--lr must be a number > 0/],
+    [['train', '--model', 'pse', '--dataset', join(small, 'nope'), '--steps', '1', '--out', join(tmp(), 'x')], /nope/],
+    [['train', '--model', 'pse', '--dataset', 'fashion-mnist-subset', '--batch', '20000', '--steps', '1', '--out', join(tmp(), 'x')], /--batch 20000 exceeds the 10000 training images/],
+    [['eval', '--run', run, '--dataset', small, '--json'], /the model expects 28×28 images but dataset .* has 14×14 images/],
+    [['eval', '--run', run, '--samples', '0'], /--samples must be an integer in \[1, /],
+    [['generate', '--run', run, '--label', 'sneaker', '--n', '100000', '--out', join(tmp(), 'g.png')], /--n must be an integer in \[1, /],
+    [['annotate', '--run', run], /image/i],
+    [['train', '--model', 'pse', '--dataset', 'fashion-mnist-subset', '--steps', '3', '--out', run], /already holds a run: use --resume/],
+  ];
+  for (const [args, re] of cases) {
+    r = cli(...args);
+    assert.equal(r.code, 2, `${args.join(' ')} → exit ${r.code}: ${r.err}`);
+    assert.match(r.err, re, args.join(' '));
+    assert.doesNotMatch(r.err, /\n\s+at /, `no stack trace for ${args.join(' ')}`);
+  }
+  // --debug adds the stack trace for a bug report.
+  r = cli('eval', '--run', run, '--dataset', small, '--json', '--debug');
+  assert.notEqual(r.code, 0);
+  assert.match(r.err, /14×14/);
+  assert.match(r.err, /\n\s+at /, 'stack trace with --debug');
 });

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ProbsemError } from '../core/errors.js';
 import { sha256, writeFileAtomicSync } from '../core/files.js';
-import type { TensorEntry } from '../nn/params.js';
+import { type TensorEntry, validateManifest, withParameterBudget } from '../nn/params.js';
 import type { Trainable } from './base.js';
 import { createModel, getModelEntry } from './registry.js';
 
@@ -104,10 +104,11 @@ export function readModelMeta(dir: string): ModelFile {
       'MODEL_FORMAT',
     );
   }
-  if (!meta.weights || !Array.isArray(meta.weights.tensors) || typeof meta.weights.sha256 !== 'string') {
+  if (!meta.weights || typeof meta.weights !== 'object' || typeof meta.weights.sha256 !== 'string' || !Number.isSafeInteger(meta.weights.bytes)) {
     throw new ProbsemError(`${jsonPath} lacks a valid weights manifest`, 'MODEL_FORMAT');
   }
-  if (!Array.isArray(meta.classNames)) {
+  validateManifest(meta.weights.tensors, jsonPath);
+  if (!Array.isArray(meta.classNames) || !meta.classNames.every((c) => typeof c === 'string')) {
     throw new ProbsemError(`${jsonPath} lacks classNames`, 'MODEL_FORMAT');
   }
   return meta;
@@ -131,7 +132,8 @@ export function loadModel<T extends Trainable = Trainable>(dir: string): LoadedM
   if (sha256(blob) !== meta.weights.sha256) {
     throw new ProbsemError(`${weightsPath} does not match the checksum in model.json (corrupted or tampered with)`, 'MODEL_FORMAT');
   }
-  const model = createModel(meta.model, meta.config, 0) as T;
+  // The weights file bounds the model's size: a hostile config cannot allocate beyond it.
+  const model = withParameterBudget(blob.byteLength / 4, () => createModel(meta.model, meta.config, 0)) as T;
   model.params.load(meta.weights.tensors, blob, weightsPath);
   return { model, meta, dir };
 }

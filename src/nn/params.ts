@@ -15,8 +15,27 @@ export interface TensorEntry {
   length: number;
 }
 
+/** Hard cap on one model's parameters (float32 values): 2^28 = 1 GiB. */
+export const MAX_PARAMETERS = 2 ** 28;
+let parameterBudget: number | null = null;
+
+/**
+ * Runs `build` with a tighter parameter cap, so a config read from a file cannot make probsem
+ * allocate more than the file's own weights could fill (the model loader passes the weights size).
+ */
+export function withParameterBudget<T>(maxParameters: number, build: () => T): T {
+  const saved = parameterBudget;
+  parameterBudget = maxParameters;
+  try {
+    return build();
+  } finally {
+    parameterBudget = saved;
+  }
+}
+
 export class ParamSet {
   private readonly vars = new Map<string, tf.Variable>();
+  private total = 0;
   private readonly lrScales = new Map<string, number>();
 
   /** Multiplies the learning rate of every parameter whose name starts with `prefix`. */
@@ -32,6 +51,14 @@ export class ParamSet {
   add(name: string, shape: number[], init: 'glorot' | 'zeros', rng: Rng): tf.Variable {
     if (this.vars.has(name)) throw new ProbsemError(`parameter ${name} defined twice`);
     const size = shape.reduce((a, b) => a * b, 1);
+    const cap = parameterBudget ?? MAX_PARAMETERS;
+    if (!shape.every((d) => Number.isInteger(d) && d > 0) || this.total + size > cap) {
+      throw new ProbsemError(
+        `parameter ${name} of shape [${shape}] does not fit: a model may hold at most ${cap} values (has ${this.total})`,
+        'MODEL_TOO_LARGE',
+      );
+    }
+    this.total += size;
     const values = new Float32Array(size);
     if (init === 'glorot') {
       const fanIn = shape.length > 1 ? shape[0] : 1;
@@ -77,6 +104,7 @@ export class ParamSet {
 
   /** Overwrites every parameter from a blob; names and shapes must match exactly. */
   load(manifest: TensorEntry[], blob: Uint8Array, source: string): void {
+    validateManifest(manifest, source);
     const byName = new Map(manifest.map((e) => [e.name, e]));
     for (const [name, v] of this.vars) {
       const e = byName.get(name);
@@ -118,6 +146,18 @@ export function serializeTensors(list: [string, tf.Tensor][]): { manifest: Tenso
   const all = new Float32Array(total);
   list.forEach(([, t], i) => all.set(t.dataSync() as Float32Array, manifest[i].offset));
   return { manifest, blob: new Uint8Array(all.buffer) };
+}
+
+/** Checks a manifest read from a file is an array of well-formed entries, before anything trusts it. */
+export function validateManifest(manifest: unknown, source: string): asserts manifest is TensorEntry[] {
+  if (!Array.isArray(manifest)) throw new ProbsemError(`${source}: the tensor manifest is not a list`, 'MODEL_FORMAT');
+  const nat = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
+  manifest.forEach((e: Partial<TensorEntry> | null, i) => {
+    const ok =
+      e !== null && typeof e === 'object' && typeof e.name === 'string' && e.dtype === 'float32' && nat(e.offset) && nat(e.length) &&
+      Array.isArray(e.shape) && e.shape.length <= 8 && e.shape.every(nat);
+    if (!ok) throw new ProbsemError(`${source}: tensor manifest entry ${i} is malformed`, 'MODEL_FORMAT');
+  });
 }
 
 export function readEntry(e: TensorEntry, blob: Uint8Array, source: string): Float32Array {

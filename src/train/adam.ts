@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ProbsemError } from '../core/errors.js';
-import { readEntry, serializeTensors, type TensorEntry } from '../nn/params.js';
+import { readEntry, serializeTensors, type TensorEntry, validateManifest } from '../nn/params.js';
 
 export interface AdamOptions {
   lr: number;
@@ -73,6 +73,8 @@ export class Adam {
   }
 
   load(t: number, manifest: TensorEntry[], blob: Uint8Array, source: string): void {
+    validateManifest(manifest, source);
+    if (!Number.isSafeInteger(t) || t < 0) throw new ProbsemError(`${source}: optimizer step count ${t} is invalid`, 'MODEL_FORMAT');
     const byName = new Map(manifest.map((e) => [e.name, e]));
     for (const [name, p] of this.vars) {
       for (const [key, store] of [[`m:${name}`, this.m], [`v:${name}`, this.v]] as const) {

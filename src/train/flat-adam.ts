@@ -4,7 +4,7 @@
  * so checkpoints move between the two.
  */
 import { ProbsemError } from '../core/errors.js';
-import { readEntry, type TensorEntry } from '../nn/params.js';
+import { readEntry, type TensorEntry, validateManifest } from '../nn/params.js';
 
 export interface Segment {
   name: string;
@@ -68,6 +68,8 @@ export class FlatAdam {
   }
 
   load(t: number, manifest: TensorEntry[], blob: Uint8Array, source: string): void {
+    validateManifest(manifest, source);
+    if (!Number.isSafeInteger(t) || t < 0) throw new ProbsemError(`${source}: optimizer step count ${t} is invalid`, 'MODEL_FORMAT');
     const byName = new Map(manifest.map((e) => [e.name, e]));
     for (const seg of this.layout) {
       for (const [key, dst] of [[`m:${seg.name}`, this.m], [`v:${seg.name}`, this.v]] as const) {

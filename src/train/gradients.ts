@@ -33,10 +33,47 @@ export function batchGradients(model: Trainable, batch: Batch, step: number): Ba
   }
 }
 
-/** The error a non-finite loss stops training with (raised before any update, so checkpoints stay good). */
-export function nonFiniteLoss(step: number, terms: Record<string, number>): ProbsemError {
+/** What to do with a batch whose loss or gradient is not finite. */
+export type NonFinitePolicy = 'stop' | 'skip';
+
+/** A step produced a non-finite loss or gradient; raised before any update, so the weights are still good. */
+export class NonFiniteError extends ProbsemError {
+  constructor(
+    readonly step: number,
+    readonly what: string,
+  ) {
+    super(`non-finite ${what} at step ${step + 1}`, 'NAN');
+    this.name = 'NonFiniteError';
+  }
+}
+
+export function nonFiniteLoss(step: number, terms: Record<string, number>): NonFiniteError {
   const bad = Object.entries(terms)
     .filter(([, v]) => !Number.isFinite(v))
     .map(([k]) => k);
-  return new ProbsemError(`non-finite loss at step ${step + 1} (terms: ${bad.join(', ')}); the last checkpoint is kept`, 'NAN');
+  return new NonFiniteError(step, `loss (terms: ${bad.join(', ')})`);
+}
+
+export function nonFiniteGradient(step: number, params: string[]): NonFiniteError {
+  const shown = params.slice(0, 5).join(', ') + (params.length > 5 ? `, … (${params.length} in all)` : '');
+  return new NonFiniteError(step, `gradient (parameters: ${shown})`);
+}
+
+/**
+ * Names of the parameters whose gradient has a NaN or infinite entry. The common, all-finite case
+ * costs one reduction and one read: a sum is finite only if every entry is.
+ */
+export function nonFiniteGrads(grads: Map<string, tf.Tensor>): string[] {
+  if (grads.size === 0) return [];
+  const total = tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(g))).dataSync()[0]);
+  if (Number.isFinite(total)) return [];
+  return [...grads.entries()].filter(([, g]) => !g.dataSync().every(Number.isFinite)).map(([n]) => n);
+}
+
+/** The same check on a flat gradient laid out in named segments. */
+export function nonFiniteFlatGrads(grad: Float32Array, layout: { name: string; offset: number; length: number }[]): string[] {
+  let sum = 0;
+  for (let i = 0; i < grad.length; i++) sum += grad[i];
+  if (Number.isFinite(sum)) return [];
+  return layout.filter((s) => !grad.subarray(s.offset, s.offset + s.length).every(Number.isFinite)).map((s) => s.name);
 }

@@ -16,7 +16,7 @@ import { ProbsemError } from '../core/errors.js';
 import { Rng } from '../core/random.js';
 import type { Trainable } from '../models/base.js';
 import { FlatAdam, type Segment } from './flat-adam.js';
-import { batchGradients, nonFiniteLoss } from './gradients.js';
+import { batchGradients, nonFiniteFlatGrads, nonFiniteGradient, nonFiniteLoss } from './gradients.js';
 
 export interface RawBatch {
   x: Float32Array;
@@ -211,6 +211,8 @@ export class ParallelStepper {
   step(batch: RawBatch, step: number): Record<string, number> {
     const { terms, grad } = this.gradient(batch, step);
     if (!Number.isFinite(terms.loss)) throw nonFiniteLoss(step, terms);
+    const badGrads = nonFiniteFlatGrads(grad, this.layout);
+    if (badGrads.length > 0) throw nonFiniteGradient(step, badGrads);
     this.adam.apply(this.params, grad);
     assignParams(this.model, this.layout, this.params);
     return terms;

@@ -12,7 +12,7 @@ import { Batcher, imagesToFloat, meanImage, oneHot, type Split } from '../data/d
 import type { Batch, Trainable } from '../models/base.js';
 import { Adam } from './adam.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
-import { batchGradients, nonFiniteLoss } from './gradients.js';
+import { type NonFinitePolicy, NonFiniteError, batchGradients, nonFiniteGradient, nonFiniteGrads, nonFiniteLoss } from './gradients.js';
 import { ParallelStepper, type RawBatch } from './parallel.js';
 
 export interface TrainProgress {
@@ -36,6 +36,8 @@ export interface TrainOptions {
   /** Average and log the loss terms every N steps. */
   logEvery?: number;
   onProgress?: (p: TrainProgress) => void;
+  /** Messages worth showing a user (skipped batches). */
+  onNotice?: (msg: string) => void;
   /** Label inputs for the label encoder from class indices (default: one-hot). */
   labelInputs?: (labels: Int32Array) => { data: Float32Array; width: number };
   /** Model config recorded in checkpoints. */
@@ -47,6 +49,11 @@ export interface TrainOptions {
    * over the main thread and N−1 worker threads; results are reproducible for a given N.
    */
   workers?: number;
+  /**
+   * A batch with a non-finite loss or gradient: 'stop' (default) ends training with an error and
+   * a checkpoint of the last good weights; 'skip' leaves the weights alone, logs it and goes on.
+   */
+  onNonFinite?: NonFinitePolicy;
 }
 
 /** What the loop needs from a step implementation (single-threaded or data-parallel). */
@@ -64,6 +71,8 @@ export interface TrainResult {
   startStep: number;
   seconds: number;
   finalTerms: Record<string, number>;
+  /** Steps whose batch was skipped for a non-finite loss or gradient (onNonFinite: 'skip'). */
+  skippedSteps: number[];
 }
 
 export const CHECKPOINT_FILE = 'checkpoint.bin';
@@ -92,11 +101,13 @@ export class Stepper implements StepEngine {
     this.adam = new Adam(model.params.entries(), { lr }, (name) => model.params.lrScale(name));
   }
 
-  /** Runs one step and returns the loss terms; throws (without updating) on a non-finite loss. */
+  /** Runs one step and returns the loss terms; throws NonFiniteError (without updating) on a non-finite loss or gradient. */
   step(batch: Batch, step: number): Record<string, number> {
     const g = batchGradients(this.model, batch, step);
     try {
       if (!Number.isFinite(g.terms.loss)) throw nonFiniteLoss(step, g.terms);
+      const badGrads = nonFiniteGrads(g.grads);
+      if (badGrads.length > 0) throw nonFiniteGradient(step, badGrads);
       this.adam.apply(g.grads);
       return g.terms;
     } finally {
@@ -277,10 +288,29 @@ async function runLoop(
   let inWindow = 0;
   let lastTerms: Record<string, number> = {};
   const end = Math.min(opts.steps, opts.stopAfter ?? opts.steps);
+  const skipped: number[] = [];
 
   for (let step = start; step < end; step++) {
     const idx = batcher.indices(step);
-    const terms = engine.stepRaw(makeRawBatch(split, idx, shape.pixels, shape.numClasses, opts.labelInputs), step);
+    let terms: Record<string, number>;
+    try {
+      terms = engine.stepRaw(makeRawBatch(split, idx, shape.pixels, shape.numClasses, opts.labelInputs), step);
+    } catch (e) {
+      if (!(e instanceof NonFiniteError)) throw e;
+      if (opts.onNonFinite === 'skip') {
+        skipped.push(step + 1);
+        if (logPath) appendFileSync(logPath, JSON.stringify({ step: step + 1, skipped: e.what }) + '\n');
+        opts.onNotice?.(`${e.message}: batch skipped`);
+        continue;
+      }
+      // The weights are still those before this step: keep them as the checkpoint to resume from.
+      saveCheckpoint(step);
+      throw new ProbsemError(
+        `${e.message}; training stopped${ckptPath ? ` and the last good weights (step ${step}) are in ${ckptPath}` : ''}. ` +
+          `Resume with a lower learning rate, or skip such batches with --on-nan skip.`,
+        'NAN',
+      );
+    }
 
     for (const [k, v] of Object.entries(terms)) sums[k] = (sums[k] ?? 0) + v;
     inWindow++;
@@ -299,7 +329,7 @@ async function runLoop(
     if (every > 0 && done % every === 0 && done !== end) saveCheckpoint(done);
   }
   saveCheckpoint(end);
-  return { steps: end, startStep: start, seconds: (performance.now() - t0) / 1000, finalTerms: lastTerms };
+  return { steps: end, startStep: start, seconds: (performance.now() - t0) / 1000, finalTerms: lastTerms, skippedSteps: skipped };
 }
 
 function round(v: number): number {

@@ -11,6 +11,7 @@ import {
 } from '../src/distributions/index.js';
 import { cholesky, logDetFromCholesky, solveLower, invertLower, matmul, transpose } from '../src/core/linalg.js';
 import { Rng } from '../src/core/random.js';
+import { welchTTest } from '../src/eval/stats.js';
 
 before(async () => {
   await setupBackend();
@@ -170,4 +171,16 @@ test('Cholesky, triangular solve and inverse agree with hand values', () => {
 
 test('kl rejects mismatched dimensions', () => {
   assert.throws(() => kl(DiagGaussian.standard(2), DiagGaussian.standard(3)), /dimensions differ/);
+});
+
+test("Welch's t-test matches scipy.stats.ttest_ind(equal_var=False)", () => {
+  let r = welchTTest([1, 2, 3, 4, 5], [2, 3, 4, 5, 6]);
+  assertClose(r.t, -1, 1e-12, 't');
+  assertClose(r.df, 8, 1e-9, 'df');
+  assertClose(r.p, 0.34659350708733416, 1e-9, 'p');
+  r = welchTTest([0.81, 0.82, 0.815, 0.83, 0.812], [0.8, 0.805, 0.79, 0.81, 0.8]);
+  assertClose(r.t, 3.3645007534350957, 1e-9, 't');
+  assertClose(r.df, 7.956343792633021, 1e-9, 'df');
+  assertClose(r.p, 0.009944614964329095, 1e-9, 'p');
+  assert.throws(() => welchTTest([1], [2, 3]), /at least two values/);
 });

@@ -18,6 +18,10 @@ import type { Trainable } from '../src/models/base.js';
 import { readCheckpoint, writeCheckpoint } from '../src/train/checkpoint.js';
 import { Adam } from '../src/train/adam.js';
 import { gzipSync } from 'node:zlib';
+import { Rng } from '../src/core/random.js';
+import { readWordVectors, writeWordVectors } from '../src/text/readers.js';
+import { decodeCache, encodeCache } from '../src/text/wordnet.js';
+import { WordVectors } from '../src/text/word-vectors.js';
 
 const RUNS = Number(process.env.PROBSEM_FUZZ_RUNS ?? 150);
 const SEED = Number(process.env.PROBSEM_FUZZ_SEED ?? 20261122);
@@ -275,4 +279,58 @@ test('checkpoint reader: mutated checkpoints are read and loaded correctly or re
   );
   report(t, 'checkpoint', tally);
   assert.ok(tally.rejected > 0 && tally.ok > 0, `both outcomes (${tally.ok} valid, ${tally.rejected} rejected)`);
+});
+
+test('word-vector readers: mutated .bin, .vec and .txt.gz files give a valid table or a DataFormatError', async (t) => {
+  const words = ['sneaker', 'boot', 'ankle_boot', 't-shirt', 'bag'];
+  const rng = new Rng(5);
+  const wv = new WordVectors(words, rng.fillNormal(new Float32Array(words.length * 6)), 6, 'fuzz');
+  const dir = tmp();
+  const bases: { ext: string; bytes: Uint8Array }[] = [];
+  for (const [ext, format, header] of [['bin', 'word2vec-bin', true], ['vec', 'text', true], ['txt', 'text', false], ['txt.gz', 'text', true]] as const) {
+    const path = join(dir, `base.${ext}`);
+    writeWordVectors(path, wv, format, { header });
+    bases.push({ ext, bytes: new Uint8Array(readFileSync(path)) });
+  }
+  const tally = { ok: 0, rejected: 0 };
+  let k = 0;
+  await fc.assert(
+    fc.asyncProperty(
+      fc.nat({ max: bases.length - 1 }).chain((b) => mutated(bases[b].bytes).map((bytes) => ({ ext: bases[b].ext, bytes }))),
+      fc.boolean(),
+      async ({ ext, bytes }, filtered): Promise<void> => {
+        const path = join(dir, `case-${k++}.${ext}`);
+        writeFileSync(path, bytes);
+        const t0 = performance.now();
+        await expectCleanlyAsync(tally, () => readWordVectors(path, filtered ? { vocabulary: ['boot', 'bag'] } : {}), (r) => {
+          assert.equal(r.data.length, r.size * r.dim);
+          assert.ok(r.data.every(Number.isFinite), 'finite values');
+        });
+        assert.ok(performance.now() - t0 < MAX_CASE_MS, 'no hang');
+        rmSync(path, { force: true });
+      },
+    ),
+    { numRuns: RUNS * 2, seed: SEED, reporter: shortReport },
+  );
+  report(t, 'word-vector files', tally);
+  assert.ok(tally.rejected > 0 && tally.ok > 0, `both outcomes (${tally.ok} valid, ${tally.rejected} rejected)`);
+});
+
+test('WordNet vector cache: a mutated cache file is detected, never trusted', (t) => {
+  const words = ['shoe', 'boot', 'sneaker'];
+  const wv = new WordVectors(words, new Float32Array([1, 0, 0, 1, 0.5, 0.5]), 2, 'fuzz');
+  const base = new Uint8Array(encodeCache(wv, 'key'));
+  const tally = { ok: 0, rejected: 0 };
+  fc.assert(
+    fc.property(mutated(base), (buf) =>
+      expectCleanly(
+        tally,
+        () => decodeCache(Buffer.from(buf), 'key', 'fuzz'),
+        (r) => assert.deepEqual([...r.data], [...wv.data], 'a cache that decodes is the original'),
+      ),
+    ),
+    { numRuns: RUNS * 2, seed: SEED, reporter: shortReport },
+  );
+  report(t, 'WordNet cache', tally);
+  assert.ok(tally.rejected > 0);
 });

@@ -2,7 +2,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -57,7 +57,7 @@ function runFixture(dir: string, killAtStep: number | null, delayMs: number): Pr
   });
 }
 
-test('SIGKILL at random points, then resume: same final weights as an uninterrupted run, checkpoints always readable', async () => {
+test('SIGKILL at random points, then resume: same final weights as an uninterrupted run, checkpoints always readable', async (t) => {
   const reference = await runFixture(tmp(), null, 0);
   const refHash = /hash (\w+)/.exec(reference.out)![1];
 
@@ -76,6 +76,10 @@ test('SIGKILL at random points, then resume: same final weights as an uninterrup
       assert.ok(h.step % 7 === 0 || h.step === STEPS, `checkpoint at step ${h.step}`);
       last = h.step;
     }
+    if (r.killed) {
+      const seen = Math.max(...[...r.out.matchAll(/step (\d+)/g)].map((m) => Number(m[1])));
+      t.diagnostic(`kill ${kills.length + 1}: after step ${seen} was reported; checkpoint on disk at step ${last}, readable`);
+    }
     if (!r.killed) {
       assert.equal(r.code, 0);
       assert.equal(/hash (\w+)/.exec(r.out)![1], refHash, 'the resumed run ends with the uninterrupted weights');
@@ -84,6 +88,7 @@ test('SIGKILL at random points, then resume: same final weights as an uninterrup
     kills.push(target);
   }
   assert.equal(kills.length, 5, `killed five times (at steps ≥ ${kills.join(', ')})`);
+  assert.deepEqual(readdirSync(dir).filter((n) => n.includes('.tmp-')), [], 'no half-written temporaries are left');
   // The log reads as one run: every step once, in order.
   const steps = readFileSync(join(dir, 'train.jsonl'), 'utf8')
     .trim()

@@ -124,3 +124,18 @@ export function meanImage(split: Split, pixels: number): Float32Array {
   }
   return Float32Array.from(sum, (v) => v / (255 * Math.max(1, split.count)));
 }
+
+/** The images of a split whose class is not in `drop` (for training without held-out classes). */
+export function withoutClasses(split: Split, drop: ReadonlySet<number>, pixels: number): Split {
+  let count = 0;
+  for (let i = 0; i < split.count; i++) if (!drop.has(split.labels[i])) count++;
+  const images = new Uint8Array(count * pixels);
+  const labels = new Uint8Array(count);
+  let j = 0;
+  for (let i = 0; i < split.count; i++) {
+    if (drop.has(split.labels[i])) continue;
+    images.set(split.images.subarray(i * pixels, (i + 1) * pixels), j * pixels);
+    labels[j++] = split.labels[i];
+  }
+  return { images, labels, count };
+}

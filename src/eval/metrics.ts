@@ -35,11 +35,27 @@ function forBatches(split: Split, pixels: number, fn: (x: tf.Tensor2D, idx: Int3
  * drawn once from q(z|x) per image (the ELBO's reconstruction term); `mean`: z = the posterior
  * mean (the deterministic reconstruction a user sees).
  */
-export function reconstructionError(model: ImageModel, split: Split, pixels: number, seed = 0, mode: 'sample' | 'mean' = 'sample'): number {
+export function reconstructionError(
+  model: ImageModel,
+  split: Split,
+  pixels: number,
+  seed = 0,
+  mode: 'sample' | 'mean' = 'sample',
+  /** Per-class label inputs [C, labelDim]; needed by models that reconstruct given the label (CVAE). */
+  labelInputs?: tf.Tensor2D,
+): number {
   const rng = Rng.for(seed, 'eval-recon');
+  if (model.reconstructLogits && !labelInputs) {
+    throw new ProbsemError(`${model.name} reconstructs an image given its label: pass the label inputs`, 'BAD_OPTION');
+  }
   let total = 0;
-  forBatches(split, pixels, (x) => {
+  forBatches(split, pixels, (x, idx) => {
     total += tf.tidy(() => {
+      if (model.reconstructLogits) {
+        const eps = mode === 'mean' ? null : (normalTensor(rng, [x.shape[0], model.latentDim]) as tf.Tensor2D);
+        const y = tf.gather(labelInputs!, tf.tensor1d(Int32Array.from(idx, (i) => split.labels[i]), 'int32')) as tf.Tensor2D;
+        return tf.sum(bernoulliLogLikelihood(model.reconstructLogits(x, y, eps), x)).dataSync()[0];
+      }
       const q = model.encodeImage(x);
       const zs = mode === 'mean' ? q.mean : q.sample(normalTensor(rng, [x.shape[0], model.latentDim]) as tf.Tensor2D);
       return tf.sum(bernoulliLogLikelihood(model.decode(zs), x)).dataSync()[0];
@@ -95,7 +111,8 @@ export interface GenerationResult {
 
 /**
  * Samples z ~ q(z|l) for every label, decodes (pixel probabilities), and asks the judge whether
- * each image shows its label. Repeated `repeats` times for a standard deviation.
+ * each image shows its label (models with `generateLogits`, e.g. CVAE: z ~ N(0, I) decoded with
+ * the label). Repeated `repeats` times for a standard deviation.
  */
 export function generationAccuracy(
   model: ImageModel,
@@ -103,10 +120,13 @@ export function generationAccuracy(
   labelInputs: tf.Tensor2D,
   opts: { samplesPerLabel: number; repeats: number; seed: number; onProgress?: (done: number, total: number) => void },
 ): GenerationResult {
-  if (!model.encodeLabels) throw new ProbsemError(`${model.name} cannot generate from labels`, 'BAD_OPTION');
+  if (!model.encodeLabels && !model.generateLogits) throw new ProbsemError(`${model.name} cannot generate from labels`, 'BAD_OPTION');
   const numClasses = labelInputs.shape[0];
+  // Models with generateLogits (CVAE) decode N(0, I) noise together with the label input.
+  const conditional = typeof model.generateLogits === 'function';
   // Keep only the label Gaussians' moments; the encoder's intermediates are freed.
   const [ldMean, ldLogVar] = tf.tidy(() => {
+    if (conditional) return [tf.zeros([numClasses, model.latentDim]), tf.zeros([numClasses, model.latentDim])];
     const g = model.encodeLabels!(labelInputs);
     return [g.mean, g.logVar];
   });
@@ -121,10 +141,16 @@ export function generationAccuracy(
       for (let s = 0; s < opts.samplesPerLabel; s += EVAL_BATCH) {
         const n = Math.min(EVAL_BATCH, opts.samplesPerLabel - s);
         labelCorrect += tf.tidy(() => {
-          const mean = tf.slice(labelDists.mean, [c, 0], [1, -1]);
-          const std = tf.exp(tf.mul(tf.slice(labelDists.logVar, [c, 0], [1, -1]), 0.5));
-          const zs = tf.add(mean, tf.mul(std, normalTensor(rng, [n, model.latentDim]))) as tf.Tensor2D;
-          const images = tf.sigmoid(model.decode(zs)) as tf.Tensor2D;
+          const eps = normalTensor(rng, [n, model.latentDim]) as tf.Tensor2D;
+          let logits: tf.Tensor2D;
+          if (conditional) {
+            logits = model.generateLogits!(tf.tile(tf.slice(labelInputs, [c, 0], [1, -1]), [n, 1]) as tf.Tensor2D, eps);
+          } else {
+            const mean = tf.slice(labelDists.mean, [c, 0], [1, -1]);
+            const std = tf.exp(tf.mul(tf.slice(labelDists.logVar, [c, 0], [1, -1]), 0.5));
+            logits = model.decode(tf.add(mean, tf.mul(std, eps)) as tf.Tensor2D);
+          }
+          const images = tf.sigmoid(logits) as tf.Tensor2D;
           return tf.sum(tf.cast(tf.equal(tf.argMax(judge.logits(images), 1), c), 'float32')).dataSync()[0];
         });
       }
@@ -138,4 +164,119 @@ export function generationAccuracy(
   const mean = accs.reduce((a, b) => a + b, 0) / accs.length;
   const sd = accs.length > 1 ? Math.sqrt(accs.reduce((a, b) => a + (b - mean) ** 2, 0) / (accs.length - 1)) : 0;
   return { accuracy: mean, sd, repeats: opts.repeats, samplesPerLabel: opts.samplesPerLabel, perLabel };
+}
+
+export interface ZeroShotResult {
+  /** Held-out-class test images, choosing among the held-out labels only. */
+  unseenAccuracy: number;
+  /** Held-out-class test images, choosing among all labels (generalised zero-shot). */
+  generalizedAccuracy: number;
+  /** Seen-class test images, choosing among all labels. */
+  seenAccuracy: number;
+  unseenImages: number;
+  seenImages: number;
+}
+
+/**
+ * Annotation accuracies for a model trained without the classes `heldOut`: every test image's
+ * posterior mean is scored under every label's q(z|l) once, then read three ways.
+ */
+export function zeroShotAccuracy(model: ImageModel, split: Split, pixels: number, labelInputs: tf.Tensor2D, heldOut: number[]): ZeroShotResult {
+  const c = labelInputs.shape[0];
+  const unseen = new Set(heldOut);
+  if (unseen.size === 0 || heldOut.some((h) => !Number.isInteger(h) || h < 0 || h >= c)) {
+    throw new ProbsemError(`held-out classes must be distinct class indices in [0, ${c}), got [${heldOut}]`, 'BAD_OPTION');
+  }
+  let unseenN = 0;
+  let unseenOk = 0;
+  let generalOk = 0;
+  let seenN = 0;
+  let seenOk = 0;
+  forBatches(split, pixels, (x, idx) => {
+    const ll = tf.tidy(() => labelLogLikelihoods(model, x, labelInputs).dataSync());
+    for (let r = 0; r < idx.length; r++) {
+      const truth = split.labels[idx[r]];
+      const row = ll.subarray(r * c, (r + 1) * c);
+      let best = 0;
+      for (let k = 1; k < c; k++) if (row[k] > row[best]) best = k;
+      if (unseen.has(truth)) {
+        let bestUnseen = heldOut[0];
+        for (const k of heldOut) if (row[k] > row[bestUnseen]) bestUnseen = k;
+        unseenN++;
+        if (bestUnseen === truth) unseenOk++;
+        if (best === truth) generalOk++;
+      } else {
+        seenN++;
+        if (best === truth) seenOk++;
+      }
+    }
+  });
+  return {
+    unseenAccuracy: unseenN ? unseenOk / unseenN : NaN,
+    generalizedAccuracy: unseenN ? generalOk / unseenN : NaN,
+    seenAccuracy: seenN ? seenOk / seenN : NaN,
+    unseenImages: unseenN,
+    seenImages: seenN,
+  };
+}
+
+export type RetrievalRanking = 'kl' | 'posterior';
+
+export interface RetrievalPrecision {
+  k: number;
+  ranking: RetrievalRanking;
+  /** Share of the k retrieved test images that carry the query label, per label. */
+  perLabel: number[];
+  mean: number;
+}
+
+/**
+ * Retrieval by label: for each label l the test images are ranked, and precision@k is the share of
+ * the top k that carry l. Rankings: 'kl' by KL(q(z|l) ‖ q(z|x)), how well an image's posterior
+ * covers the label's distribution; 'posterior' by the annotation posterior p(l|x) ∝ q(μ_x|l), the
+ * images most confidently of label l against every other label.
+ */
+export function retrievalPrecisionAtK(
+  model: ImageModel,
+  split: Split,
+  pixels: number,
+  labelInputs: tf.Tensor2D,
+  k = 20,
+  ranking: RetrievalRanking = 'kl',
+): RetrievalPrecision {
+  if (!model.encodeLabels) throw new ProbsemError(`${model.name} has no label encoder`, 'BAD_OPTION');
+  const c = labelInputs.shape[0];
+  const scores: Float32Array[] = Array.from({ length: c }, () => new Float32Array(split.count));
+  const [lm, llv] = tf.tidy(() => {
+    const q = model.encodeLabels!(labelInputs);
+    return [q.mean, q.logVar];
+  });
+  forBatches(split, pixels, (x, idx) => {
+    // Lower is better: [C, batch].
+    const all = tf.tidy(() => {
+      if (ranking === 'posterior') {
+        const lp = tf.logSoftmax(labelLogLikelihoods(model, x, labelInputs), 1);
+        return tf.neg(tf.transpose(lp)).dataSync();
+      }
+      const post = model.encodeImage(x);
+      const rows: tf.Tensor1D[] = [];
+      for (let l = 0; l < c; l++) {
+        const mq = tf.slice(lm, [l, 0], [1, -1]);
+        const lvq = tf.slice(llv, [l, 0], [1, -1]);
+        // KL(N(mq, e^lvq) ‖ N(mx, e^lvx)) per image, summed over dimensions.
+        const t = tf.add(tf.sub(post.logVar, lvq), tf.div(tf.add(tf.exp(lvq), tf.square(tf.sub(mq, post.mean))), tf.exp(post.logVar)));
+        rows.push(tf.mul(tf.sub(tf.sum(t, 1), model.latentDim), 0.5) as tf.Tensor1D);
+      }
+      return tf.stack(rows).dataSync();
+    });
+    for (let l = 0; l < c; l++) scores[l].set(all.subarray(l * idx.length, (l + 1) * idx.length), idx[0]);
+  });
+  tf.dispose([lm, llv]);
+  const perLabel = scores.map((row, l) => {
+    const order = Array.from({ length: split.count }, (_, i) => i).sort((a, b) => row[a] - row[b] || a - b);
+    let hit = 0;
+    for (const i of order.slice(0, k)) if (split.labels[i] === l) hit++;
+    return hit / Math.min(k, split.count);
+  });
+  return { k, ranking, perLabel, mean: perLabel.reduce((a, b) => a + b, 0) / c };
 }

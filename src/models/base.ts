@@ -51,6 +51,18 @@ export interface ImageModel extends Trainable {
   decode(z: tf.Tensor2D): tf.Tensor2D;
   /** q(z|l) for label inputs [N, labelDim], where the model has a label encoder. */
   encodeLabels?(y: tf.Tensor2D): DiagGaussian;
+  /**
+   * Bernoulli logits of images generated for label inputs y [N, labelDim] from standard-normal
+   * noise eps [N, latent], for models that generate from labels without a label encoder (CVAE:
+   * z = eps decoded together with y). Generation uses it when present, else z ~ q(z|l) decoded.
+   */
+  generateLogits?(y: tf.Tensor2D, eps: tf.Tensor2D): tf.Tensor2D;
+  /**
+   * Bernoulli logits reconstructing x [N, pixels] given its label inputs y [N, labelDim], for
+   * models whose encoder and decoder both take the label (CVAE); eps [N, latent] draws z from
+   * q(z|x,l), null uses its mean. Reconstruction error uses it when present.
+   */
+  reconstructLogits?(x: tf.Tensor2D, y: tf.Tensor2D, eps: tf.Tensor2D | null): tf.Tensor2D;
 }
 
 const positiveInt = z.number().int().positive();

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { ProbsemError } from '../core/errors.js';
 import { sha256, writeFileAtomicSync } from '../core/files.js';
 import { type TensorEntry, validateManifest, withParameterBudget } from '../nn/params.js';
+import type { LabelEncodingInfo } from '../text/labels.js';
 import type { Trainable } from './base.js';
 import { createModel, getModelEntry } from './registry.js';
 
@@ -35,8 +36,12 @@ export interface ModelFile extends ModelProvenance {
   config: Record<string, unknown>;
   /** Class names, in label-index order. */
   classNames: string[];
-  /** How labels are fed to label encoders. */
-  labelEncoding: 'onehot';
+  /** How labels are fed to label encoders (details in `labels`). */
+  labelEncoding: 'onehot' | 'words';
+  /** The label encoding with the class input vectors (absent in older files: one-hot). */
+  labels?: LabelEncodingInfo;
+  /** Classes left out of training (zero-shot runs). */
+  holdout?: string[];
   library: { name: 'probsem'; version: string };
   createdAt: string;
   weights: { file: string; bytes: number; sha256: string; tensors: TensorEntry[] };
@@ -53,7 +58,7 @@ export const LIBRARY_VERSION = '0.1.0';
 export function saveModel(
   dir: string,
   model: Trainable & { config: object },
-  info: { classNames: string[] } & ModelProvenance,
+  info: { classNames: string[]; labels?: LabelEncodingInfo; holdout?: string[] } & ModelProvenance,
 ): ModelFile {
   const { manifest, blob } = model.params.serialize();
   const meta: ModelFile = {
@@ -62,7 +67,9 @@ export function saveModel(
     model: model.name,
     config: { ...model.config },
     classNames: info.classNames,
-    labelEncoding: 'onehot',
+    labelEncoding: info.labels?.kind ?? 'onehot',
+    labels: info.labels ?? { kind: 'onehot' },
+    ...(info.holdout && info.holdout.length > 0 ? { holdout: info.holdout } : {}),
     dataset: info.dataset,
     training: info.training,
     metrics: info.metrics,
@@ -110,6 +117,20 @@ export function readModelMeta(dir: string): ModelFile {
   validateManifest(meta.weights.tensors, jsonPath);
   if (!Array.isArray(meta.classNames) || !meta.classNames.every((c) => typeof c === 'string')) {
     throw new ProbsemError(`${jsonPath} lacks classNames`, 'MODEL_FORMAT');
+  }
+  const l = meta.labels as (Omit<Partial<Extract<LabelEncodingInfo, { kind: 'words' }>>, 'kind'> & { kind?: unknown }) | undefined;
+  if (l !== undefined && (l === null || typeof l !== 'object' || (l.kind !== 'onehot' && l.kind !== 'words'))) {
+    throw new ProbsemError(`${jsonPath}: labels must be a onehot or words encoding`, 'MODEL_FORMAT');
+  }
+  if (
+    l?.kind === 'words' &&
+    !(Number.isSafeInteger(l.dim) && l.dim! > 0 && Array.isArray(l.vectors) && l.vectors.length === l.dim! * meta.classNames.length &&
+      l.vectors.every((x) => typeof x === 'number' && Number.isFinite(x)) && Array.isArray(l.phrases) && typeof l.source === 'string')
+  ) {
+    throw new ProbsemError(`${jsonPath}: the word-vector label encoding is malformed (needs dim, source, phrases and ${meta.classNames.length} class vectors)`, 'MODEL_FORMAT');
+  }
+  if (meta.holdout !== undefined && !(Array.isArray(meta.holdout) && meta.holdout.every((h) => typeof h === 'string' && meta.classNames.includes(h)))) {
+    throw new ProbsemError(`${jsonPath}: holdout must list class names`, 'MODEL_FORMAT');
   }
   return meta;
 }

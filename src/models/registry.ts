@@ -7,11 +7,21 @@ import { Vae, VaeConfigSchema } from './vae.js';
 import { Pse, PseConfigSchema } from './pse.js';
 import { PseStar, PseStarConfigSchema } from './pse-star.js';
 import { Classifier, ClassifierConfigSchema } from './classifier.js';
+import { BetaVae, BetaVaeConfigSchema } from './beta-vae.js';
+import { Cvae, CvaeConfigSchema } from './cvae.js';
+import { Jmvae, JmvaeConfigSchema } from './jmvae.js';
+import { Trelbo, TrelboConfigSchema } from './trelbo.js';
+import { Scan, ScanConfigSchema, prepareScanRun } from './scan.js';
 
 export interface ModelEntry {
   schema: ZodTypeAny;
   create(config: unknown, rng: Rng): Trainable;
   description: string;
+  /**
+   * Completes or checks a config for a training run of `steps` steps before the model is built
+   * (e.g. SCAN's stage split); trainRun calls it when present.
+   */
+  prepareRun?(config: Record<string, unknown>, run: { steps: number; workers?: number }): Record<string, unknown>;
 }
 
 const registry = new Map<string, ModelEntry>();
@@ -57,6 +67,32 @@ registerModel('pse-star', {
   schema: PseStarConfigSchema,
   create: (c, rng) => new PseStar(c as never, rng),
   description: 'PSE*: PSE plus a classifier on the reconstruction',
+});
+registerModel('beta-vae', {
+  schema: BetaVaeConfigSchema,
+  create: (c, rng) => new BetaVae(c as never, rng),
+  description: 'β-VAE (β = 4 by default) with an N(0, I) prior',
+});
+registerModel('cvae', {
+  schema: CvaeConfigSchema,
+  create: (c, rng) => new Cvae(c as never, rng),
+  description: 'CVAE: encoder on image ⊕ label, decoder on z ⊕ label, N(0, I) prior',
+});
+registerModel('jmvae', {
+  schema: JmvaeConfigSchema,
+  create: (c, rng) => new Jmvae(c as never, rng),
+  description: 'JMVAE-kl: joint encoder q(z|x,l) tied to unimodal q(z|x), q(z|l) with weight alpha',
+});
+registerModel('trelbo', {
+  schema: TrelboConfigSchema,
+  create: (c, rng) => new Trelbo(c as never, rng),
+  description: 'TrELBO: joint, image-only and label-only ELBOs trained together',
+});
+registerModel('scan', {
+  schema: ScanConfigSchema,
+  create: (c, rng) => new Scan(c as never, rng),
+  prepareRun: prepareScanRun,
+  description: 'SCAN: a β-VAE (β = 10), then label distributions fitted to the frozen image model',
 });
 registerModel('classifier', {
   schema: ClassifierConfigSchema,

@@ -9,11 +9,13 @@ import { currentBackend } from '../core/backend.js';
 import { ProbsemError } from '../core/errors.js';
 import { normalTensor } from '../core/ops.js';
 import { Rng } from '../core/random.js';
-import { type Dataset, datasetHash, pixelsOf } from '../data/dataset.js';
+import { type Dataset, datasetHash, pixelsOf, withoutClasses } from '../data/dataset.js';
+import { type LabelEncodingSpec, buildLabelEncoding, classInputRows, labelInputWidth } from '../text/labels.js';
+import type { OovPolicy } from '../text/word-vectors.js';
 import { loadDataset } from '../data/registry.js';
 import type { ImageModel, Trainable } from '../models/base.js';
 import { type ModelFile, loadModel, saveModel, updateModelMeta } from '../models/persist.js';
-import { createModel } from '../models/registry.js';
+import { createModel, getModelEntry } from '../models/registry.js';
 import { type TrainProgress, CHECKPOINT_FILE, train } from '../train/trainer.js';
 import { readCheckpoint } from '../train/checkpoint.js';
 import { getJudge } from '../eval/judge.js';
@@ -23,6 +25,10 @@ import {
   labelLogLikelihoods,
   oneHotLabelInputs,
   reconstructionError,
+  type ZeroShotResult,
+  type RetrievalPrecision,
+  retrievalPrecisionAtK,
+  zeroShotAccuracy,
 } from '../eval/metrics.js';
 
 export interface TrainRunOptions {
@@ -47,6 +53,16 @@ export interface TrainRunOptions {
   modelOptions?: Record<string, unknown>;
   onProgress?: (p: TrainProgress) => void;
   onNotice?: (msg: string) => void;
+  /** What a non-finite loss or gradient does: stop (default) or skip the batch. */
+  onNonFinite?: 'stop' | 'skip';
+  /** Label-encoder inputs: one-hot (default) or word vectors of the class phrases. */
+  labels?: LabelEncodingSpec;
+  /** Overrides of the class → phrase table (`{ "Ankle boot": "boot" }` or `Ankle boot=boot,…`). */
+  labelPhrases?: Record<string, string> | string;
+  /** Unknown words in a class phrase: an error (default) or skipped. */
+  oov?: OovPolicy;
+  /** Classes to leave out of training, for zero-shot evaluation. */
+  holdout?: string[];
 }
 
 export interface TrainRunResult {
@@ -65,7 +81,28 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
   }
   const steps = o.steps ?? (o.epochs ?? 0) * stepsPerEpoch;
   if (!(steps >= 1)) throw new ProbsemError('give --steps N or --epochs N (at least one step)', 'BAD_OPTION');
-  let config: unknown = { inputDim: pixels, numClasses: ds.classNames.length, latent: o.latent, ...(o.modelOptions ?? {}) };
+  const heldOut = resolveHoldout(ds.classNames, o.holdout ?? []);
+  const { info: labels } = await buildLabelEncoding(o.labels ?? { kind: 'onehot' }, ds.classNames, {
+    phrases: o.labelPhrases,
+    oov: o.oov,
+    onNotice: o.onNotice,
+  });
+  const numClasses = ds.classNames.length;
+  const labelDim = labelInputWidth(labels, numClasses);
+  const classRows = classInputRows(labels, numClasses);
+  const labelInputs = (ls: Int32Array) => {
+    const data = new Float32Array(ls.length * labelDim);
+    ls.forEach((c, i) => data.set(classRows.subarray(c * labelDim, (c + 1) * labelDim), i * labelDim));
+    return { data, width: labelDim };
+  };
+  const trainSplit = heldOut.length > 0 ? withoutClasses(ds.train, new Set(heldOut), pixels) : ds.train;
+  let config: unknown = {
+    inputDim: pixels,
+    numClasses,
+    ...(labels.kind === 'words' ? { labelDim } : {}),
+    latent: o.latent,
+    ...(o.modelOptions ?? {}),
+  };
   const ckptPath = join(o.out, CHECKPOINT_FILE);
   if (!o.resume && !o.force && (existsSync(ckptPath) || existsSync(join(o.out, 'model.json')))) {
     throw new ProbsemError(`${o.out} already holds a run: use --resume to continue it, --force to replace it, or another --out`, 'BAD_OPTION');
@@ -78,8 +115,12 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
     }
     config = h.config;
   }
+  // Models that need the run's length in their config (SCAN's stage split) complete it here.
+  const prepare = getModelEntry(o.model).prepareRun;
+  if (prepare) config = prepare(config as Record<string, unknown>, { steps, workers: o.workers });
   const model = createModel(o.model, config, o.seed) as Trainable & { config: Record<string, unknown> };
-  const result = await train(model, ds.train, { pixels, numClasses: ds.classNames.length }, {
+  const result = await train(model, trainSplit, { pixels, numClasses }, {
+    labelInputs,
     steps,
     batchSize: o.batchSize,
     lr: o.lr,
@@ -90,16 +131,20 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
     workers: o.workers,
     config: model.config,
     onProgress: o.onProgress,
+    onNotice: o.onNotice,
+    onNonFinite: o.onNonFinite,
   });
   const meta = saveModel(o.out, model, {
     classNames: ds.classNames,
+    labels,
+    holdout: heldOut.map((c) => ds.classNames[c]),
     dataset: {
       name: ds.name,
       source: ds.source,
       hash: datasetHash(ds),
       height: ds.height,
       width: ds.width,
-      trainCount: ds.train.count,
+      trainCount: trainSplit.count,
     },
     training: {
       seed: o.seed,
@@ -175,6 +220,12 @@ export interface EvalReport {
   generationSamplesPerLabel: number | null;
   generationRepeats: number | null;
   judgeAccuracy: number | null;
+  /** Precision@20 of retrieving test images for each label, ranked by KL(q(z|l) ‖ q(z|x)). */
+  retrievalPrecisionAt20?: { mean: number; perLabel: Record<string, number> } | null;
+  /** The same, ranked by the annotation posterior p(l|x). */
+  retrievalPrecisionAt20Posterior?: { mean: number; perLabel: Record<string, number> } | null;
+  /** For runs trained with held-out classes: annotation of unseen and seen classes. */
+  zeroShot?: (ZeroShotResult & { heldOut: string[] }) | null;
   seconds: number;
 }
 
@@ -185,14 +236,22 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
   checkCompatible(meta, ds);
   const pixels = pixelsOf(ds);
   const seed = o.seed ?? 0;
-  const recon = reconstructionError(model, ds.test, pixels, seed, 'sample');
-  const reconMean = reconstructionError(model, ds.test, pixels, seed, 'mean');
   const labels = classLabelInputs(meta);
+  // Label inputs go along for models that reconstruct given the label (CVAE).
+  const recon = reconstructionError(model, ds.test, pixels, seed, 'sample', labels);
+  const reconMean = reconstructionError(model, ds.test, pixels, seed, 'mean', labels);
   const hasLabels = typeof model.encodeLabels === 'function';
+  // CVAE generates (decoding N(0, I) with the label) but has no q(z|l) to annotate with.
+  const canGenerate = hasLabels || typeof model.generateLogits === 'function';
   const annotation = hasLabels ? annotationAccuracy(model, ds.test, pixels, labels) : null;
+  const retrieval = hasLabels ? retrievalPrecisionAtK(model, ds.test, pixels, labels, 20, 'kl') : null;
+  const retrievalPost = hasLabels ? retrievalPrecisionAtK(model, ds.test, pixels, labels, 20, 'posterior') : null;
+  const perClass = (r: RetrievalPrecision | null) => (r ? { mean: r.mean, perLabel: Object.fromEntries(meta.classNames.map((c, i) => [c, r.perLabel[i]])) } : null);
+  const heldOut = resolveHoldout(meta.classNames, meta.holdout ?? []);
+  const zeroShot = hasLabels && heldOut.length > 0 ? { heldOut: meta.holdout!, ...zeroShotAccuracy(model, ds.test, pixels, labels, heldOut) } : null;
   let gen = null;
   let judgeAccuracy: number | null = null;
-  if (hasLabels && !o.skipGeneration) {
+  if (canGenerate && !o.skipGeneration) {
     const judge = await getJudge(ds, {
       cacheDir: o.judgeCacheDir,
       epochs: o.judgeEpochs,
@@ -221,6 +280,9 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
     generationSamplesPerLabel: gen?.samplesPerLabel ?? null,
     generationRepeats: gen?.repeats ?? null,
     judgeAccuracy,
+    retrievalPrecisionAt20: perClass(retrieval),
+    retrievalPrecisionAt20Posterior: perClass(retrievalPost),
+    zeroShot,
     seconds: (performance.now() - t0) / 1000,
   };
   if (o.save) updateModelMeta(dir, { ...meta, metrics: { ...(meta.metrics ?? {}), ...report } });
@@ -233,7 +295,21 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
  * need changing only here.
  */
 export function classLabelInputs(meta: ModelFile): tf.Tensor2D {
-  return oneHotLabelInputs(meta.classNames.length);
+  const c = meta.classNames.length;
+  const info = meta.labels ?? { kind: 'onehot' as const };
+  return tf.tensor2d(classInputRows(info, c), [c, labelInputWidth(info, c)]);
+}
+
+/** Class indices of the held-out class names (case-insensitive), or a clear error. */
+export function resolveHoldout(classNames: string[], names: string[]): number[] {
+  const idx = names.map((n) => {
+    const i = classNames.findIndex((c) => c.toLowerCase() === n.trim().toLowerCase());
+    if (i < 0) throw new ProbsemError(`--holdout: '${n}' is not a class of this dataset (${classNames.join(', ')})`, 'BAD_OPTION');
+    return i;
+  });
+  if (new Set(idx).size !== idx.length) throw new ProbsemError('--holdout names a class twice', 'BAD_OPTION');
+  if (idx.length >= classNames.length) throw new ProbsemError('--holdout must leave at least one class to train on', 'BAD_OPTION');
+  return idx;
 }
 
 /** Finds a class by name (case-insensitive), or fails listing the known ones. */
@@ -257,11 +333,17 @@ export function annotateImage(model: ImageModel, meta: ModelFile, image: Float32
     .sort((a, b) => b.probability - a.probability);
 }
 
-/** n images (pixel probabilities) decoded from z ~ q(z|label). */
+/** n images (pixel probabilities) decoded from z ~ q(z|label) (CVAE: z ~ N(0, I) decoded with the label). */
 export function generateForLabel(model: ImageModel, meta: ModelFile, label: string, n: number, seed: number): Float32Array {
-  if (!model.encodeLabels) throw new ProbsemError(`a ${meta.model} model has no label encoder and cannot generate from labels`, 'BAD_OPTION');
+  if (!model.encodeLabels && !model.generateLogits) {
+    throw new ProbsemError(`a ${meta.model} model has no label encoder and cannot generate from labels`, 'BAD_OPTION');
+  }
   const li = labelIndex(meta, label);
   return tf.tidy(() => {
+    if (model.generateLogits) {
+      const y = tf.tile(tf.slice(classLabelInputs(meta), [li, 0], [1, -1]), [n, 1]) as tf.Tensor2D;
+      return tf.sigmoid(model.generateLogits(y, normalTensor(Rng.for(seed, 'generate', li), [n, model.latentDim]) as tf.Tensor2D)).dataSync() as Float32Array;
+    }
     const q = model.encodeLabels!(tf.slice(classLabelInputs(meta), [li, 0], [1, -1]) as tf.Tensor2D);
     const zs = tf.add(q.mean, tf.mul(tf.exp(tf.mul(q.logVar, 0.5)), normalTensor(Rng.for(seed, 'generate', li), [n, model.latentDim]))) as tf.Tensor2D;
     return tf.sigmoid(model.decode(zs)).dataSync() as Float32Array;

@@ -6,13 +6,16 @@ import { ProbsemError } from '../core/errors.js';
 
 export type OovPolicy = 'error' | 'skip';
 
-/** An unknown word (or several) in a phrase; `words` lists them all so a user can fix them at once. */
+/**
+ * Unknown words (in a phrase, a query, a label); `words` lists them all so a user can fix them at
+ * once, `detail` says what knew them not (a vector source, a run's classes).
+ */
 export class UnknownWordError extends ProbsemError {
   constructor(
     readonly words: string[],
-    source: string,
+    detail: string,
   ) {
-    super(`unknown word${words.length > 1 ? 's' : ''} in ${source}: ${words.map((w) => `'${w}'`).join(', ')}`, 'UNKNOWN_WORD');
+    super(`unknown word${words.length > 1 ? 's' : ''} ${words.map((w) => `'${w}'`).join(', ')}: ${detail}`, 'UNKNOWN_WORD');
     this.name = 'UnknownWordError';
   }
 }
@@ -70,7 +73,7 @@ export class WordVectors {
   /** The vector of one word (a copy), or throws UnknownWordError. */
   get(word: string): Float32Array {
     const i = this.indexOf(word);
-    if (i < 0) throw new UnknownWordError([word], this.source);
+    if (i < 0) throw new UnknownWordError([word], `not in the word vectors ${this.source}`);
     return this.data.slice(i * this.dim, (i + 1) * this.dim);
   }
 
@@ -97,7 +100,7 @@ export class WordVectors {
       if (parts.length > 1 && partRows.every((r) => r >= 0)) rows.push(...partRows);
       else unknown.push(t);
     }
-    if (unknown.length > 0 && (oov === 'error' || rows.length === 0)) throw new UnknownWordError(unknown, this.source);
+    if (unknown.length > 0 && (oov === 'error' || rows.length === 0)) throw new UnknownWordError(unknown, `not in the word vectors ${this.source}`);
     return this.meanOfRows(rows);
   }
 
@@ -162,11 +165,13 @@ export class WordVectors {
   }
 }
 
-function foldWord(w: string): string {
+/** The spelling used for loose matching: trimmed, lower-case, spaces/hyphens as underscores. */
+export function foldWord(w: string): string {
   return w.trim().toLowerCase().replace(/[\s-]+/g, '_');
 }
 
-function tokenize(text: string): string[] {
+/** The tokens `phrase` averages over: split on spaces, slashes, commas and plus signs. */
+export function tokenize(text: string): string[] {
   return text
     .split(/[\s/,+]+/)
     .map((t) => t.trim())

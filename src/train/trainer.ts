@@ -3,7 +3,7 @@
  * It knows nothing of any specific model: it calls `model.loss` and follows the gradients.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ProbsemError } from '../core/errors.js';
 import { ensureDir, writeFileAtomicSync } from '../core/files.js';
@@ -221,7 +221,10 @@ async function runLoop(
   const logEvery = Math.max(1, opts.logEvery ?? 50);
   const ckptPath = opts.outDir ? join(opts.outDir, CHECKPOINT_FILE) : null;
   const logPath = opts.outDir ? join(opts.outDir, LOG_FILE) : null;
-  if (opts.outDir) await ensureDir(opts.outDir);
+  if (opts.outDir) {
+    await ensureDir(opts.outDir);
+    removeStaleTemporaries(opts.outDir);
+  }
 
   let start = 0;
   if (opts.resume) {
@@ -337,6 +340,13 @@ function round(v: number): number {
 }
 function roundAll(o: Record<string, number>): Record<string, number> {
   return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, round(v)]));
+}
+
+/** Half-written checkpoint temporaries left by a killed run (the run directory is this run's own). */
+function removeStaleTemporaries(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    if (name.startsWith(`${CHECKPOINT_FILE}.tmp-`) && name !== `${CHECKPOINT_FILE}.tmp-${process.pid}`) rmSync(join(dir, name), { force: true });
+  }
 }
 
 /** Drops log lines past `step`, so a resumed run's log reads as one run. */

@@ -3,6 +3,10 @@ import { evalCommand } from './eval.js';
 import { annotateCommand, generateCommand } from './image.js';
 import { demoCommand } from './demo.js';
 import { judgeCommand } from './judge.js';
+import { serveCommand } from './serve.js';
+import { benchCommand } from './bench-paper.js';
+import { neighboursCommand } from './words.js';
+import { retrieveCommand } from './retrieve.js';
 
 export interface Command {
   summary: string;
@@ -17,6 +21,10 @@ export const COMMANDS: Record<string, Command> = {
   eval: evalCommand,
   annotate: annotateCommand,
   generate: generateCommand,
+  neighbours: neighboursCommand,
+  retrieve: retrieveCommand,
   judge: judgeCommand,
   demo: demoCommand,
+  serve: serveCommand,
+  bench: benchCommand,
 };

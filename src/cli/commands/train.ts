@@ -1,6 +1,7 @@
 import { ProbsemError } from '../../core/errors.js';
 import { modelNames } from '../../models/registry.js';
 import { trainRun } from '../../runs/runs.js';
+import { parseLabelEncoding } from '../../text/labels.js';
 import { intOption, numOption, parse, strOption } from '../args.js';
 import { ProgressBar } from '../progress.js';
 import type { Command } from './index.js';
@@ -17,8 +18,9 @@ export const trainCommand: Command = {
   --epochs N           passes over the training set instead of --steps
   --batch N            minibatch size (default 100)
   --lr X               Adam learning rate (default 0.001)
-  --beta X             KL weight for vae (β-VAE; default 1)
-  --label-lr-scale X   learning-rate multiplier of the label encoder (pse, pse-star; default 10)
+  --beta X             KL weight for vae (default 1), beta-vae (default 4), scan (stage 1; default 10)
+  --label-lr-scale X   learning-rate multiplier of the label encoder (pse, pse-star: default 10;
+                       jmvae, trelbo, scan: default 1)
   --classifier-weight X  weight of PSE*'s classification term (default 30)
   --seed N             random seed (default 0)
   --out DIR            run directory (default runs/<model>-<latent>d-s<seed>)
@@ -26,6 +28,17 @@ export const trainCommand: Command = {
   --resume             continue the run in --out from its checkpoint
   --force              replace an existing run in --out
   --workers N          data-parallel replicas over worker threads (default 1; 2 uses both cores)
+  --on-nan stop|skip   a batch with a non-finite loss or gradient stops training, keeping the last
+                       good weights as the checkpoint (stop, default), or is skipped and logged (skip)
+  --set KEY=VALUE      any other model option, repeatable (value as JSON, else a string), e.g.
+                       --set alpha=0.1 (jmvae), --set lambda1=10 (trelbo), --set warmupSteps=500,
+                       --set stage1Steps=1200 (scan; default 60% of the steps), --set encoderHidden=[256,64]
+  --labels ENC         label-encoder inputs: onehot (default), words (the built-in WordNet vectors),
+                       or words:FILE (word2vec .bin, word2vec/GloVe text, fastText .vec)
+  --label-phrases MAP  how classes read as words, e.g. 'Ankle boot=boot,Bag=handbag'
+                       (defaults: T-shirt/top=t-shirt, Trouser=trousers, Ankle boot=ankle boot, …)
+  --oov error|skip     unknown words in a class phrase: fail listing them (default) or skip them
+  --holdout A,B        train without these classes (zero-shot: eval reports zeroShot accuracies)
   --quiet              no progress bar`,
   async run(argv) {
     const { values: v } = parse(argv, {
@@ -47,10 +60,25 @@ export const trainCommand: Command = {
       force: { type: 'boolean' },
       workers: { type: 'string' },
       quiet: { type: 'boolean' },
+      'on-nan': { type: 'string' },
+      set: { type: 'string', multiple: true },
+      labels: { type: 'string' },
+      'label-phrases': { type: 'string' },
+      oov: { type: 'string' },
+      holdout: { type: 'string' },
     });
+    const labels = parseLabelEncoding(strOption(v.labels, 'labels', 'onehot'));
+    const oov = strOption(v.oov, 'oov', 'error');
+    if (oov !== 'error' && oov !== 'skip') throw new ProbsemError(`--oov must be error or skip, got '${oov}'`, 'BAD_OPTION');
+    if (labels.kind === 'onehot' && (v['label-phrases'] !== undefined || v.oov !== undefined)) {
+      throw new ProbsemError('--label-phrases and --oov apply to --labels words', 'BAD_OPTION');
+    }
+    const holdout = v.holdout === undefined ? [] : String(v.holdout).split(',').map((h) => h.trim()).filter(Boolean);
+    const onNan = strOption(v['on-nan'], 'on-nan', 'stop');
+    if (onNan !== 'stop' && onNan !== 'skip') throw new ProbsemError(`--on-nan must be stop or skip, got '${onNan}'`, 'BAD_OPTION');
     const model = strOption(v.model, 'model');
     if (!modelNames().includes(model) || model === 'classifier') {
-      throw new ProbsemError(`unknown model '${model}': choose one of vae, pse, pse-star`, 'BAD_OPTION');
+      throw new ProbsemError(`unknown model '${model}': choose one of ${modelNames().filter((n) => n !== 'classifier').join(', ')}`, 'BAD_OPTION');
     }
     if (v.steps !== undefined && v.epochs !== undefined) {
       throw new ProbsemError('give either --steps or --epochs, not both', 'BAD_OPTION');
@@ -59,17 +87,20 @@ export const trainCommand: Command = {
     const seed = intOption(v.seed, 'seed', 0, 0);
     const modelOptions: Record<string, unknown> = {};
     if (v.beta !== undefined) {
-      if (model !== 'vae') throw new ProbsemError('--beta applies to --model vae only', 'BAD_OPTION');
+      if (!['vae', 'beta-vae', 'scan'].includes(model)) throw new ProbsemError('--beta applies to --model vae only (and to beta-vae and scan)', 'BAD_OPTION');
       modelOptions.beta = numOption(v.beta, 'beta', 1, 0, Infinity, true);
     }
     if (v['label-lr-scale'] !== undefined) {
-      if (model === 'vae') throw new ProbsemError('--label-lr-scale applies to pse and pse-star', 'BAD_OPTION');
+      if (!['pse', 'pse-star', 'jmvae', 'trelbo', 'scan'].includes(model)) {
+        throw new ProbsemError('--label-lr-scale applies to pse, pse-star, jmvae, trelbo and scan', 'BAD_OPTION');
+      }
       modelOptions.labelLrScale = numOption(v['label-lr-scale'], 'label-lr-scale', 10, 0, Infinity, true);
     }
     if (v['classifier-weight'] !== undefined) {
       if (model !== 'pse-star') throw new ProbsemError('--classifier-weight applies to pse-star only', 'BAD_OPTION');
       modelOptions.classifierWeight = numOption(v['classifier-weight'], 'classifier-weight', 30, 0);
     }
+    Object.assign(modelOptions, setOptions(v.set as string[] | undefined));
     const out = strOption(v.out, 'out', `runs/${model}-${latent}d-s${seed}`);
     const steps = v.epochs === undefined ? intOption(v.steps, 'steps', 2000) : undefined;
     let bar: ProgressBar | null = null;
@@ -89,7 +120,12 @@ export const trainCommand: Command = {
       force: Boolean(v.force),
       workers: intOption(v.workers, 'workers', 1, 1, 64),
       modelOptions,
-      onNotice: (m) => process.stderr.write(`note: ${m}\n`),
+      onNonFinite: onNan,
+      labels,
+      labelPhrases: v['label-phrases'] as string | undefined,
+      oov,
+      holdout,
+      onNotice: (m) => process.stderr.write(`${bar ? '\n' : ''}note: ${m}\n`),
       onProgress: (p) => {
         bar ??= new ProgressBar(`train ${model}`, p.steps, process.stderr, !v.quiet);
         bar.update(p.step, `${p.msPerStep.toFixed(0)} ms/step · loss ${p.terms.loss?.toFixed(2) ?? "…"}`);
@@ -103,3 +139,23 @@ export const trainCommand: Command = {
     return 0;
   },
 };
+
+/** `--set KEY=VALUE` pairs as model options: VALUE parsed as JSON where it is JSON, else a string. */
+export function setOptions(pairs: string[] | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const pair of pairs ?? []) {
+    const m = /^([A-Za-z][A-Za-z0-9]*)=(.*)$/s.exec(pair);
+    if (!m) throw new ProbsemError(`--set expects KEY=VALUE (e.g. --set alpha=0.1), got '${pair}'`, 'BAD_OPTION');
+    const [, key, raw] = m;
+    if (key === 'inputDim' || key === 'numClasses') throw new ProbsemError(`--set ${key}: it comes from the dataset`, 'BAD_OPTION');
+    if (key === 'latent') throw new ProbsemError('--set latent: use --latent N', 'BAD_OPTION');
+    let value: unknown = raw;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      // not JSON: keep the string
+    }
+    out[key] = value;
+  }
+  return out;
+}

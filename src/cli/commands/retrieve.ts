@@ -1,0 +1,57 @@
+import { dirname } from 'node:path';
+import { ensureDir, writeFileAtomicSync } from '../../core/files.js';
+import { imagesToFloat, pixelsOf } from '../../data/dataset.js';
+import { encodeGridPng } from '../../data/png.js';
+import { loadDataset } from '../../data/registry.js';
+import { retrieveImages } from '../../runs/retrieval.js';
+import { checkCompatible, loadImageModel } from '../../runs/runs.js';
+import { queryForWords, runWordVectors, splitQuery } from '../../runs/words.js';
+import { intOption, parse, strOption } from '../args.js';
+import type { Command } from './index.js';
+
+export const retrieveCommand: Command = {
+  summary: 'find the test images that best match some words (KL ranking)',
+  help: `probsem retrieve --run DIR --words "sneaker boot" [--k 20] [--out grid.png] [--json]
+
+  --words TEXT   class names or, for runs trained with --labels words, any words; several words
+                 make one query covering all of them ("sneaker boot": sneakers or boots)
+  --k N          images to return (default 20)
+  --dataset D    images to search (default: the test split of the run's dataset)
+  --out FILE     write the images as a PNG grid, best first
+  --json         print ids, labels and KL(q(z|words) ‖ q(z|x)) as JSON`,
+  async run(argv) {
+    const { values: v } = parse(argv, {
+      run: { type: 'string' },
+      words: { type: 'string' },
+      k: { type: 'string' },
+      dataset: { type: 'string' },
+      data: { type: 'string' },
+      out: { type: 'string' },
+      json: { type: 'boolean' },
+    });
+    const { model, meta } = loadImageModel(strOption(v.run, 'run'));
+    const words = [strOption(v.words, 'words')];
+    const k = intOption(v.k, 'k', 20, 1, 10000);
+    const entries = splitQuery(meta, words);
+    const vectors = await runWordVectors(meta, entries, { onNotice: (m) => process.stderr.write(`note: ${m}\n`) });
+    const query = queryForWords(model, meta, words, vectors);
+    const ds = await loadDataset(strOption(v.dataset, 'dataset', meta.dataset?.name ?? 'fashion-mnist'), { dataDir: v.data as string | undefined });
+    checkCompatible(meta, ds);
+    const pixels = pixelsOf(ds);
+    const r = retrieveImages(model, ds.test, pixels, query, k);
+    if (v.out !== undefined) {
+      const out = String(v.out);
+      await ensureDir(dirname(out));
+      writeFileAtomicSync(out, encodeGridPng(imagesToFloat(ds.test, r.ids, pixels), r.ids.length, { cols: Math.min(10, r.ids.length), height: ds.height, width: ds.width }));
+    }
+    const rows = r.ids.map((id, i) => ({ id, label: ds.classNames[r.labels[i]], kl: r.kl[i] }));
+    if (v.json) {
+      process.stdout.write(JSON.stringify({ query: entries, k, results: rows }) + '\n');
+    } else {
+      process.stdout.write(`query: ${entries.join(' + ')}\n`);
+      for (const row of rows) process.stdout.write(`${String(row.id).padStart(6)}  ${row.label.padEnd(14)} KL ${row.kl.toFixed(2)}\n`);
+      if (v.out !== undefined) process.stdout.write(`wrote ${rows.length} images to ${v.out}\n`);
+    }
+    return 0;
+  },
+};

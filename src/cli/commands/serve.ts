@@ -1,0 +1,122 @@
+import { ProbsemError } from '../../core/errors.js';
+import { createServer } from '../../server/app.js';
+import { DEFAULT_LIMITS } from '../../server/limits.js';
+import { intOption, parse, strOption } from '../args.js';
+import type { Command } from './index.js';
+
+const d = DEFAULT_LIMITS;
+
+/** Bytes from '2097152', '512k', '2m' (binary units). */
+function bytesOption(v: unknown, name: string, def: number): number {
+  if (v === undefined) return def;
+  const m = /^(\d+)\s*([kKmM]?)[bB]?$/.exec(String(v).trim());
+  const n = m ? Number(m[1]) * (m[2].toLowerCase() === 'k' ? 1024 : m[2].toLowerCase() === 'm' ? 1024 * 1024 : 1) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1024 || n > 1024 * 1024 * 1024) {
+    throw new ProbsemError(`--${name} must be a size from 1k to 1024m (e.g. 2m, 512k, 65536), got '${v}'`, 'BAD_OPTION');
+  }
+  return n;
+}
+
+export const serveCommand: Command = {
+  summary: 'serve a trained run over HTTP: the JSON API and the explorer page',
+  help: `probsem serve --run DIR [--port 8080] [--host 127.0.0.1] [limits]
+
+  Serves the API of docs/api.md and the explorer page at http://HOST:PORT/.
+  Listens on the loopback interface unless --host says otherwise. SIGTERM or
+  Ctrl-C stops it gracefully (running requests finish first).
+
+  --dataset NAME|DIR   images to retrieve and map (default: the model's dataset)
+  --data DIR           where to look for the dataset
+  --port N             0 picks a free port (default 8080)
+  --max-upload SIZE    largest request body, e.g. 2m, 512k (default ${d.maxUploadBytes / 1024 / 1024}m)
+  --max-n N            images per /api/generate (default ${d.maxN})
+  --max-k N            results per /api/retrieve (default ${d.maxK})
+  --max-steps N        frames per /api/interpolate (default ${d.maxSteps})
+  --concurrency N      model jobs at once (default ${d.maxConcurrent})
+  --queue N            jobs waiting beyond those; more get 503 (default ${d.maxQueue})
+  --timeout SECONDS    to receive a request, and to wait in the queue (default ${d.requestTimeoutMs / 1000})
+  --latent-sample N    test images on the latent map (default ${d.latentSample})
+  --log                log every request (JSON lines on stdout)`,
+  async run(argv) {
+    const { values: v } = parse(argv, {
+      run: { type: 'string' },
+      dataset: { type: 'string' },
+      data: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'max-upload': { type: 'string' },
+      'max-n': { type: 'string' },
+      'max-k': { type: 'string' },
+      'max-steps': { type: 'string' },
+      concurrency: { type: 'string' },
+      queue: { type: 'string' },
+      timeout: { type: 'string' },
+      'latent-sample': { type: 'string' },
+      log: { type: 'boolean' },
+    });
+    const runDir = strOption(v.run, 'run');
+    const port = intOption(v.port, 'port', 8080, 0, 65535);
+    const host = strOption(v.host, 'host', '127.0.0.1');
+    const limits = {
+      maxUploadBytes: bytesOption(v['max-upload'], 'max-upload', d.maxUploadBytes),
+      maxN: intOption(v['max-n'], 'max-n', d.maxN, 1, 10000),
+      maxK: intOption(v['max-k'], 'max-k', d.maxK, 1, 100000),
+      maxSteps: intOption(v['max-steps'], 'max-steps', d.maxSteps, 2, 1000),
+      maxConcurrent: intOption(v.concurrency, 'concurrency', d.maxConcurrent, 1, 64),
+      maxQueue: intOption(v.queue, 'queue', d.maxQueue, 0, 100000),
+      requestTimeoutMs: intOption(v.timeout, 'timeout', d.requestTimeoutMs / 1000, 1, 3600) * 1000,
+      latentSample: intOption(v['latent-sample'], 'latent-sample', d.latentSample, 10, 100000),
+    };
+    const server = await createServer({
+      runDir,
+      dataset: v.dataset as string | undefined,
+      dataDir: v.data as string | undefined,
+      limits,
+      logger: Boolean(v.log),
+      onNotice: (m) => process.stderr.write(`probsem: ${m}\n`),
+    });
+    try {
+      await server.app.listen({ port, host });
+    } catch (e) {
+      await server.close();
+      const err = e as NodeJS.ErrnoException;
+      if (err.code === 'EADDRINUSE') throw new ProbsemError(`port ${port} on ${host} is already in use: choose another with --port`, 'BAD_OPTION');
+      if (err.code === 'EADDRNOTAVAIL' || err.code === 'ENOTFOUND') throw new ProbsemError(`cannot listen on host '${host}'`, 'BAD_OPTION');
+      throw e;
+    }
+    const addr = server.app.server.address();
+    const actualPort = typeof addr === 'object' && addr ? addr.port : port;
+    const shown = host.includes(':') ? `[${host}]` : host;
+    const m = server.service.meta;
+    process.stdout.write(`probsem serve: ${m.model} (latent ${server.service.model.latentDim}) from ${runDir}\n`);
+    process.stdout.write(`probsem serve: listening on http://${shown}:${actualPort}/\n`);
+    if (!/^(127\.|::1$|localhost$)/.test(host)) {
+      process.stderr.write(`probsem: warning: listening on ${host}, not only the loopback interface: anyone who can reach it can use the model\n`);
+    }
+    // Graceful shutdown: stop accepting, finish running requests, then exit.
+    await new Promise<void>((resolve) => {
+      let stopping = false;
+      const stop = (sig: string) => {
+        if (stopping) return;
+        stopping = true;
+        process.stdout.write(`probsem serve: ${sig} received, shutting down\n`);
+        const force = setTimeout(() => {
+          process.stderr.write('probsem: requests still running after 10 s; exiting anyway\n');
+          process.exit(1);
+        }, 10_000);
+        force.unref();
+        server
+          .close()
+          .catch((e) => process.stderr.write(`probsem: error while closing: ${(e as Error).message}\n`))
+          .finally(() => {
+            clearTimeout(force);
+            resolve();
+          });
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    process.stdout.write('probsem serve: stopped\n');
+    return 0;
+  },
+};

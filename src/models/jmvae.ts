@@ -1,0 +1,147 @@
+/**
+ * JMVAE (Suzuki et al. 2016, "JMVAE-kl"; the PSE paper's eq. 5), and the joint-model family it
+ * shares with TrELBO (`trelbo.ts`).
+ *
+ * Networks (PSE paper, appendix A): a joint encoder q(z|x,l), an MLP 512-64 on the image
+ * concatenated with the label input; a unimodal image encoder q(z|x), MLP 512-64 (the
+ * `encoder.*` parameters, as in PSE); a unimodal label encoder q(z|l), one dense layer (as PSE's);
+ * an image decoder p(x|z), MLP 64-512, Bernoulli; and a label decoder p(l|z). Eq. 5 has the
+ * term E_q(z|x,l)[log p(l|z)], so JMVAE decodes labels too. The paper does not give its size; it
+ * mirrors the label encoder: one dense layer z → class logits (`labelDecoderHidden: []`), a
+ * categorical likelihood over the classes (cross-entropy with one-hot labels).
+ *
+ * Minimised (eq. 5 negated, mean over the batch):
+ *   −log p(x|z) − log p(l|z) + w(step)·KL(q(z|x,l) ‖ N(0, I))
+ *     + α [KL(q(z|x,l) ‖ q(z|x)) + KL(q(z|x,l) ‖ q(z|l))],     z ~ q(z|x,l),
+ * with α = 0.1 (Suzuki et al.'s value) and an optional linear warm-up w(step) = min(1,
+ * step/warmupSteps) of the prior KL only (the α terms are what trains the unimodal encoders, so
+ * they are never switched off); warmupSteps = 0 (the PSE paper uses no warm-up) gives w = 1.
+ *
+ * For evaluation the model is used like PSE: `encodeImage` is the unimodal q(z|x) (annotation
+ * scores its mean under every q(z|l); reconstruction error decodes from it) and `encodeLabels` is
+ * q(z|l) (generation decodes z ~ q(z|l)).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { ProbsemError } from '../core/errors.js';
+import { normalTensor } from '../core/ops.js';
+import { Rng } from '../core/random.js';
+import { bernoulliLogLikelihood } from '../distributions/bernoulli.js';
+import { DiagGaussian } from '../distributions/gaussian.js';
+import { kl } from '../distributions/kl.js';
+import { Mlp } from '../nn/mlp.js';
+import { type Batch, type LossResult, ImageModelConfigSchema, batchMean, splitMoments } from './base.js';
+import { EncoderDecoderModel } from './encoder-decoder.js';
+
+const sizes = z.array(z.number().int().positive());
+
+/** Options every joint (image + label) VAE here shares. */
+export const JointVaeConfigSchema = ImageModelConfigSchema.extend({
+  /** Hidden layers of the joint encoder q(z|x,l) on x ⊕ l (paper: 512-64). */
+  jointHidden: sizes.default([512, 64]),
+  /** Hidden layers of the label encoder q(z|l) (paper: none, one dense layer). */
+  labelHidden: sizes.default([]),
+  /** Hidden layers of the label decoder p(l|z) (not in the paper; none mirrors the label encoder). */
+  labelDecoderHidden: sizes.default([]),
+  /** Learning-rate multiplier of the label encoder (1: the paper's single learning rate). */
+  labelLrScale: z.number().positive().default(1),
+}).strict();
+export type JointVaeConfig = z.infer<typeof JointVaeConfigSchema>;
+
+/** Mean categorical negative log-likelihood of class indices under logits [B, C]. */
+export function categoricalNll(logits: tf.Tensor2D, labels: Int32Array, numClasses: number): tf.Scalar {
+  return tf.tidy(() => {
+    const onehot = tf.oneHot(tf.tensor1d(labels, 'int32'), numClasses);
+    return tf.neg(batchMean(tf.sum(tf.mul(onehot, tf.logSoftmax(logits)), 1) as tf.Tensor1D)) as tf.Scalar;
+  });
+}
+
+/** Joint encoder, unimodal encoders, image and label decoders; the prior is N(0, I). */
+export abstract class JointVae<C extends JointVaeConfig> extends EncoderDecoderModel<C> {
+  readonly labelDim: number;
+  protected readonly jointEncoder: Mlp;
+  protected readonly labelEncoder: Mlp;
+  protected readonly labelDecoder: Mlp;
+
+  constructor(config: C, rng: Rng) {
+    super(config, rng);
+    const k = config.latent;
+    this.labelDim = config.labelDim ?? config.numClasses;
+    this.jointEncoder = new Mlp(this.params, 'jointEncoder', [config.inputDim + this.labelDim, ...config.jointHidden, 2 * k], rng);
+    this.labelEncoder = new Mlp(this.params, 'labelEncoder', [this.labelDim, ...config.labelHidden, 2 * k], rng);
+    this.labelDecoder = new Mlp(this.params, 'labelDecoder', [k, ...config.labelDecoderHidden, config.numClasses], rng);
+    this.params.setLrScale('labelEncoder.', config.labelLrScale);
+  }
+
+  /** q(z|x,l) for images [N, pixels] and their label inputs [N, labelDim]. */
+  encodeJoint(x: tf.Tensor2D, y: tf.Tensor2D): DiagGaussian {
+    if (y.shape[0] !== x.shape[0] || y.shape[1] !== this.labelDim) {
+      throw new ProbsemError(`${this.name}: label inputs of shape [${y.shape}] do not fit ${x.shape[0]} images (width ${this.labelDim})`, 'BAD_OPTION');
+    }
+    const [m, lv] = splitMoments(this.jointEncoder.apply(tf.concat([x, y], 1), false), this.latentDim);
+    return new DiagGaussian(m, lv);
+  }
+
+  /** q(z|l) */
+  encodeLabels(y: tf.Tensor2D): DiagGaussian {
+    const [m, lv] = splitMoments(this.labelEncoder.apply(y, false), this.latentDim);
+    return new DiagGaussian(m, lv);
+  }
+
+  /** Class logits of p(l|z). */
+  decodeLabels(zs: tf.Tensor2D): tf.Tensor2D {
+    return this.labelDecoder.apply(zs);
+  }
+
+  protected prior(_batch: Batch): DiagGaussian {
+    return DiagGaussian.standard(this.latentDim);
+  }
+
+  /** Mean Bernoulli NLL of the batch's images under decoder(z). */
+  protected imageNll(zs: tf.Tensor2D, x: tf.Tensor2D): tf.Scalar {
+    return tf.neg(batchMean(bernoulliLogLikelihood(this.decode(zs), x))) as tf.Scalar;
+  }
+
+  protected labelNll(zs: tf.Tensor2D, labels: Int32Array): tf.Scalar {
+    return categoricalNll(this.decodeLabels(zs), labels, this.config.numClasses);
+  }
+
+  protected noise(batch: Batch): tf.Tensor2D {
+    return normalTensor(batch.rng, [batch.x.shape[0], this.latentDim]) as tf.Tensor2D;
+  }
+}
+
+export const JmvaeConfigSchema = JointVaeConfigSchema.extend({
+  /** Weight of the two KL terms tying q(z|x,l) to the unimodal encoders. */
+  alpha: z.number().nonnegative().default(0.1),
+  /** Steps over which the prior KL's weight rises linearly from 0 to 1 (0: no warm-up). */
+  warmupSteps: z.number().int().nonnegative().default(0),
+}).strict();
+export type JmvaeConfig = z.infer<typeof JmvaeConfigSchema>;
+
+export class Jmvae extends JointVae<JmvaeConfig> {
+  readonly name = 'jmvae';
+
+  /** Weight of KL(q(z|x,l) ‖ N(0, I)) at a step. */
+  warmupWeight(step: number): number {
+    const w = this.config.warmupSteps;
+    return w > 0 ? Math.min(1, step / w) : 1;
+  }
+
+  loss(batch: Batch, step: number): LossResult {
+    const joint = this.encodeJoint(batch.x, batch.y);
+    const zs = joint.sample(this.noise(batch));
+    const recon = this.imageNll(zs, batch.x);
+    const labelNll = this.labelNll(zs, batch.labels);
+    const klPrior = batchMean(kl(joint, this.prior(batch)));
+    const klImage = batchMean(kl(joint, this.encodeImage(batch.x)));
+    const klLabel = batchMean(kl(joint, this.encodeLabels(batch.y)));
+    const total = tf.addN([
+      recon,
+      labelNll,
+      tf.mul(klPrior, this.warmupWeight(step)),
+      tf.mul(tf.add(klImage, klLabel), this.config.alpha),
+    ]) as tf.Scalar;
+    return { total, terms: { recon, labelNll, kl: klPrior, klImage, klLabel } };
+  }
+}

@@ -1,0 +1,231 @@
+/**
+ * Words → a Gaussian query in the latent space, and images ranked by KL(query ‖ q(z|x)).
+ *
+ * Words are resolved to the model's class labels by name for now (case-insensitive; label
+ * phrases such as "ankle boot" and the parts of slash-joined names such as "T-shirt/top" →
+ * "t-shirt" or "top"). `queryDistribution` is the one place that turns words into a query, so word
+ * vectors plug in here later without touching callers (the CLI, the server).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { ProbsemError } from '../core/errors.js';
+import { normalTensor } from '../core/ops.js';
+import { Rng } from '../core/random.js';
+import { imagesToFloat, type Split } from '../data/dataset.js';
+import { DiagGaussian } from '../distributions/gaussian.js';
+import { kl } from '../distributions/kl.js';
+import type { ImageModel } from '../models/base.js';
+import type { ModelFile } from '../models/persist.js';
+import { UnknownWordError, type WordVectors } from '../text/word-vectors.js';
+import { classLabelInputs } from './runs.js';
+import { queryForWords } from './words.js';
+
+/** A diagonal Gaussian over the latent space as plain arrays (one row). */
+export interface QueryGaussian {
+  mean: Float32Array;
+  logVar: Float32Array;
+}
+
+/** Thrown when some words name nothing the run knows (code 'UNKNOWN_WORD'); re-exported for callers. */
+export { UnknownWordError };
+
+const norm = (s: string) => s.trim().toLowerCase().replace(/\s+/g, ' ');
+
+/** Every phrase that names a class: its full name and, for "a/b" names, each part. */
+function labelPhrases(classNames: string[]): Map<string, number> {
+  const m = new Map<string, number>();
+  classNames.forEach((c, i) => {
+    const full = norm(c);
+    if (!m.has(full)) m.set(full, i);
+    for (const part of full.split('/')) {
+      const p = part.trim();
+      if (p && !m.has(p)) m.set(p, i);
+    }
+  });
+  return m;
+}
+
+/**
+ * Resolves words to class indices. Each entry is tried whole ("ankle boot"); otherwise it is split
+ * on whitespace and commas and read greedily, longest label phrase first ("ankle boot sneaker" →
+ * Ankle boot, Sneaker). Duplicates are kept once, in order of appearance.
+ */
+export function resolveWords(meta: Pick<ModelFile, 'classNames'>, words: string[]): { indices: number[]; unknown: string[] } {
+  const phrases = labelPhrases(meta.classNames);
+  const maxLen = Math.max(...[...phrases.keys()].map((p) => p.split(' ').length));
+  const indices: number[] = [];
+  const unknown: string[] = [];
+  const add = (i: number) => {
+    if (!indices.includes(i)) indices.push(i);
+  };
+  for (const w of words) {
+    const whole = norm(w);
+    if (!whole) continue;
+    const direct = phrases.get(whole);
+    if (direct !== undefined) {
+      add(direct);
+      continue;
+    }
+    const tokens = whole.split(/[\s,]+/).filter(Boolean);
+    for (let t = 0; t < tokens.length; ) {
+      let matched = 0;
+      for (let len = Math.min(maxLen, tokens.length - t); len >= 1; len--) {
+        const i = phrases.get(tokens.slice(t, t + len).join(' '));
+        if (i !== undefined) {
+          add(i);
+          matched = len;
+          break;
+        }
+      }
+      if (matched) t += matched;
+      else {
+        if (!unknown.includes(tokens[t])) unknown.push(tokens[t]);
+        t++;
+      }
+    }
+  }
+  return { indices, unknown };
+}
+
+/**
+ * The query Gaussian for some words: resolved to labels, each label l giving q(z|l) = N(μ_l, σ_l²).
+ * One label: exactly q(z|l). Several labels: the moment-matched Gaussian of their equal-weight
+ * mixture — mean μ̄ = mean of the μ_l, and per dimension σ² = mean(σ_l²) + mean((μ_l − μ̄)²), so
+ * the query's variance covers every label's own spread and the distance between them.
+ * Unknown words throw an `UnknownWordError` (code 'UNKNOWN_WORD') listing them all.
+ */
+export function queryDistribution(model: ImageModel, meta: ModelFile, words: string[], vectors: WordVectors | null = null): QueryGaussian {
+  if (!model.encodeLabels) {
+    throw new ProbsemError(`a ${meta.model} model has no label encoder and cannot turn words into a query`, 'BAD_OPTION');
+  }
+  // A run trained on word vectors takes any word they know, not only its class names.
+  if (meta.labels?.kind === 'words') return queryForWords(model, meta, words, vectors);
+  const { indices, unknown } = resolveWords(meta, words);
+  if (unknown.length) throw new UnknownWordError(unknown, `the model knows ${meta.classNames.join(', ')}`);
+  if (!indices.length) throw new ProbsemError('no words given', 'BAD_OPTION');
+  const [means, logVars] = tf.tidy(() => {
+    const all = classLabelInputs(meta);
+    const rows = tf.gather(all, tf.tensor1d(indices, 'int32')) as tf.Tensor2D;
+    const q = model.encodeLabels!(rows);
+    return [q.mean.dataSync() as Float32Array, q.logVar.dataSync() as Float32Array];
+  });
+  const k = model.latentDim;
+  const n = indices.length;
+  if (n === 1) return { mean: means.slice(0, k), logVar: logVars.slice(0, k) };
+  const mean = new Float32Array(k);
+  const logVar = new Float32Array(k);
+  for (let d = 0; d < k; d++) {
+    let m = 0;
+    for (let i = 0; i < n; i++) m += means[i * k + d];
+    m /= n;
+    let v = 0;
+    for (let i = 0; i < n; i++) v += Math.exp(logVars[i * k + d]) + (means[i * k + d] - m) ** 2;
+    mean[d] = m;
+    logVar[d] = Math.log(v / n);
+  }
+  return { mean, logVar };
+}
+
+/** Posterior moments q(z|x) of every image of a split, row-major [count, latent]. */
+export interface SplitPosteriors {
+  count: number;
+  dim: number;
+  mean: Float32Array;
+  logVar: Float32Array;
+}
+
+const BATCH = 500;
+
+/** Encodes a whole split in batches (each under tf.tidy). */
+export function encodeSplit(model: ImageModel, split: Split, pixels: number): SplitPosteriors {
+  const dim = model.latentDim;
+  const mean = new Float32Array(split.count * dim);
+  const logVar = new Float32Array(split.count * dim);
+  for (let s = 0; s < split.count; s += BATCH) {
+    const e = Math.min(split.count, s + BATCH);
+    const idx = Array.from({ length: e - s }, (_, i) => s + i);
+    tf.tidy(() => {
+      const q = model.encodeImage(tf.tensor2d(imagesToFloat(split, idx, pixels), [idx.length, pixels]));
+      mean.set(q.mean.dataSync(), s * dim);
+      logVar.set(q.logVar.dataSync(), s * dim);
+    });
+  }
+  return { count: split.count, dim, mean, logVar };
+}
+
+export interface RetrievalResult {
+  /** Image indices in the split, best first. */
+  ids: number[];
+  /** Their class indices. */
+  labels: number[];
+  /** KL(query ‖ q(z|x)) in nats, ascending. */
+  kl: number[];
+}
+
+/**
+ * The k images of `split` whose posteriors q(z|x) are closest to the query in KL(query ‖ q(z|x)),
+ * best first (ties by index). KLs are computed in batches under tf.tidy; pass `posteriors` (from
+ * `encodeSplit`) to skip re-encoding the split on every query.
+ */
+export function retrieveImages(
+  model: ImageModel,
+  split: Split,
+  pixels: number,
+  query: QueryGaussian,
+  k: number,
+  opts: { posteriors?: SplitPosteriors } = {},
+): RetrievalResult {
+  const dim = model.latentDim;
+  if (query.mean.length !== dim || query.logVar.length !== dim) {
+    throw new ProbsemError(`the query has ${query.mean.length} dimensions but the model's latent space has ${dim}`, 'BAD_OPTION');
+  }
+  if (!Number.isInteger(k) || k < 1) throw new ProbsemError(`k must be a positive integer, got ${k}`, 'BAD_OPTION');
+  const post = opts.posteriors;
+  if (post && (post.count !== split.count || post.dim !== dim)) {
+    throw new ProbsemError('the precomputed posteriors do not belong to this split and model', 'BAD_OPTION');
+  }
+  const kls = new Float64Array(split.count);
+  for (let s = 0; s < split.count; s += BATCH) {
+    const e = Math.min(split.count, s + BATCH);
+    tf.tidy(() => {
+      let q: DiagGaussian;
+      if (post) {
+        q = new DiagGaussian(
+          tf.tensor2d(post.mean.subarray(s * dim, e * dim), [e - s, dim]),
+          tf.tensor2d(post.logVar.subarray(s * dim, e * dim), [e - s, dim]),
+        );
+      } else {
+        const idx = Array.from({ length: e - s }, (_, i) => s + i);
+        q = model.encodeImage(tf.tensor2d(imagesToFloat(split, idx, pixels), [idx.length, pixels]));
+      }
+      const p = new DiagGaussian(tf.tensor2d(query.mean, [1, dim]), tf.tensor2d(query.logVar, [1, dim]));
+      kls.set(kl(p, q).dataSync(), s);
+    });
+  }
+  const order = Array.from({ length: split.count }, (_, i) => i);
+  order.sort((a, b) => kls[a] - kls[b] || a - b);
+  const ids = order.slice(0, Math.min(k, split.count));
+  return { ids, labels: ids.map((i) => split.labels[i]), kl: ids.map((i) => kls[i]) };
+}
+
+/** n images (pixel probabilities) decoded from z drawn from a query Gaussian. */
+export function generateFromQuery(model: ImageModel, query: QueryGaussian, n: number, seed: number): Float32Array {
+  const dim = model.latentDim;
+  return tf.tidy(() => {
+    const eps = normalTensor(Rng.for(seed, 'generate-query'), [n, dim]);
+    const z = tf.add(tf.tensor2d(query.mean, [1, dim]), tf.mul(tf.exp(tf.mul(tf.tensor2d(query.logVar, [1, dim]), 0.5)), eps)) as tf.Tensor2D;
+    return tf.sigmoid(model.decode(z)).dataSync() as Float32Array;
+  });
+}
+
+/** Images (pixel probabilities) decoded from `steps` evenly spaced points on the segment a → b. */
+export function decodeInterpolation(model: ImageModel, a: Float32Array, b: Float32Array, steps: number): Float32Array {
+  const dim = model.latentDim;
+  if (a.length !== dim || b.length !== dim) throw new ProbsemError(`interpolation end points must have ${dim} dimensions`, 'BAD_OPTION');
+  if (!Number.isInteger(steps) || steps < 2) throw new ProbsemError(`steps must be an integer ≥ 2, got ${steps}`, 'BAD_OPTION');
+  const z = new Float32Array(steps * dim);
+  for (let s = 0; s < steps; s++) {
+    const t = s / (steps - 1);
+    for (let d = 0; d < dim; d++) z[s * dim + d] = (1 - t) * a[d] + t * b[d];
+  }
+  return tf.tidy(() => tf.sigmoid(model.decode(tf.tensor2d(z, [steps, dim]))).dataSync() as Float32Array);
+}

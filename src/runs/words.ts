@@ -1,0 +1,205 @@
+/**
+ * Words on a trained run: a word or phrase becomes a label-encoder input (its class row, or for
+ * runs trained on word vectors, the unit-length vector of any word the vectors know), then a
+ * Gaussian q(z|words) to sample, compare or retrieve with.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { ProbsemError } from '../core/errors.js';
+import { normalTensor } from '../core/ops.js';
+import { Rng } from '../core/random.js';
+import { DiagGaussian } from '../distributions/gaussian.js';
+import { kl } from '../distributions/kl.js';
+import type { ImageModel } from '../models/base.js';
+import type { ModelFile } from '../models/persist.js';
+import { classInputRows, labelInputWidth, labelPhrases, loadWordSource, unitPhraseVector } from '../text/labels.js';
+import { type Neighbour, UnknownWordError, type WordVectors, cosine } from '../text/word-vectors.js';
+
+const fold = (s: string) => s.trim().toLowerCase().replace(/[\s_]+/g, ' ');
+
+/** The class a phrase names (class name, its word phrase, or a part of an "a/b" name), or -1. */
+export function classOfPhrase(meta: Pick<ModelFile, 'classNames' | 'labels'>, phrase: string): number {
+  const p = fold(phrase);
+  const phrases = meta.labels?.kind === 'words' ? meta.labels.phrases : labelPhrases(meta.classNames);
+  for (let c = 0; c < meta.classNames.length; c++) {
+    const name = fold(meta.classNames[c]);
+    if (p === name || p === fold(phrases[c]) || name.split('/').map((x) => x.trim()).includes(p)) return c;
+  }
+  return -1;
+}
+
+/**
+ * Loads the run's word vectors (null for one-hot runs, which know only their classes). A vector file
+ * is streamed keeping only `phrases`' words, or with `neighbours` its first 200,000 words (word2vec
+ * and fastText files list the frequent words first) so nearest words can be searched.
+ */
+export async function runWordVectors(
+  meta: ModelFile,
+  phrases: string[],
+  opts: { neighbours?: boolean; onNotice?: (m: string) => void } = {},
+): Promise<WordVectors | null> {
+  if (meta.labels?.kind !== 'words') return null;
+  const wv = await loadWordSource(meta.labels.source, {
+    vocabulary: opts.neighbours ? undefined : phrases,
+    maxWords: opts.neighbours ? NEIGHBOUR_VOCABULARY : undefined,
+    onNotice: opts.onNotice,
+  });
+  // Vectors from another build (another WordNet method, a changed file) would place words where the
+  // label encoder was never trained: refuse rather than mislead.
+  if (meta.labels.source === 'wordnet' && wv.source !== meta.labels.vectorsId) {
+    throw new ProbsemError(
+      `this run was trained on word vectors ${meta.labels.vectorsId}, but this probsem builds ${wv.source}; its class labels still work, other words need the run retrained`,
+      'WORD_VECTORS_MISMATCH',
+    );
+  }
+  return wv;
+}
+
+const NEIGHBOUR_VOCABULARY = 200_000;
+
+/**
+ * Label-encoder inputs for phrases, [n × labelDim]. A class's own phrase uses the stored class row
+ * (so it needs no vector file); other phrases need word vectors. Unknown phrases are listed in one error.
+ */
+export function phraseInputs(meta: ModelFile, phrases: string[], vectors: WordVectors | null): Float32Array {
+  const c = meta.classNames.length;
+  const info = meta.labels ?? { kind: 'onehot' as const };
+  const width = labelInputWidth(info, c);
+  const classRows = classInputRows(info, c);
+  const out = new Float32Array(phrases.length * width);
+  const unknown: string[] = [];
+  phrases.forEach((p, i) => {
+    const cls = classOfPhrase(meta, p);
+    if (cls >= 0) {
+      out.set(classRows.subarray(cls * width, (cls + 1) * width), i * width);
+      return;
+    }
+    if (!vectors) {
+      unknown.push(p);
+      return;
+    }
+    try {
+      out.set(unitPhraseVector(vectors, p), i * width);
+    } catch (e) {
+      if (e instanceof UnknownWordError) unknown.push(...e.words);
+      else throw e;
+    }
+  });
+  if (unknown.length > 0) {
+    const hint =
+      info.kind === 'onehot'
+        ? `this run uses one-hot labels and knows only its classes (${meta.classNames.join(', ')}); train with --labels words to use any word`
+        : `not in the word vectors ${info.kind === 'words' ? info.vectorsId : ''}`;
+    // A phrase's own error already says which words; keep each word once.
+    unknown.splice(0, unknown.length, ...new Set(unknown));
+    throw new UnknownWordError(unknown, hint);
+  }
+  return out;
+}
+
+/** q(z|phrase) for each phrase, as plain moments. */
+export function phraseGaussians(model: ImageModel, meta: ModelFile, phrases: string[], vectors: WordVectors | null): { mean: Float32Array; logVar: Float32Array }[] {
+  if (!model.encodeLabels) throw new ProbsemError(`a ${meta.model} model has no label encoder and cannot place words`, 'BAD_OPTION');
+  const rows = phraseInputs(meta, phrases, vectors);
+  const k = model.latentDim;
+  const [m, lv] = tf.tidy(() => {
+    const q = model.encodeLabels!(tf.tensor2d(rows, [phrases.length, rows.length / phrases.length]));
+    return [q.mean.dataSync() as Float32Array, q.logVar.dataSync() as Float32Array];
+  });
+  return phrases.map((_, i) => ({ mean: m.slice(i * k, (i + 1) * k), logVar: lv.slice(i * k, (i + 1) * k) }));
+}
+
+export interface PhraseNeighbours {
+  phrase: string;
+  /** Training classes by KL(q(z|phrase) ‖ q(z|class)) in the latent space, nearest first. */
+  classes: { label: string; kl: number; cosine: number | null }[];
+  /** Nearest words in the word-vector space (runs trained on word vectors only). */
+  words: Neighbour[];
+}
+
+/** Where a phrase lands among the run's classes, and its nearest words. */
+export function phraseNeighbours(model: ImageModel, meta: ModelFile, phrase: string, vectors: WordVectors | null, k = 10): PhraseNeighbours {
+  const all = [phrase, ...meta.classNames];
+  const gs = phraseGaussians(model, meta, all, vectors);
+  const q = gs[0];
+  const info = meta.labels ?? { kind: 'onehot' as const };
+  const width = labelInputWidth(info, meta.classNames.length);
+  const rows = classInputRows(info, meta.classNames.length);
+  const phraseRow = phraseInputs(meta, [phrase], vectors);
+  const kls = tf.tidy(() => {
+    const p = new DiagGaussian(tf.tensor2d(q.mean, [1, q.mean.length]), tf.tensor2d(q.logVar, [1, q.logVar.length]));
+    return gs.slice(1).map((g) => kl(p, new DiagGaussian(tf.tensor2d(g.mean, [1, g.mean.length]), tf.tensor2d(g.logVar, [1, g.logVar.length]))).dataSync()[0]);
+  });
+  const classes = meta.classNames
+    .map((label, c) => ({
+      label,
+      kl: kls[c],
+      cosine: info.kind === 'words' ? cosine(phraseRow, rows.subarray(c * width, (c + 1) * width)) : null,
+    }))
+    .sort((a, b) => a.kl - b.kl);
+  const words = vectors ? vectors.nearest(phraseRow, k, [phrase]) : [];
+  return { phrase, classes, words };
+}
+
+/** n images (pixel probabilities) per phrase, decoded from z ~ q(z|phrase); phrase after phrase. */
+export function generateForPhrases(model: ImageModel, meta: ModelFile, phrases: string[], vectors: WordVectors | null, n: number, seed: number): Float32Array {
+  const gs = phraseGaussians(model, meta, phrases, vectors);
+  const k = model.latentDim;
+  const parts = gs.map((g, i) =>
+    tf.tidy(() => {
+      const eps = normalTensor(Rng.for(seed, 'generate-words', i), [n, k]);
+      const z = tf.add(tf.tensor2d(g.mean, [1, k]), tf.mul(tf.exp(tf.mul(tf.tensor2d(g.logVar, [1, k]), 0.5)), eps)) as tf.Tensor2D;
+      return tf.sigmoid(model.decode(z)).dataSync() as Float32Array;
+    }),
+  );
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/**
+ * The query Gaussian for a set of words: each class phrase or word gives q(z|·); one gives itself,
+ * several give the moment-matched Gaussian of their equal-weight mixture (mean of the means; per
+ * dimension the mean variance plus the spread of the means), which covers all of them.
+ */
+export function queryForWords(model: ImageModel, meta: ModelFile, words: string[], vectors: WordVectors | null): { mean: Float32Array; logVar: Float32Array } {
+  const entries = splitQuery(meta, words);
+  if (entries.length === 0) throw new ProbsemError('no words given', 'BAD_OPTION');
+  const gs = phraseGaussians(model, meta, entries, vectors);
+  if (gs.length === 1) return gs[0];
+  const k = model.latentDim;
+  const mean = new Float32Array(k);
+  const logVar = new Float32Array(k);
+  for (let d = 0; d < k; d++) {
+    const m = gs.reduce((a, g) => a + g.mean[d], 0) / gs.length;
+    const v = gs.reduce((a, g) => a + Math.exp(g.logVar[d]) + (g.mean[d] - m) ** 2, 0) / gs.length;
+    mean[d] = m;
+    logVar[d] = Math.log(v);
+  }
+  return { mean, logVar };
+}
+
+/**
+ * Splits query text into entries: comma-separated parts as given; within a part, class phrases
+ * are matched greedily ("ankle boot sneaker" → "ankle boot", "sneaker") and other words stand alone.
+ */
+export function splitQuery(meta: Pick<ModelFile, 'classNames' | 'labels'>, words: string[]): string[] {
+  const out: string[] = [];
+  for (const part of words.flatMap((w) => w.split(',')).map((w) => w.trim()).filter(Boolean)) {
+    if (classOfPhrase(meta, part) >= 0) {
+      out.push(part);
+      continue;
+    }
+    const tokens = part.split(/\s+/);
+    for (let t = 0; t < tokens.length; ) {
+      let len = Math.min(3, tokens.length - t);
+      while (len > 1 && classOfPhrase(meta, tokens.slice(t, t + len).join(' ')) < 0) len--;
+      out.push(tokens.slice(t, t + len).join(' '));
+      t += len;
+    }
+  }
+  return [...new Set(out)];
+}

@@ -1,0 +1,281 @@
+/**
+ * JSON schemas of the API's requests and responses: fastify validates requests with them, and
+ * `openapi.ts` builds docs/openapi.json from the same objects, so the two cannot drift.
+ */
+import type { ServeLimits } from './limits.js';
+
+const errorRef = { $ref: '#/components/schemas/Error' };
+const labelScores = {
+  type: 'array',
+  items: {
+    type: 'object',
+    required: ['label', 'probability', 'logLikelihood'],
+    properties: { label: { type: 'string' }, probability: { type: 'number' }, logLikelihood: { type: 'number' } },
+  },
+};
+/** Words: one string (split on commas) or a list of strings, each a label name or phrase. */
+const words = {
+  description: 'label names or phrases ("ankle boot"), as a list or one comma-separated string; matched case-insensitively',
+  anyOf: [
+    { type: 'array', minItems: 1, maxItems: 20, items: { type: 'string', minLength: 1, maxLength: 100 } },
+    { type: 'string', minLength: 1, maxLength: 500 },
+  ],
+};
+const endPoint = {
+  description: 'a label name (its q(z|l) mean) or {"id": N}, a test image (its posterior mean)',
+  anyOf: [
+    { type: 'string', minLength: 1, maxLength: 100 },
+    { type: 'object', required: ['id'], additionalProperties: false, properties: { id: { type: 'integer', minimum: 0 } } },
+  ],
+};
+const scale = (def: number) => ({ type: 'integer', minimum: 1, maximum: 8, default: def, description: 'integer upscaling of each 28×28 image' });
+
+export interface RouteDoc {
+  method: 'GET' | 'POST';
+  /** OpenAPI path ({id} style). */
+  path: string;
+  summary: string;
+  description?: string;
+  querystring?: Record<string, unknown>;
+  params?: Record<string, unknown>;
+  body?: Record<string, unknown>;
+  /** Extra request body media types (beyond JSON), for the OpenAPI file. */
+  uploads?: boolean;
+  responses: Record<string, { description: string; json?: Record<string, unknown>; png?: boolean }>;
+}
+
+/** Every API route, with the limits filled in. */
+export function routeDocs(l: ServeLimits): Record<string, RouteDoc> {
+  const common = {
+    '400': { description: 'invalid request (the message says what)', json: errorRef },
+    '503': { description: 'busy (queue full), timed out in the queue, or shutting down; see Retry-After', json: errorRef },
+  };
+  return {
+    health: {
+      method: 'GET',
+      path: '/api/health',
+      summary: 'liveness and queue state',
+      responses: {
+        '200': {
+          description: 'the server is up',
+          json: {
+            type: 'object',
+            properties: {
+              status: { type: 'string', enum: ['ok', 'closing'] },
+              uptimeSeconds: { type: 'number' },
+              queue: {
+                type: 'object',
+                properties: { active: { type: 'integer' }, queued: { type: 'integer' }, maxActive: { type: 'integer' }, maxQueue: { type: 'integer' } },
+              },
+            },
+          },
+        },
+      },
+    },
+    model: {
+      method: 'GET',
+      path: '/api/model',
+      summary: "the model's name, config, classes, dataset, training provenance, metrics and the server's limits",
+      responses: {
+        '200': {
+          description: 'model description',
+          json: {
+            type: 'object',
+            properties: {
+              model: { type: 'string' },
+              config: { type: 'object', additionalProperties: true },
+              classes: { type: 'array', items: { type: 'string' } },
+              latentDim: { type: 'integer' },
+              image: { type: 'object', properties: { height: { type: 'integer' }, width: { type: 'integer' } } },
+              hasLabelEncoder: { type: 'boolean' },
+              dataset: { type: 'object', additionalProperties: true },
+              training: { type: ['object', 'null'], additionalProperties: true },
+              metrics: { type: ['object', 'null'], additionalProperties: true },
+              limits: { type: 'object', additionalProperties: { type: 'integer' } },
+            },
+          },
+        },
+      },
+    },
+    annotate: {
+      method: 'POST',
+      path: '/api/annotate',
+      summary: 'labels of an image, ranked, with probabilities',
+      description:
+        `The image comes as the raw body (Content-Type image/png or image/jpeg), as a multipart/form-data file field, or as JSON: ` +
+        `\`pixels\` (${28 * 28} grey values in [0, 1], row-major, light on dark), \`image\` (base64 PNG/JPEG, optionally a data URL) or \`id\` (a test image). ` +
+        `Probabilities are the softmax of log q(μ_x | l) over the labels. Uploads above ${l.maxUploadBytes} bytes get 413; ` +
+        `images above ${l.maxImagePixels} pixels or that do not decode get 400 with the reason; GIF/WebP/BMP/progressive JPEG get 415.`,
+      querystring: {
+        type: 'object',
+        properties: {
+          invert: { type: 'boolean', default: false, description: 'invert grey values (dark-on-light pictures)' },
+          top: { type: 'integer', minimum: 1, maximum: 1000, description: 'keep the best N labels' },
+          reconstruct: { type: 'boolean', default: false, description: 'also return the reconstruction as a PNG data URL' },
+        },
+      },
+      body: {
+        type: 'object',
+        properties: {
+          pixels: { type: 'array', maxItems: 1_000_000, items: { type: 'number' } },
+          image: { type: 'string', minLength: 1 },
+          id: { type: 'integer', minimum: 0 },
+          invert: { type: 'boolean' },
+          top: { type: 'integer', minimum: 1, maximum: 1000 },
+          reconstruct: { type: 'boolean' },
+        },
+      },
+      uploads: true,
+      responses: {
+        '200': {
+          description: 'labels, most probable first',
+          json: {
+            type: 'object',
+            properties: {
+              labels: labelScores,
+              image: { type: 'object', properties: { id: { type: 'integer' }, label: { type: 'string' } } },
+              reconstruction: { type: 'string', description: 'PNG data URL' },
+            },
+          },
+        },
+        ...common,
+        '404': { description: 'no test image with that id', json: errorRef },
+        '413': { description: 'the upload is larger than the limit', json: errorRef },
+        '415': { description: 'an unsupported content type or image format', json: errorRef },
+      },
+    },
+    generate: {
+      method: 'POST',
+      path: '/api/generate',
+      summary: 'images generated for words or a label',
+      description:
+        'With `label`: z ~ q(z|label), as `probsem generate`. With `words`: z drawn from the words\' query Gaussian ' +
+        '(one label: its q(z|l); several: the moment-matched Gaussian of their mixture). Same seed, same images.',
+      body: {
+        type: 'object',
+        properties: {
+          words,
+          label: { type: 'string', minLength: 1, maxLength: 100 },
+          n: { type: 'integer', minimum: 1, maximum: l.maxN, default: 8 },
+          seed: { type: 'integer', minimum: 0, maximum: 2 ** 31 - 1, default: 0 },
+        },
+      },
+      responses: {
+        '200': {
+          description: 'PNG data URLs',
+          json: {
+            type: 'object',
+            properties: { labels: { type: 'array', items: { type: 'string' } }, seed: { type: 'integer' }, images: { type: 'array', items: { type: 'string' } } },
+          },
+        },
+        ...common,
+        '422': { description: 'the model has no label encoder', json: errorRef },
+      },
+    },
+    retrieve: {
+      method: 'POST',
+      path: '/api/retrieve',
+      summary: 'test images ranked by KL(query ‖ q(z|x)) for words',
+      body: {
+        type: 'object',
+        required: ['words'],
+        properties: { words, k: { type: 'integer', minimum: 1, maximum: l.maxK, default: 8 } },
+      },
+      responses: {
+        '200': {
+          description: 'the k closest images, best first',
+          json: {
+            type: 'object',
+            properties: {
+              labels: { type: 'array', items: { type: 'string' } },
+              results: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  properties: { id: { type: 'integer' }, label: { type: 'string' }, kl: { type: 'number' }, url: { type: 'string' } },
+                },
+              },
+            },
+          },
+        },
+        ...common,
+        '422': { description: 'the model has no label encoder', json: errorRef },
+      },
+    },
+    image: {
+      method: 'GET',
+      path: '/api/images/{id}',
+      summary: 'a test image as PNG',
+      params: { type: 'object', properties: { id: { type: 'string', pattern: '^[0-9]{1,9}$' } }, required: ['id'] },
+      querystring: { type: 'object', properties: { scale: scale(1) } },
+      responses: { '200': { description: 'the image', png: true }, '400': common['400'], '404': { description: 'no such image', json: errorRef } },
+    },
+    reconstruction: {
+      method: 'GET',
+      path: '/api/images/{id}/reconstruction',
+      summary: "a test image's posterior-mean reconstruction as PNG",
+      params: { type: 'object', properties: { id: { type: 'string', pattern: '^[0-9]{1,9}$' } }, required: ['id'] },
+      querystring: { type: 'object', properties: { scale: scale(1) } },
+      responses: { '200': { description: 'the reconstruction', png: true }, ...common, '404': { description: 'no such image', json: errorRef } },
+    },
+    latent: {
+      method: 'GET',
+      path: '/api/latent',
+      summary: '2-D map of test-image posterior means, with labels',
+      description:
+        `PCA, t-SNE (druidjs, exact, on at most 1000 points) or UMAP (umap-js) of the posterior means of ${l.latentSample} sampled test images; ` +
+        'computed once per method in a worker thread and cached. While a map is still being computed after the request timeout: 503 with Retry-After.',
+      querystring: {
+        type: 'object',
+        properties: { method: { type: 'string', enum: ['pca', 'tsne', 'umap'], default: 'pca' } },
+      },
+      responses: {
+        '200': {
+          description: 'columns of points',
+          json: {
+            type: 'object',
+            properties: {
+              method: { type: 'string' },
+              ids: { type: 'array', items: { type: 'integer' } },
+              x: { type: 'array', items: { type: 'number' } },
+              y: { type: 'array', items: { type: 'number' } },
+              labels: { type: 'array', items: { type: 'integer' } },
+              classes: { type: 'array', items: { type: 'string' } },
+              seconds: { type: 'number' },
+            },
+          },
+        },
+        ...common,
+      },
+    },
+    interpolate: {
+      method: 'POST',
+      path: '/api/interpolate',
+      summary: 'a PNG strip of images decoded along the straight line between two latent points',
+      body: {
+        type: 'object',
+        required: ['from', 'to'],
+        properties: {
+          from: endPoint,
+          to: endPoint,
+          steps: { type: 'integer', minimum: 2, maximum: l.maxSteps, default: 8 },
+          scale: scale(2),
+        },
+      },
+      responses: { '200': { description: 'steps images side by side, no padding', png: true }, ...common, '404': { description: 'no such image', json: errorRef } },
+    },
+  };
+}
+
+/** The error body every failure has. */
+export const ERROR_SCHEMA = {
+  type: 'object',
+  required: ['statusCode', 'error', 'code', 'message'],
+  properties: {
+    statusCode: { type: 'integer' },
+    error: { type: 'string', description: 'HTTP status text' },
+    code: { type: 'string', description: 'stable tag: BAD_REQUEST, UNKNOWN_WORD, BAD_IMAGE, BAD_PIXELS, PAYLOAD_TOO_LARGE, UNSUPPORTED_IMAGE, NOT_FOUND, BUSY, QUEUE_TIMEOUT, …' },
+    message: { type: 'string' },
+    words: { type: 'array', items: { type: 'string' }, description: 'UNKNOWN_WORD: the words that name no label' },
+  },
+};

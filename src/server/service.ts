@@ -1,0 +1,300 @@
+/**
+ * What the server does with a loaded run: thin wrappers over the library (src/runs/), plus the
+ * caches a long-running process wants (the test split's posteriors, the latent maps).
+ */
+import { type Dataset, imagesToFloat, pixelsOf } from '../data/dataset.js';
+import { loadDataset } from '../data/registry.js';
+import { decodePngToGrey, encodeGridPng } from '../data/png.js';
+import { ProbsemError } from '../core/errors.js';
+import type { ImageModel } from '../models/base.js';
+import type { ModelFile } from '../models/persist.js';
+import { annotateImage, checkCompatible, generateForLabel, labelIndex, loadImageModel, reconstruct } from '../runs/runs.js';
+import { runWordVectors, splitQuery } from '../runs/words.js';
+import type { WordVectors } from '../text/word-vectors.js';
+import {
+  type SplitPosteriors,
+  decodeInterpolation,
+  encodeSplit,
+  generateFromQuery,
+  queryDistribution,
+  resolveWords,
+  retrieveImages,
+  UnknownWordError,
+} from '../runs/retrieval.js';
+import { HttpError } from './limits.js';
+import { type Method, embedInWorker, pca2d, sampleIndices } from './latent.js';
+import { decodeJpegToGrey, isJpeg } from './jpeg.js';
+import type { AnnotateResponse, LatentResponse, LabelScore, ModelResponse, LimitsInfo } from './types.js';
+
+export interface ServiceOptions {
+  /** Dataset to retrieve from and map (default: the one the model was trained on). */
+  dataset?: string;
+  dataDir?: string;
+  onNotice?: (msg: string) => void;
+  /** Test images the latent map uses. */
+  latentSample?: number;
+}
+
+const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47];
+
+/** Names image formats we recognise but do not decode, for a precise 415. */
+function sniffOtherImage(b: Uint8Array): string | null {
+  const ascii = (o: number, n: number) => String.fromCharCode(...b.subarray(o, o + n));
+  if (ascii(0, 4) === 'GIF8') return 'GIF';
+  if (ascii(0, 4) === 'RIFF' && ascii(8, 4) === 'WEBP') return 'WebP';
+  if (ascii(0, 2) === 'BM') return 'BMP';
+  if (ascii(4, 8) === 'ftypavif' || ascii(4, 8) === 'ftypheic') return 'AVIF/HEIC';
+  return null;
+}
+
+export class ModelService {
+  readonly height: number;
+  readonly width: number;
+  readonly pixels: number;
+  private posteriorsCache: SplitPosteriors | null = null;
+  private readonly latentCache = new Map<Method, Promise<LatentResponse>>();
+
+  private constructor(
+    readonly model: ImageModel,
+    readonly meta: ModelFile,
+    readonly dataset: Dataset,
+    readonly runDir: string,
+    private readonly latentSample: number,
+    /** Word vectors of a run trained on them (null for one-hot runs): any word they know is a query. */
+    private readonly vectors: WordVectors | null = null,
+  ) {
+    this.height = dataset.height;
+    this.width = dataset.width;
+    this.pixels = pixelsOf(dataset);
+  }
+
+  static async load(runDir: string, o: ServiceOptions = {}): Promise<ModelService> {
+    const { model, meta } = loadImageModel(runDir);
+    const ds = await loadDataset(o.dataset ?? meta.dataset?.name ?? 'fashion-mnist', { dataDir: o.dataDir, onNotice: o.onNotice });
+    checkCompatible(meta, ds);
+    let vectors: WordVectors | null = null;
+    try {
+      vectors = await runWordVectors(meta, [], { neighbours: true, onNotice: o.onNotice });
+    } catch (e) {
+      // The class labels still work; only other words are refused.
+      if (!(e instanceof ProbsemError && e.code === 'WORD_VECTORS_MISMATCH')) throw e;
+      o.onNotice?.(e.message);
+    }
+    return new ModelService(model, meta, ds, runDir, o.latentSample ?? 2000, vectors);
+  }
+
+  get hasLabelEncoder(): boolean {
+    return typeof this.model.encodeLabels === 'function';
+  }
+
+  private needLabelEncoder(what: string): void {
+    if (!this.hasLabelEncoder) {
+      throw new HttpError(422, 'NO_LABEL_ENCODER', `this ${this.meta.model} model has no label encoder, so it cannot ${what}`);
+    }
+  }
+
+  /** The test split's posteriors, encoded once. */
+  get posteriors(): SplitPosteriors {
+    this.posteriorsCache ??= encodeSplit(this.model, this.dataset.test, this.pixels);
+    return this.posteriorsCache;
+  }
+
+  describe(limits: LimitsInfo): ModelResponse {
+    const m = this.meta;
+    return {
+      model: m.model,
+      config: m.config,
+      classes: m.classNames,
+      latentDim: this.model.latentDim,
+      image: { height: this.height, width: this.width },
+      hasLabelEncoder: this.hasLabelEncoder,
+      dataset: { ...(m.dataset ?? {}), name: this.dataset.name, testImages: this.dataset.test.count },
+      training: (m.training as Record<string, unknown> | undefined) ?? null,
+      metrics: m.metrics ?? null,
+      limits,
+    };
+  }
+
+  /**
+   * Decodes an uploaded image to grey values at the model's size. PNG and baseline JPEG are read;
+   * anything else is a 400 (not an image) or 415 (an image format we do not read), with the reason.
+   */
+  decodeUpload(buf: Uint8Array, opts: { invert?: boolean; maxPixels: number }): Float32Array {
+    if (buf.length === 0) throw new HttpError(400, 'BAD_IMAGE', 'the upload is empty');
+    try {
+      if (PNG_MAGIC.every((b, i) => buf[i] === b)) {
+        return decodePngToGrey(buf, this.height, this.width, 'the upload', { invert: opts.invert, maxPixels: opts.maxPixels });
+      }
+      if (isJpeg(buf)) return decodeJpegToGrey(buf, this.height, this.width, { invert: opts.invert, maxPixels: opts.maxPixels });
+    } catch (e) {
+      if (e instanceof ProbsemError && e.code === 'UNSUPPORTED_IMAGE') throw new HttpError(415, 'UNSUPPORTED_IMAGE', e.message);
+      if (e instanceof ProbsemError) throw new HttpError(400, 'BAD_IMAGE', e.message);
+      throw e;
+    }
+    const other = sniffOtherImage(buf);
+    if (other) throw new HttpError(415, 'UNSUPPORTED_IMAGE', `${other} images are not read; send a PNG or JPEG`);
+    throw new HttpError(400, 'BAD_IMAGE', 'the upload is not an image: it starts with neither the PNG nor the JPEG signature');
+  }
+
+  /** Grey values given directly: exactly height×width finite numbers in [0, 1]. */
+  checkPixels(values: unknown[]): Float32Array {
+    if (values.length !== this.pixels) {
+      throw new HttpError(400, 'BAD_PIXELS', `pixels must hold ${this.pixels} values (${this.height}×${this.width}), got ${values.length}`);
+    }
+    const out = new Float32Array(this.pixels);
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 1) {
+        throw new HttpError(400, 'BAD_PIXELS', `pixels[${i}] must be a number in [0, 1], got ${JSON.stringify(v)}`);
+      }
+      out[i] = v;
+    }
+    return out;
+  }
+
+  checkId(id: number): number {
+    if (!Number.isInteger(id) || id < 0) throw new HttpError(400, 'BAD_ID', `image id must be a non-negative integer, got '${id}'`);
+    if (id >= this.dataset.test.count) {
+      throw new HttpError(404, 'NOT_FOUND', `no image ${id}: the test split holds ${this.dataset.test.count} images (ids 0–${this.dataset.test.count - 1})`);
+    }
+    return id;
+  }
+
+  testImage(id: number): Float32Array {
+    return imagesToFloat(this.dataset.test, [this.checkId(id)], this.pixels);
+  }
+
+  annotate(grey: Float32Array, o: { reconstruct?: boolean; top?: number } = {}): AnnotateResponse {
+    this.needLabelEncoder('annotate images');
+    const labels: LabelScore[] = annotateImage(this.model, this.meta, grey).slice(0, o.top ?? this.meta.classNames.length);
+    const res: AnnotateResponse = { labels };
+    if (o.reconstruct) res.reconstruction = this.dataUrl(reconstruct(this.model, grey, this.pixels), 1);
+    return res;
+  }
+
+  annotateId(id: number, o: { reconstruct?: boolean; top?: number } = {}): AnnotateResponse {
+    const res = this.annotate(this.testImage(id), o);
+    res.image = { id, label: this.meta.classNames[this.dataset.test.labels[id]] };
+    return res;
+  }
+
+  /** Words (or one label) → the labels they name, and the query that generation and retrieval use. */
+  private resolve(words: string[] | undefined, label: string | undefined) {
+    if (label !== undefined) {
+      let i: number;
+      try {
+        i = labelIndex(this.meta, label);
+      } catch {
+        throw new UnknownWordError([label], `the model knows ${this.meta.classNames.join(', ')}`);
+      }
+      return { labels: [this.meta.classNames[i]], label: this.meta.classNames[i], words: [this.meta.classNames[i]] };
+    }
+    if (!words || !words.some((w) => w.trim())) throw new HttpError(400, 'BAD_REQUEST', 'give words (or a label)');
+    return { labels: null, label: undefined, words };
+  }
+
+  generate(req: { words?: string[]; label?: string; n: number; seed: number }): { labels: string[]; images: string[] } {
+    this.needLabelEncoder('generate from words');
+    const r = this.resolve(req.words, req.label);
+    let pixels: Float32Array;
+    let labels: string[];
+    if (r.label !== undefined) {
+      pixels = generateForLabel(this.model, this.meta, r.label, req.n, req.seed);
+      labels = r.labels!;
+    } else {
+      const q = queryDistribution(this.model, this.meta, r.words, this.vectors);
+      labels = this.labelsOf(r.words);
+      pixels = generateFromQuery(this.model, q, req.n, req.seed);
+    }
+    const images: string[] = [];
+    for (let i = 0; i < req.n; i++) images.push(this.dataUrl(pixels.subarray(i * this.pixels, (i + 1) * this.pixels), 1));
+    return { labels, images };
+  }
+
+  /** The labels some (already validated) words name, in order (word runs: the query's entries). */
+  private labelsOf(words: string[]): string[] {
+    if (this.meta.labels?.kind === 'words') return splitQuery(this.meta, words);
+    return resolveWords(this.meta, words).indices.map((i) => this.meta.classNames[i]);
+  }
+
+  retrieve(words: string[], k: number) {
+    this.needLabelEncoder('retrieve images for words');
+    const q = queryDistribution(this.model, this.meta, words, this.vectors);
+    const r = retrieveImages(this.model, this.dataset.test, this.pixels, q, k, { posteriors: this.posteriors });
+    return {
+      labels: this.labelsOf(words),
+      results: r.ids.map((id, i) => ({ id, label: this.meta.classNames[r.labels[i]], kl: r.kl[i], url: `/api/images/${id}` })),
+    };
+  }
+
+  /** A latent point for an interpolation end: a label's q(z|l) mean, or a test image's posterior mean. */
+  private endPoint(v: string | number): Float32Array {
+    const k = this.model.latentDim;
+    if (typeof v === 'number') {
+      const id = this.checkId(v);
+      return this.posteriors.mean.slice(id * k, (id + 1) * k);
+    }
+    this.needLabelEncoder('interpolate between labels');
+    return queryDistribution(this.model, this.meta, [v], this.vectors).mean;
+  }
+
+  interpolate(from: string | number, to: string | number, steps: number, scale: number): Buffer {
+    const images = decodeInterpolation(this.model, this.endPoint(from), this.endPoint(to), steps);
+    return encodeGridPng(images, steps, { cols: steps, height: this.height, width: this.width, scale, pad: 0 });
+  }
+
+  imagePng(id: number, scale: number): Buffer {
+    return encodeGridPng(this.testImage(id), 1, { cols: 1, height: this.height, width: this.width, scale, pad: 0 });
+  }
+
+  reconstructionPng(id: number, scale: number): Buffer {
+    const r = reconstruct(this.model, this.testImage(id), this.pixels);
+    return encodeGridPng(r, 1, { cols: 1, height: this.height, width: this.width, scale, pad: 0 });
+  }
+
+  dataUrl(pixels: Float32Array, scale: number): string {
+    const png = encodeGridPng(pixels, 1, { cols: 1, height: this.height, width: this.width, scale, pad: 0 });
+    return `data:image/png;base64,${png.toString('base64')}`;
+  }
+
+  /** The latent map for a method, computed once (concurrent callers share the computation). */
+  latent(method: Method): Promise<LatentResponse> {
+    let p = this.latentCache.get(method);
+    if (!p) {
+      p = this.computeLatent(method);
+      this.latentCache.set(method, p);
+      // A failed computation is not cached: the next request tries again.
+      p.catch(() => this.latentCache.delete(method));
+    }
+    return p;
+  }
+
+  private async computeLatent(method: Method): Promise<LatentResponse> {
+    const t0 = performance.now();
+    const split = this.dataset.test;
+    // t-SNE here is exact, O(n²) per iteration: it maps at most 1000 of the sampled points.
+    const n = method === 'tsne' ? Math.min(1000, this.latentSample) : this.latentSample;
+    const ids = sampleIndices(split.count, n);
+    const k = this.model.latentDim;
+    const post = this.posteriors;
+    const data = new Float64Array(ids.length * k);
+    ids.forEach((id, r) => data.set(post.mean.subarray(id * k, (id + 1) * k), r * k));
+    const coords = method === 'pca' ? pca2d(data, ids.length, k) : await embedInWorker({ method, data, n: ids.length, d: k, seed: 0 });
+    const x: number[] = [];
+    const y: number[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      x.push(Number(coords[i * 2].toFixed(4)));
+      y.push(Number(coords[i * 2 + 1].toFixed(4)));
+    }
+    return {
+      method,
+      ids,
+      x,
+      y,
+      labels: ids.map((id) => split.labels[id]),
+      classes: this.meta.classNames,
+      seconds: (performance.now() - t0) / 1000,
+    };
+  }
+}
+

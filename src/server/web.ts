@@ -1,0 +1,75 @@
+/**
+ * The explorer page's files. `web/src/main.ts` is bundled with esbuild (tsx's own dependency) into
+ * memory when the server starts — no build step, nothing written — and the files of `web/public/`
+ * are read once. Static requests are looked up by exact name in that in-memory table, so no
+ * request path ever reaches the file system (no traversal by construction).
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { dirname, extname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ProbsemError } from '../core/errors.js';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+/** The repository's web folder (src/server → ../../web, also from dist/server). */
+export const WEB_DIR = resolve(HERE, '..', '..', 'web');
+
+export interface Asset {
+  body: Buffer;
+  type: string;
+  etag: string;
+}
+
+const TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+  '.json': 'application/json',
+};
+
+function asset(body: Buffer, name: string): Asset {
+  return { body, type: TYPES[extname(name)] ?? 'application/octet-stream', etag: `"${createHash('sha256').update(body).digest('hex').slice(0, 16)}"` };
+}
+
+/** Bundles the page's TypeScript; falls back to a prebuilt web/dist/app.js when esbuild is missing. */
+async function buildApp(webDir: string): Promise<Buffer> {
+  const entry = join(webDir, 'src', 'main.ts');
+  let esbuild: typeof import('esbuild') | null = null;
+  try {
+    esbuild = await import('esbuild');
+  } catch {
+    esbuild = null;
+  }
+  if (esbuild && existsSync(entry)) {
+    const r = await esbuild.build({
+      entryPoints: [entry],
+      bundle: true,
+      write: false,
+      format: 'esm',
+      platform: 'browser',
+      target: 'es2020',
+      logLevel: 'silent',
+      legalComments: 'none',
+    });
+    return Buffer.from(r.outputFiles[0].contents);
+  }
+  const prebuilt = join(webDir, 'dist', 'app.js');
+  if (existsSync(prebuilt)) return readFileSync(prebuilt);
+  throw new ProbsemError(`cannot build the explorer page: esbuild is not installed and ${prebuilt} does not exist`, 'NOT_FOUND');
+}
+
+/** name → asset, for `GET /` (index.html) and `GET /static/<name>`. */
+export async function loadWebAssets(webDir = WEB_DIR): Promise<Map<string, Asset>> {
+  const out = new Map<string, Asset>();
+  const pub = join(webDir, 'public');
+  if (!existsSync(pub)) throw new ProbsemError(`the explorer page's folder ${pub} does not exist`, 'NOT_FOUND');
+  for (const name of readdirSync(pub)) {
+    const p = join(pub, name);
+    if (statSync(p).isFile()) out.set(name, asset(readFileSync(p), name));
+  }
+  out.set('app.js', asset(await buildApp(webDir), 'app.js'));
+  return out;
+}

@@ -1,0 +1,441 @@
+/** `probsem serve`: every endpoint and every limit, over real HTTP on the loopback interface. */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { PNG } from 'pngjs';
+import { createServer, type ProbsemServer } from '../src/server/app.js';
+import { buildOpenApi } from '../src/server/openapi.js';
+import { imagesToFloat } from '../src/data/dataset.js';
+import { trainTinyRun } from './server.fixture.js';
+import { JPEG_GREY_56 } from './server.jpegs.js';
+
+let run: string;
+let srv: ProbsemServer;
+let base: string;
+const LIMITS = { maxUploadBytes: 64 * 1024, maxN: 16, maxK: 20, maxSteps: 12, latentSample: 300, requestTimeoutMs: 10_000 };
+
+async function listen(s: ProbsemServer): Promise<string> {
+  await s.app.listen({ port: 0, host: '127.0.0.1' });
+  const a = s.app.server.address() as net.AddressInfo;
+  return `http://127.0.0.1:${a.port}`;
+}
+
+before(async () => {
+  run = await trainTinyRun();
+  srv = await createServer({ runDir: run, limits: LIMITS });
+  base = await listen(srv);
+});
+after(async () => {
+  await srv?.close();
+});
+
+async function call(path: string, init: RequestInit = {}) {
+  const res = await fetch(base + path, init);
+  const type = res.headers.get('content-type') ?? '';
+  const body = type.includes('json') ? await res.json() : Buffer.from(await res.arrayBuffer());
+  return { status: res.status, type, body, headers: res.headers };
+}
+const post = (path: string, json: unknown) => call(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(json) });
+const postRaw = (path: string, body: Uint8Array, type: string) => call(path, { method: 'POST', headers: { 'content-type': type }, body: body as unknown as BodyInit });
+
+function assertError(r: { status: number; body: unknown }, status: number, code: string, message?: RegExp) {
+  assert.equal(r.status, status, JSON.stringify(r.body));
+  const b = r.body as { statusCode: number; code: string; message: string; error: string };
+  assert.equal(b.statusCode, status);
+  assert.equal(b.code, code, b.message);
+  assert.equal(typeof b.error, 'string');
+  if (message) assert.match(b.message, message);
+}
+
+function pngSize(buf: Buffer): [number, number] {
+  const p = PNG.sync.read(buf);
+  return [p.width, p.height];
+}
+const fromDataUrl = (u: string) => Buffer.from(u.replace(/^data:image\/png;base64,/, ''), 'base64');
+
+test('health and model describe the server and the run', async () => {
+  const h = await call('/api/health');
+  assert.equal(h.status, 200);
+  assert.equal(h.body.status, 'ok');
+  assert.deepEqual(h.body.queue, { active: 0, queued: 0, maxActive: 1, maxQueue: 256 });
+  const m = await call('/api/model');
+  assert.equal(m.status, 200);
+  assert.equal(m.body.model, 'pse-star');
+  assert.equal(m.body.latentDim, 6);
+  assert.equal(m.body.classes.length, 10);
+  assert.equal(m.body.classes[9], 'Ankle boot');
+  assert.deepEqual(m.body.image, { height: 28, width: 28 });
+  assert.equal(m.body.dataset.name, 'fashion-mnist-subset');
+  assert.equal(m.body.dataset.testImages, 2000);
+  assert.equal(m.body.training.steps, 150);
+  assert.equal(m.body.limits.maxN, 16);
+  assert.equal(m.body.config.latent, 6);
+  assert.equal(h.headers.get('x-content-type-options'), 'nosniff');
+});
+
+test('annotate: PNG body, multipart file, base64 JSON, grey values and a stored id all agree', async () => {
+  const img = await call('/api/images/5');
+  assert.equal(img.status, 200);
+  assert.equal(img.type, 'image/png');
+  const raw = await postRaw('/api/annotate', img.body, 'image/png');
+  assert.equal(raw.status, 200, JSON.stringify(raw.body));
+  const labels = raw.body.labels as { label: string; probability: number }[];
+  assert.equal(labels.length, 10);
+  assert.ok(Math.abs(labels.reduce((s, l) => s + l.probability, 0) - 1) < 1e-4);
+  for (let i = 1; i < labels.length; i++) assert.ok(labels[i - 1].probability >= labels[i].probability);
+
+  const form = new FormData();
+  form.append('image', new Blob([img.body], { type: 'image/png' }), 'five.png');
+  const multi = await call('/api/annotate', { method: 'POST', body: form });
+  assert.equal(multi.status, 200, JSON.stringify(multi.body));
+  const b64 = await post('/api/annotate', { image: `data:image/png;base64,${img.body.toString('base64')}` });
+  const grey = Array.from(imagesToFloat(srv.service.dataset.test, [5], 784));
+  const pix = await post('/api/annotate', { pixels: grey });
+  const byId = await post('/api/annotate', { id: 5, top: 3, reconstruct: true });
+  for (const r of [multi, b64, pix, byId]) {
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.labels[0].label, labels[0].label);
+    assert.ok(Math.abs(r.body.labels[0].probability - labels[0].probability) < 1e-4);
+  }
+  assert.equal(byId.body.labels.length, 3);
+  assert.equal(byId.body.image.id, 5);
+  assert.equal(byId.body.image.label, srv.service.meta.classNames[srv.service.dataset.test.labels[5]]);
+  assert.deepEqual(pngSize(fromDataUrl(byId.body.reconstruction)), [28, 28]);
+  // invert flips the picture: a different answer, still a distribution.
+  const inv = await postRaw('/api/annotate?invert=true', img.body, 'image/png');
+  assert.equal(inv.status, 200);
+  assert.notDeepEqual(inv.body.labels, labels);
+});
+
+test('annotate: a baseline JPEG upload decodes like the PNG it came from', async () => {
+  // The fixture is test image 5 drawn at 2× in Chromium and saved as JPEG (quality 0.9).
+  const png2 = await call('/api/images/5?scale=2');
+  const fromPng = await postRaw('/api/annotate', png2.body, 'image/png');
+  const fromJpeg = await postRaw('/api/annotate', Buffer.from(JPEG_GREY_56, 'base64'), 'image/jpeg');
+  assert.equal(fromJpeg.status, 200, JSON.stringify(fromJpeg.body));
+  assert.equal(fromJpeg.body.labels[0].label, fromPng.body.labels[0].label);
+  assert.ok(Math.abs(fromJpeg.body.labels[0].probability - fromPng.body.labels[0].probability) < 0.05);
+});
+
+test('annotate limits: 413 over the upload cap, 400 with a reason for non-images, 415 for formats not read', async () => {
+  const big = Buffer.alloc(LIMITS.maxUploadBytes + 1000, 7);
+  assertError(await postRaw('/api/annotate', big, 'image/png'), 413, 'PAYLOAD_TOO_LARGE', /65536/);
+  const form = new FormData();
+  form.append('image', new Blob([big], { type: 'image/png' }), 'big.png');
+  assertError(await call('/api/annotate', { method: 'POST', body: form }), 413, 'PAYLOAD_TOO_LARGE');
+  // Chunked (no Content-Length): still stopped at the cap.
+  const chunked = await new Promise<number>((resolve, reject) => {
+    const r = http.request(`${base}/api/annotate`, { method: 'POST', headers: { 'content-type': 'image/png', 'transfer-encoding': 'chunked' } }, (res) => {
+      res.resume();
+      resolve(res.statusCode!);
+    });
+    r.on('error', reject);
+    for (let i = 0; i < 20; i++) r.write(Buffer.alloc(8192, 1));
+    r.end();
+  });
+  assert.equal(chunked, 413);
+  assertError(await post('/api/annotate', { image: big.toString('base64').slice(0, 60_000) + 'A'.repeat(30_000) }), 413, 'PAYLOAD_TOO_LARGE');
+
+  assertError(await postRaw('/api/annotate', Buffer.from('hello, I am text'), 'image/png'), 400, 'BAD_IMAGE', /not an image/);
+  assertError(await postRaw('/api/annotate', Buffer.alloc(0), 'image/png'), 400, 'BAD_IMAGE', /empty/);
+  const png = (await call('/api/images/1')).body as Buffer;
+  assertError(await postRaw('/api/annotate', png.subarray(0, png.length - 20), 'image/png'), 400, 'BAD_IMAGE', /not a valid PNG/);
+  const huge = Buffer.from(png);
+  huge.writeUInt32BE(100_000, 16);
+  huge.writeUInt32BE(100_000, 20);
+  assertError(await postRaw('/api/annotate', huge, 'image/png'), 400, 'BAD_IMAGE', /declares 100000×100000 pixels/);
+  const jpeg = Buffer.from(JPEG_GREY_56, 'base64');
+  assertError(await postRaw('/api/annotate', jpeg.subarray(0, 400), 'image/jpeg'), 400, 'BAD_IMAGE', /not a valid JPEG/);
+  const progressive = Buffer.from([0xff, 0xd8, 0xff, 0xc2, 0, 11, 8, 0, 28, 0, 28, 1, 1, 0x11, 0]);
+  assertError(await postRaw('/api/annotate', progressive, 'image/jpeg'), 415, 'UNSUPPORTED_IMAGE', /progressive/);
+  assertError(await postRaw('/api/annotate', Buffer.from('GIF89a\x01\x00\x01\x00'), 'image/gif'), 415, 'UNSUPPORTED_IMAGE', /GIF/);
+  assertError(await postRaw('/api/annotate', Buffer.from('abc'), 'text/plain'), 415, 'UNSUPPORTED_MEDIA_TYPE');
+  assertError(await post('/api/annotate', { image: '***not base64***' }), 400, 'BAD_IMAGE', /base64/);
+
+  assertError(await post('/api/annotate', { pixels: [0.5, 0.5] }), 400, 'BAD_PIXELS', /784 values/);
+  assertError(await post('/api/annotate', { pixels: Array(784).fill(2) }), 400, 'BAD_PIXELS', /pixels\[0\] must be a number in \[0, 1\]/);
+  assertError(await post('/api/annotate', {}), 400, 'BAD_REQUEST', /exactly one of/);
+  assertError(await post('/api/annotate', { id: 1, pixels: Array(784).fill(0) }), 400, 'BAD_REQUEST', /exactly one of/);
+  assertError(await post('/api/annotate', { id: 2000 }), 404, 'NOT_FOUND', /ids 0–1999/);
+  assertError(await post('/api/annotate', { id: -1 }), 400, 'BAD_REQUEST');
+  const bad = await call('/api/annotate', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"pixels": [0.1,' });
+  assertError(bad, 400, 'BAD_REQUEST');
+});
+
+test('generate: images for a label or words, the same for the same seed; n bounded; unknown words named', async () => {
+  const a = await post('/api/generate', { label: 'sneaker', n: 3, seed: 4 });
+  assert.equal(a.status, 200, JSON.stringify(a.body));
+  assert.deepEqual(a.body.labels, ['Sneaker']);
+  assert.equal(a.body.images.length, 3);
+  for (const u of a.body.images) assert.deepEqual(pngSize(fromDataUrl(u)), [28, 28]);
+  assert.deepEqual((await post('/api/generate', { label: 'Sneaker', n: 3, seed: 4 })).body.images, a.body.images);
+  assert.notDeepEqual((await post('/api/generate', { label: 'Sneaker', n: 3, seed: 5 })).body.images, a.body.images);
+  const w = await post('/api/generate', { words: 'ankle boot, bag' });
+  assert.equal(w.status, 200);
+  assert.deepEqual(w.body.labels, ['Ankle boot', 'Bag']);
+  assert.equal(w.body.images.length, 8, 'n defaults to 8');
+  assert.deepEqual((await post('/api/generate', { words: ['ankle boot', 'bag'] })).body.images, w.body.images);
+
+  assertError(await post('/api/generate', { label: 'Bag', n: 17 }), 400, 'BAD_REQUEST', /n must be <= 16/);
+  assertError(await post('/api/generate', { label: 'Bag', n: 0 }), 400, 'BAD_REQUEST', /n must be >= 1/);
+  assertError(await post('/api/generate', { label: 'Bag', words: 'bag' }), 400, 'BAD_REQUEST', /exactly one/);
+  assertError(await post('/api/generate', {}), 400, 'BAD_REQUEST', /exactly one/);
+  const u = await post('/api/generate', { words: 'purple frog sneaker' });
+  assertError(u, 400, 'UNKNOWN_WORD', /unknown words 'purple', 'frog'/);
+  assert.deepEqual(u.body.words, ['purple', 'frog']);
+  const l = await post('/api/generate', { label: 'frog' });
+  assertError(l, 400, 'UNKNOWN_WORD', /'frog'/);
+  assert.deepEqual(l.body.words, ['frog']);
+});
+
+test('retrieve: k test images by ascending KL, with their labels and image URLs; k bounded; unknown words named', async () => {
+  const r = await post('/api/retrieve', { words: 'trouser', k: 12 });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.deepEqual(r.body.labels, ['Trouser']);
+  const hits = r.body.results as { id: number; label: string; kl: number; url: string }[];
+  assert.equal(hits.length, 12);
+  for (let i = 0; i < hits.length; i++) {
+    const h = hits[i];
+    assert.ok(Number.isInteger(h.id) && h.id >= 0 && h.id < 2000);
+    assert.equal(h.label, srv.service.meta.classNames[srv.service.dataset.test.labels[h.id]]);
+    assert.equal(h.url, `/api/images/${h.id}`);
+    assert.ok(h.kl >= 0);
+    if (i) assert.ok(hits[i - 1].kl <= h.kl);
+  }
+  const img = await call(hits[0].url);
+  assert.equal(img.status, 200);
+  assert.equal((await post('/api/retrieve', { words: ['trouser'] })).body.results.length, 8, 'k defaults to 8');
+  assertError(await post('/api/retrieve', { words: 'bag', k: 21 }), 400, 'BAD_REQUEST', /k must be <= 20/);
+  assertError(await post('/api/retrieve', { words: 'bag', k: 0 }), 400, 'BAD_REQUEST');
+  assertError(await post('/api/retrieve', { k: 3 }), 400, 'BAD_REQUEST', /words/);
+  assertError(await post('/api/retrieve', { words: ' , ' }), 400, 'BAD_REQUEST', /no words|empty/);
+  const u = await post('/api/retrieve', { words: ['sneaker', 'Zebra'] });
+  assertError(u, 400, 'UNKNOWN_WORD', /'Zebra'|'zebra'/);
+  assert.deepEqual(u.body.words, ['zebra']);
+});
+
+test('images and reconstructions: PNG at a chosen scale; 404 beyond the split, 400 for ids that are not numbers', async () => {
+  const a = await call('/api/images/0?scale=3');
+  assert.equal(a.status, 200);
+  assert.deepEqual(pngSize(a.body), [84, 84]);
+  const px = PNG.sync.read(a.body);
+  const want = srv.service.dataset.test.images[14 * 28 + 14];
+  assert.equal(px.data[(42 * 84 + 42) * 4], want, 'the served pixels are the dataset image');
+  const rec = await call('/api/images/1999/reconstruction');
+  assert.equal(rec.status, 200);
+  assert.equal(rec.type, 'image/png');
+  assert.deepEqual(pngSize(rec.body), [28, 28]);
+  assertError(await call('/api/images/2000'), 404, 'NOT_FOUND');
+  assertError(await call('/api/images/2000/reconstruction'), 404, 'NOT_FOUND');
+  assertError(await call('/api/images/abc'), 400, 'BAD_REQUEST');
+  assertError(await call('/api/images/-1'), 400, 'BAD_REQUEST');
+  assertError(await call('/api/images/1?scale=9'), 400, 'BAD_REQUEST', /scale must be <= 8/);
+});
+
+test('latent: PCA, t-SNE and UMAP maps with labels, computed once and cached; unknown methods refused', async () => {
+  for (const method of ['pca', 'tsne', 'umap']) {
+    const r = await call(`/api/latent?method=${method}`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const m = r.body;
+    assert.equal(m.method, method);
+    assert.equal(m.ids.length, 300);
+    assert.equal(m.x.length, 300);
+    assert.equal(m.y.length, 300);
+    assert.deepEqual(m.classes, srv.service.meta.classNames);
+    m.ids.forEach((id: number, i: number) => assert.equal(m.labels[i], srv.service.dataset.test.labels[id]));
+    assert.ok(m.x.every(Number.isFinite) && m.y.every(Number.isFinite));
+    assert.ok(new Set(m.x).size > 100, 'points are spread out');
+    const again = await call(`/api/latent?method=${method}`);
+    assert.deepEqual(again.body, m, 'the cached map is returned');
+  }
+  assert.equal((await call('/api/latent')).body.method, 'pca', 'pca by default');
+  assertError(await call('/api/latent?method=lda'), 400, 'BAD_REQUEST', /must be equal to one of the allowed values/);
+});
+
+test('interpolate: a strip of decoded frames between labels or images; steps bounded', async () => {
+  const r = await post('/api/interpolate', { from: 'sneaker', to: 'ankle boot', steps: 5 });
+  assert.equal(r.status, 200);
+  assert.equal(r.type, 'image/png');
+  assert.deepEqual(pngSize(r.body), [5 * 56, 56]);
+  const ids = await post('/api/interpolate', { from: { id: 3 }, to: 'bag', steps: 2, scale: 1 });
+  assert.equal(ids.status, 200, String(ids.body));
+  assert.deepEqual(pngSize(ids.body), [56, 28]);
+  assertError(await post('/api/interpolate', { from: 'bag', to: 'coat', steps: 13 }), 400, 'BAD_REQUEST', /steps must be <= 12/);
+  assertError(await post('/api/interpolate', { from: 'bag', to: 'coat', steps: 1 }), 400, 'BAD_REQUEST', /steps must be >= 2/);
+  assertError(await post('/api/interpolate', { from: 'bag' }), 400, 'BAD_REQUEST', /to/);
+  assertError(await post('/api/interpolate', { from: 'bag', to: 'unicorn' }), 400, 'UNKNOWN_WORD', /unicorn/);
+  assertError(await post('/api/interpolate', { from: { id: 5000 }, to: 'bag' }), 404, 'NOT_FOUND');
+});
+
+/** A GET with the path sent exactly as written (no client-side normalisation). */
+function rawGet(path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(base);
+    const sock = net.connect(Number(u.port), u.hostname, () => {
+      sock.write(`GET ${path} HTTP/1.1\r\nHost: ${u.host}\r\nConnection: close\r\n\r\n`);
+    });
+    let data = '';
+    sock.on('data', (d) => (data += d.toString('latin1')));
+    sock.on('end', () => resolve({ status: Number(data.split(' ')[1]), body: data }));
+    sock.on('error', reject);
+  });
+}
+
+test('the page and its assets are served; traversal attempts (plain, encoded, double-encoded, backslashes) never reach a file', async () => {
+  const page = await call('/');
+  assert.equal(page.status, 200);
+  assert.match(page.type, /text\/html/);
+  assert.match(page.body.toString(), /<script type="module" src="\/static\/app.js">/);
+  assert.match(page.headers.get('content-security-policy') ?? '', /default-src 'none'/);
+  const js = await call('/static/app.js');
+  assert.equal(js.status, 200);
+  assert.match(js.type, /javascript/);
+  assert.match(js.body.toString(), /\/api\/annotate/);
+  assert.doesNotMatch(js.body.toString(), /https?:\/\/(?!127\.0\.0\.1)/, 'no external URLs in the bundle');
+  assert.equal((await call('/static/style.css')).status, 200);
+  const etag = js.headers.get('etag')!;
+  assert.equal((await call('/static/app.js', { headers: { 'if-none-match': etag } })).status, 304);
+
+  const attempts = [
+    '/static/../../etc/passwd',
+    '/static/../../../../../../etc/passwd',
+    '/static/..%2f..%2f..%2f..%2fetc%2fpasswd',
+    '/static/%2e%2e/%2e%2e/%2e%2e/etc/passwd',
+    '/static/%2e%2e%2f%2e%2e%2f%2e%2e%2fetc%2fpasswd',
+    '/static/%252e%252e%252f%252e%252e%252fetc%252fpasswd',
+    '/static/..%5c..%5c..%5cetc%5cpasswd',
+    '/static/....//....//....//etc/passwd',
+    '/static/%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd',
+    '/static/app.js%00../../etc/passwd',
+    '/static//etc/passwd',
+    '/static/%2fetc%2fpasswd',
+    '/static/../package.json',
+    '/static/..%2fpackage.json',
+    '/static/../src/server/app.ts',
+    '/../../etc/passwd',
+    '/%2e%2e/%2e%2e/etc/passwd',
+    '/static/.',
+    '/static/..',
+    '/static/',
+  ];
+  for (const p of attempts) {
+    const r = await rawGet(p);
+    assert.ok(r.status === 404 || r.status === 400, `${p} → ${r.status}`);
+    assert.doesNotMatch(r.body, /root:|"name": "probsem"|createServer/, `${p} leaked a file`);
+  }
+});
+
+test('errors are JSON with status codes; docs/openapi.json is current and documents every API route', async () => {
+  assertError(await call('/api/nope'), 404, 'NOT_FOUND', /GET \/api\/nope/);
+  assertError(await call('/api/annotate'), 404, 'NOT_FOUND');
+  const doc = JSON.parse(readFileSync(new URL('../docs/openapi.json', import.meta.url), 'utf8')) as { paths: Record<string, Record<string, unknown>> };
+  assert.deepEqual(doc, buildOpenApi(), 'docs/openapi.json is stale: npx tsx src/server/openapi.ts > docs/openapi.json');
+  const served = await call('/api/openapi.json');
+  assert.equal(served.body.openapi, '3.1.0');
+  for (const r of srv.routes.filter((r) => r.includes('/api/'))) {
+    const [method, url] = r.split(' ');
+    const path = url.replace(/:(\w+)/g, '{$1}');
+    assert.ok(doc.paths[path]?.[method.toLowerCase()], `${r} is missing from docs/openapi.json`);
+  }
+  const api = readFileSync(new URL('../docs/api.md', import.meta.url), 'utf8');
+  for (const p of Object.keys(doc.paths)) assert.ok(api.includes(p.replace(/\{(\w+)\}/g, ':$1')) || api.includes(p), `docs/api.md does not mention ${p}`);
+});
+
+test('concurrency: a full queue answers 503 BUSY with Retry-After; a request that waits too long gets 503 QUEUE_TIMEOUT', async () => {
+  const s = await createServer({ runDir: run, limits: { ...LIMITS, maxConcurrent: 1, maxQueue: 1, requestTimeoutMs: 1500, latentSample: 50 } });
+  const b = await listen(s);
+  try {
+    const hold = (ms: number) => s.limiter.run(() => new Promise((r) => setTimeout(r, ms)));
+    // One job running, one waiting: the queue is full.
+    const running = hold(1000);
+    const queued = hold(10);
+    const r = await fetch(`${b}/api/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"label":"Bag","n":1}' });
+    assert.equal(r.status, 503);
+    assert.equal(r.headers.get('retry-after'), '1');
+    const body = await r.json();
+    assert.equal(body.code, 'BUSY');
+    assert.match(body.message, /busy/);
+    assert.equal((await fetch(`${b}/api/health`)).status, 200, 'health is never queued');
+    await Promise.all([running, queued]);
+    // Now a job longer than the timeout runs and a request waits behind it.
+    const long = hold(2500);
+    const t0 = Date.now();
+    const w = await fetch(`${b}/api/annotate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"id":1}' });
+    assert.equal(w.status, 503);
+    assert.equal((await w.json()).code, 'QUEUE_TIMEOUT');
+    assert.ok(Date.now() - t0 >= 1400);
+    await long;
+    assert.equal((await fetch(`${b}/api/annotate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"id":1}' })).status, 200);
+  } finally {
+    await s.close();
+  }
+});
+
+test('request timeout: a request whose body never arrives gets 408', async () => {
+  const s = await createServer({ runDir: run, limits: { ...LIMITS, requestTimeoutMs: 1000, latentSample: 50 } });
+  const b = new URL(await listen(s));
+  try {
+    const t0 = Date.now();
+    const reply = await new Promise<string>((resolve, reject) => {
+      const sock = net.connect(Number(b.port), b.hostname, () => {
+        sock.write('POST /api/annotate HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n0123456789');
+      });
+      let data = '';
+      sock.on('data', (d) => (data += d.toString()));
+      sock.on('close', () => resolve(data));
+      sock.on('error', reject);
+      setTimeout(() => sock.destroy(), 8000);
+    });
+    assert.match(reply, /^HTTP\/1\.1 408/);
+    assert.ok(Date.now() - t0 < 5000, `took ${Date.now() - t0} ms`);
+  } finally {
+    await s.close();
+  }
+});
+
+test('probsem serve: listens on the loopback interface, answers, and exits cleanly on SIGTERM', async () => {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--run', run, '--port', '0', '--latent-sample', '50', '--log'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  const url = await new Promise<string>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no listening line: ${out} ${err}`)), 60_000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)\//.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]);
+      }
+    });
+  });
+  const h = await fetch(`${url}/api/health`);
+  assert.equal(h.status, 200);
+  // A request in flight when SIGTERM arrives still gets its answer.
+  const inflight = fetch(`${url}/api/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"label":"Bag","n":64}' });
+  // --log prints a JSON line per incoming request: signal once the server has it.
+  await new Promise<void>((resolve) => {
+    const check = () => (/"url":"\/api\/generate"/.test(out) ? resolve() : setTimeout(check, 5));
+    check();
+  });
+  const code = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  child.kill('SIGTERM');
+  const r = await inflight;
+  assert.equal(r.status, 200);
+  assert.equal((await r.json()).images.length, 64);
+  assert.equal(await code, 0, err);
+  assert.match(out, /SIGTERM received, shutting down/);
+  assert.match(out, /stopped/);
+  await assert.rejects(fetch(`${url}/api/health`), 'nothing listens any more');
+
+  const bad = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--run', run, '--max-upload', 'lots'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let badErr = '';
+  bad.stderr.on('data', (d) => (badErr += d));
+  assert.equal(await new Promise((resolve) => bad.on('exit', resolve)), 2);
+  assert.match(badErr, /--max-upload must be a size/);
+});

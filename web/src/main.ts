@@ -1,0 +1,451 @@
+/**
+ * The explorer page. Everything runs on the server (this page only calls its JSON API and shows
+ * the results); no requests go anywhere else.
+ */
+import type {
+  AnnotateResponse,
+  ApiError,
+  GenerateResponse,
+  LabelScore,
+  LatentMethod,
+  LatentResponse,
+  ModelResponse,
+  RetrieveResponse,
+} from '../../src/server/types.js';
+
+const COLOURS = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
+const colour = (i: number) => COLOURS[i % COLOURS.length];
+
+function $<T extends HTMLElement = HTMLElement>(id: string): T {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`#${id} is missing`);
+  return el as T;
+}
+
+class ApiFailure extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: Partial<ApiError>,
+    readonly retryAfter: number | null,
+  ) {
+    super(body.message ?? `HTTP ${status}`);
+  }
+}
+
+async function api<T>(path: string, init?: RequestInit): Promise<T> {
+  const res = await fetch(path, init);
+  if (!res.ok) {
+    let body: Partial<ApiError> = {};
+    try {
+      body = (await res.json()) as ApiError;
+    } catch {
+      body = { message: `HTTP ${res.status}` };
+    }
+    const ra = res.headers.get('retry-after');
+    throw new ApiFailure(res.status, body, ra ? Number(ra) : null);
+  }
+  return (await res.json()) as T;
+}
+
+const postJson = <T>(path: string, body: unknown) =>
+  api<T>(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+function showError(e: unknown, where?: HTMLElement): void {
+  const msg = e instanceof Error ? e.message : String(e);
+  if (where) {
+    where.textContent = msg;
+    where.classList.add('error');
+  } else {
+    const el = $('error');
+    el.textContent = msg;
+    el.hidden = false;
+  }
+}
+
+function renderBars(el: HTMLElement, labels: LabelScore[]): void {
+  el.replaceChildren(
+    ...labels.map((l) => {
+      const row = document.createElement('div');
+      row.className = 'bar';
+      row.dataset.label = l.label;
+      const name = document.createElement('span');
+      name.textContent = l.label;
+      const track = document.createElement('div');
+      track.className = 'track';
+      const fill = document.createElement('div');
+      fill.className = 'fill';
+      fill.style.width = `${(100 * l.probability).toFixed(1)}%`;
+      track.append(fill);
+      const pct = document.createElement('span');
+      pct.className = 'pct';
+      pct.textContent = `${(100 * l.probability).toFixed(1)}%`;
+      row.append(name, track, pct);
+      return row;
+    }),
+  );
+}
+
+function figure(src: string, caption: string, cls?: string): HTMLElement {
+  const f = document.createElement('figure');
+  if (cls) f.className = cls;
+  const img = document.createElement('img');
+  img.src = src;
+  img.alt = caption;
+  const c = document.createElement('figcaption');
+  c.textContent = caption;
+  f.append(img, c);
+  return f;
+}
+
+// ---------------------------------------------------------------- latent map
+
+interface MapState {
+  data: LatentResponse;
+  /** Canvas (CSS pixel) positions. */
+  px: Float32Array;
+  py: Float32Array;
+}
+let mapState: MapState | null = null;
+let mapRequest = 0;
+
+function drawMap(data: LatentResponse, highlight = -1): void {
+  const canvas = $<HTMLCanvasElement>('map');
+  const css = 520;
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = css * dpr;
+  canvas.height = css * dpr;
+  const ctx = canvas.getContext('2d')!;
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, css, css);
+  const pad = 14;
+  const minX = Math.min(...data.x);
+  const maxX = Math.max(...data.x);
+  const minY = Math.min(...data.y);
+  const maxY = Math.max(...data.y);
+  const span = Math.max(maxX - minX, maxY - minY) || 1;
+  const s = (css - 2 * pad) / span;
+  const ox = pad + (css - 2 * pad - (maxX - minX) * s) / 2;
+  const oy = pad + (css - 2 * pad - (maxY - minY) * s) / 2;
+  const px = new Float32Array(data.x.length);
+  const py = new Float32Array(data.x.length);
+  for (let i = 0; i < data.x.length; i++) {
+    px[i] = ox + (data.x[i] - minX) * s;
+    py[i] = css - (oy + (data.y[i] - minY) * s);
+    ctx.fillStyle = colour(data.labels[i]);
+    ctx.globalAlpha = 0.75;
+    ctx.beginPath();
+    ctx.arc(px[i], py[i], 2.6, 0, 2 * Math.PI);
+    ctx.fill();
+  }
+  ctx.globalAlpha = 1;
+  if (highlight >= 0) {
+    ctx.strokeStyle = '#000';
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    ctx.arc(px[highlight], py[highlight], 7, 0, 2 * Math.PI);
+    ctx.stroke();
+  }
+  mapState = { data, px, py };
+}
+
+function nearest(x: number, y: number, radius = 8): number {
+  if (!mapState) return -1;
+  let best = -1;
+  let bd = radius * radius;
+  for (let i = 0; i < mapState.px.length; i++) {
+    const d = (mapState.px[i] - x) ** 2 + (mapState.py[i] - y) ** 2;
+    if (d <= bd) {
+      bd = d;
+      best = i;
+    }
+  }
+  return best;
+}
+
+async function loadMap(method: LatentMethod): Promise<void> {
+  const req = ++mapRequest;
+  const status = $('map-status');
+  status.classList.remove('error');
+  status.textContent = `computing the ${method.toUpperCase()} map…`;
+  for (;;) {
+    try {
+      const data = await api<LatentResponse>(`/api/latent?method=${method}`);
+      if (req !== mapRequest) return;
+      drawMap(data);
+      status.textContent = `${data.ids.length} test images; computed in ${data.seconds.toFixed(1)} s`;
+      return;
+    } catch (e) {
+      if (req !== mapRequest) return;
+      if (e instanceof ApiFailure && e.status === 503) {
+        // Still computing (or busy): wait as told and ask again.
+        await new Promise((r) => setTimeout(r, 1000 * (e.retryAfter ?? 2)));
+        continue;
+      }
+      showError(e, status);
+      return;
+    }
+  }
+}
+
+async function showDetail(i: number): Promise<void> {
+  if (!mapState) return;
+  const id = mapState.data.ids[i];
+  drawMap(mapState.data, i);
+  const detail = $('detail');
+  detail.hidden = false;
+  $<HTMLImageElement>('detail-original').src = `/api/images/${id}?scale=4`;
+  $('detail-id').textContent = String(id);
+  $('detail-label').textContent = mapState.data.classes[mapState.data.labels[i]];
+  try {
+    const r = await postJson<AnnotateResponse>('/api/annotate', { id, reconstruct: true, top: 5 });
+    if (r.reconstruction) $<HTMLImageElement>('detail-recon').src = r.reconstruction;
+    renderBars($('detail-bars'), r.labels);
+  } catch (e) {
+    showError(e, $('detail-bars'));
+  }
+}
+
+function setupMap(classes: string[]): void {
+  const canvas = $<HTMLCanvasElement>('map');
+  const tip = $('tooltip');
+  $('legend').replaceChildren(
+    ...classes.map((c, i) => {
+      const li = document.createElement('li');
+      const dot = document.createElement('span');
+      dot.style.background = colour(i);
+      li.append(dot, c);
+      return li;
+    }),
+  );
+  let shown = -1;
+  canvas.addEventListener('mousemove', (ev) => {
+    const r = canvas.getBoundingClientRect();
+    const i = nearest(ev.clientX - r.left, ev.clientY - r.top);
+    if (i < 0 || !mapState) {
+      tip.hidden = true;
+      shown = -1;
+      return;
+    }
+    if (i !== shown) {
+      shown = i;
+      const id = mapState.data.ids[i];
+      const img = document.createElement('img');
+      img.src = `/api/images/${id}?scale=3`;
+      img.alt = `image ${id}`;
+      const cap = document.createElement('div');
+      cap.textContent = `#${id} ${mapState.data.classes[mapState.data.labels[i]]}`;
+      tip.replaceChildren(img, cap);
+    }
+    tip.hidden = false;
+    tip.style.left = `${Math.min(mapState.px[i] + 10, 520 - 96)}px`;
+    tip.style.top = `${Math.max(mapState.py[i] - 110, 0)}px`;
+  });
+  canvas.addEventListener('mouseleave', () => {
+    tip.hidden = true;
+    shown = -1;
+  });
+  canvas.addEventListener('click', (ev) => {
+    const r = canvas.getBoundingClientRect();
+    const i = nearest(ev.clientX - r.left, ev.clientY - r.top);
+    if (i >= 0) void showDetail(i);
+  });
+  const sel = $<HTMLSelectElement>('map-method');
+  sel.addEventListener('change', () => void loadMap(sel.value as LatentMethod));
+  void loadMap(sel.value as LatentMethod);
+}
+
+// ---------------------------------------------------------------- words
+
+function setupWords(): void {
+  const form = $<HTMLFormElement>('words-form');
+  const input = $<HTMLInputElement>('words');
+  const status = $('words-status');
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const words = input.value.trim();
+    if (!words) return;
+    status.classList.remove('error');
+    status.textContent = 'working…';
+    try {
+      const [gen, ret] = await Promise.all([
+        postJson<GenerateResponse>('/api/generate', { words, n: 8, seed: 0 }),
+        postJson<RetrieveResponse>('/api/retrieve', { words, k: 8 }),
+      ]);
+      $('generated').replaceChildren(...gen.images.map((src, i) => figure(src, `sample ${i + 1}`, 'generated')));
+      $('retrieved').replaceChildren(...ret.results.map((h) => figure(`${h.url}?scale=2`, `${h.label} · KL ${h.kl.toFixed(1)}`, 'retrieved')));
+      status.textContent = `query: ${gen.labels.join(' + ')}`;
+    } catch (e) {
+      $('generated').replaceChildren();
+      $('retrieved').replaceChildren();
+      showError(e, status);
+    }
+  });
+}
+
+// ---------------------------------------------------------------- draw / drop / annotate
+
+function setupAnnotate(): void {
+  const canvas = $<HTMLCanvasElement>('draw');
+  const ctx = canvas.getContext('2d')!;
+  const invert = $<HTMLInputElement>('invert');
+  const out = $('annotation');
+  const clear = () => {
+    ctx.fillStyle = '#000';
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+  };
+  clear();
+
+  let pending = 0;
+  const annotate = async () => {
+    const req = ++pending;
+    const blob = await new Promise<Blob | null>((r) => canvas.toBlob(r, 'image/png'));
+    if (!blob) return;
+    try {
+      const r = await api<AnnotateResponse>(`/api/annotate?invert=${invert.checked}`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: blob });
+      if (req === pending) renderBars(out, r.labels);
+    } catch (e) {
+      if (req === pending) showError(e, out);
+    }
+  };
+
+  let drawing = false;
+  const pos = (ev: PointerEvent) => {
+    const r = canvas.getBoundingClientRect();
+    return [((ev.clientX - r.left) * canvas.width) / r.width, ((ev.clientY - r.top) * canvas.height) / r.height] as const;
+  };
+  canvas.addEventListener('pointerdown', (ev) => {
+    drawing = true;
+    canvas.setPointerCapture(ev.pointerId);
+    const [x, y] = pos(ev);
+    ctx.strokeStyle = invert.checked ? '#000' : '#fff';
+    ctx.lineWidth = 22;
+    ctx.lineCap = 'round';
+    ctx.lineJoin = 'round';
+    ctx.beginPath();
+    ctx.moveTo(x, y);
+  });
+  canvas.addEventListener('pointermove', (ev) => {
+    if (!drawing) return;
+    const [x, y] = pos(ev);
+    ctx.lineTo(x, y);
+    ctx.stroke();
+  });
+  canvas.addEventListener('pointerup', () => {
+    if (!drawing) return;
+    drawing = false;
+    void annotate();
+  });
+
+  const showFile = async (file: File) => {
+    if (!/^image\/(png|jpeg)$/.test(file.type)) {
+      showError(new Error(`${file.name || 'the file'} is not a PNG or JPEG picture`), out);
+      return;
+    }
+    try {
+      // The browser decodes the picture; it is fitted into the square and sent as PNG.
+      const bmp = await createImageBitmap(file);
+      clear();
+      const s = Math.min(canvas.width / bmp.width, canvas.height / bmp.height);
+      const w = bmp.width * s;
+      const h = bmp.height * s;
+      // Light pictures on dark backgrounds are what the models know: guess from the corners.
+      const probe = document.createElement('canvas');
+      probe.width = bmp.width;
+      probe.height = bmp.height;
+      const pctx = probe.getContext('2d')!;
+      pctx.drawImage(bmp, 0, 0);
+      const px = pctx.getImageData(0, 0, bmp.width, bmp.height).data;
+      let light = 0;
+      const corners = [0, bmp.width - 1, (bmp.height - 1) * bmp.width, bmp.height * bmp.width - 1];
+      for (const c of corners) light += (px[c * 4] + px[c * 4 + 1] + px[c * 4 + 2]) / 3 > 127 ? 1 : 0;
+      invert.checked = light >= 3;
+      if (invert.checked) {
+        ctx.fillStyle = '#fff';
+        ctx.fillRect(0, 0, canvas.width, canvas.height);
+      }
+      ctx.drawImage(bmp, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+      await annotate();
+    } catch (e) {
+      showError(e, out);
+    }
+  };
+  canvas.addEventListener('dragover', (ev) => {
+    ev.preventDefault();
+    canvas.classList.add('over');
+  });
+  canvas.addEventListener('dragleave', () => canvas.classList.remove('over'));
+  canvas.addEventListener('drop', (ev) => {
+    ev.preventDefault();
+    canvas.classList.remove('over');
+    const f = ev.dataTransfer?.files[0];
+    if (f) void showFile(f);
+  });
+  $<HTMLInputElement>('file').addEventListener('change', (ev) => {
+    const f = (ev.target as HTMLInputElement).files?.[0];
+    if (f) void showFile(f);
+  });
+  $('clear').addEventListener('click', () => {
+    clear();
+    out.replaceChildren();
+  });
+  invert.addEventListener('change', () => void annotate());
+}
+
+// ---------------------------------------------------------------- interpolation
+
+function setupInterpolation(classes: string[]): void {
+  const from = $<HTMLSelectElement>('interp-from');
+  const to = $<HTMLSelectElement>('interp-to');
+  const slider = $<HTMLInputElement>('interp-slider');
+  const frame = $<HTMLCanvasElement>('interp-frame');
+  const strip = $<HTMLImageElement>('interp-strip');
+  const steps = 11;
+  const scale = 2;
+  for (const sel of [from, to]) sel.replaceChildren(...classes.map((c) => new Option(c, c)));
+  to.selectedIndex = Math.min(classes.length - 1, 7);
+  slider.max = String(steps - 1);
+  let url: string | null = null;
+
+  const drawFrame = () => {
+    if (!strip.complete || !strip.naturalWidth) return;
+    const size = strip.naturalHeight;
+    const ctx = frame.getContext('2d')!;
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(strip, Number(slider.value) * size, 0, size, size, 0, 0, frame.width, frame.height);
+  };
+  const load = async () => {
+    try {
+      const res = await fetch('/api/interpolate', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ from: from.value, to: to.value, steps, scale }),
+      });
+      if (!res.ok) throw new Error(((await res.json()) as ApiError).message);
+      if (url) URL.revokeObjectURL(url);
+      url = URL.createObjectURL(await res.blob());
+      strip.src = url;
+    } catch (e) {
+      showError(e);
+    }
+  };
+  strip.addEventListener('load', drawFrame);
+  slider.addEventListener('input', drawFrame);
+  from.addEventListener('change', () => void load());
+  to.addEventListener('change', () => void load());
+  void load();
+}
+
+// ---------------------------------------------------------------- start
+
+async function start(): Promise<void> {
+  const m = await api<ModelResponse>('/api/model');
+  const acc = typeof m.metrics?.annotationAccuracy === 'number' ? ` · annotation accuracy ${(100 * m.metrics.annotationAccuracy).toFixed(1)} %` : '';
+  $('model-info').textContent = `${m.model} · latent ${m.latentDim} · ${m.classes.length} classes · ${m.dataset.name} (${m.dataset.testImages} test images)${acc}`;
+  setupMap(m.classes);
+  setupWords();
+  setupAnnotate();
+  setupInterpolation(m.classes);
+  document.body.dataset.ready = 'true';
+}
+
+start().catch((e) => showError(e));

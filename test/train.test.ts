@@ -144,6 +144,8 @@ test('damaged model directories fail with a clear error', async () => {
 
   dir = make();
   writeFileSync(join(dir, 'model.json'), JSON.stringify({ ...meta, config: { ...meta.config, latent: 5 } }));
+  assert.throws(() => loadModel(dir), /its config describes a larger model than .*weights\.bin holds/);
+  writeFileSync(join(dir, 'model.json'), JSON.stringify({ ...meta, config: { ...meta.config, latent: 3 } }));
   assert.throws(() => loadModel(dir), /has shape \[\d+(,\d+)*\] but the model expects/);
 
   assert.throws(() => loadModel(join(tmp(), 'missing')), /does not exist/);

@@ -12,7 +12,9 @@ import { classInputRows, labelPhrases, parseLabelEncoding } from '../src/text/la
 import { WordVectors } from '../src/text/word-vectors.js';
 import { writeWordVectors } from '../src/text/readers.js';
 import { classLabelInputs, evaluateRun, loadImageModel, trainRun } from '../src/runs/runs.js';
-import { generateForPhrases, phraseInputs, phraseNeighbours, runWordVectors } from '../src/runs/words.js';
+import { generateForPhrases, phraseGaussians, phraseInputs, phraseNeighbours, runWordVectors } from '../src/runs/words.js';
+import { encodeSplit, retrieveImages } from '../src/runs/retrieval.js';
+import { loadDataset } from '../src/data/registry.js';
 
 before(async () => {
   await setupBackend();
@@ -92,6 +94,23 @@ test('a run trained on word vectors places unseen words, generates for them, and
   assert.equal(nb.classes[0].label, 'Trouser');
   assert.ok(nb.classes[0].cosine! > 0.9);
   assert.throws(() => phraseInputs(meta, ['jeans', 'spaceship', 'warp drive'], wv), /unknown words 'spaceship', 'warp', 'drive'/);
+
+  // Posterior ranking equals a brute-force p(query | μ_x) against the other classes.
+  const ds = await loadDataset('fashion-mnist-subset');
+  const post = encodeSplit(model, ds.test, 784);
+  const gs = phraseGaussians(model, meta, meta.classNames, wv);
+  const query = gs[7];
+  const competitors = gs.filter((_, c) => c !== 7);
+  const r = retrieveImages(model, ds.test, 784, query, 15, { rank: 'posterior', competitors, posteriors: post });
+  const logN = (g: { mean: Float32Array; logVar: Float32Array }, i: number) =>
+    -0.5 * Array.from(g.mean, (m, d) => g.logVar[d] + (post.mean[i * 4 + d] - m) ** 2 / Math.exp(g.logVar[d])).reduce((a, b) => a + b, 0);
+  const score = (i: number) => {
+    const ll = [query, ...competitors].map((g) => logN(g, i));
+    const m = Math.max(...ll);
+    return ll[0] - m - Math.log(ll.reduce((a, v) => a + Math.exp(v - m), 0));
+  };
+  const brute = Array.from({ length: ds.test.count }, (_, i) => i).sort((a, b) => score(b) - score(a) || a - b);
+  assert.deepEqual(r.ids, brute.slice(0, 15));
 });
 
 test('a one-hot run knows only its classes and says how to use other words', async () => {

@@ -154,7 +154,15 @@ export function loadModel<T extends Trainable = Trainable>(dir: string): LoadedM
     throw new ProbsemError(`${weightsPath} does not match the checksum in model.json (corrupted or tampered with)`, 'MODEL_FORMAT');
   }
   // The weights file bounds the model's size: a hostile config cannot allocate beyond it.
-  const model = withParameterBudget(blob.byteLength / 4, () => createModel(meta.model, meta.config, 0)) as T;
+  let model: T;
+  try {
+    model = withParameterBudget(blob.byteLength / 4, () => createModel(meta.model, meta.config, 0)) as T;
+  } catch (e) {
+    if (e instanceof ProbsemError && e.code === 'MODEL_TOO_LARGE') {
+      throw new ProbsemError(`${dir}/model.json: its config describes a larger model than ${weightsPath} holds (${blob.byteLength / 4} values); the two do not match`, 'MODEL_FORMAT');
+    }
+    throw e;
+  }
   model.params.load(meta.weights.tensors, blob, weightsPath);
   return { model, meta, dir };
 }

@@ -172,7 +172,16 @@ export function retrieveImages(
   pixels: number,
   query: QueryGaussian,
   k: number,
-  opts: { posteriors?: SplitPosteriors } = {},
+  opts: {
+    posteriors?: SplitPosteriors;
+    /**
+     * 'kl' (default): ascending KL(query ‖ q(z|x)). 'posterior': descending probability that the
+     * image's posterior mean belongs to the query rather than to one of `competitors` (the run's
+     * class Gaussians), the rule annotation uses; it retrieves the most typical images.
+     */
+    rank?: 'kl' | 'posterior';
+    competitors?: QueryGaussian[];
+  } = {},
 ): RetrievalResult {
   const dim = model.latentDim;
   if (query.mean.length !== dim || query.logVar.length !== dim) {
@@ -202,9 +211,38 @@ export function retrieveImages(
     });
   }
   const order = Array.from({ length: split.count }, (_, i) => i);
-  order.sort((a, b) => kls[a] - kls[b] || a - b);
+  if (opts.rank === 'posterior') {
+    const score = posteriorScores(query, opts.competitors ?? [], opts.posteriors ?? encodeSplit(model, split, pixels));
+    order.sort((a, b) => score[b] - score[a] || a - b);
+  } else {
+    order.sort((a, b) => kls[a] - kls[b] || a - b);
+  }
   const ids = order.slice(0, Math.min(k, split.count));
   return { ids, labels: ids.map((i) => split.labels[i]), kl: ids.map((i) => kls[i]) };
+}
+
+/** log p(query | μ_x) against the competitors, for every image: log N(μ_x; q) − logsumexp over all. */
+function posteriorScores(query: QueryGaussian, competitors: QueryGaussian[], post: SplitPosteriors): Float64Array {
+  const all = [query, ...competitors];
+  const dim = post.dim;
+  const out = new Float64Array(post.count);
+  const ll = new Float64Array(all.length);
+  for (let i = 0; i < post.count; i++) {
+    for (let g = 0; g < all.length; g++) {
+      let s = 0;
+      for (let d = 0; d < dim; d++) {
+        const lv = all[g].logVar[d];
+        s += lv + (post.mean[i * dim + d] - all[g].mean[d]) ** 2 / Math.exp(lv);
+      }
+      ll[g] = -0.5 * s;
+    }
+    let m = -Infinity;
+    for (const v of ll) m = Math.max(m, v);
+    let z = 0;
+    for (const v of ll) z += Math.exp(v - m);
+    out[i] = ll[0] - m - Math.log(z);
+  }
+  return out;
 }
 
 /** n images (pixel probabilities) decoded from z drawn from a query Gaussian. */

@@ -1,119 +1,14 @@
 /**
- * 2-D maps of the latent space: PCA (computed here: a K×K covariance and power iteration — the
- * latent space is small), t-SNE (druidjs) and UMAP (umap-js), the last two in a worker thread so a
- * map being computed never blocks the server.
+ * 2-D maps of the latent space for the server. The projections themselves (PCA, t-SNE and UMAP in
+ * a worker thread) live in the library, `src/analysis/projection.ts`; this module keeps the names
+ * the server uses.
  */
-import { Worker } from 'node:worker_threads';
-import { extname } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { ProbsemError } from '../core/errors.js';
-import { Rng } from '../core/random.js';
-
-export const LATENT_METHODS = ['pca', 'tsne', 'umap'] as const;
-export type Method = (typeof LATENT_METHODS)[number];
-
-/**
- * Projects n points of dimension d (row-major) onto their first two principal components.
- * Deterministic: each component's sign makes its largest-magnitude loading positive.
- */
-export function pca2d(data: Float32Array | Float64Array, n: number, d: number): Float64Array {
-  const mean = new Float64Array(d);
-  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) mean[j] += data[i * d + j] / n;
-  const cov = new Float64Array(d * d);
-  for (let i = 0; i < n; i++) {
-    for (let a = 0; a < d; a++) {
-      const da = data[i * d + a] - mean[a];
-      for (let b = a; b < d; b++) cov[a * d + b] += (da * (data[i * d + b] - mean[b])) / Math.max(1, n - 1);
-    }
-  }
-  for (let a = 0; a < d; a++) for (let b = 0; b < a; b++) cov[a * d + b] = cov[b * d + a];
-  const comps: Float64Array[] = [];
-  for (let c = 0; c < Math.min(2, d); c++) {
-    // Power iteration on the deflated covariance, from a fixed start vector.
-    let v = new Float64Array(d).map((_, j) => 1 + j / d);
-    for (let it = 0; it < 500; it++) {
-      const w = new Float64Array(d);
-      for (let a = 0; a < d; a++) for (let b = 0; b < d; b++) w[a] += cov[a * d + b] * v[b];
-      const nrm = Math.hypot(...w);
-      if (nrm === 0) break;
-      let delta = 0;
-      for (let a = 0; a < d; a++) {
-        delta += Math.abs(w[a] / nrm - v[a]);
-        w[a] /= nrm;
-      }
-      v = w;
-      if (delta < 1e-12) break;
-    }
-    let big = 0;
-    for (let a = 0; a < d; a++) if (Math.abs(v[a]) > Math.abs(v[big])) big = a;
-    if (v[big] < 0) v = v.map((x) => -x);
-    let lambda = 0;
-    for (let a = 0; a < d; a++) for (let b = 0; b < d; b++) lambda += v[a] * cov[a * d + b] * v[b];
-    for (let a = 0; a < d; a++) for (let b = 0; b < d; b++) cov[a * d + b] -= lambda * v[a] * v[b];
-    comps.push(v);
-  }
-  const out = new Float64Array(n * 2);
-  for (let i = 0; i < n; i++) {
-    for (let c = 0; c < comps.length; c++) {
-      let s = 0;
-      for (let j = 0; j < d; j++) s += (data[i * d + j] - mean[j]) * comps[c][j];
-      out[i * 2 + c] = s;
-    }
-  }
-  return out;
-}
-
-/** n distinct indices of [0, count) in a seeded random order (all of them if n ≥ count), sorted. */
-export function sampleIndices(count: number, n: number, seed = 0): number[] {
-  const idx = Array.from({ length: count }, (_, i) => i);
-  if (n >= count) return idx;
-  const rng = Rng.for(seed, 'latent-sample');
-  for (let i = count - 1; i > 0; i--) {
-    const j = Math.floor(rng.uniform() * (i + 1));
-    [idx[i], idx[j]] = [idx[j], idx[i]];
-  }
-  return idx.slice(0, n).sort((a, b) => a - b);
-}
-
-export interface DrRequest {
-  method: 'tsne' | 'umap';
-  data: Float64Array;
-  n: number;
-  d: number;
-  seed: number;
-}
-
-const running = new Set<Worker>();
-
-/** Runs t-SNE or UMAP in a worker thread; resolves to n×2 coordinates. */
-export function embedInWorker(req: DrRequest): Promise<Float64Array> {
-  const here = fileURLToPath(import.meta.url);
-  const workerFile = fileURLToPath(new URL(`./dr-worker${extname(here)}`, import.meta.url));
-  // From TypeScript sources the worker registers tsx's loader before importing its module.
-  const worker =
-    extname(here) === '.ts'
-      ? new Worker(
-          `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((t) => { t.register(); return import(${JSON.stringify(pathToFileURL(workerFile).href)}); });`,
-          { eval: true, workerData: req },
-        )
-      : new Worker(workerFile, { workerData: req });
-  running.add(worker);
-  return new Promise<Float64Array>((resolve, reject) => {
-    worker.once('message', (m: { coords?: Float64Array; error?: string }) => {
-      if (m.coords) resolve(m.coords);
-      else reject(new ProbsemError(`${req.method} failed: ${m.error}`, 'LATENT'));
-      void worker.terminate();
-    });
-    worker.once('error', (e) => reject(new ProbsemError(`${req.method} failed: ${e.message}`, 'LATENT')));
-    worker.once('exit', (code) => {
-      running.delete(worker);
-      reject(new ProbsemError(`${req.method} worker stopped (exit code ${code})`, 'LATENT'));
-    });
-  });
-}
-
-/** Stops every running map computation (on shutdown). */
-export async function stopLatentWorkers(): Promise<void> {
-  await Promise.all([...running].map((w) => w.terminate()));
-  running.clear();
-}
+export {
+  PROJECTION_METHODS as LATENT_METHODS,
+  type ProjectionMethod as Method,
+  type DrRequest,
+  pca2d,
+  sampleIndices,
+  embedInWorker,
+  stopProjectionWorkers as stopLatentWorkers,
+} from '../analysis/projection.js';

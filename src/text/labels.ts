@@ -17,7 +17,7 @@ export type LabelEncodingInfo =
       kind: 'words';
       /** 'wordnet' or the path of a word-vector file. */
       source: string;
-      /** Provenance of the vectors (e.g. `wordnet-3.1:hyp2:256`). */
+      /** Provenance of the vectors (e.g. `wordnet-3.1:ancestors-v1:256`). */
       vectorsId: string;
       dim: number;
       /** The phrase each class was read as, in class order. */

@@ -543,7 +543,10 @@ export function encodeCache(wv: WordVectors, key: string): Buffer {
   return Buffer.concat([header, ...body]);
 }
 
-/** Reads a cache file, or throws a DataFormatError saying why it cannot be trusted. */
+/**
+ * Reads a cache file, or throws a DataFormatError saying why it cannot be trusted. The returned
+ * table may share memory with `buf` (no copy of the ~100 MB of vectors): do not reuse `buf`.
+ */
 export function decodeCache(buf: Buffer, key: string, source: string): WordVectors {
   const bad = (why: string) => new DataFormatError(`WordNet cache: ${why}`);
   if (buf.length < HEADER_BYTES || buf.toString('latin1', 0, 8) !== MAGIC) throw bad('not a probsem WordNet cache (bad magic)');

@@ -7,6 +7,7 @@ import { serveCommand } from './serve.js';
 import { benchCommand } from './bench-paper.js';
 import { neighboursCommand } from './words.js';
 import { retrieveCommand } from './retrieve.js';
+import { interpolateCommand, plotCommand } from './plot.js';
 
 export interface Command {
   summary: string;
@@ -23,6 +24,8 @@ export const COMMANDS: Record<string, Command> = {
   generate: generateCommand,
   neighbours: neighboursCommand,
   retrieve: retrieveCommand,
+  plot: plotCommand,
+  interpolate: interpolateCommand,
   judge: judgeCommand,
   demo: demoCommand,
   serve: serveCommand,

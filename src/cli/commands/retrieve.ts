@@ -5,7 +5,8 @@ import { encodeGridPng } from '../../data/png.js';
 import { loadDataset } from '../../data/registry.js';
 import { retrieveImages } from '../../runs/retrieval.js';
 import { checkCompatible, loadImageModel } from '../../runs/runs.js';
-import { queryForWords, runWordVectors, splitQuery } from '../../runs/words.js';
+import { classOfPhrase, phraseGaussians, queryForWords, runWordVectors, splitQuery } from '../../runs/words.js';
+import { ProbsemError } from '../../core/errors.js';
 import { intOption, parse, strOption } from '../args.js';
 import type { Command } from './index.js';
 
@@ -16,6 +17,9 @@ export const retrieveCommand: Command = {
   --words TEXT   class names or, for runs trained with --labels words, any words; several words
                  make one query covering all of them ("sneaker boot": sneakers or boots)
   --k N          images to return (default 20)
+  --rank kl|posterior  kl (default): ascending KL(q(z|words) ‖ q(z|x)); posterior: the images most
+                 probably of the query against the run's classes (the annotation rule), often
+                 the more precise (docs/results.md)
   --dataset D    images to search (default: the test split of the run's dataset)
   --out FILE     write the images as a PNG grid, best first
   --json         print ids, labels and KL(q(z|words) ‖ q(z|x)) as JSON`,
@@ -28,7 +32,10 @@ export const retrieveCommand: Command = {
       data: { type: 'string' },
       out: { type: 'string' },
       json: { type: 'boolean' },
+      rank: { type: 'string' },
     });
+    const rank = strOption(v.rank, 'rank', 'kl');
+    if (rank !== 'kl' && rank !== 'posterior') throw new ProbsemError(`--rank must be kl or posterior, got '${rank}'`, 'BAD_OPTION');
     const { model, meta } = loadImageModel(strOption(v.run, 'run'));
     const words = [strOption(v.words, 'words')];
     const k = intOption(v.k, 'k', 20, 1, 10000);
@@ -38,7 +45,8 @@ export const retrieveCommand: Command = {
     const ds = await loadDataset(strOption(v.dataset, 'dataset', meta.dataset?.name ?? 'fashion-mnist'), { dataDir: v.data as string | undefined });
     checkCompatible(meta, ds);
     const pixels = pixelsOf(ds);
-    const r = retrieveImages(model, ds.test, pixels, query, k);
+    const competitors = rank === 'posterior' ? phraseGaussians(model, meta, meta.classNames, vectors).filter((_, c) => !entries.some((e) => classOfPhrase(meta, e) === c)) : [];
+    const r = retrieveImages(model, ds.test, pixels, query, k, { rank, competitors });
     if (v.out !== undefined) {
       const out = String(v.out);
       await ensureDir(dirname(out));

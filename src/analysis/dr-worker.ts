@@ -3,7 +3,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { TSNE } from '@saehrimnir/druidjs';
 import { UMAP } from 'umap-js';
 import { Rng } from '../core/random.js';
-import type { DrRequest } from './latent.js';
+import type { DrRequest } from './projection.js';
 
 function rows(req: DrRequest): number[][] {
   return Array.from({ length: req.n }, (_, i) => Array.from(req.data.subarray(i * req.d, (i + 1) * req.d)));

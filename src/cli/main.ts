@@ -10,7 +10,7 @@ Usage: probsem <command> [options]
 
 Commands:
 ${Object.entries(COMMANDS)
-  .map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`)
+  .map(([name, c]) => `  ${name.padEnd(12)} ${c.summary}`)
   .join('\n')}
 
 Common options: --backend wasm|cpu|tensorflow|auto (or PROBSEM_BACKEND), --debug, --help

@@ -11,7 +11,7 @@ export const VaeConfigSchema = ImageModelConfigSchema.extend({
 export type VaeConfig = z.infer<typeof VaeConfigSchema>;
 
 export class Vae extends EncoderDecoderModel<VaeConfig> {
-  readonly name = 'vae';
+  readonly name: string = 'vae';
 
   protected prior(_batch: Batch): DiagGaussian {
     return DiagGaussian.standard(this.latentDim);

@@ -114,6 +114,13 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
       throw new ProbsemError(`cannot resume: ${o.out} holds a ${h.model} run, not ${o.model}`, 'BAD_OPTION');
     }
     config = h.config;
+    const savedLabelDim = Number((h.config as { labelDim?: number } | null)?.labelDim ?? numClasses);
+    if (savedLabelDim !== labelDim) {
+      throw new ProbsemError(
+        `cannot resume: the checkpoint's label encoder takes ${savedLabelDim}-wide inputs but --labels ${labels.kind} gives ${labelDim}; resume with the run's own --labels`,
+        'BAD_OPTION',
+      );
+    }
   }
   // Models that need the run's length in their config (SCAN's stage split) complete it here.
   const prepare = getModelEntry(o.model).prepareRun;

@@ -46,6 +46,8 @@ export async function runWordVectors(
   // Vectors from another build (another WordNet method, a changed file) would place words where the
   // label encoder was never trained: refuse rather than mislead.
   if (meta.labels.source === 'wordnet' && wv.source !== meta.labels.vectorsId) {
+    // Class phrases use the run's stored class vectors and need no source.
+    if (phrases.length > 0 && phrases.every((p) => classOfPhrase(meta, p) >= 0)) return null;
     throw new ProbsemError(
       `this run was trained on word vectors ${meta.labels.vectorsId}, but this probsem builds ${wv.source}; its class labels still work, other words need the run retrained`,
       'WORD_VECTORS_MISMATCH',

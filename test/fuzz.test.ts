@@ -22,6 +22,8 @@ import { Rng } from '../src/core/random.js';
 import { readWordVectors, writeWordVectors } from '../src/text/readers.js';
 import { decodeCache, encodeCache } from '../src/text/wordnet.js';
 import { WordVectors } from '../src/text/word-vectors.js';
+import { decodeJpegToGrey } from '../src/server/jpeg.js';
+import { JPEG_COLOUR_45x37, JPEG_GREY_56 } from './server.jpegs.js';
 
 const RUNS = Number(process.env.PROBSEM_FUZZ_RUNS ?? 150);
 const SEED = Number(process.env.PROBSEM_FUZZ_SEED ?? 20261122);
@@ -333,4 +335,26 @@ test('WordNet vector cache: a mutated cache file is detected, never trusted', (t
   );
   report(t, 'WordNet cache', tally);
   assert.ok(tally.rejected > 0);
+});
+
+test('image decoder: mutated JPEGs give 28×28 grey values in [0, 1] or a ProbsemError', (t) => {
+  const bases = [JPEG_GREY_56, JPEG_COLOUR_45x37].map((b64) => new Uint8Array(Buffer.from(b64, 'base64')));
+  const tally = { ok: 0, rejected: 0 };
+  fc.assert(
+    fc.property(
+      fc.nat({ max: bases.length - 1 }).chain((i) => mutated(bases[i])),
+      (buf) =>
+        expectCleanly(
+          tally,
+          () => decodeJpegToGrey(buf, 28, 28),
+          (grey) => {
+            assert.equal(grey.length, 784);
+            assert.ok(grey.every((v) => v >= 0 && v <= 1), 'grey values in [0, 1]');
+          },
+        ),
+    ),
+    { numRuns: RUNS, seed: SEED, reporter: shortReport },
+  );
+  report(t, 'JPEG decode', tally);
+  assert.ok(tally.rejected > 0 && tally.ok > 0, `both outcomes (${tally.ok} valid, ${tally.rejected} rejected)`);
 });

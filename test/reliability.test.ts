@@ -181,6 +181,11 @@ test('--on-nan skip: bad batches are skipped and logged, the rest trains, and it
   );
   assert.ok(new Float32Array(a.w.buffer, a.w.byteOffset, a.w.byteLength / 4).every(Number.isFinite));
   assert.deepEqual((await run()).w, a.w, 'skipping is deterministic');
+  // A skipped step still closes its log window: step 4 is skipped, and the window 3-4 is logged at 4.
+  const dir = tmp();
+  await train(poisoned([3], 'gradient'), ds.train, SHAPE, { steps: 6, batchSize: 10, lr: 1e-3, seed: 1, outDir: dir, logEvery: 2, onNonFinite: 'skip' });
+  const lines = readFileSync(join(dir, 'train.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.deepEqual(lines.filter((l) => !('skipped' in l)).map((l) => l.step), [2, 4, 6]);
 });
 
 test('same seed, backend and workers: byte-identical weights and identical metrics', async () => {

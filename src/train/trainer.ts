@@ -295,34 +295,38 @@ async function runLoop(
 
   for (let step = start; step < end; step++) {
     const idx = batcher.indices(step);
-    let terms: Record<string, number>;
+    let terms: Record<string, number> | null = null;
     try {
       terms = engine.stepRaw(makeRawBatch(split, idx, shape.pixels, shape.numClasses, opts.labelInputs), step);
     } catch (e) {
       if (!(e instanceof NonFiniteError)) throw e;
-      if (opts.onNonFinite === 'skip') {
-        skipped.push(step + 1);
-        if (logPath) appendFileSync(logPath, JSON.stringify({ step: step + 1, skipped: e.what }) + '\n');
-        opts.onNotice?.(`${e.message}: batch skipped`);
-        continue;
+      if (opts.onNonFinite !== 'skip') {
+        // The weights are still those before this step: keep them as the checkpoint to resume from.
+        saveCheckpoint(step);
+        throw new ProbsemError(
+          `${e.message}; training stopped${ckptPath ? ` and the last good weights (step ${step}) are in ${ckptPath}` : ''}. ` +
+            `Resume with a lower learning rate, or skip such batches with --on-nan skip.`,
+          'NAN',
+        );
       }
-      // The weights are still those before this step: keep them as the checkpoint to resume from.
-      saveCheckpoint(step);
-      throw new ProbsemError(
-        `${e.message}; training stopped${ckptPath ? ` and the last good weights (step ${step}) are in ${ckptPath}` : ''}. ` +
-          `Resume with a lower learning rate, or skip such batches with --on-nan skip.`,
-        'NAN',
-      );
+      // A skipped step still ends log windows and takes its checkpoint, so the schedule is unchanged.
+      skipped.push(step + 1);
+      if (logPath) appendFileSync(logPath, JSON.stringify({ step: step + 1, skipped: e.what }) + '\n');
+      opts.onNotice?.(`${e.message}: batch skipped`);
     }
 
-    for (const [k, v] of Object.entries(terms)) sums[k] = (sums[k] ?? 0) + v;
-    inWindow++;
+    if (terms) {
+      for (const [k, v] of Object.entries(terms)) sums[k] = (sums[k] ?? 0) + v;
+      inWindow++;
+    }
     const done = step + 1;
     if (done % logEvery === 0 || done === opts.steps || done === end) {
       const now = performance.now();
-      const msPerStep = (now - windowStart) / inWindow;
-      lastTerms = Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / inWindow]));
-      if (logPath) appendFileSync(logPath, JSON.stringify({ step: done, msPerStep: round(msPerStep), ...roundAll(lastTerms) }) + '\n');
+      const msPerStep = (now - windowStart) / Math.max(1, inWindow);
+      if (inWindow > 0) {
+        lastTerms = Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / inWindow]));
+        if (logPath) appendFileSync(logPath, JSON.stringify({ step: done, msPerStep: round(msPerStep), ...roundAll(lastTerms) }) + '\n');
+      }
       opts.onProgress?.({ step: done, steps: opts.steps, terms: lastTerms, msPerStep });
       for (const k of Object.keys(sums)) delete sums[k];
       inWindow = 0;

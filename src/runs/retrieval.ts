@@ -16,7 +16,6 @@ import { kl } from '../distributions/kl.js';
 import type { ImageModel } from '../models/base.js';
 import type { ModelFile } from '../models/persist.js';
 import { UnknownWordError, type WordVectors } from '../text/word-vectors.js';
-import { classLabelInputs } from './runs.js';
 import { queryForWords } from './words.js';
 
 /** A diagonal Gaussian over the latent space as plain arrays (one row). */
@@ -97,32 +96,8 @@ export function queryDistribution(model: ImageModel, meta: ModelFile, words: str
   if (!model.encodeLabels) {
     throw new ProbsemError(`a ${meta.model} model has no label encoder and cannot turn words into a query`, 'BAD_OPTION');
   }
-  // A run trained on word vectors takes any word they know, not only its class names.
-  if (meta.labels?.kind === 'words') return queryForWords(model, meta, words, vectors);
-  const { indices, unknown } = resolveWords(meta, words);
-  if (unknown.length) throw new UnknownWordError(unknown, `the model knows ${meta.classNames.join(', ')}`);
-  if (!indices.length) throw new ProbsemError('no words given', 'BAD_OPTION');
-  const [means, logVars] = tf.tidy(() => {
-    const all = classLabelInputs(meta);
-    const rows = tf.gather(all, tf.tensor1d(indices, 'int32')) as tf.Tensor2D;
-    const q = model.encodeLabels!(rows);
-    return [q.mean.dataSync() as Float32Array, q.logVar.dataSync() as Float32Array];
-  });
-  const k = model.latentDim;
-  const n = indices.length;
-  if (n === 1) return { mean: means.slice(0, k), logVar: logVars.slice(0, k) };
-  const mean = new Float32Array(k);
-  const logVar = new Float32Array(k);
-  for (let d = 0; d < k; d++) {
-    let m = 0;
-    for (let i = 0; i < n; i++) m += means[i * k + d];
-    m /= n;
-    let v = 0;
-    for (let i = 0; i < n; i++) v += Math.exp(logVars[i * k + d]) + (means[i * k + d] - m) ** 2;
-    mean[d] = m;
-    logVar[d] = Math.log(v / n);
-  }
-  return { mean, logVar };
+  // One rule for every run (words.ts): class phrases, and for word-vector runs any word they know.
+  return queryForWords(model, meta, words, vectors);
 }
 
 /** Posterior moments q(z|x) of every image of a split, row-major [count, latent]. */

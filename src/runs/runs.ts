@@ -23,7 +23,6 @@ import {
   annotationAccuracy,
   generationAccuracy,
   labelLogLikelihoods,
-  oneHotLabelInputs,
   reconstructionError,
   type ZeroShotResult,
   type RetrievalPrecision,

@@ -91,8 +91,8 @@ export function phraseInputs(meta: ModelFile, phrases: string[], vectors: WordVe
       info.kind === 'onehot'
         ? `this run uses one-hot labels and knows only its classes (${meta.classNames.join(', ')}); train with --labels words to use any word`
         : `not in the word vectors ${info.kind === 'words' ? info.vectorsId : ''}`;
-    // A phrase's own error already says which words; keep each word once.
-    unknown.splice(0, unknown.length, ...new Set(unknown));
+    // Matching ignores case, so name each unknown word once, in lower case.
+    unknown.splice(0, unknown.length, ...new Set(unknown.map((w) => w.toLowerCase())));
     throw new UnknownWordError(unknown, hint);
   }
   return out;
@@ -191,15 +191,20 @@ export function queryForWords(model: ImageModel, meta: ModelFile, words: string[
 export function splitQuery(meta: Pick<ModelFile, 'classNames' | 'labels'>, words: string[]): string[] {
   const out: string[] = [];
   for (const part of words.flatMap((w) => w.split(',')).map((w) => w.trim()).filter(Boolean)) {
+    // Class phrases become the class name, so "sneaker, Sneaker" is one entry.
+    const canonical = (text: string) => {
+      const c = classOfPhrase(meta, text);
+      return c >= 0 ? meta.classNames[c] : text;
+    };
     if (classOfPhrase(meta, part) >= 0) {
-      out.push(part);
+      out.push(canonical(part));
       continue;
     }
     const tokens = part.split(/\s+/);
     for (let t = 0; t < tokens.length; ) {
       let len = Math.min(3, tokens.length - t);
       while (len > 1 && classOfPhrase(meta, tokens.slice(t, t + len).join(' ')) < 0) len--;
-      out.push(tokens.slice(t, t + len).join(' '));
+      out.push(canonical(tokens.slice(t, t + len).join(' ')));
       t += len;
     }
   }

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference timing for one training step of PSE* / PSE / VAE.
+"""PyTorch reference timing for one training step of PSE* / PSE / VAE / JMVAE.
 
 Used by the benchmark harness as a subprocess; the LAST stdout line is JSON.
 Model: the PSE paper's Appendix A (see bench docs). Only the step is timed
@@ -19,7 +19,7 @@ D, C, POOL = 784, 10, 10  # pixels, classes, number of pre-generated batches
 
 def parse_args():
     p = argparse.ArgumentParser()
-    p.add_argument("--model", default="pse-star", choices=["pse-star", "pse", "vae"])
+    p.add_argument("--model", default="pse-star", choices=["pse-star", "pse", "vae", "jmvae"])
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--latent", type=int, default=10)
     p.add_argument("--steps", type=int, default=200)
@@ -77,8 +77,32 @@ class Model(nn.Module):
             self.lab = nn.Linear(C, 2 * k)          # one-hot -> (mu, logvar)
         if kind == "pse-star":
             self.cls = mlp(D, 512, 64, C)           # reconstruction -> class logits
+        if kind == "jmvae":
+            self.joint = mlp(D + C, 512, 64, 2 * k)  # image + one-hot -> (mu, logvar)
+            self.lab = nn.Linear(C, 2 * k)
+            self.labdec = nn.Linear(k, C)             # z -> class logits
+
+    @staticmethod
+    def kl(mu, lv, mu2, lv2):
+        """KL(N(mu, var) || N(mu2, var2)) for diagonal Gaussians, summed over dimensions."""
+        return 0.5 * (lv2 - lv + (torch.exp(lv) + (mu - mu2) ** 2) / torch.exp(lv2) - 1.0).sum(1)
+
+    def jmvae_loss(self, x, y, y1h, alpha=0.1):
+        k = self.k
+        hj = self.joint(torch.cat([x, y1h], 1))
+        mu, lv = hj[:, :k], hj[:, k:]
+        z = mu + torch.exp(0.5 * lv) * torch.randn_like(mu)
+        nll = F.binary_cross_entropy_with_logits(self.dec(z), x, reduction="none").sum(1)
+        lnll = F.cross_entropy(self.labdec(z), y, reduction="none")
+        kl0 = 0.5 * (torch.exp(lv) + mu * mu - 1.0 - lv).sum(1)
+        hx, hl = self.enc(x), self.lab(y1h)
+        klx = self.kl(mu, lv, hx[:, :k], hx[:, k:])
+        kll = self.kl(mu, lv, hl[:, :k], hl[:, k:])
+        return (nll + lnll + kl0 + alpha * (klx + kll)).mean()
 
     def loss(self, x, y, y1h):
+        if self.kind == "jmvae":
+            return self.jmvae_loss(x, y, y1h)
         k = self.k
         h = self.enc(x)
         mu, lv = h[:, :k], h[:, k:]

@@ -1,11 +1,21 @@
 /**
- * `npm run bench`: times one PSE* training step (batch 100, latent 10, Adam) on probsem's default
- * backend and in the PyTorch reference (bench/pytorch_step.py) in the same run, alternating
- * A/B rounds, and prints JSON {probsemMsPerStep, pytorchMsPerStep, ratio, ...}. Results are also
- * written to bench/results/. Options: --json (JSON only), --rounds N, --steps N, --threads N (PyTorch),
- * --replicas 1,2 (probsem data-parallel replicas to time, default 1; the fastest is the headline),
- * --model, --batch, --latent.
+ * `npm run bench`: probsem's training step against the PyTorch reference (bench/pytorch_step.py,
+ * same architecture and loss) on the same machine, in one run.
+ *
+ * - Training step (forward, backward, Adam, exactly as the trainer runs it, on a pool of synthetic
+ *   batches) for PSE* at batch 100/500 and latent 10/20, and for the VAE and JMVAE steps. Every
+ *   round runs each configuration once for probsem and once for PyTorch (A/B alternation), so
+ *   drift on a shared machine hits both alike; the report gives medians.
+ * - Evaluation throughput: images/s for encoding and for annotating 10,000 images.
+ * - Resident memory before training and after 1,000 and 20,000 training steps.
+ *
+ * Prints JSON (`--json`: one line) and writes it to bench/results/. The top-level `ratio` is
+ * probsem/PyTorch for PSE* batch 100 latent 10 (below 1: probsem is faster).
+ * Options: --rounds N (5), --steps N (100 per round), --threads N (PyTorch, 2), --configs
+ * model:batch:latent,... , --quick (only the PSE* batch-100 latent-10 step), --engine auto|fast|tfjs,
+ * --memory-steps N (20000; 0 skips), --no-eval.
  */
+import * as tf from '@tensorflow/tfjs-core';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
@@ -14,23 +24,26 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { initBackend } from '../src/core/backend.js';
 import { Rng } from '../src/core/random.js';
+import { defaultKernelFma, defaultKernelThreads } from '../src/core/wasm/kernels.js';
+import { oneHot, type Split } from '../src/data/dataset.js';
+import type { HostBatch, ImageModel, Trainable } from '../src/models/base.js';
 import { createModel } from '../src/models/registry.js';
-import { createStepEngine } from '../src/train/trainer.js';
-import type { RawBatch } from '../src/train/parallel.js';
-import { oneHot } from '../src/data/dataset.js';
+import { annotationAccuracy, oneHotLabelInputs } from '../src/eval/metrics.js';
+import { createStepEngine, type EngineChoice } from '../src/train/trainer.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const { values: opt } = parseArgs({
   options: {
     json: { type: 'boolean' },
-    rounds: { type: 'string', default: '3' },
+    rounds: { type: 'string', default: '5' },
     steps: { type: 'string', default: '100' },
     threads: { type: 'string', default: '2' },
     backend: { type: 'string' },
-    model: { type: 'string', default: 'pse-star' },
-    batch: { type: 'string', default: '100' },
-    latent: { type: 'string', default: '10' },
-    replicas: { type: 'string', default: '1' },
+    configs: { type: 'string' },
+    quick: { type: 'boolean' },
+    engine: { type: 'string', default: 'auto' },
+    'memory-steps': { type: 'string', default: '20000' },
+    'no-eval': { type: 'boolean' },
   },
 });
 const log = (m: string) => {
@@ -40,29 +53,58 @@ const median = (a: number[]) => {
   const s = [...a].sort((x, y) => x - y);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
+const r3 = (v: number) => +v.toFixed(3);
+
+interface Config {
+  model: string;
+  batch: number;
+  latent: number;
+}
+const HEADLINE: Config = { model: 'pse-star', batch: 100, latent: 10 };
+const SUITE: Config[] = [
+  HEADLINE,
+  { model: 'pse-star', batch: 500, latent: 10 },
+  { model: 'pse-star', batch: 100, latent: 20 },
+  { model: 'pse-star', batch: 500, latent: 20 },
+  { model: 'vae', batch: 100, latent: 10 },
+  { model: 'jmvae', batch: 100, latent: 10 },
+];
+const configs: Config[] = opt.configs
+  ? opt.configs.split(',').map((c) => {
+      const [model, batch, latent] = c.split(':');
+      return { model, batch: Number(batch ?? 100), latent: Number(latent ?? 10) };
+    })
+  : opt.quick
+    ? [HEADLINE]
+    : SUITE;
+const key = (c: Config) => `${c.model} b${c.batch} l${c.latent}`;
 
 const backend = await initBackend(opt.backend);
-const batch = Number(opt.batch);
-const latent = Number(opt.latent);
 const steps = Number(opt.steps);
 const rounds = Number(opt.rounds);
+const engineChoice = opt.engine as EngineChoice;
 
-/** ms per step of probsem's training step (as the trainer runs it) on a pool of synthetic batches. */
-async function probsemRound(replicas: number): Promise<number> {
-  const model = createModel(opt.model!, { inputDim: 784, numClasses: 10, latent }, 0);
-  const rng = new Rng(1);
-  const pool: RawBatch[] = Array.from({ length: 10 }, () => {
+function syntheticPool(batch: number, seed: number): HostBatch[] {
+  const rng = new Rng(seed);
+  return Array.from({ length: 10 }, () => {
     const labels = Int32Array.from({ length: batch }, () => rng.int(10));
     return { x: rng.fillUniform(new Float32Array(batch * 784), 0, 1), y: oneHot(labels, 10), labels, rows: batch, pixels: 784, labelDim: 10 };
   });
-  const engine = await createStepEngine(model, { lr: 1e-3, seed: 0, replicas, batchSize: batch, probe: pool[0] });
+}
+
+/** ms per step of probsem's training step on a pool of synthetic batches. */
+async function probsemRound(c: Config): Promise<number> {
+  const model = createModel(c.model, { inputDim: 784, numClasses: 10, latent: c.latent }, 0);
+  const pool = syntheticPool(c.batch, 1);
+  const engine = await createStepEngine(model, { lr: 1e-3, seed: 0, replicas: 1, batchSize: c.batch, probe: pool[0], engine: engineChoice });
   const run = (n: number, from: number) => {
     for (let i = 0; i < n; i++) engine.stepRaw(pool[i % pool.length], from + i);
   };
-  run(10, 0); // warm-up: kernel and XNNPACK operator caches
+  run(10, 0); // warm-up: compilation tiers, thread start
+  const n = Math.max(10, Math.round((steps * 100) / c.batch));
   const t0 = performance.now();
-  run(steps, 10);
-  const ms = (performance.now() - t0) / steps;
+  run(n, 10);
+  const ms = (performance.now() - t0) / n;
   await engine.dispose();
   model.params.dispose();
   return ms;
@@ -77,9 +119,10 @@ function findPython(): string | null {
   return null;
 }
 
-function pytorchRound(py: string): { ms: number; info: Record<string, unknown> } {
-  const args = [join(HERE, 'pytorch_step.py'), '--model', opt.model!, '--batch', String(batch), '--latent', String(latent),
-    '--steps', String(steps), '--warmup', '10', '--repeats', '1', '--threads', String(opt.threads)];
+function pytorchRound(py: string, c: Config): { ms: number; info: Record<string, unknown> } {
+  const n = Math.max(10, Math.round((steps * 100) / c.batch));
+  const args = [join(HERE, 'pytorch_step.py'), '--model', c.model, '--batch', String(c.batch), '--latent', String(c.latent),
+    '--steps', String(n), '--warmup', '10', '--repeats', '1', '--threads', String(opt.threads)];
   const r = spawnSync(py, args, { encoding: 'utf8' });
   const last = (r.stdout ?? '').trim().split('\n').pop() ?? '';
   const j = JSON.parse(last || '{}') as Record<string, unknown>;
@@ -89,39 +132,107 @@ function pytorchRound(py: string): { ms: number; info: Record<string, unknown> }
 
 const py = findPython();
 if (!py) log('python3 with torch not found: PyTorch reference skipped (Debian: apt-get install python3-torch libopenblas0-pthread)');
-const replicaList = String(opt.replicas).split(',').map(Number);
-const ours: Record<number, number[]> = Object.fromEntries(replicaList.map((r) => [r, []]));
-const theirs: number[] = [];
+const ours = new Map<string, number[]>(configs.map((c) => [key(c), []]));
+const theirs = new Map<string, number[]>(configs.map((c) => [key(c), []]));
 let torchInfo: Record<string, unknown> = {};
-// A/B alternation: every round runs each configuration once, so drift hits all alike.
 for (let r = 0; r < rounds; r++) {
-  for (const k of replicaList) {
-    const ms = await probsemRound(k);
-    ours[k].push(ms);
-    log(`round ${r + 1}/${rounds}: probsem (${k} replica${k > 1 ? 's' : ''}) ${ms.toFixed(2)} ms/step`);
-  }
-  if (py) {
-    const t = pytorchRound(py);
-    theirs.push(t.ms);
-    torchInfo = t.info;
-    log(`round ${r + 1}/${rounds}: pytorch (${opt.threads} threads) ${t.ms.toFixed(2)} ms/step`);
+  for (const c of configs) {
+    const ms = await probsemRound(c);
+    ours.get(key(c))!.push(ms);
+    let line = `round ${r + 1}/${rounds} ${key(c).padEnd(18)} probsem ${ms.toFixed(2)} ms/step`;
+    if (py) {
+      const t = pytorchRound(py, c);
+      theirs.get(key(c))!.push(t.ms);
+      torchInfo = t.info;
+      line += `, pytorch ${t.ms.toFixed(2)} ms/step`;
+    }
+    log(line);
   }
 }
-const medians = Object.fromEntries(replicaList.map((k) => [k, median(ours[k])]));
-const best = replicaList.reduce((a, b) => (medians[b] < medians[a] ? b : a));
-const probsemMsPerStep = medians[best];
-const pytorchMsPerStep = theirs.length ? median(theirs) : null;
+
+const perConfig = configs.map((c) => {
+  const a = ours.get(key(c))!;
+  const b = theirs.get(key(c))!;
+  return {
+    ...c,
+    probsem: { medianMs: r3(median(a)), rounds: a.map(r3) },
+    pytorch: b.length ? { medianMs: r3(median(b)), rounds: b.map(r3) } : null,
+    ratio: b.length ? r3(median(a) / median(b)) : null,
+  };
+});
+
+/** images/s for encoding (posterior means) and annotating 10,000 synthetic images. */
+async function evalThroughput(): Promise<Record<string, number>> {
+  const model = createModel('pse-star', { inputDim: 784, numClasses: 10, latent: 10 }, 0) as unknown as ImageModel & Trainable;
+  const n = 10_000;
+  const rng = new Rng(2);
+  const split: Split = {
+    images: Uint8Array.from({ length: n * 784 }, () => rng.int(256)),
+    labels: Uint8Array.from({ length: n }, () => rng.int(10)),
+    count: n,
+  };
+  const labelInputs = oneHotLabelInputs(10);
+  const x = tf.tensor2d(Float32Array.from(split.images, (v) => v / 255), [n, 784]);
+  const encode = () => {
+    for (let s = 0; s < n; s += 1000) tf.tidy(() => model.encodeImage(tf.slice(x, [s, 0], [1000, 784])).mean.dataSync());
+  };
+  encode(); // warm-up
+  annotationAccuracy(model, split, 784, labelInputs);
+  const t0 = performance.now();
+  encode();
+  const t1 = performance.now();
+  annotationAccuracy(model, split, 784, labelInputs);
+  const t2 = performance.now();
+  tf.dispose([x, labelInputs]);
+  model.params.dispose();
+  return { images: n, encodeImagesPerSec: Math.round(n / ((t1 - t0) / 1000)), annotateImagesPerSec: Math.round(n / ((t2 - t1) / 1000)) };
+}
+
+/** Resident set size before training and after 1,000 and `total` PSE* steps. */
+async function memoryOverSteps(total: number): Promise<Record<string, unknown>> {
+  const mib = () => +(process.memoryUsage().rss / 2 ** 20).toFixed(1);
+  const model = createModel('pse-star', { inputDim: 784, numClasses: 10, latent: 10 }, 0);
+  const pool = syntheticPool(100, 3);
+  const start = mib();
+  const engine = await createStepEngine(model, { lr: 1e-3, seed: 0, replicas: 1, batchSize: 100, probe: pool[0], engine: engineChoice });
+  const marks: Record<string, number> = { beforeTraining: start };
+  const t0 = performance.now();
+  for (let i = 0; i < total; i++) {
+    engine.stepRaw(pool[i % pool.length], i);
+    if (i + 1 === 1000 || i + 1 === total || (i + 1) % 5000 === 0) {
+      marks[`after${i + 1}`] = mib();
+      log(`memory: ${i + 1} steps, RSS ${marks[`after${i + 1}`]} MiB`);
+    }
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  await engine.dispose();
+  model.params.dispose();
+  const a = marks.after1000;
+  const b = marks[`after${total}`];
+  return { steps: total, rssMiB: marks, growthPercentFrom1000: a && b ? +(((b - a) / a) * 100).toFixed(2) : null, seconds: +seconds.toFixed(1) };
+}
+
+const evalResult = opt['no-eval'] ? null : await evalThroughput();
+if (evalResult) log(`evaluation: encode ${evalResult.encodeImagesPerSec} images/s, annotate ${evalResult.annotateImagesPerSec} images/s`);
+const memorySteps = Number(opt['memory-steps']);
+const memory = memorySteps > 0 && !opt.quick ? await memoryOverSteps(memorySteps) : null;
+
+const head = perConfig.find((c) => key(c) === key(HEADLINE)) ?? perConfig[0];
 const result = {
-  benchmark: `${opt.model} training step, batch ${batch}, latent ${latent}, Adam`,
+  benchmark: 'training step vs PyTorch (forward, backward, Adam), evaluation throughput, memory over training',
   date: new Date().toISOString(),
   machine: { cpu: cpus()[0]?.model, cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
   backend,
-  probsemMsPerStep: +probsemMsPerStep.toFixed(3),
-  probsemReplicas: best,
-  pytorchMsPerStep: pytorchMsPerStep === null ? null : +pytorchMsPerStep.toFixed(3),
-  ratio: pytorchMsPerStep === null ? null : +(probsemMsPerStep / pytorchMsPerStep).toFixed(3),
-  probsemByReplicas: Object.fromEntries(replicaList.map((k) => [k, { medianMs: +medians[k].toFixed(3), rounds: ours[k].map((v) => +v.toFixed(3)) }])),
-  pytorch: pytorchMsPerStep === null ? null : { torch: torchInfo.torch, threads: Number(opt.threads), rounds: theirs.map((v) => +v.toFixed(3)) },
+  engine: engineChoice,
+  kernels: { threads: defaultKernelThreads(), fma: defaultKernelFma() },
+  headline: key(head),
+  probsemMsPerStep: head.probsem.medianMs,
+  pytorchMsPerStep: head.pytorch?.medianMs ?? null,
+  ratio: head.ratio,
+  configs: perConfig,
+  pytorch: py ? { torch: torchInfo.torch, threads: Number(opt.threads) } : null,
+  evaluation: evalResult,
+  memory,
 };
 mkdirSync(join(HERE, 'results'), { recursive: true });
 writeFileSync(join(HERE, 'results', `bench-${result.date.replace(/[:.]/g, '-')}.json`), JSON.stringify(result, null, 2) + '\n');

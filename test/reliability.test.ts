@@ -114,6 +114,8 @@ test('a full disk fails the checkpoint write with a clear message and keeps the 
   assert.ok(!existsSync(tmpName), 'the temporary file is removed');
 });
 
+const ENGINES = ['fast', 'tfjs'] as const;
+
 /** A PSE whose loss is poisoned at the given steps: `kind` picks the loss or only a gradient. */
 function poisoned(steps: number[], kind: 'loss' | 'gradient'): Trainable {
   const m = createModel('pse', small, 1);
@@ -130,14 +132,28 @@ function poisoned(steps: number[], kind: 'loss' | 'gradient'): Trainable {
     const zero = tf.mul(tf.sum(tf.sqrt(tf.sub(w, w))), 0);
     return { total: tf.add(r.total, zero) as tf.Scalar, terms: r.terms };
   };
+  // The fast path computes its own loss and gradients: poison those the same way.
+  const fast = m.fastProgram!.bind(m);
+  m.fastProgram = (fp, maxRows) => {
+    const program = fast(fp, maxRows);
+    return {
+      run: (batch, rng, step) => {
+        const terms = program.run(batch, rng, step);
+        if (!steps.includes(step)) return terms;
+        if (kind === 'loss') return { ...terms, loss: NaN, kl: NaN };
+        fp.kernels.view(fp.grad('encoder.0.w'))[5] = NaN;
+        return terms;
+      },
+    };
+  };
   return m;
 }
 
-test('a non-finite loss stops training, naming the step and term, with the last good weights checkpointed', async () => {
+for (const engine of ENGINES) test(`${engine} engine: a non-finite loss stops training, naming the step and term, with the last good weights checkpointed`, async () => {
   const m = poisoned([2, 3, 4], 'loss');
   const dir = tmp();
   await assert.rejects(
-    train(m, ds.train, SHAPE, { steps: 5, batchSize: 10, lr: 1e-3, seed: 1, outDir: dir, checkpointEvery: 100 }),
+    train(m, ds.train, SHAPE, { steps: 5, batchSize: 10, lr: 1e-3, seed: 1, outDir: dir, checkpointEvery: 100, engine }),
     /non-finite loss \(terms: loss, kl\) at step 3; training stopped and the last good weights \(step 2\) are in .*checkpoint\.bin/,
   );
   const ck = readCheckpoint(join(dir, 'checkpoint.bin'));
@@ -145,15 +161,15 @@ test('a non-finite loss stops training, naming the step and term, with the last 
   assert.ok(m.params.variables().every((v) => v.dataSync().every(Number.isFinite)), 'weights were not updated with NaN');
 });
 
-test('a non-finite gradient with a finite loss is caught too, naming the parameter', async () => {
+for (const engine of ENGINES) test(`${engine} engine: a non-finite gradient with a finite loss is caught too, naming the parameter`, async () => {
   const m = poisoned([1], 'gradient');
   await assert.rejects(
-    train(m, ds.train, SHAPE, { steps: 3, batchSize: 10, lr: 1e-3, seed: 1 }),
+    train(m, ds.train, SHAPE, { steps: 3, batchSize: 10, lr: 1e-3, seed: 1, engine }),
     /non-finite gradient \(parameters: encoder\.0\.w\) at step 2; training stopped/,
   );
 });
 
-test('--on-nan skip: bad batches are skipped and logged, the rest trains, and it is reproducible', async () => {
+for (const engine of ENGINES) test(`${engine} engine: --on-nan skip: bad batches are skipped and logged, the rest trains, and it is reproducible`, async () => {
   const run = async () => {
     const dir = tmp();
     const m = poisoned([1, 3], 'gradient');
@@ -167,6 +183,7 @@ test('--on-nan skip: bad batches are skipped and logged, the rest trains, and it
       logEvery: 1,
       onNonFinite: 'skip',
       onNotice: (n) => notices.push(n),
+      engine,
     });
     return { r, dir, notices, w: weights(m) };
   };

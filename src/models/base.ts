@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import type { Rng } from '../core/random.js';
 import type { DiagGaussian } from '../distributions/gaussian.js';
+import type { FastParams } from '../nn/fast.js';
 import type { ParamSet } from '../nn/params.js';
 
 /** One minibatch. `rng` is the step's own noise stream (reparameterisation, dropout). */
@@ -26,6 +27,28 @@ export interface LossResult {
   terms: Record<string, tf.Scalar>;
 }
 
+/** One minibatch as plain arrays (what the fast path and the data-parallel workers take). */
+export interface HostBatch {
+  /** Grey values, [rows, pixels] row-major. */
+  x: Float32Array;
+  /** Label inputs, [rows, labelDim]. */
+  y: Float32Array;
+  labels: Int32Array;
+  rows: number;
+  pixels: number;
+  labelDim: number;
+}
+
+/**
+ * A model's loss and its gradient written directly on kernel memory (nn/fast.ts): `run` computes
+ * the same objective as `loss`, overwrites every gradient in the FastParams it was built on with
+ * d(total)/d(parameter), and returns the loss terms under the same names ('loss' is the total).
+ * It must draw the step's noise from `rng` exactly as `loss` does, so both paths see the same z.
+ */
+export interface FastProgram {
+  run(batch: HostBatch, rng: Rng, step: number): Record<string, number>;
+}
+
 /** Anything the trainer can optimise. */
 export interface Trainable {
   readonly name: string;
@@ -33,6 +56,8 @@ export interface Trainable {
   loss(batch: Batch, step: number): LossResult;
   /** Optional data-dependent initialisation before the first step (not on resume). */
   initFromData?(stats: DataStats): void;
+  /** The fast training path for batches of at most maxRows rows, where the model has one. */
+  fastProgram?(fp: FastParams, maxRows: number): FastProgram;
 }
 
 /** Training-set statistics a model may use to initialise itself. */

@@ -8,9 +8,11 @@ import { Rng } from '../core/random.js';
 import { DiagGaussian } from '../distributions/gaussian.js';
 import { kl } from '../distributions/kl.js';
 import { bernoulliLogLikelihood } from '../distributions/bernoulli.js';
+import type { Buf } from '../core/wasm/kernels.js';
+import { FastMlp, type FastParams } from '../nn/fast.js';
 import { Mlp } from '../nn/mlp.js';
 import { ParamSet } from '../nn/params.js';
-import { type Batch, type DataStats, type ImageModel, type ImageModelConfig, type LossResult, batchMean, splitMoments } from './base.js';
+import { type Batch, type DataStats, type FastProgram, type HostBatch, type ImageModel, type ImageModelConfig, type LossResult, batchMean, splitMoments } from './base.js';
 
 export interface ElboParts {
   /** Mean Bernoulli NLL of the batch (nats per image). */
@@ -69,6 +71,11 @@ export abstract class EncoderDecoderModel<C extends ImageModelConfig> implements
 
   abstract loss(batch: Batch, step: number): LossResult;
 
+  /** The fast path's ELBO machinery for this model (subclasses add their prior and terms). */
+  protected fastElbo(fp: FastParams, maxRows: number): FastElbo {
+    return new FastElbo(fp, this.encoder, this.decoder, this.latentDim, maxRows);
+  }
+
   protected elbo(batch: Batch): ElboParts {
     const posterior = this.encodeImage(batch.x);
     const eps = normalTensor(batch.rng, [batch.x.shape[0], this.latentDim]) as tf.Tensor2D;
@@ -76,5 +83,117 @@ export abstract class EncoderDecoderModel<C extends ImageModelConfig> implements
     const recon = tf.neg(batchMean(bernoulliLogLikelihood(logits, batch.x))) as tf.Scalar;
     const klv = batchMean(kl(posterior, this.prior(batch)));
     return { recon, kl: klv, posterior, logits };
+  }
+}
+
+/**
+ * The ELBO of an encoder–decoder model on the fast path: image encoder, reparameterised sample,
+ * decoder and Bernoulli reconstruction forward; then, once the caller has added any extra
+ * gradient on the decoder's logits, decoder and encoder backward with the KL term against a
+ * diagonal Gaussian prior. Losses are means over the batch, as in `elbo`.
+ */
+export class FastElbo {
+  readonly encoder: FastMlp;
+  readonly decoder: FastMlp;
+  /** The batch's images, [rows, pixels]. */
+  readonly x: Buf;
+  /** Sampled latents, [rows, latent]. */
+  readonly z: Buf;
+  /** d(loss)/d(decoder logits), [rows, pixels]; `forward` writes the reconstruction part. */
+  readonly gLogits: Buf;
+  /** Pixel probabilities sigmoid(logits) of the last forward pass that asked for them. */
+  readonly probs: Buf;
+  /** d(loss)/d(encoder output), [rows, 2·latent]. */
+  private readonly gEncoder: Buf;
+  private eps: Float32Array = new Float32Array(0);
+
+  constructor(
+    readonly fp: FastParams,
+    encoder: Mlp,
+    decoder: Mlp,
+    readonly latent: number,
+    readonly maxRows: number,
+  ) {
+    const k = fp.kernels;
+    this.encoder = new FastMlp(fp, encoder, maxRows);
+    this.decoder = new FastMlp(fp, decoder, maxRows);
+    const pixels = encoder.sizes[0];
+    this.x = k.alloc(maxRows * pixels);
+    this.z = k.alloc(maxRows * latent);
+    this.gLogits = k.alloc(maxRows * pixels);
+    this.probs = k.alloc(maxRows * pixels);
+    this.gEncoder = k.alloc(maxRows * 2 * latent);
+  }
+
+  /**
+   * Encodes, samples z (noise from rng as `elbo` draws it), decodes; returns the mean
+   * reconstruction NLL. withProbs: also leave sigmoid(logits) in `probs`.
+   */
+  forward(batch: HostBatch, rng: Rng, withProbs = false): number {
+    const k = this.fp.kernels;
+    const { rows, pixels } = batch;
+    const K = this.latent;
+    k.view(this.x).set(batch.x.subarray(0, rows * pixels));
+    const h = this.encoder.forward(this.x, rows);
+    this.eps = rng.fillNormal(new Float32Array(rows * K));
+    const H = k.heap();
+    const ho = h.ptr >> 2;
+    const zo = this.z.ptr >> 2;
+    for (let i = 0; i < rows; i++) {
+      for (let j = 0; j < K; j++) {
+        H[zo + i * K + j] = H[ho + i * 2 * K + j] + Math.exp(0.5 * H[ho + i * 2 * K + K + j]) * this.eps[i * K + j];
+      }
+    }
+    const logits = this.decoder.forward(this.z, rows);
+    // −log p(x|z) = softplus(l) − x·l and its gradient sigmoid(l) − x, as batch means.
+    const nll = k.bernoulliLogits(logits, this.x, this.gLogits, withProbs ? this.probs : null, rows * pixels, 1 / rows);
+    return nll / rows;
+  }
+
+  /** The decoder's logits from the last forward pass. */
+  get logits(): Buf {
+    return this.decoder.output;
+  }
+
+  /**
+   * Backward through decoder and encoder, with weight · KL(q(z|x) ‖ prior) added. prior: per-row
+   * [rows, 2·latent] moments (mean | log-variance) in kernel memory, or null for N(0, I).
+   * gPrior, when given, receives d(weight · KL)/d(prior moments). Returns the mean KL.
+   */
+  backward(rows: number, prior: Buf | null, weight: number, gPrior: Buf | null): number {
+    const k = this.fp.kernels;
+    const K = this.latent;
+    const dz = this.decoder.backward(this.z, this.gLogits, rows, true) as Buf;
+    const H = k.heap();
+    const ho = this.encoder.output.ptr >> 2;
+    const po = prior ? prior.ptr >> 2 : -1;
+    const gpo = gPrior ? gPrior.ptr >> 2 : -1;
+    const dzo = dz.ptr >> 2;
+    const geo = this.gEncoder.ptr >> 2;
+    const w = weight / rows;
+    let klSum = 0;
+    for (let i = 0; i < rows; i++) {
+      for (let j = 0; j < K; j++) {
+        const r = i * 2 * K;
+        const mu = H[ho + r + j];
+        const lv = H[ho + r + K + j];
+        const mp = po >= 0 ? H[po + r + j] : 0;
+        const lvp = po >= 0 ? H[po + r + K + j] : 0;
+        const varQ = Math.exp(lv);
+        const invP = Math.exp(-lvp);
+        const d = mu - mp;
+        klSum += 0.5 * (lvp - lv + (varQ + d * d) * invP - 1);
+        const g = H[dzo + i * K + j];
+        const sd = Math.exp(0.5 * lv);
+        H[geo + r + j] = g + w * d * invP;
+        H[geo + r + K + j] = g * this.eps[i * K + j] * 0.5 * sd + w * 0.5 * (varQ * invP - 1);
+        if (gpo >= 0) {
+          H[gpo + r + j] = -w * d * invP;
+          H[gpo + r + K + j] = w * 0.5 * (1 - (varQ + d * d) * invP);
+        }
+      }
+    }
+    this.encoder.backward(this.x, this.gEncoder, rows, false);
+    return klSum / rows;
   }
 }

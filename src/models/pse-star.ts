@@ -5,8 +5,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { Rng } from '../core/random.js';
+import { FastMlp, type FastParams } from '../nn/fast.js';
 import { Mlp } from '../nn/mlp.js';
-import { type Batch, type LossResult, batchMean } from './base.js';
+import { type Batch, type FastProgram, type HostBatch, type LossResult, batchMean } from './base.js';
 import { Pse, PseConfigSchema } from './pse.js';
 
 export const PseStarConfigSchema = PseConfigSchema.extend({
@@ -40,5 +41,46 @@ export class PseStar extends Pse<PseStarConfig> {
     const ce = tf.neg(batchMean(tf.sum(tf.mul(onehot, tf.logSoftmax(classLogits)), 1) as tf.Tensor1D)) as tf.Scalar;
     const total = tf.add(tf.add(recon, kl), tf.mul(ce, this.config.classifierWeight)) as tf.Scalar;
     return { total, terms: { recon, kl, classifier: ce } };
+  }
+
+  override fastProgram(fp: FastParams, maxRows: number): FastProgram {
+    const k = fp.kernels;
+    const { elbo, klAgainstLabels } = this.fastParts(fp, maxRows);
+    const classifier = new FastMlp(fp, this.classifier, maxRows);
+    const pixels = this.config.inputDim;
+    const C = this.config.numClasses;
+    const gClass = k.alloc(maxRows * C);
+    const weight = this.config.classifierWeight;
+    return {
+      run: (batch: HostBatch, rng: Rng) => {
+        const rows = batch.rows;
+        const recon = elbo.forward(batch, rng, true);
+        const probs = elbo.probs;
+        const out = classifier.forward(probs, rows);
+        const H = k.heap();
+        // Cross-entropy of the classifier on the reconstruction, and its softmax gradient.
+        const co = out.ptr >> 2;
+        const gco = gClass.ptr >> 2;
+        let ce = 0;
+        for (let i = 0; i < rows; i++) {
+          let max = -Infinity;
+          for (let c = 0; c < C; c++) max = Math.max(max, H[co + i * C + c]);
+          let sum = 0;
+          for (let c = 0; c < C; c++) sum += Math.exp(H[co + i * C + c] - max);
+          const label = batch.labels[i];
+          ce += max + Math.log(sum) - H[co + i * C + label];
+          for (let c = 0; c < C; c++) {
+            const p = Math.exp(H[co + i * C + c] - max) / sum;
+            H[gco + i * C + c] = (weight * (p - (c === label ? 1 : 0))) / rows;
+          }
+        }
+        // Through the classifier to its input, then through the sigmoid onto the logits' gradient.
+        const gProbs = classifier.backward(probs, gClass, rows, true) as typeof gClass;
+        k.sigmoidBackwardAdd(elbo.gLogits, gProbs, probs, rows * pixels);
+        const kl = klAgainstLabels(batch);
+        ce /= rows;
+        return { loss: recon + kl + weight * ce, recon, kl, classifier: ce };
+      },
+    };
   }
 }

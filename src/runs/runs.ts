@@ -16,7 +16,7 @@ import { loadDataset } from '../data/registry.js';
 import type { ImageModel, Trainable } from '../models/base.js';
 import { type ModelFile, loadModel, saveModel, updateModelMeta } from '../models/persist.js';
 import { createModel, getModelEntry } from '../models/registry.js';
-import { type TrainProgress, CHECKPOINT_FILE, train } from '../train/trainer.js';
+import { type EngineChoice, type TrainProgress, CHECKPOINT_FILE, train } from '../train/trainer.js';
 import { readCheckpoint } from '../train/checkpoint.js';
 import { getJudge } from '../eval/judge.js';
 import {
@@ -48,6 +48,8 @@ export interface TrainRunOptions {
   force?: boolean;
   /** Data-parallel replicas (1: single thread). */
   workers?: number;
+  /** Training engine: 'auto' (default: probsem's wasm kernels where the model has them), 'fast' or 'tfjs'. */
+  engine?: EngineChoice;
   /** Extra model options (e.g. beta for the VAE). */
   modelOptions?: Record<string, unknown>;
   onProgress?: (p: TrainProgress) => void;
@@ -135,6 +137,7 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
     checkpointEvery: o.checkpointEvery ?? 500,
     resume: o.resume,
     workers: o.workers,
+    engine: o.engine,
     config: model.config,
     onProgress: o.onProgress,
     onNotice: o.onNotice,

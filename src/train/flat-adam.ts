@@ -4,14 +4,10 @@
  * so checkpoints move between the two.
  */
 import { ProbsemError } from '../core/errors.js';
+import type { Segment } from '../nn/fast.js';
 import { readEntry, type TensorEntry, validateManifest } from '../nn/params.js';
 
-export interface Segment {
-  name: string;
-  shape: number[];
-  offset: number;
-  length: number;
-}
+export type { Segment } from '../nn/fast.js';
 
 export class FlatAdam {
   t = 0;
@@ -24,11 +20,24 @@ export class FlatAdam {
   constructor(
     readonly layout: Segment[],
     readonly lr: number,
-    private readonly lrScale: (name: string) => number = () => 1,
+    readonly lrScale: (name: string) => number = () => 1,
+    /** Moment arrays to use in place (the fast path keeps them in kernel memory). */
+    state?: { m: Float32Array; v: Float32Array },
   ) {
     const n = layout.reduce((s, g) => s + g.length, 0);
-    this.m = new Float32Array(n);
-    this.v = new Float32Array(n);
+    if (state && (state.m.length !== n || state.v.length !== n)) throw new ProbsemError(`Adam state must hold ${n} values`, 'SHAPE');
+    this.m = state?.m ?? new Float32Array(n);
+    this.v = state?.v ?? new Float32Array(n);
+  }
+
+  /** Step size and bias corrections of the next update (t + 1), per the Adam paper. */
+  nextStep(): { bc1: number; sqrtBc2: number } {
+    const t = this.t + 1;
+    return { bc1: 1 - this.beta1 ** t, sqrtBc2: Math.sqrt(1 - this.beta2 ** t) };
+  }
+
+  get hyper(): { beta1: number; beta2: number; eps: number } {
+    return { beta1: this.beta1, beta2: this.beta2, eps: this.eps };
   }
 
   apply(params: Float32Array, grad: Float32Array): void {

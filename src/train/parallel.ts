@@ -14,18 +14,12 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { currentBackend } from '../core/backend.js';
 import { ProbsemError } from '../core/errors.js';
 import { Rng } from '../core/random.js';
-import type { Trainable } from '../models/base.js';
-import { FlatAdam, type Segment } from './flat-adam.js';
+import type { HostBatch, Trainable } from '../models/base.js';
+import { flatLayout, type Segment } from '../nn/fast.js';
+import { FlatAdam } from './flat-adam.js';
 import { batchGradients, nonFiniteFlatGrads, nonFiniteGradient, nonFiniteLoss } from './gradients.js';
 
-export interface RawBatch {
-  x: Float32Array;
-  y: Float32Array;
-  labels: Int32Array;
-  rows: number;
-  pixels: number;
-  labelDim: number;
-}
+export type RawBatch = HostBatch;
 
 /** Control words in the shared Int32Array. */
 export const CTRL = { REQUEST: 0, DONE: 1, COMMAND: 2, ERROR: 3, ROWS: 4, STEP: 5 } as const;
@@ -60,12 +54,7 @@ export interface WorkerInit {
 }
 
 export function layoutOf(model: Trainable): Segment[] {
-  let off = 0;
-  return model.params.entries().map(([name, v]) => {
-    const seg = { name, shape: [...v.shape], offset: off, length: v.size };
-    off += v.size;
-    return seg;
-  });
+  return flatLayout(model.params);
 }
 
 /** Computes one shard's loss terms and flat gradient (mean over the shard's rows). */

@@ -13,6 +13,7 @@ import type { Batch, Trainable } from '../models/base.js';
 import { Adam } from './adam.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import { type NonFinitePolicy, NonFiniteError, batchGradients, nonFiniteGradient, nonFiniteGrads, nonFiniteLoss } from './gradients.js';
+import { FastStepper } from './fast-stepper.js';
 import { ParallelStepper, type RawBatch } from './parallel.js';
 
 export interface TrainProgress {
@@ -54,7 +55,14 @@ export interface TrainOptions {
    * a checkpoint of the last good weights; 'skip' leaves the weights alone, logs it and goes on.
    */
   onNonFinite?: NonFinitePolicy;
+  /**
+   * 'auto' (default): probsem's wasm kernels where the model has a fast path and one replica is
+   * asked for, else tfjs. 'fast' insists on the kernels; 'tfjs' uses tfjs ops and autodiff.
+   */
+  engine?: EngineChoice;
 }
+
+export type EngineChoice = 'auto' | 'fast' | 'tfjs';
 
 /** What the loop needs from a step implementation (single-threaded or data-parallel). */
 export interface StepEngine {
@@ -63,6 +71,8 @@ export interface StepEngine {
   loadOptimizerState(t: number, manifest: import('../nn/params.js').TensorEntry[], blob: Uint8Array, source: string): void;
   /** Re-reads the model's variables (after a checkpoint was loaded into them). */
   syncFromModel(): void;
+  /** Writes the engine's current weights into the model's variables (before checkpoints and at the end). */
+  syncToModel(): void;
   dispose(): void | Promise<void>;
 }
 
@@ -135,6 +145,8 @@ export class Stepper implements StepEngine {
 
   syncFromModel(): void {}
 
+  syncToModel(): void {}
+
   dispose(): void {
     this.adam.dispose();
   }
@@ -171,7 +183,7 @@ export async function train(
     throw new ProbsemError(`${replicas} workers need a batch of at least ${replicas} examples, got ${opts.batchSize}`, 'BAD_OPTION');
   }
   const probe = makeRawBatch(split, batcher.indices(0), shape.pixels, shape.numClasses, opts.labelInputs);
-  const engine = await createStepEngine(model, { lr: opts.lr, seed: opts.seed, replicas, batchSize: opts.batchSize, probe });
+  const engine = await createStepEngine(model, { lr: opts.lr, seed: opts.seed, replicas, batchSize: opts.batchSize, probe, engine: opts.engine });
   try {
     return await runLoop(model, split, shape, opts, batcher, engine);
   } finally {
@@ -185,8 +197,15 @@ export async function train(
  */
 export async function createStepEngine(
   model: Trainable,
-  o: { lr: number; seed: number; replicas: number; batchSize: number; probe: RawBatch },
+  o: { lr: number; seed: number; replicas: number; batchSize: number; probe: RawBatch; engine?: EngineChoice; threads?: number },
 ): Promise<StepEngine> {
+  const choice = o.engine ?? 'auto';
+  if (!['auto', 'fast', 'tfjs'].includes(choice)) throw new ProbsemError(`engine must be auto, fast or tfjs, got ${String(choice)}`, 'BAD_OPTION');
+  if (choice === 'fast' && o.replicas > 1) throw new ProbsemError('the fast engine runs one replica (it uses both cores itself); drop --workers', 'BAD_OPTION');
+  if (choice === 'fast' && !FastStepper.supports(model)) throw new ProbsemError(`${model.name} has no fast training path; use --engine tfjs or auto`, 'BAD_OPTION');
+  if (o.replicas === 1 && choice !== 'tfjs' && FastStepper.supports(model)) {
+    return FastStepper.create(model, { lr: o.lr, seed: o.seed, maxRows: o.batchSize, threads: o.threads });
+  }
   if (o.replicas === 1) return new Stepper(model, o.lr, o.seed);
   const p = await ParallelStepper.create(model as Trainable & { config?: unknown }, {
     replicas: o.replicas,
@@ -206,6 +225,7 @@ function adaptParallel(p: ParallelStepper): StepEngine {
     optimizerState: () => p.adam.serialize(),
     loadOptimizerState: (t, m, blob, src) => p.adam.load(t, m, blob, src),
     syncFromModel: () => p.syncFromModel(),
+    syncToModel: () => {},
     dispose: () => p.dispose(),
   };
 }
@@ -264,6 +284,7 @@ async function runLoop(
 
   const saveCheckpoint = (step: number) => {
     if (!ckptPath) return;
+    engine.syncToModel();
     const p = model.params.serialize();
     const o = engine.optimizerState();
     writeCheckpoint(
@@ -335,6 +356,7 @@ async function runLoop(
     const every = opts.checkpointEvery ?? 0;
     if (every > 0 && done % every === 0 && done !== end) saveCheckpoint(done);
   }
+  engine.syncToModel();
   saveCheckpoint(end);
   return { steps: end, startStep: start, seconds: (performance.now() - t0) / 1000, finalTerms: lastTerms, skippedSteps: skipped };
 }

@@ -1,4 +1,5 @@
 import { ProbsemError } from '../../core/errors.js';
+import type { EngineChoice } from '../../train/trainer.js';
 import { modelNames } from '../../models/registry.js';
 import { trainRun } from '../../runs/runs.js';
 import { parseLabelEncoding } from '../../text/labels.js';
@@ -27,7 +28,9 @@ export const trainCommand: Command = {
   --checkpoint-every N checkpoint interval in steps (default 500; always at the end)
   --resume             continue the run in --out from its checkpoint
   --force              replace an existing run in --out
-  --workers N          data-parallel replicas over worker threads (default 1; 2 uses both cores)
+  --engine E           auto (default): probsem's wasm kernels for vae, beta-vae, pse and pse-star,
+                       tfjs for the other models; fast: insist on the kernels; tfjs: tfjs ops
+  --workers N          data-parallel replicas over worker threads (default 1; tfjs engine only)
   --on-nan stop|skip   a batch with a non-finite loss or gradient stops training, keeping the last
                        good weights as the checkpoint (stop, default), or is skipped and logged (skip)
   --set KEY=VALUE      any other model option, repeatable (value as JSON, else a string), e.g.
@@ -59,6 +62,7 @@ export const trainCommand: Command = {
       resume: { type: 'boolean' },
       force: { type: 'boolean' },
       workers: { type: 'string' },
+      engine: { type: 'string' },
       quiet: { type: 'boolean' },
       'on-nan': { type: 'string' },
       set: { type: 'string', multiple: true },
@@ -75,6 +79,11 @@ export const trainCommand: Command = {
     }
     const holdout = v.holdout === undefined ? [] : String(v.holdout).split(',').map((h) => h.trim()).filter(Boolean);
     const onNan = strOption(v['on-nan'], 'on-nan', 'stop');
+    const engineOption = (e: unknown): EngineChoice => {
+      const c = strOption(e, 'engine', 'auto');
+      if (c !== 'auto' && c !== 'fast' && c !== 'tfjs') throw new ProbsemError(`--engine must be auto, fast or tfjs, got '${c}'`, 'BAD_OPTION');
+      return c;
+    };
     if (onNan !== 'stop' && onNan !== 'skip') throw new ProbsemError(`--on-nan must be stop or skip, got '${onNan}'`, 'BAD_OPTION');
     const model = strOption(v.model, 'model');
     if (!modelNames().includes(model) || model === 'classifier') {
@@ -119,6 +128,7 @@ export const trainCommand: Command = {
       resume: Boolean(v.resume),
       force: Boolean(v.force),
       workers: intOption(v.workers, 'workers', 1, 1, 64),
+      engine: engineOption(v.engine),
       modelOptions,
       onNonFinite: onNan,
       labels,

@@ -1,0 +1,297 @@
+/*
+ * probsem's compute kernels, compiled to WebAssembly with 128-bit SIMD (scripts/build-kernels.sh).
+ *
+ * Matrices are row-major float32. Every function works on plain pointers into one linear memory
+ * that JavaScript allocates; nothing here allocates, recurses or uses the shadow stack, so two
+ * instances can share one memory from two threads. Column ranges [n0, n1) let two threads split a
+ * product without changing any element's summation order: results do not depend on the split.
+ */
+#include <wasm_simd128.h>
+
+typedef float f32;
+#define EXPORT __attribute__((visibility("default")))
+
+enum { NR = 16, KB = 256 };
+
+/* c + a * b: one fused multiply-add in the relaxed-SIMD build, a multiply and an add otherwise. */
+#ifdef PROBSEM_FMA
+#define MADD(a, b, c) __builtin_wasm_fma_f32x4(a, b, c)
+#else
+#define MADD(a, b, c) wasm_f32x4_add(c, wasm_f32x4_mul(a, b))
+#endif
+enum { FLAG_ACCUMULATE = 1, FLAG_RELU = 2 };
+
+/*
+ * C rows r0 (and r1 when two) += a(r, k) * Bp[k][0..15] over kc values of k, where a(r, k) =
+ * ar[k * csa] and Bp is the packed panel. init: 0 zeros, 1 the current C, 2 the bias row.
+ */
+static inline void kernel2(int kc, const f32* a0, const f32* a1, int csa, const f32* bp, f32* c0, f32* c1,
+                           int init, const f32* bias, int relu) {
+  v128_t x0, x1, x2, x3, y0, y1, y2, y3;
+  if (init == 1) {
+    x0 = wasm_v128_load(c0); x1 = wasm_v128_load(c0 + 4); x2 = wasm_v128_load(c0 + 8); x3 = wasm_v128_load(c0 + 12);
+    y0 = wasm_v128_load(c1); y1 = wasm_v128_load(c1 + 4); y2 = wasm_v128_load(c1 + 8); y3 = wasm_v128_load(c1 + 12);
+  } else if (init == 2) {
+    x0 = y0 = wasm_v128_load(bias); x1 = y1 = wasm_v128_load(bias + 4);
+    x2 = y2 = wasm_v128_load(bias + 8); x3 = y3 = wasm_v128_load(bias + 12);
+  } else {
+    x0 = x1 = x2 = x3 = y0 = y1 = y2 = y3 = wasm_f32x4_splat(0.0f);
+  }
+  for (int k = 0; k < kc; k++) {
+    v128_t b0 = wasm_v128_load(bp), b1 = wasm_v128_load(bp + 4), b2 = wasm_v128_load(bp + 8), b3 = wasm_v128_load(bp + 12);
+    v128_t a = wasm_f32x4_splat(*a0);
+    x0 = MADD(a, b0, x0); x1 = MADD(a, b1, x1);
+    x2 = MADD(a, b2, x2); x3 = MADD(a, b3, x3);
+    a = wasm_f32x4_splat(*a1);
+    y0 = MADD(a, b0, y0); y1 = MADD(a, b1, y1);
+    y2 = MADD(a, b2, y2); y3 = MADD(a, b3, y3);
+    a0 += csa; a1 += csa; bp += NR;
+  }
+  if (relu) {
+    v128_t zero = wasm_f32x4_splat(0.0f);
+    x0 = wasm_f32x4_max(x0, zero); x1 = wasm_f32x4_max(x1, zero); x2 = wasm_f32x4_max(x2, zero); x3 = wasm_f32x4_max(x3, zero);
+    y0 = wasm_f32x4_max(y0, zero); y1 = wasm_f32x4_max(y1, zero); y2 = wasm_f32x4_max(y2, zero); y3 = wasm_f32x4_max(y3, zero);
+  }
+  wasm_v128_store(c0, x0); wasm_v128_store(c0 + 4, x1); wasm_v128_store(c0 + 8, x2); wasm_v128_store(c0 + 12, x3);
+  wasm_v128_store(c1, y0); wasm_v128_store(c1 + 4, y1); wasm_v128_store(c1 + 8, y2); wasm_v128_store(c1 + 12, y3);
+}
+
+/*
+ * C[M x N] = op(A) op(B) (+ bias, + C with FLAG_ACCUMULATE, then ReLU with FLAG_RELU), for the
+ * columns [n0, n1) only. Element a(i, k) = A[i * rsa + k * csa], b(k, j) = B[k * rsb + j * csb],
+ * so one routine covers A B, Aᵀ B and A Bᵀ. n0 must be a multiple of 16. work: 16 * (256 + 4)
+ * floats of scratch owned by the calling thread.
+ */
+EXPORT void gemm(int M, int N, int K, const f32* A, int rsa, int csa, const f32* B, int rsb, int csb, f32* C, int ldc,
+                 const f32* bias, int flags, f32* work, int n0, int n1) {
+  (void)N;
+  f32* panel = work;
+  f32* tmp = work + NR * KB; /* 2 x 16 rows for a ragged last panel */
+  f32* tbias = tmp + 2 * NR;
+  int relu = flags & FLAG_RELU;
+  if (K == 0) { /* degenerate: C = bias or 0 (or unchanged) */
+    for (int i = 0; i < M; i++)
+      for (int j = n0; j < n1; j++) {
+        f32 v = (flags & FLAG_ACCUMULATE) ? C[i * ldc + j] : (bias ? bias[j] : 0.0f);
+        C[i * ldc + j] = relu && v < 0 ? 0 : v;
+      }
+    return;
+  }
+  for (int k0 = 0; k0 < K; k0 += KB) {
+    int kc = K - k0 < KB ? K - k0 : KB;
+    int firstBlock = k0 == 0, lastBlock = k0 + kc == K;
+    int init = !firstBlock || (flags & FLAG_ACCUMULATE) ? 1 : (bias ? 2 : 0);
+    int doRelu = lastBlock && relu;
+    for (int j = n0; j < n1; j += NR) {
+      int w = n1 - j < NR ? n1 - j : NR;
+      /* pack b(k0.., j..j+w) into panel[k][0..15], zero-padded */
+      for (int k = 0; k < kc; k++) {
+        const f32* src = B + (k0 + k) * rsb + j * csb;
+        f32* dst = panel + k * NR;
+        if (w == NR && csb == 1) {
+          wasm_v128_store(dst, wasm_v128_load(src)); wasm_v128_store(dst + 4, wasm_v128_load(src + 4));
+          wasm_v128_store(dst + 8, wasm_v128_load(src + 8)); wasm_v128_store(dst + 12, wasm_v128_load(src + 12));
+        } else {
+          int q = 0;
+          for (; q < w; q++) dst[q] = src[q * csb];
+          for (; q < NR; q++) dst[q] = 0.0f;
+        }
+      }
+      const f32* bj = bias ? bias + j : 0;
+      if (w < NR && init == 2) {
+        int q = 0;
+        for (; q < w; q++) tbias[q] = bj[q];
+        for (; q < NR; q++) tbias[q] = 0.0f;
+        bj = tbias;
+      }
+      for (int i = 0; i < M; i += 2) {
+        int two = i + 1 < M;
+        const f32* a0 = A + i * rsa + k0 * csa;
+        const f32* a1 = two ? a0 + rsa : a0;
+        f32* c0 = C + i * ldc + j;
+        f32* c1 = two ? c0 + ldc : c0;
+        if (w == NR && two) {
+          kernel2(kc, a0, a1, csa, panel, c0, c1, init, bj, doRelu);
+        } else {
+          /* ragged: go through tmp so the arithmetic is the same as in full panels */
+          for (int q = 0; q < NR; q++) {
+            tmp[q] = init == 1 && q < w ? c0[q] : 0.0f;
+            tmp[NR + q] = init == 1 && q < w && two ? c1[q] : 0.0f;
+          }
+          kernel2(kc, a0, a1, csa, panel, tmp, tmp + NR, init == 1 ? 1 : init, bj, doRelu);
+          for (int q = 0; q < w; q++) c0[q] = tmp[q];
+          if (two) for (int q = 0; q < w; q++) c1[q] = tmp[NR + q];
+        }
+      }
+    }
+  }
+}
+
+/* g[i] = 0 where y[i] <= 0 (ReLU backward, y the layer's output). */
+EXPORT void relu_backward(f32* g, const f32* y, int n) {
+  int i = 0;
+  v128_t zero = wasm_f32x4_splat(0.0f);
+  for (; i + 4 <= n; i += 4) {
+    v128_t m = wasm_f32x4_gt(wasm_v128_load(y + i), zero);
+    wasm_v128_store(g + i, wasm_v128_and(wasm_v128_load(g + i), m));
+  }
+  for (; i < n; i++) if (!(y[i] > 0)) g[i] = 0.0f;
+}
+
+/* out[j] = sum over rows of g[i][j] (bias gradient), columns [n0, n1). */
+EXPORT void column_sums(const f32* g, int M, int N, f32* out, int n0, int n1) {
+  int j = n0;
+  for (; j + 4 <= n1; j += 4) {
+    v128_t s = wasm_f32x4_splat(0.0f);
+    for (int i = 0; i < M; i++) s = wasm_f32x4_add(s, wasm_v128_load(g + i * N + j));
+    wasm_v128_store(out + j, s);
+  }
+  for (; j < n1; j++) {
+    f32 s = 0.0f;
+    for (int i = 0; i < M; i++) s += g[i * N + j];
+    out[j] = s;
+  }
+}
+
+/*
+ * Adam over [0, n): m = b1 m + (1-b1) g; v = b2 v + (1-b2) g²; p -= step m / (sqrt(v)/sqrtBc2 + eps),
+ * with step = lr * scale / (1 - b1^t) computed by the caller.
+ */
+EXPORT void adam(f32* p, const f32* g, f32* m, f32* v, int n, f32 step, f32 b1, f32 b2, f32 sqrtBc2, f32 eps) {
+  v128_t vb1 = wasm_f32x4_splat(b1), vb2 = wasm_f32x4_splat(b2), vc1 = wasm_f32x4_splat(1.0f - b1), vc2 = wasm_f32x4_splat(1.0f - b2);
+  /* one division per value: sqrt(v) / sqrtBc2 becomes sqrt(v) * (1 / sqrtBc2) */
+  v128_t vs = wasm_f32x4_splat(step), vbc = wasm_f32x4_splat(1.0f / sqrtBc2), ve = wasm_f32x4_splat(eps);
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    v128_t gi = wasm_v128_load(g + i);
+    v128_t mi = wasm_f32x4_add(wasm_f32x4_mul(vb1, wasm_v128_load(m + i)), wasm_f32x4_mul(vc1, gi));
+    v128_t vi = wasm_f32x4_add(wasm_f32x4_mul(vb2, wasm_v128_load(v + i)), wasm_f32x4_mul(vc2, wasm_f32x4_mul(gi, gi)));
+    wasm_v128_store(m + i, mi);
+    wasm_v128_store(v + i, vi);
+    v128_t den = wasm_f32x4_add(wasm_f32x4_mul(wasm_f32x4_sqrt(vi), vbc), ve);
+    wasm_v128_store(p + i, wasm_f32x4_sub(wasm_v128_load(p + i), wasm_f32x4_div(wasm_f32x4_mul(vs, mi), den)));
+  }
+  for (; i < n; i++) {
+    f32 gi = g[i];
+    f32 mi = b1 * m[i] + (1.0f - b1) * gi;
+    f32 vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] -= step * mi / (__builtin_sqrtf(vi) * (1.0f / sqrtBc2) + eps);
+  }
+}
+
+/* How many of x[0..n) are NaN or infinite. */
+EXPORT int count_nonfinite(const f32* x, int n) {
+  int bad = 0;
+  for (int i = 0; i < n; i++) {
+    f32 d = x[i] - x[i];
+    bad += d != d;
+  }
+  return bad;
+}
+
+/* dst[c][r] = src[r][c] for a rows x cols matrix. */
+EXPORT void transpose(const f32* src, int rows, int cols, f32* dst) {
+  enum { T = 32 };
+  for (int r0 = 0; r0 < rows; r0 += T)
+    for (int c0 = 0; c0 < cols; c0 += T) {
+      int r1 = r0 + T < rows ? r0 + T : rows, c1 = c0 + T < cols ? c0 + T : cols;
+      for (int r = r0; r < r1; r++)
+        for (int c = c0; c < c1; c++) dst[c * rows + r] = src[r * cols + c];
+    }
+}
+
+/*
+ * e^x for four floats (Cephes' expf: x = n ln2 + r with |r| <= ln2/2, a degree-6 polynomial for
+ * e^r, then 2^n put into the exponent). Relative error ~1e-7 over the clamped range.
+ */
+static inline v128_t exp4(v128_t x) {
+  x = wasm_f32x4_min(wasm_f32x4_max(x, wasm_f32x4_splat(-87.3f)), wasm_f32x4_splat(88.7f));
+  v128_t n = wasm_f32x4_nearest(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504088896341f)));
+  v128_t r = wasm_f32x4_sub(x, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
+  r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
+  v128_t p = wasm_f32x4_splat(1.9875691500e-4f);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.3981999507e-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(8.3334519073e-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(4.1665795894e-2f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.6666665459e-1f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(5.0000001201e-1f));
+  v128_t r2 = wasm_f32x4_mul(r, r);
+  p = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(p, r2), r), wasm_f32x4_splat(1.0f));
+  v128_t e = wasm_i32x4_shl(wasm_i32x4_add(wasm_i32x4_trunc_sat_f32x4(n), wasm_i32x4_splat(127)), 23);
+  return wasm_f32x4_mul(p, e);
+}
+
+/*
+ * ln(u) for four floats u in [1, 2] (Cephes' logf: u = 2^k m with m in [sqrt(1/2), sqrt(2)),
+ * ln(m) = t - t²/2 + t³ P(t) with t = m - 1). Absolute error ~1e-7.
+ */
+static inline v128_t log4_1to2(v128_t u) {
+  v128_t big = wasm_f32x4_gt(u, wasm_f32x4_splat(1.41421356237f));
+  v128_t m = wasm_v128_bitselect(wasm_f32x4_mul(u, wasm_f32x4_splat(0.5f)), u, big);
+  v128_t k = wasm_v128_and(big, wasm_f32x4_splat(0.693147180559945f));
+  v128_t t = wasm_f32x4_sub(m, wasm_f32x4_splat(1.0f));
+  v128_t p = wasm_f32x4_splat(7.0376836292e-2f);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), wasm_f32x4_splat(-1.1514610310e-1f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), wasm_f32x4_splat(1.1676998740e-1f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), wasm_f32x4_splat(-1.2420140846e-1f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), wasm_f32x4_splat(1.4249322787e-1f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), wasm_f32x4_splat(-1.6668057665e-1f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), wasm_f32x4_splat(2.0000714765e-1f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), wasm_f32x4_splat(-2.4999993993e-1f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, t), wasm_f32x4_splat(3.3333331174e-1f));
+  v128_t t2 = wasm_f32x4_mul(t, t);
+  v128_t y = wasm_f32x4_mul(wasm_f32x4_mul(p, t2), t);
+  y = wasm_f32x4_sub(y, wasm_f32x4_mul(t2, wasm_f32x4_splat(0.5f)));
+  return wasm_f32x4_add(wasm_f32x4_add(y, t), k);
+}
+
+/* softplus(l) − x·l and sigmoid(l) for four logits. */
+static inline void bernoulli4(v128_t li, v128_t xi, v128_t* nll, v128_t* sig) {
+  v128_t zero = wasm_f32x4_splat(0.0f), one = wasm_f32x4_splat(1.0f);
+  v128_t e = exp4(wasm_f32x4_neg(wasm_f32x4_abs(li)));
+  v128_t onePlus = wasm_f32x4_add(one, e);
+  *nll = wasm_f32x4_sub(wasm_f32x4_add(wasm_f32x4_max(li, zero), log4_1to2(onePlus)), wasm_f32x4_mul(xi, li));
+  *sig = wasm_f32x4_div(wasm_v128_bitselect(one, e, wasm_f32x4_ge(li, zero)), onePlus);
+}
+
+/*
+ * Bernoulli likelihood from logits l against targets x in [0, 1]: returns Σ softplus(l) − x·l
+ * (the negative log-likelihood, summed in double precision), writes g = (sigmoid(l) − x) · scale,
+ * and, when probs is not null, probs = sigmoid(l).
+ */
+EXPORT double bernoulli_logits(const f32* l, const f32* x, f32* g, f32* probs, int n, f32 scale) {
+  v128_t vs = wasm_f32x4_splat(scale);
+  v128_t acc = wasm_f64x2_splat(0.0);
+  v128_t nll, sig;
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    v128_t xi = wasm_v128_load(x + i);
+    bernoulli4(wasm_v128_load(l + i), xi, &nll, &sig);
+    acc = wasm_f64x2_add(acc, wasm_f64x2_add(wasm_f64x2_promote_low_f32x4(nll), wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(nll, nll, 2, 3, 0, 1))));
+    wasm_v128_store(g + i, wasm_f32x4_mul(wasm_f32x4_sub(sig, xi), vs));
+    if (probs) wasm_v128_store(probs + i, sig);
+  }
+  double total = wasm_f64x2_extract_lane(acc, 0) + wasm_f64x2_extract_lane(acc, 1);
+  for (; i < n; i++) { /* the ragged end, one lane at a time through the same arithmetic */
+    bernoulli4(wasm_f32x4_splat(l[i]), wasm_f32x4_splat(x[i]), &nll, &sig);
+    f32 s0 = wasm_f32x4_extract_lane(sig, 0);
+    total += wasm_f32x4_extract_lane(nll, 0);
+    g[i] = (s0 - x[i]) * scale;
+    if (probs) probs[i] = s0;
+  }
+  return total;
+}
+
+/* g += gp · s · (1 − s): the gradient through a sigmoid whose output is s, added onto g. */
+EXPORT void sigmoid_backward_add(f32* g, const f32* gp, const f32* s, int n) {
+  v128_t one = wasm_f32x4_splat(1.0f);
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    v128_t si = wasm_v128_load(s + i);
+    v128_t d = wasm_f32x4_mul(wasm_v128_load(gp + i), wasm_f32x4_mul(si, wasm_f32x4_sub(one, si)));
+    wasm_v128_store(g + i, wasm_f32x4_add(wasm_v128_load(g + i), d));
+  }
+  for (; i < n; i++) g[i] += gp[i] * s[i] * (1.0f - s[i]);
+}

@@ -1,0 +1,352 @@
+/**
+ * probsem's own WebAssembly kernels (kernels.c): matrix products in every transpose form with
+ * fused bias and ReLU, the ReLU and bias gradients, Adam and a finiteness check, over buffers in
+ * one shared linear memory. A second thread (a worker running the same module on the same memory)
+ * takes half of each large product's columns, which leaves every result bit-identical to the
+ * single-threaded one.
+ *
+ * Why not tfjs ops: on the wasm backend every op is a separate dispatch with its own allocation,
+ * transposed products take a slow path, and Adam costs 13 passes over the parameters. A training
+ * step built from these kernels does each product once, in place, with no transposes.
+ */
+import { availableParallelism } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { Worker } from 'node:worker_threads';
+import { ProbsemError } from '../errors.js';
+import { KERNELS_FMA_WASM_BASE64, KERNELS_WASM_BASE64 } from './kernels-binary.js';
+
+/** A float32 array living in kernel memory: byte offset and length in elements. */
+export interface Buf {
+  readonly ptr: number;
+  readonly length: number;
+}
+
+interface KernelExports {
+  gemm(...a: number[]): void;
+  relu_backward(g: number, y: number, n: number): void;
+  column_sums(g: number, m: number, n: number, out: number, n0: number, n1: number): void;
+  adam(p: number, g: number, m: number, v: number, n: number, step: number, b1: number, b2: number, sqrtBc2: number, eps: number): void;
+  count_nonfinite(x: number, n: number): number;
+  transpose(src: number, rows: number, cols: number, dst: number): void;
+  bernoulli_logits(l: number, x: number, g: number, probs: number, n: number, scale: number): number;
+  sigmoid_backward_add(g: number, gp: number, s: number, n: number): void;
+  __heap_base: WebAssembly.Global;
+}
+
+const FN_GEMM = 0;
+const FN_ADAM = 1;
+const FN_COUNT = 2;
+const FN_EXIT = -1;
+const PAGE = 65536;
+const MAX_PAGES = 16384; // 1 GiB
+const NR = 16;
+/** Scratch per thread for gemm: one packed 256 x 16 panel, two ragged rows and a bias row. */
+const WORK_FLOATS = NR * 256 + 3 * NR;
+/** Below this many multiply-adds a product stays on one thread (handing it over costs more). */
+const SPLIT_MIN_MACS = 150_000;
+
+const compiled = new Map<boolean, WebAssembly.Module | null>();
+
+/**
+ * The compiled kernels: with `fma`, the build whose multiply-adds are fused (relaxed SIMD; Node 20
+ * has it behind a V8 flag, which is switched on here), falling back to the plain build where the
+ * engine rejects it. Fused and plain products differ in the last bits, so a run's numbers are
+ * reproducible for one choice (see `Kernels.fma`).
+ */
+function kernelModule(fma: boolean): WebAssembly.Module | null {
+  if (!compiled.has(fma)) {
+    let mod: WebAssembly.Module | null = null;
+    if (fma) {
+      try {
+        setFlagsFromString('--experimental-wasm-relaxed-simd');
+        mod = new WebAssembly.Module(Buffer.from(KERNELS_FMA_WASM_BASE64, 'base64'));
+      } catch {
+        mod = null;
+      }
+    } else {
+      mod = new WebAssembly.Module(Buffer.from(KERNELS_WASM_BASE64, 'base64'));
+    }
+    compiled.set(fma, mod);
+  }
+  return compiled.get(fma) ?? null;
+}
+
+/** Fused multiply-adds unless PROBSEM_FMA=0. */
+export function defaultKernelFma(): boolean {
+  return process.env.PROBSEM_FMA !== '0';
+}
+
+// The helper thread: waits for a task in the control block, runs it on its own instance of the
+// same module and memory, and reports completion. It spins briefly before sleeping because the
+// next task usually follows within microseconds.
+const WORKER_SOURCE = `
+const { workerData } = require('node:worker_threads');
+const { module, memory, ctl, spin } = workerData;
+const ex = new WebAssembly.Instance(module, { env: { memory } }).exports;
+const fns = [ex.gemm, ex.adam, ex.count_nonfinite];
+const i32 = new Int32Array(memory.buffer, ctl, 8);
+const f64 = new Float64Array(memory.buffer, ctl + 32, 20);
+let seen = 0;
+Atomics.store(i32, 1, -1); Atomics.notify(i32, 1);
+for (;;) {
+  let n = 0;
+  while (Atomics.load(i32, 0) === seen) { if (++n > spin) Atomics.wait(i32, 0, seen); }
+  seen = Atomics.load(i32, 0);
+  const fn = i32[2];
+  if (fn < 0) break;
+  const argc = i32[3];
+  const a = new Array(argc);
+  for (let k = 0; k < argc; k++) a[k] = f64[k];
+  const r = fns[fn](...a);
+  i32[4] = typeof r === 'number' ? r : 0;
+  Atomics.store(i32, 1, seen);
+  Atomics.notify(i32, 1);
+}
+`;
+
+export interface KernelOptions {
+  /** 1 or 2 (default: 2 where the machine has two cores, overridable by PROBSEM_THREADS). */
+  threads?: number;
+  /** Use fused multiply-adds where the engine has them (default: yes, unless PROBSEM_FMA=0). */
+  fma?: boolean;
+}
+
+/** Threads the kernels use by default: PROBSEM_THREADS, else 2 if there are 2 cores. */
+export function defaultKernelThreads(): number {
+  const env = process.env.PROBSEM_THREADS;
+  if (env !== undefined && env !== '') {
+    const n = Number(env);
+    if (Number.isInteger(n) && n >= 1) return Math.min(2, n);
+  }
+  return availableParallelism() >= 2 ? 2 : 1;
+}
+
+export class Kernels {
+  readonly memory: WebAssembly.Memory;
+  private readonly ex: KernelExports;
+  private top: number;
+  private readonly ctl: number;
+  private readonly work: [number, number];
+  private worker: Worker | null = null;
+  private seq = 0;
+  private i32!: Int32Array;
+  private f64!: Float64Array;
+  private f32cache: Float32Array | null = null;
+  private scratchBuf: Buf | null = null;
+
+  private constructor(
+    readonly threads: number,
+    private readonly module: WebAssembly.Module,
+    /** Whether the products use fused multiply-adds. */
+    readonly fma: boolean,
+  ) {
+    this.memory = new WebAssembly.Memory({ initial: 32, maximum: MAX_PAGES, shared: true });
+    this.ex = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as KernelExports;
+    this.top = align(this.ex.__heap_base.value as number);
+    this.ctl = this.top;
+    this.top = align(this.top + 32 + 20 * 8);
+    this.work = [this.allocRaw(WORK_FLOATS), this.allocRaw(WORK_FLOATS)];
+    this.i32 = new Int32Array(this.memory.buffer, this.ctl, 8);
+    this.f64 = new Float64Array(this.memory.buffer, this.ctl + 32, 20);
+  }
+
+  /** Kernels with their helper thread started (threads: 1 starts none). */
+  static async create(opts: KernelOptions = {}): Promise<Kernels> {
+    const threads = opts.threads ?? defaultKernelThreads();
+    if (threads !== 1 && threads !== 2) throw new ProbsemError(`kernel threads must be 1 or 2, got ${threads}`, 'BAD_OPTION');
+    const fmaModule = (opts.fma ?? defaultKernelFma()) ? kernelModule(true) : null;
+    const k = fmaModule ? new Kernels(threads, fmaModule, true) : new Kernels(threads, kernelModule(false)!, false);
+    if (threads === 2) await k.startWorker();
+    return k;
+  }
+
+  private async startWorker(): Promise<void> {
+    const w = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { module: this.module, memory: this.memory, ctl: this.ctl, spin: 20000 },
+    });
+    w.unref();
+    this.worker = w;
+    await new Promise<void>((resolve, reject) => {
+      w.once('error', reject);
+      const poll = () => (Atomics.load(this.i32, 1) === -1 ? resolve() : setTimeout(poll, 1));
+      poll();
+    });
+    Atomics.store(this.i32, 1, 0);
+  }
+
+  /** Stops the helper thread. The memory is released with the object. */
+  async dispose(): Promise<void> {
+    const w = this.worker;
+    if (!w) return;
+    this.worker = null;
+    this.i32[2] = FN_EXIT;
+    Atomics.store(this.i32, 0, ++this.seq);
+    Atomics.notify(this.i32, 0);
+    await w.terminate();
+  }
+
+  /** A zeroed float32 buffer of n elements. Memory grows as needed; buffers are never freed. */
+  alloc(n: number): Buf {
+    return { ptr: this.allocRaw(n), length: n };
+  }
+
+  /** A buffer holding a copy of `data`. */
+  fromArray(data: ArrayLike<number>): Buf {
+    const b = this.alloc(data.length);
+    this.view(b).set(data);
+    return b;
+  }
+
+  private allocRaw(n: number): number {
+    if (!Number.isInteger(n) || n < 0) throw new ProbsemError(`kernel buffer size must be a non-negative integer, got ${n}`, 'BAD_OPTION');
+    const ptr = this.top;
+    const end = align(ptr + 4 * n);
+    const have = this.memory.buffer.byteLength;
+    if (end > have) {
+      const pages = Math.ceil((end - have) / PAGE);
+      if (have / PAGE + pages > MAX_PAGES) throw new ProbsemError(`kernel memory would exceed ${MAX_PAGES / 16} MiB`, 'BAD_OPTION');
+      this.memory.grow(pages);
+      this.f32cache = null;
+    }
+    this.top = end;
+    return ptr;
+  }
+
+  /** Float32Array view of a buffer (valid until the next alloc). */
+  view(b: Buf): Float32Array {
+    return new Float32Array(this.heap().buffer, b.ptr, b.length);
+  }
+
+  /** The whole memory as floats; index = ptr / 4. Refresh after any alloc. */
+  heap(): Float32Array {
+    if (!this.f32cache || this.f32cache.buffer.byteLength !== this.memory.buffer.byteLength) this.f32cache = new Float32Array(this.memory.buffer);
+    return this.f32cache;
+  }
+
+  /**
+   * C[M x N] = op(A) op(B) (+ bias) (+ C when accumulate), then ReLU when asked. transA: A is
+   * stored K x M; transB: B is stored N x K. Large products are split over the two threads by
+   * columns (results identical to one thread).
+   */
+  matmul(o: {
+    a: Buf;
+    b: Buf;
+    c: Buf;
+    m: number;
+    n: number;
+    k: number;
+    transA?: boolean;
+    transB?: boolean;
+    bias?: Buf | null;
+    accumulate?: boolean;
+    relu?: boolean;
+  }): void {
+    const { m, n, k } = o;
+    if (o.a.length < m * k || o.b.length < k * n || o.c.length < m * n || (o.bias && o.bias.length < n)) {
+      throw new ProbsemError(`matmul: buffers too small for ${m}x${k} by ${k}x${n}`, 'SHAPE');
+    }
+    let a = o.a;
+    let transA = o.transA ?? false;
+    if (transA && m >= 64 && m * n * k >= SPLIT_MIN_MACS) {
+      // Aᵀ B reads A down its columns; a copy of Aᵀ (m·k values against m·n·k products) keeps
+      // the product's inner loop on contiguous rows.
+      const t = this.scratch(m * k);
+      this.ex.transpose(a.ptr, k, m, t.ptr);
+      a = t;
+      transA = false;
+    }
+    const rsa = transA ? 1 : k;
+    const csa = transA ? m : 1;
+    const rsb = o.transB ? 1 : n;
+    const csb = o.transB ? k : 1;
+    const flags = (o.accumulate ? 1 : 0) | (o.relu ? 2 : 0);
+    const bias = o.bias ? o.bias.ptr : 0;
+    const args = [m, n, k, a.ptr, rsa, csa, o.b.ptr, rsb, csb, o.c.ptr, n, bias, flags];
+    const split = this.worker && m * n * k >= SPLIT_MIN_MACS && n >= 2 * NR ? Math.round(n / 2 / NR) * NR : 0;
+    if (!split) {
+      this.ex.gemm(...args, this.work[0], 0, n);
+      return;
+    }
+    this.post(FN_GEMM, [...args, this.work[1], split, n]);
+    this.ex.gemm(...args, this.work[0], 0, split);
+    this.join();
+  }
+
+  /** A reusable scratch buffer of at least n floats (contents undefined; one user at a time). */
+  private scratch(n: number): Buf {
+    if (!this.scratchBuf || this.scratchBuf.length < n) this.scratchBuf = this.alloc(n);
+    return this.scratchBuf;
+  }
+
+  /**
+   * Bernoulli negative log-likelihood of targets x under logits l (first n values): returns the
+   * sum of softplus(l) − x·l, writes g = (sigmoid(l) − x) · scale and, if given, probs = sigmoid(l).
+   */
+  bernoulliLogits(l: Buf, x: Buf, g: Buf, probs: Buf | null, n: number, scale: number): number {
+    return this.ex.bernoulli_logits(l.ptr, x.ptr, g.ptr, probs ? probs.ptr : 0, n, scale);
+  }
+
+  /** g += gp · s · (1 − s) over n values (backward through a sigmoid with output s). */
+  sigmoidBackwardAdd(g: Buf, gp: Buf, s: Buf, n: number): void {
+    this.ex.sigmoid_backward_add(g.ptr, gp.ptr, s.ptr, n);
+  }
+
+  /** g ← g where y > 0, else 0 (backward through a ReLU whose output is y). */
+  reluBackward(g: Buf, y: Buf, n: number): void {
+    this.ex.relu_backward(g.ptr, y.ptr, n);
+  }
+
+  /** out[j] = Σ_i g[i, j] for g of shape m x n. */
+  columnSums(g: Buf, m: number, n: number, out: Buf): void {
+    this.ex.column_sums(g.ptr, m, n, out.ptr, 0, n);
+  }
+
+  /** One Adam update of n values starting at element `offset` of p, g, m and v. */
+  adam(p: Buf, g: Buf, mBuf: Buf, vBuf: Buf, offset: number, n: number, h: { step: number; beta1: number; beta2: number; sqrtBc2: number; eps: number }): void {
+    const at = (b: Buf, from: number) => b.ptr + 4 * from;
+    const run = (from: number, len: number) => [at(p, from), at(g, from), at(mBuf, from), at(vBuf, from), len, h.step, h.beta1, h.beta2, h.sqrtBc2, h.eps];
+    if (!this.worker || n < 65536) {
+      this.ex.adam(...(run(offset, n) as [number, number, number, number, number, number, number, number, number, number]));
+      return;
+    }
+    const half = Math.floor(n / 8) * 4;
+    this.post(FN_ADAM, run(offset + half, n - half));
+    this.ex.adam(...(run(offset, half) as [number, number, number, number, number, number, number, number, number, number]));
+    this.join();
+  }
+
+  /** Number of NaN or infinite values among the first n of b. */
+  countNonFinite(b: Buf, n = b.length): number {
+    if (!this.worker || n < 65536) return this.ex.count_nonfinite(b.ptr, n);
+    const half = Math.floor(n / 8) * 4;
+    this.post(FN_COUNT, [b.ptr + 4 * half, n - half]);
+    const mine = this.ex.count_nonfinite(b.ptr, half);
+    this.join();
+    return mine + this.i32[4];
+  }
+
+  private post(fn: number, args: number[]): void {
+    const i32 = this.i32;
+    i32[2] = fn;
+    i32[3] = args.length;
+    for (let i = 0; i < args.length; i++) this.f64[i] = args[i];
+    Atomics.store(i32, 0, ++this.seq);
+    Atomics.notify(i32, 0);
+  }
+
+  private join(): void {
+    const i32 = this.i32;
+    const want = this.seq;
+    let spins = 0;
+    for (;;) {
+      const done = Atomics.load(i32, 1);
+      if (done === want) return;
+      if (++spins > 200000) Atomics.wait(i32, 1, done, 1);
+    }
+  }
+}
+
+function align(n: number): number {
+  return (n + 63) & ~63;
+}

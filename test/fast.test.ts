@@ -1,0 +1,120 @@
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import { setupBackend } from './helpers.js';
+import { Rng } from '../src/core/random.js';
+import { Kernels } from '../src/core/wasm/kernels.js';
+import { loadDataset } from '../src/data/registry.js';
+import type { Dataset } from '../src/data/dataset.js';
+import { oneHot } from '../src/data/dataset.js';
+import { createModel } from '../src/models/registry.js';
+import type { ImageModel, Trainable } from '../src/models/base.js';
+import { FastParams, slice } from '../src/nn/fast.js';
+import { batchGradients } from '../src/train/gradients.js';
+import { train } from '../src/train/trainer.js';
+import { annotationAccuracy, oneHotLabelInputs } from '../src/eval/metrics.js';
+
+let ds: Dataset;
+before(async () => {
+  await setupBackend();
+  ds = await loadDataset('fashion-mnist-subset');
+});
+const SHAPE = { pixels: 784, numClasses: 10 };
+
+function weights(m: Trainable): Float32Array {
+  return new Float32Array(m.params.serialize().blob.buffer.slice(0));
+}
+
+// Odd sizes on purpose: ragged panels, odd rows, a label encoder with a hidden layer, word-vector
+// label inputs (width 7) instead of one-hot.
+const cases: [string, object, number][] = [
+  ['vae', { latent: 5, encoderHidden: [33, 17], decoderHidden: [17, 40] }, 10],
+  ['beta-vae', { latent: 3, beta: 4 }, 10],
+  ['pse', { latent: 6, labelHidden: [9] }, 7],
+  ['pse-star', { latent: 10 }, 10],
+  ['pse-star', { latent: 4, encoderHidden: [20], decoderHidden: [24], classifierHidden: [18, 5], classifierWeight: 3 }, 7],
+];
+
+for (const [name, extra, labelDim] of cases) {
+  test(`${name} ${JSON.stringify(extra)}: the fast path's loss and gradients equal tfjs autodiff`, async () => {
+    const model = createModel(name, { inputDim: 784, numClasses: 10, labelDim: labelDim === 10 ? undefined : labelDim, ...extra }, 3);
+    const rng = new Rng(5);
+    const rows = 37;
+    const labels = Int32Array.from({ length: rows }, () => rng.int(10));
+    const x = rng.fillUniform(new Float32Array(rows * 784), 0, 1);
+    const y = labelDim === 10 ? oneHot(labels, 10) : rng.fillUniform(new Float32Array(rows * labelDim), -1, 1);
+    const xt = tf.tensor2d(x, [rows, 784]);
+    const yt = tf.tensor2d(y, [rows, labelDim]);
+    const want = batchGradients(model, { x: xt, y: yt, labels, rng: new Rng(9) }, 0);
+    const k = await Kernels.create({ threads: 2 });
+    try {
+      const fp = new FastParams(k, model.params);
+      const got = model.fastProgram!(fp, 50).run({ x, y, labels, rows, pixels: 784, labelDim }, new Rng(9), 0);
+      assert.deepEqual(Object.keys(got).sort(), Object.keys(want.terms).sort(), 'same loss terms');
+      for (const [term, v] of Object.entries(want.terms)) {
+        assert.ok(Math.abs(got[term] - v) <= 1e-5 * Math.max(1, Math.abs(v)), `${term}: fast ${got[term]} vs tfjs ${v}`);
+      }
+      for (const s of fp.layout) {
+        const a = want.grads.get(s.name)!.dataSync();
+        const b = k.view(slice(fp.grads, s.offset, s.length));
+        let num = 0;
+        let den = 0;
+        for (let i = 0; i < a.length; i++) {
+          num += (a[i] - b[i]) ** 2;
+          den += a[i] ** 2;
+        }
+        assert.ok(den > 0, `${s.name}: the reference gradient is not zero`);
+        assert.ok(Math.sqrt(num / den) < 2e-5, `${s.name}: relative gradient difference ${Math.sqrt(num / den)}`);
+      }
+      assert.throws(() => model.fastProgram!(fp, 50).run({ x, y, labels, rows: 51, pixels: 784, labelDim }, new Rng(9), 0), /at most 50/);
+    } finally {
+      want.dispose();
+      tf.dispose([xt, yt]);
+      await k.dispose();
+    }
+  });
+}
+
+test('fast and tfjs engines train to the same place (same seed, 300 steps, annotation within 2 points)', async () => {
+  const run = async (engine: 'fast' | 'tfjs') => {
+    const m = createModel('pse-star', { inputDim: 784, numClasses: 10, latent: 10 }, 0) as unknown as ImageModel & Trainable;
+    const r = await train(m, ds.train, SHAPE, { steps: 300, batchSize: 100, lr: 1e-3, seed: 0, engine });
+    return { r, acc: annotationAccuracy(m, ds.test, 784, oneHotLabelInputs(10)) };
+  };
+  const fast = await run('fast');
+  const slow = await run('tfjs');
+  assert.ok(fast.acc >= 0.7, `fast-path annotation accuracy ${fast.acc}`);
+  assert.ok(Math.abs(fast.acc - slow.acc) <= 0.02, `fast ${fast.acc} vs tfjs ${slow.acc}`);
+  assert.ok(Math.abs(fast.r.finalTerms.recon - slow.r.finalTerms.recon) < 5, `recon ${fast.r.finalTerms.recon} vs ${slow.r.finalTerms.recon}`);
+});
+
+test('the fast engine is reproducible for any thread count and resumes exactly', async () => {
+  const cfg = { inputDim: 784, numClasses: 10, latent: 4, encoderHidden: [40, 16], decoderHidden: [16, 40], classifierHidden: [24, 8] };
+  const opts = { steps: 20, batchSize: 50, lr: 1e-3, seed: 4, engine: 'fast' as const };
+  const prev = process.env.PROBSEM_THREADS;
+  const withThreads = async (threads: string) => {
+    process.env.PROBSEM_THREADS = threads;
+    try {
+      const m = createModel('pse-star', cfg, 4);
+      await train(m, ds.train, SHAPE, opts);
+      return weights(m);
+    } finally {
+      if (prev === undefined) delete process.env.PROBSEM_THREADS;
+      else process.env.PROBSEM_THREADS = prev;
+    }
+  };
+  const two = await withThreads('2');
+  assert.deepEqual(await withThreads('1'), two, 'one and two threads give identical weights');
+  assert.deepEqual(await withThreads('2'), two, 'same seed, same weights');
+});
+
+test('engine choice: fast refuses models without a fast path and data-parallel workers', async () => {
+  const cvae = createModel('cvae', { inputDim: 784, numClasses: 10, latent: 2 }, 0);
+  await assert.rejects(train(cvae, ds.train, SHAPE, { steps: 1, batchSize: 10, lr: 1e-3, seed: 0, engine: 'fast' }), /cvae has no fast training path/);
+  const pse = createModel('pse', { inputDim: 784, numClasses: 10, latent: 2 }, 0);
+  await assert.rejects(train(pse, ds.train, SHAPE, { steps: 1, batchSize: 10, lr: 1e-3, seed: 0, engine: 'fast', workers: 2 }), /one replica/);
+  await assert.rejects(train(pse, ds.train, SHAPE, { steps: 1, batchSize: 10, lr: 1e-3, seed: 0, engine: 'gpu' as never }), /engine must be auto, fast or tfjs/);
+  // auto falls back to tfjs for a model without a fast path.
+  const r = await train(cvae, ds.train, SHAPE, { steps: 2, batchSize: 10, lr: 1e-3, seed: 0 });
+  assert.ok(Number.isFinite(r.finalTerms.loss));
+});

@@ -232,3 +232,18 @@ test('the data-parallel gradient equals the single-thread full-batch gradient', 
     await par.dispose();
   }
 });
+
+test('the CNN judge evaluates with conv2d exactly as it trains with im2col (same logits)', () => {
+  const judge = createModel('classifier', { inputDim: 784, numClasses: 10, hidden: [16], filters: 6, dropout: 0 }, 3) as Classifier;
+  const rng = new Rng(2);
+  const x = tf.tensor2d(rng.fillUniform(new Float32Array(5 * 784), 0, 1), [5, 784]);
+  const viaConv2d = judge.logits(x).dataSync();
+  // The training forward pass (im2col product); dropout 0 and no shift, so only the convolution differs.
+  const viaIm2col = tf.tidy(() => (judge as unknown as { forward(x: tf.Tensor2D, rng: Rng): tf.Tensor2D }).forward(x, new Rng(0)).dataSync());
+  let worst = 0;
+  for (let i = 0; i < viaConv2d.length; i++) worst = Math.max(worst, Math.abs(viaConv2d[i] - viaIm2col[i]));
+  assert.ok(worst < 1e-4, `max |Δlogit| ${worst}`);
+  assert.ok(viaConv2d.some((v) => Math.abs(v) > 1e-3), 'logits are not trivially zero');
+  x.dispose();
+  judge.params.dispose();
+});

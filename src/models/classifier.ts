@@ -81,7 +81,7 @@ export class Classifier implements Trainable {
   }
 
   private forward(x: tf.Tensor2D, rng: Rng | null): tf.Tensor2D {
-    let h = this.conv ? this.convolve(x) : x;
+    let h = this.conv ? (rng ? this.convolve(x) : this.convolveForInference(x)) : x;
     this.layers.forEach((layer, i) => {
       if (rng && this.config.dropout > 0 && (i > 0 || this.conv)) h = dropout(h, this.config.dropout, rng);
       h = layer.apply(h, i > 0 || this.conv !== null);
@@ -99,6 +99,22 @@ export class Classifier implements Trainable {
     const colsT = tf.tensor2d(transposeRows(patches, n * oh * ow, kk), [kk, n * oh * ow]);
     const act = denseConstInput(cols, colsT, this.conv!.w as tf.Tensor2D, this.conv!.b as tf.Tensor1D, 'relu');
     const pooled = tf.maxPool(tf.reshape(act, [n, oh, ow, this.config.filters]) as tf.Tensor4D, 2, 2, 'valid');
+    return tf.reshape(pooled, [n, -1]) as tf.Tensor2D;
+  }
+
+  /**
+   * The same convolution for evaluation, where no gradient is needed: the backend's own conv2d
+   * (multi-threaded XNNPACK on wasm) instead of a JavaScript im2col and its transpose, which
+   * dominated judging generated images. The filters' im2col layout [k·k, filters] is conv2d's
+   * [k, k, 1, filters] row-major.
+   */
+  private convolveForInference(x: tf.Tensor2D): tf.Tensor2D {
+    const n = x.shape[0];
+    const k = this.config.kernel;
+    const images = tf.reshape(x, [n, this.config.height, this.width, 1]) as tf.Tensor4D;
+    const filters = tf.reshape(this.conv!.w, [k, k, 1, this.config.filters]) as tf.Tensor4D;
+    const act = tf.fused.conv2d({ x: images, filter: filters, strides: 1, pad: 'valid', bias: this.conv!.b, activation: 'relu' });
+    const pooled = tf.maxPool(act, 2, 2, 'valid');
     return tf.reshape(pooled, [n, -1]) as tf.Tensor2D;
   }
 

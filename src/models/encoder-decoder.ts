@@ -8,8 +8,9 @@ import { Rng } from '../core/random.js';
 import { DiagGaussian } from '../distributions/gaussian.js';
 import { kl } from '../distributions/kl.js';
 import { bernoulliLogLikelihood } from '../distributions/bernoulli.js';
+import { diagKlRows, sampleRows, sampleRowsBackward } from '../distributions/rows.js';
 import type { Buf } from '../core/wasm/kernels.js';
-import { FastMlp, type FastParams } from '../nn/fast.js';
+import { FastMlp, type FastParams, checkRows } from '../nn/fast.js';
 import { Mlp } from '../nn/mlp.js';
 import { ParamSet } from '../nn/params.js';
 import { type Batch, type DataStats, type FastProgram, type HostBatch, type ImageModel, type ImageModelConfig, type LossResult, batchMean, splitMoments } from './base.js';
@@ -133,17 +134,11 @@ export class FastElbo {
     const k = this.fp.kernels;
     const { rows, pixels } = batch;
     const K = this.latent;
+    checkRows(rows, this.maxRows, 'encoder');
     k.view(this.x).set(batch.x.subarray(0, rows * pixels));
     const h = this.encoder.forward(this.x, rows);
     this.eps = rng.fillNormal(new Float32Array(rows * K));
-    const H = k.heap();
-    const ho = h.ptr >> 2;
-    const zo = this.z.ptr >> 2;
-    for (let i = 0; i < rows; i++) {
-      for (let j = 0; j < K; j++) {
-        H[zo + i * K + j] = H[ho + i * 2 * K + j] + Math.exp(0.5 * H[ho + i * 2 * K + K + j]) * this.eps[i * K + j];
-      }
-    }
+    sampleRows(k.heap(), h.ptr >> 2, this.eps, rows, K, this.z.ptr >> 2);
     const logits = this.decoder.forward(this.z, rows);
     // −log p(x|z) = softplus(l) − x·l and its gradient sigmoid(l) − x, as batch means.
     const nll = k.bernoulliLogits(logits, this.x, this.gLogits, withProbs ? this.probs : null, rows * pixels, 1 / rows);
@@ -165,34 +160,19 @@ export class FastElbo {
     const K = this.latent;
     const dz = this.decoder.backward(this.z, this.gLogits, rows, true) as Buf;
     const H = k.heap();
-    const ho = this.encoder.output.ptr >> 2;
-    const po = prior ? prior.ptr >> 2 : -1;
-    const gpo = gPrior ? gPrior.ptr >> 2 : -1;
-    const dzo = dz.ptr >> 2;
-    const geo = this.gEncoder.ptr >> 2;
-    const w = weight / rows;
-    let klSum = 0;
-    for (let i = 0; i < rows; i++) {
-      for (let j = 0; j < K; j++) {
-        const r = i * 2 * K;
-        const mu = H[ho + r + j];
-        const lv = H[ho + r + K + j];
-        const mp = po >= 0 ? H[po + r + j] : 0;
-        const lvp = po >= 0 ? H[po + r + K + j] : 0;
-        const varQ = Math.exp(lv);
-        const invP = Math.exp(-lvp);
-        const d = mu - mp;
-        klSum += 0.5 * (lvp - lv + (varQ + d * d) * invP - 1);
-        const g = H[dzo + i * K + j];
-        const sd = Math.exp(0.5 * lv);
-        H[geo + r + j] = g + w * d * invP;
-        H[geo + r + K + j] = g * this.eps[i * K + j] * 0.5 * sd + w * 0.5 * (varQ * invP - 1);
-        if (gpo >= 0) {
-          H[gpo + r + j] = -w * d * invP;
-          H[gpo + r + K + j] = w * 0.5 * (1 - (varQ + d * d) * invP);
-        }
-      }
-    }
+    const q = this.encoder.output.ptr >> 2;
+    sampleRowsBackward(H, q, this.eps, rows, K, dz.ptr >> 2, this.gEncoder.ptr >> 2);
+    const klSum = diagKlRows(H, {
+      rows,
+      dim: K,
+      q,
+      p: prior ? prior.ptr >> 2 : null,
+      weight: weight / rows,
+      gq: this.gEncoder.ptr >> 2,
+      gp: gPrior ? gPrior.ptr >> 2 : null,
+      addToGq: true,
+      addToGp: false,
+    });
     this.encoder.backward(this.x, this.gEncoder, rows, false);
     return klSum / rows;
   }

@@ -29,8 +29,10 @@ import { Rng } from '../core/random.js';
 import { bernoulliLogLikelihood } from '../distributions/bernoulli.js';
 import { DiagGaussian } from '../distributions/gaussian.js';
 import { kl } from '../distributions/kl.js';
+import { diagKlRows, sampleRows, sampleRowsBackward, softmaxCrossEntropyRows } from '../distributions/rows.js';
+import { FastMlp, type FastParams, checkRows } from '../nn/fast.js';
 import { Mlp } from '../nn/mlp.js';
-import { type Batch, type LossResult, ImageModelConfigSchema, batchMean, splitMoments } from './base.js';
+import { type Batch, type FastProgram, type HostBatch, type LossResult, ImageModelConfigSchema, batchMean, splitMoments } from './base.js';
 import { EncoderDecoderModel } from './encoder-decoder.js';
 
 const sizes = z.array(z.number().int().positive());
@@ -143,5 +145,73 @@ export class Jmvae extends JointVae<JmvaeConfig> {
       tf.mul(tf.add(klImage, klLabel), this.config.alpha),
     ]) as tf.Scalar;
     return { total, terms: { recon, labelNll, kl: klPrior, klImage, klLabel } };
+  }
+
+  /** The same objective on probsem's kernels (see nn/fast.ts). */
+  fastProgram(fp: FastParams, maxRows: number): FastProgram {
+    const k = fp.kernels;
+    const K = this.latentDim;
+    const D = this.config.inputDim;
+    const L = this.labelDim;
+    const C = this.config.numClasses;
+    const joint = new FastMlp(fp, this.jointEncoder, maxRows);
+    const image = new FastMlp(fp, this.encoder, maxRows);
+    const label = new FastMlp(fp, this.labelEncoder, maxRows);
+    const decoder = new FastMlp(fp, this.decoder, maxRows);
+    const labelDecoder = new FastMlp(fp, this.labelDecoder, maxRows);
+    const xy = k.alloc(maxRows * (D + L));
+    const x = k.alloc(maxRows * D);
+    const y = k.alloc(maxRows * L);
+    const zs = k.alloc(maxRows * K);
+    const gLogits = k.alloc(maxRows * D);
+    const gLabelLogits = k.alloc(maxRows * C);
+    const gJoint = k.alloc(maxRows * 2 * K);
+    const gImage = k.alloc(maxRows * 2 * K);
+    const gLabel = k.alloc(maxRows * 2 * K);
+    const alpha = this.config.alpha;
+    return {
+      run: (batch: HostBatch, rng: Rng, step: number) => {
+        const rows = batch.rows;
+        checkRows(rows, maxRows, this.name);
+        if (batch.labelDim !== L) throw new ProbsemError(`label inputs have width ${batch.labelDim}, the model takes ${L}`, 'SHAPE');
+        const xv = k.view(x);
+        const yv = k.view(y);
+        const xyv = k.view(xy);
+        xv.set(batch.x.subarray(0, rows * D));
+        yv.set(batch.y.subarray(0, rows * L));
+        for (let i = 0; i < rows; i++) {
+          xyv.set(batch.x.subarray(i * D, (i + 1) * D), i * (D + L));
+          xyv.set(batch.y.subarray(i * L, (i + 1) * L), i * (D + L) + D);
+        }
+        // z ~ q(z|x,l), drawn as `loss` draws it.
+        const q = joint.forward(xy, rows).ptr >> 2;
+        const eps = rng.fillNormal(new Float32Array(rows * K));
+        sampleRows(k.heap(), q, eps, rows, K, zs.ptr >> 2);
+        const recon = k.bernoulliLogits(decoder.forward(zs, rows), x, gLogits, null, rows * D, 1 / rows) / rows;
+        const labelOut = labelDecoder.forward(zs, rows);
+        const labelNll = softmaxCrossEntropyRows(k.heap(), labelOut.ptr >> 2, rows, C, batch.labels, 1 / rows, gLabelLogits.ptr >> 2) / rows;
+        // dz from both decoders, then through the sample onto the joint encoder's moments.
+        const dz = decoder.backward(zs, gLogits, rows, true)!;
+        const dzLabel = labelDecoder.backward(zs, gLabelLogits, rows, true)!;
+        const H = k.heap();
+        const dzo = dz.ptr >> 2;
+        const dlo = dzLabel.ptr >> 2;
+        for (let i = 0; i < rows * K; i++) H[dzo + i] += H[dlo + i];
+        sampleRowsBackward(H, q, eps, rows, K, dzo, gJoint.ptr >> 2);
+        const qx = image.forward(x, rows).ptr >> 2;
+        const ql = label.forward(y, rows).ptr >> 2;
+        const w = this.warmupWeight(step);
+        const common = { rows, dim: K, q, gq: gJoint.ptr >> 2, addToGq: true, addToGp: false };
+        const h = k.heap();
+        const klPrior = diagKlRows(h, { ...common, p: null, weight: w / rows, gp: null }) / rows;
+        const klImage = diagKlRows(h, { ...common, p: qx, weight: alpha / rows, gp: gImage.ptr >> 2 }) / rows;
+        const klLabel = diagKlRows(h, { ...common, p: ql, weight: alpha / rows, gp: gLabel.ptr >> 2 }) / rows;
+        joint.backward(xy, gJoint, rows, false);
+        image.backward(x, gImage, rows, false);
+        label.backward(y, gLabel, rows, false);
+        const loss = recon + labelNll + w * klPrior + alpha * (klImage + klLabel);
+        return { loss, recon, labelNll, kl: klPrior, klImage, klLabel };
+      },
+    };
   }
 }

@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { Rng } from '../core/random.js';
+import { softmaxCrossEntropyRows } from '../distributions/rows.js';
 import { FastMlp, type FastParams } from '../nn/fast.js';
 import { Mlp } from '../nn/mlp.js';
 import { type Batch, type FastProgram, type HostBatch, type LossResult, batchMean } from './base.js';
@@ -57,28 +58,12 @@ export class PseStar extends Pse<PseStarConfig> {
         const recon = elbo.forward(batch, rng, true);
         const probs = elbo.probs;
         const out = classifier.forward(probs, rows);
-        const H = k.heap();
         // Cross-entropy of the classifier on the reconstruction, and its softmax gradient.
-        const co = out.ptr >> 2;
-        const gco = gClass.ptr >> 2;
-        let ce = 0;
-        for (let i = 0; i < rows; i++) {
-          let max = -Infinity;
-          for (let c = 0; c < C; c++) max = Math.max(max, H[co + i * C + c]);
-          let sum = 0;
-          for (let c = 0; c < C; c++) sum += Math.exp(H[co + i * C + c] - max);
-          const label = batch.labels[i];
-          ce += max + Math.log(sum) - H[co + i * C + label];
-          for (let c = 0; c < C; c++) {
-            const p = Math.exp(H[co + i * C + c] - max) / sum;
-            H[gco + i * C + c] = (weight * (p - (c === label ? 1 : 0))) / rows;
-          }
-        }
+        const ce = softmaxCrossEntropyRows(k.heap(), out.ptr >> 2, rows, C, batch.labels, weight / rows, gClass.ptr >> 2) / rows;
         // Through the classifier to its input, then through the sigmoid onto the logits' gradient.
         const gProbs = classifier.backward(probs, gClass, rows, true) as typeof gClass;
         k.sigmoidBackwardAdd(elbo.gLogits, gProbs, probs, rows * pixels);
         const kl = klAgainstLabels(batch);
-        ce /= rows;
         return { loss: recon + kl + weight * ce, recon, kl, classifier: ce };
       },
     };

@@ -34,6 +34,13 @@ export function slice(b: Buf, offset: number, length: number): Buf {
   return { ptr: b.ptr + 4 * offset, length };
 }
 
+/** Throws unless 1 ≤ rows ≤ maxRows (buffers on the fast path are sized once, for maxRows). */
+export function checkRows(rows: number, maxRows: number, what: string): void {
+  if (!Number.isInteger(rows) || rows < 1 || rows > maxRows) {
+    throw new ProbsemError(`${what}: batch of ${rows} rows, this fast network holds at most ${maxRows}`, 'SHAPE');
+  }
+}
+
 /** A ParamSet mirrored in kernel memory: values, gradients, and the copy to and from tfjs. */
 export class FastParams {
   readonly layout: Segment[];
@@ -182,8 +189,6 @@ export class FastMlp {
   }
 
   private checkRows(rows: number): void {
-    if (!Number.isInteger(rows) || rows < 1 || rows > this.maxRows) {
-      throw new ProbsemError(`${this.mlp.prefix}: batch of ${rows} rows, this fast network holds at most ${this.maxRows}`, 'SHAPE');
-    }
+    checkRows(rows, this.maxRows, this.mlp.prefix);
   }
 }

@@ -11,7 +11,7 @@
 typedef float f32;
 #define EXPORT __attribute__((visibility("default")))
 
-enum { NR = 16, KB = 256 };
+enum { NR = 16, KB = 256, MB = 128 };
 
 /* c + a * b: one fused multiply-add in the relaxed-SIMD build, a multiply and an add otherwise. */
 #ifdef PROBSEM_FMA
@@ -82,45 +82,49 @@ EXPORT void gemm(int M, int N, int K, const f32* A, int rsa, int csa, const f32*
     int firstBlock = k0 == 0, lastBlock = k0 + kc == K;
     int init = !firstBlock || (flags & FLAG_ACCUMULATE) ? 1 : (bias ? 2 : 0);
     int doRelu = lastBlock && relu;
-    for (int j = n0; j < n1; j += NR) {
-      int w = n1 - j < NR ? n1 - j : NR;
-      /* pack b(k0.., j..j+w) into panel[k][0..15], zero-padded */
-      for (int k = 0; k < kc; k++) {
-        const f32* src = B + (k0 + k) * rsb + j * csb;
-        f32* dst = panel + k * NR;
-        if (w == NR && csb == 1) {
-          wasm_v128_store(dst, wasm_v128_load(src)); wasm_v128_store(dst + 4, wasm_v128_load(src + 4));
-          wasm_v128_store(dst + 8, wasm_v128_load(src + 8)); wasm_v128_store(dst + 12, wasm_v128_load(src + 12));
-        } else {
-          int q = 0;
-          for (; q < w; q++) dst[q] = src[q * csb];
-          for (; q < NR; q++) dst[q] = 0.0f;
-        }
-      }
-      const f32* bj = bias ? bias + j : 0;
-      if (w < NR && init == 2) {
-        int q = 0;
-        for (; q < w; q++) tbias[q] = bj[q];
-        for (; q < NR; q++) tbias[q] = 0.0f;
-        bj = tbias;
-      }
-      for (int i = 0; i < M; i += 2) {
-        int two = i + 1 < M;
-        const f32* a0 = A + i * rsa + k0 * csa;
-        const f32* a1 = two ? a0 + rsa : a0;
-        f32* c0 = C + i * ldc + j;
-        f32* c1 = two ? c0 + ldc : c0;
-        if (w == NR && two) {
-          kernel2(kc, a0, a1, csa, panel, c0, c1, init, bj, doRelu);
-        } else {
-          /* ragged: go through tmp so the arithmetic is the same as in full panels */
-          for (int q = 0; q < NR; q++) {
-            tmp[q] = init == 1 && q < w ? c0[q] : 0.0f;
-            tmp[NR + q] = init == 1 && q < w && two ? c1[q] : 0.0f;
+    /* Rows in blocks of MB, so the block of A being multiplied stays in cache across all panels. */
+    for (int i0 = 0; i0 < M; i0 += MB) {
+      int i1 = i0 + MB < M ? i0 + MB : M;
+      for (int j = n0; j < n1; j += NR) {
+        int w = n1 - j < NR ? n1 - j : NR;
+        /* pack b(k0.., j..j+w) into panel[k][0..15], zero-padded */
+        for (int k = 0; k < kc; k++) {
+          const f32* src = B + (k0 + k) * rsb + j * csb;
+          f32* dst = panel + k * NR;
+          if (w == NR && csb == 1) {
+            wasm_v128_store(dst, wasm_v128_load(src)); wasm_v128_store(dst + 4, wasm_v128_load(src + 4));
+            wasm_v128_store(dst + 8, wasm_v128_load(src + 8)); wasm_v128_store(dst + 12, wasm_v128_load(src + 12));
+          } else {
+            int q = 0;
+            for (; q < w; q++) dst[q] = src[q * csb];
+            for (; q < NR; q++) dst[q] = 0.0f;
           }
-          kernel2(kc, a0, a1, csa, panel, tmp, tmp + NR, init == 1 ? 1 : init, bj, doRelu);
-          for (int q = 0; q < w; q++) c0[q] = tmp[q];
-          if (two) for (int q = 0; q < w; q++) c1[q] = tmp[NR + q];
+        }
+        const f32* bj = bias ? bias + j : 0;
+        if (w < NR && init == 2) {
+          int q = 0;
+          for (; q < w; q++) tbias[q] = bj[q];
+          for (; q < NR; q++) tbias[q] = 0.0f;
+          bj = tbias;
+        }
+        for (int i = i0; i < i1; i += 2) {
+          int two = i + 1 < i1;
+          const f32* a0 = A + i * rsa + k0 * csa;
+          const f32* a1 = two ? a0 + rsa : a0;
+          f32* c0 = C + i * ldc + j;
+          f32* c1 = two ? c0 + ldc : c0;
+          if (w == NR && two) {
+            kernel2(kc, a0, a1, csa, panel, c0, c1, init, bj, doRelu);
+          } else {
+            /* ragged: go through tmp so the arithmetic is the same as in full panels */
+            for (int q = 0; q < NR; q++) {
+              tmp[q] = init == 1 && q < w ? c0[q] : 0.0f;
+              tmp[NR + q] = init == 1 && q < w && two ? c1[q] : 0.0f;
+            }
+            kernel2(kc, a0, a1, csa, panel, tmp, tmp + NR, init, bj, doRelu);
+            for (int q = 0; q < w; q++) c0[q] = tmp[q];
+            if (two) for (int q = 0; q < w; q++) c1[q] = tmp[NR + q];
+          }
         }
       }
     }

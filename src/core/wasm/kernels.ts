@@ -104,6 +104,23 @@ for (;;) {
 }
 `;
 
+/** One product C = op(A) op(B) (+ bias) (+ C), ReLU optional; see `Kernels.matmul`. */
+export interface MatmulArgs {
+  a: Buf;
+  b: Buf;
+  c: Buf;
+  m: number;
+  n: number;
+  k: number;
+  /** A is stored k x m. */
+  transA?: boolean;
+  /** B is stored n x k. */
+  transB?: boolean;
+  bias?: Buf | null;
+  accumulate?: boolean;
+  relu?: boolean;
+}
+
 export interface KernelOptions {
   /** 1 or 2 (default: 2 where the machine has two cores, overridable by PROBSEM_THREADS). */
   threads?: number;
@@ -229,19 +246,24 @@ export class Kernels {
    * stored K x M; transB: B is stored N x K. Large products are split over the two threads by
    * columns (results identical to one thread).
    */
-  matmul(o: {
-    a: Buf;
-    b: Buf;
-    c: Buf;
-    m: number;
-    n: number;
-    k: number;
-    transA?: boolean;
-    transB?: boolean;
-    bias?: Buf | null;
-    accumulate?: boolean;
-    relu?: boolean;
-  }): void {
+  matmul(o: MatmulArgs): void {
+    const args = this.gemmArgs(o);
+    const n = o.n;
+    const split = this.worker && o.m * n * o.k >= SPLIT_MIN_MACS && n >= 2 * NR ? Math.round(n / 2 / NR) * NR : 0;
+    if (!split) {
+      this.ex.gemm(...args, this.work[0], 0, n);
+      return;
+    }
+    this.post(FN_GEMM, [...args, this.work[1], split, n]);
+    this.ex.gemm(...args, this.work[0], 0, split);
+    this.join();
+  }
+
+  /**
+   * gemm's arguments up to the work buffer. Aᵀ B reads A down its columns; for large products a
+   * copy of Aᵀ (m·k values against m·n·k products) keeps the inner loop on contiguous rows.
+   */
+  private gemmArgs(o: MatmulArgs): number[] {
     const { m, n, k } = o;
     if (o.a.length < m * k || o.b.length < k * n || o.c.length < m * n || (o.bias && o.bias.length < n)) {
       throw new ProbsemError(`matmul: buffers too small for ${m}x${k} by ${k}x${n}`, 'SHAPE');
@@ -249,8 +271,6 @@ export class Kernels {
     let a = o.a;
     let transA = o.transA ?? false;
     if (transA && m >= 64 && m * n * k >= SPLIT_MIN_MACS) {
-      // Aᵀ B reads A down its columns; a copy of Aᵀ (m·k values against m·n·k products) keeps
-      // the product's inner loop on contiguous rows.
       const t = this.scratch(m * k);
       this.ex.transpose(a.ptr, k, m, t.ptr);
       a = t;
@@ -261,16 +281,7 @@ export class Kernels {
     const rsb = o.transB ? 1 : n;
     const csb = o.transB ? k : 1;
     const flags = (o.accumulate ? 1 : 0) | (o.relu ? 2 : 0);
-    const bias = o.bias ? o.bias.ptr : 0;
-    const args = [m, n, k, a.ptr, rsa, csa, o.b.ptr, rsb, csb, o.c.ptr, n, bias, flags];
-    const split = this.worker && m * n * k >= SPLIT_MIN_MACS && n >= 2 * NR ? Math.round(n / 2 / NR) * NR : 0;
-    if (!split) {
-      this.ex.gemm(...args, this.work[0], 0, n);
-      return;
-    }
-    this.post(FN_GEMM, [...args, this.work[1], split, n]);
-    this.ex.gemm(...args, this.work[0], 0, split);
-    this.join();
+    return [m, n, k, a.ptr, rsa, csa, o.b.ptr, rsb, csb, o.c.ptr, n, o.bias ? o.bias.ptr : 0, flags];
   }
 
   /** A reusable scratch buffer of at least n floats (contents undefined; one user at a time). */

@@ -45,33 +45,22 @@ export function diagKlRows(h: Float32Array, o: DiagKlRows): number {
       const d = mu - mp;
       const quad = (varQ + d * d) * invP;
       sum += 0.5 * (lvp - lv + quad - 1);
-      if (o.gq !== null) {
-        const gm = w * d * invP;
-        const gl = w * 0.5 * (varQ * invP - 1);
-        const at = o.gq + i * width + j;
-        if (o.addToGq) {
-          h[at] += gm;
-          h[at + dim] += gl;
-        } else {
-          h[at] = gm;
-          h[at + dim] = gl;
-        }
-      }
-      if (o.gp !== null) {
-        const gm = -w * d * invP;
-        const gl = w * 0.5 * (1 - quad);
-        const at = o.gp + i * width + j;
-        if (o.addToGp) {
-          h[at] += gm;
-          h[at + dim] += gl;
-        } else {
-          h[at] = gm;
-          h[at + dim] = gl;
-        }
-      }
+      if (o.gq !== null) put(h, o.gq + i * width + j, dim, w * d * invP, w * 0.5 * (varQ * invP - 1), o.addToGq);
+      if (o.gp !== null) put(h, o.gp + i * width + j, dim, -w * d * invP, w * 0.5 * (1 - quad), o.addToGp);
     }
   }
   return sum;
+}
+
+/** Writes (or adds) a mean gradient at `at` and its log-variance gradient `dim` further on. */
+function put(h: Float32Array, at: number, dim: number, gMean: number, gLogVar: number, add: boolean): void {
+  if (add) {
+    h[at] += gMean;
+    h[at + dim] += gLogVar;
+  } else {
+    h[at] = gMean;
+    h[at + dim] = gLogVar;
+  }
 }
 
 /**

@@ -86,6 +86,8 @@ test('fast and tfjs engines train to the same place (same seed, 300 steps, annot
   };
   const fast = await run('fast');
   const slow = await run('tfjs');
+  assert.equal(fast.r.engine, 'fast');
+  assert.equal(slow.r.engine, 'tfjs');
   assert.ok(fast.acc >= 0.7, `fast-path annotation accuracy ${fast.acc}`);
   assert.ok(Math.abs(fast.acc - slow.acc) <= 0.02, `fast ${fast.acc} vs tfjs ${slow.acc}`);
   assert.ok(Math.abs(fast.r.finalTerms.recon - slow.r.finalTerms.recon) < 5, `recon ${fast.r.finalTerms.recon} vs ${slow.r.finalTerms.recon}`);
@@ -120,4 +122,5 @@ test('engine choice: fast refuses models without a fast path and data-parallel w
   // auto falls back to tfjs for a model without a fast path.
   const r = await train(cvae, ds.train, SHAPE, { steps: 2, batchSize: 10, lr: 1e-3, seed: 0 });
   assert.ok(Number.isFinite(r.finalTerms.loss));
+  assert.equal(r.engine, 'tfjs');
 });

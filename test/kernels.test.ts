@@ -41,9 +41,9 @@ test('matmul matches a double-precision reference in every transpose form, ragge
   const rng = new Rng(1);
   for (const fma of [true, false]) {
     const k = await kernels(2, fma);
-    // Shapes: tiny, odd rows, columns not a multiple of 16, K spanning several 256-blocks, and
+    // Shapes: tiny, odd rows, columns not a multiple of 16, K spanning several blocks (more than 784), and
     // large enough to be split over both threads and (for Aᵀ) to take the transposed copy.
-    const shapes: [number, number, number][] = [[1, 1, 1], [3, 5, 7], [37, 53, 29], [2, 17, 300], [101, 70, 513], [100, 64, 784], [130, 48, 100]];
+    const shapes: [number, number, number][] = [[1, 1, 1], [3, 5, 7], [37, 53, 29], [2, 17, 300], [101, 70, 513], [100, 64, 784], [130, 48, 100], [5, 33, 1700], [150, 40, 1600]];
     for (const [m, n, kk] of shapes) {
       for (const transA of [false, true]) {
         for (const transB of [false, true]) {

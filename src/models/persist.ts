@@ -23,6 +23,8 @@ export interface ModelProvenance {
     batchSize: number;
     lr: number;
     backend: string;
+    /** The training engine: 'fast' (probsem's kernels), 'tfjs', or 'parallel' (tfjs replicas). Absent in older runs. */
+    engine?: string;
     seconds: number;
     finalTerms: Record<string, number>;
   };

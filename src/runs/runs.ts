@@ -161,6 +161,7 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
       batchSize: o.batchSize,
       lr: o.lr,
       backend: currentBackend(),
+      engine: result.engine,
       seconds: result.seconds,
       finalTerms: result.finalTerms,
     },

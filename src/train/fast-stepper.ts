@@ -25,6 +25,7 @@ export interface FastStepperOptions {
 }
 
 export class FastStepper {
+  readonly kind = 'fast';
   readonly adam: FlatAdam;
   private readonly m: Buf;
   private readonly v: Buf;

@@ -66,6 +66,7 @@ export type EngineChoice = 'auto' | 'fast' | 'tfjs';
 
 /** What the loop needs from a step implementation (single-threaded or data-parallel). */
 export interface StepEngine {
+  readonly kind: 'fast' | 'tfjs' | 'parallel';
   stepRaw(batch: RawBatch, step: number): Record<string, number>;
   optimizerState(): { t: number; manifest: import('../nn/params.js').TensorEntry[]; blob: Uint8Array };
   loadOptimizerState(t: number, manifest: import('../nn/params.js').TensorEntry[], blob: Uint8Array, source: string): void;
@@ -83,6 +84,8 @@ export interface TrainResult {
   finalTerms: Record<string, number>;
   /** Steps whose batch was skipped for a non-finite loss or gradient (onNonFinite: 'skip'). */
   skippedSteps: number[];
+  /** Which step implementation ran. */
+  engine: 'fast' | 'tfjs' | 'parallel';
 }
 
 export const CHECKPOINT_FILE = 'checkpoint.bin';
@@ -101,6 +104,7 @@ export function makeRawBatch(split: Split, idx: Int32Array, pixels: number, numC
  * so benchmarks time exactly what training does.
  */
 export class Stepper implements StepEngine {
+  readonly kind = 'tfjs';
   readonly adam: Adam;
 
   constructor(
@@ -221,6 +225,7 @@ export async function createStepEngine(
 
 function adaptParallel(p: ParallelStepper): StepEngine {
   return {
+    kind: 'parallel',
     stepRaw: (b, step) => p.step(b, step),
     optimizerState: () => p.adam.serialize(),
     loadOptimizerState: (t, m, blob, src) => p.adam.load(t, m, blob, src),
@@ -358,7 +363,7 @@ async function runLoop(
   }
   engine.syncToModel();
   saveCheckpoint(end);
-  return { steps: end, startStep: start, seconds: (performance.now() - t0) / 1000, finalTerms: lastTerms, skippedSteps: skipped };
+  return { steps: end, startStep: start, seconds: (performance.now() - t0) / 1000, finalTerms: lastTerms, skippedSteps: skipped, engine: engine.kind };
 }
 
 function round(v: number): number {

@@ -8,10 +8,14 @@
  */
 #include <wasm_simd128.h>
 
+#ifndef KBLOCK
+#define KBLOCK 784
+#endif
+
 typedef float f32;
 #define EXPORT __attribute__((visibility("default")))
 
-enum { NR = 16, KB = 256, MB = 128 };
+enum { NR = 16, KB = KBLOCK, MB = 128 };
 
 /* c + a * b: one fused multiply-add in the relaxed-SIMD build, a multiply and an add otherwise. */
 #ifdef PROBSEM_FMA
@@ -77,8 +81,11 @@ EXPORT void gemm(int M, int N, int K, const f32* A, int rsa, int csa, const f32*
       }
     return;
   }
-  for (int k0 = 0; k0 < K; k0 += KB) {
-    int kc = K - k0 < KB ? K - k0 : KB;
+  /* K in equal blocks of at most KB (784 → 2 × 392, not 3 × 256 + 16), each block's panel in L1 */
+  int blocks = (K + KB - 1) / KB;
+  int kb = (K + blocks - 1) / blocks;
+  for (int k0 = 0; k0 < K; k0 += kb) {
+    int kc = K - k0 < kb ? K - k0 : kb;
     int firstBlock = k0 == 0, lastBlock = k0 + kc == K;
     int init = !firstBlock || (flags & FLAG_ACCUMULATE) ? 1 : (bias ? 2 : 0);
     int doRelu = lastBlock && relu;

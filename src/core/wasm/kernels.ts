@@ -40,8 +40,8 @@ const FN_EXIT = -1;
 const PAGE = 65536;
 const MAX_PAGES = 16384; // 1 GiB
 const NR = 16;
-/** Scratch per thread for gemm: one packed 256 x 16 panel, two ragged rows and a bias row. */
-const WORK_FLOATS = NR * 256 + 3 * NR;
+/** Scratch per thread for gemm: one packed panel of up to 784 x 16 (KBLOCK in kernels.c), two ragged rows and a bias row. */
+const WORK_FLOATS = NR * 784 + 3 * NR;
 /** Below this many multiply-adds a product stays on one thread (handing it over costs more). */
 const SPLIT_MIN_MACS = 150_000;
 

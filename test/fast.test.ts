@@ -34,6 +34,8 @@ const cases: [string, object, number][] = [
   ['pse-star', { latent: 10 }, 10],
   ['jmvae', { latent: 5, warmupSteps: 4 }, 10],
   ['jmvae', { latent: 3, labelHidden: [6], labelDecoderHidden: [5] }, 7],
+  ['cvae', { latent: 4, encoderHidden: [30, 12], decoderHidden: [12, 30] }, 10],
+  ['cvae', { latent: 2 }, 7],
   ['pse-star', { latent: 4, encoderHidden: [20], decoderHidden: [24], classifierHidden: [18, 5], classifierWeight: 3 }, 7],
 ];
 
@@ -114,13 +116,13 @@ test('the fast engine is reproducible for any thread count and resumes exactly',
 });
 
 test('engine choice: fast refuses models without a fast path and data-parallel workers', async () => {
-  const cvae = createModel('cvae', { inputDim: 784, numClasses: 10, latent: 2 }, 0);
-  await assert.rejects(train(cvae, ds.train, SHAPE, { steps: 1, batchSize: 10, lr: 1e-3, seed: 0, engine: 'fast' }), /cvae has no fast training path/);
+  const trelbo = createModel('trelbo', { inputDim: 784, numClasses: 10, latent: 2 }, 0);
+  await assert.rejects(train(trelbo, ds.train, SHAPE, { steps: 1, batchSize: 10, lr: 1e-3, seed: 0, engine: 'fast' }), /trelbo has no fast training path/);
   const pse = createModel('pse', { inputDim: 784, numClasses: 10, latent: 2 }, 0);
   await assert.rejects(train(pse, ds.train, SHAPE, { steps: 1, batchSize: 10, lr: 1e-3, seed: 0, engine: 'fast', workers: 2 }), /one replica/);
   await assert.rejects(train(pse, ds.train, SHAPE, { steps: 1, batchSize: 10, lr: 1e-3, seed: 0, engine: 'gpu' as never }), /engine must be auto, fast or tfjs/);
   // auto falls back to tfjs for a model without a fast path.
-  const r = await train(cvae, ds.train, SHAPE, { steps: 2, batchSize: 10, lr: 1e-3, seed: 0 });
+  const r = await train(trelbo, ds.train, SHAPE, { steps: 2, batchSize: 10, lr: 1e-3, seed: 0 });
   assert.ok(Number.isFinite(r.finalTerms.loss));
   assert.equal(r.engine, 'tfjs');
 });

@@ -30,7 +30,7 @@ import { bernoulliLogLikelihood } from '../distributions/bernoulli.js';
 import { DiagGaussian } from '../distributions/gaussian.js';
 import { kl } from '../distributions/kl.js';
 import { diagKlRows, sampleRows, sampleRowsBackward, softmaxCrossEntropyRows } from '../distributions/rows.js';
-import { FastMlp, type FastParams, checkRows } from '../nn/fast.js';
+import { FastMlp, type FastParams, checkRows, concatRowsInto } from '../nn/fast.js';
 import { Mlp } from '../nn/mlp.js';
 import { type Batch, type FastProgram, type HostBatch, type LossResult, ImageModelConfigSchema, batchMean, splitMoments } from './base.js';
 import { EncoderDecoderModel } from './encoder-decoder.js';
@@ -176,13 +176,9 @@ export class Jmvae extends JointVae<JmvaeConfig> {
         if (batch.labelDim !== L) throw new ProbsemError(`label inputs have width ${batch.labelDim}, the model takes ${L}`, 'SHAPE');
         const xv = k.view(x);
         const yv = k.view(y);
-        const xyv = k.view(xy);
         xv.set(batch.x.subarray(0, rows * D));
         yv.set(batch.y.subarray(0, rows * L));
-        for (let i = 0; i < rows; i++) {
-          xyv.set(batch.x.subarray(i * D, (i + 1) * D), i * (D + L));
-          xyv.set(batch.y.subarray(i * L, (i + 1) * L), i * (D + L) + D);
-        }
+        concatRowsInto(k, xy, batch.x, D, batch.y, L, rows);
         // z ~ q(z|x,l), drawn as `loss` draws it.
         const q = joint.forward(xy, rows).ptr >> 2;
         const eps = rng.fillNormal(new Float32Array(rows * K));

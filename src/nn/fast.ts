@@ -41,6 +41,18 @@ export function checkRows(rows: number, maxRows: number, what: string): void {
   }
 }
 
+/**
+ * Writes rows [a_i ⊕ b_i] (widths wa and wb) into `out` in kernel memory, for networks whose
+ * input is two things side by side (an image and its label input).
+ */
+export function concatRowsInto(k: Kernels, out: Buf, a: Float32Array, wa: number, b: Float32Array, wb: number, rows: number): void {
+  const v = k.view(out);
+  for (let i = 0; i < rows; i++) {
+    v.set(a.subarray(i * wa, (i + 1) * wa), i * (wa + wb));
+    v.set(b.subarray(i * wb, (i + 1) * wb), i * (wa + wb) + wa);
+  }
+}
+
 /** A ParamSet mirrored in kernel memory: values, gradients, and the copy to and from tfjs. */
 export class FastParams {
   readonly layout: Segment[];

@@ -28,8 +28,8 @@ export const trainCommand: Command = {
   --checkpoint-every N checkpoint interval in steps (default 500; always at the end)
   --resume             continue the run in --out from its checkpoint
   --force              replace an existing run in --out
-  --engine E           auto (default): probsem's wasm kernels for vae, beta-vae, pse and pse-star,
-                       tfjs for the other models; fast: insist on the kernels; tfjs: tfjs ops
+  --engine E           auto (default): probsem's wasm kernels for vae, beta-vae, pse, pse-star, cvae
+                       and jmvae, tfjs for the others; fast: insist on the kernels; tfjs: tfjs ops
   --workers N          data-parallel replicas over worker threads (default 1; tfjs engine only)
   --on-nan stop|skip   a batch with a non-finite loss or gradient stops training, keeping the last
                        good weights as the checkpoint (stop, default), or is skipped and logged (skip)

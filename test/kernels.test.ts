@@ -182,3 +182,21 @@ test('the committed kernel binary is built from the current kernels.c', (t) => {
   assert.equal(r.status, 0, r.stderr);
   assert.equal(readFileSync(out, 'utf8'), readFileSync('src/core/wasm/kernels-binary.ts', 'utf8'), 'run scripts/build-kernels.sh and commit the result');
 });
+
+test('a trap on the helper thread is reported, not waited on forever', async () => {
+  const k = await kernels(2);
+  const [m, n, kk] = [64, 64, 64];
+  const a = k.alloc(m * kk);
+  const b = k.alloc(kk * n);
+  // A C whose last row ends past the memory: the main thread's columns (the first 32) fit, the
+  // helper's do not, so only the helper traps.
+  const size = k.memory.buffer.byteLength;
+  const c = { ptr: size - 4 * ((m - 1) * n + 32) - 4, length: m * n };
+  assert.throws(() => k.matmul({ a, b, c, m, n, k: kk }), /failed on the helper thread/);
+  // The kernels still work afterwards.
+  const ok = k.alloc(m * n);
+  k.view(a).fill(1);
+  k.view(b).fill(2);
+  k.matmul({ a, b, c: ok, m, n, k: kk });
+  assert.equal(k.view(ok)[m * n - 1], 2 * kk);
+});

@@ -97,8 +97,13 @@ for (;;) {
   const argc = i32[3];
   const a = new Array(argc);
   for (let k = 0; k < argc; k++) a[k] = f64[k];
-  const r = fns[fn](...a);
-  i32[4] = typeof r === 'number' ? r : 0;
+  try {
+    const r = fns[fn](...a);
+    i32[4] = typeof r === 'number' ? r : 0;
+    i32[5] = 0;
+  } catch {
+    i32[5] = 1; // a trap: reported by the main thread, which would otherwise wait forever
+  }
   Atomics.store(i32, 1, seen);
   Atomics.notify(i32, 1);
 }
@@ -206,13 +211,6 @@ export class Kernels {
   /** A zeroed float32 buffer of n elements. Memory grows as needed; buffers are never freed. */
   alloc(n: number): Buf {
     return { ptr: this.allocRaw(n), length: n };
-  }
-
-  /** A buffer holding a copy of `data`. */
-  fromArray(data: ArrayLike<number>): Buf {
-    const b = this.alloc(data.length);
-    this.view(b).set(data);
-    return b;
   }
 
   private allocRaw(n: number): number {
@@ -352,9 +350,10 @@ export class Kernels {
     let spins = 0;
     for (;;) {
       const done = Atomics.load(i32, 1);
-      if (done === want) return;
+      if (done === want) break;
       if (++spins > 200000) Atomics.wait(i32, 1, done, 1);
     }
+    if (i32[5] !== 0) throw new ProbsemError('a kernel failed on the helper thread (memory out of bounds): the kernel buffers are inconsistent', 'INTERNAL');
   }
 }
 

@@ -20,7 +20,7 @@ export { Trelbo, TrelboConfigSchema } from './models/trelbo.js';
 export { Scan, ScanConfigSchema, prepareScanRun } from './models/scan.js';
 export { Classifier } from './models/classifier.js';
 export { saveModel, loadModel, readModelMeta } from './models/persist.js';
-export { train, type TrainOptions, type TrainProgress } from './train/trainer.js';
+export { train, type EngineChoice, type TrainOptions, type TrainProgress } from './train/trainer.js';
 export * from './eval/metrics.js';
 export { getJudge } from './eval/judge.js';
 export * from './runs/runs.js';

@@ -118,6 +118,7 @@ export class Cvae implements ImageModel {
     const dz = k.alloc(maxRows * K);
     const gLogits = k.alloc(maxRows * D);
     const gq = k.alloc(maxRows * 2 * K);
+    const noiseBuf = new Float32Array(maxRows * K);
     return {
       run: (batch: HostBatch, rng: Rng) => {
         const rows = batch.rows;
@@ -127,7 +128,7 @@ export class Cvae implements ImageModel {
         concatRowsInto(k, xy, batch.x, D, batch.y, L, rows);
         // z ~ q(z|x,l), drawn as `loss` draws it, then decoded beside the label input.
         const q = encoder.forward(xy, rows).ptr >> 2;
-        const eps = rng.fillNormal(new Float32Array(rows * K));
+        const eps = rng.fillNormal(noiseBuf.subarray(0, rows * K));
         sampleRows(k.heap(), q, eps, rows, K, zs.ptr >> 2);
         concatRowsInto(k, zy, k.view(zs), K, batch.y, L, rows);
         const recon = k.bernoulliLogits(decoder.forward(zy, rows), x, gLogits, null, rows * D, 1 / rows) / rows;

@@ -107,6 +107,7 @@ export class FastElbo {
   /** d(loss)/d(encoder output), [rows, 2·latent]. */
   private readonly gEncoder: Buf;
   private eps: Float32Array = new Float32Array(0);
+  private readonly noise: Float32Array;
 
   constructor(
     readonly fp: FastParams,
@@ -124,6 +125,7 @@ export class FastElbo {
     this.gLogits = k.alloc(maxRows * pixels);
     this.probs = k.alloc(maxRows * pixels);
     this.gEncoder = k.alloc(maxRows * 2 * latent);
+    this.noise = new Float32Array(maxRows * latent);
   }
 
   /**
@@ -137,7 +139,7 @@ export class FastElbo {
     checkRows(rows, this.maxRows, 'encoder');
     k.view(this.x).set(batch.x.subarray(0, rows * pixels));
     const h = this.encoder.forward(this.x, rows);
-    this.eps = rng.fillNormal(new Float32Array(rows * K));
+    this.eps = rng.fillNormal(this.noise.subarray(0, rows * K));
     sampleRows(k.heap(), h.ptr >> 2, this.eps, rows, K, this.z.ptr >> 2);
     const logits = this.decoder.forward(this.z, rows);
     // −log p(x|z) = softplus(l) − x·l and its gradient sigmoid(l) − x, as batch means.

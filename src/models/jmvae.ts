@@ -168,6 +168,7 @@ export class Jmvae extends JointVae<JmvaeConfig> {
     const gJoint = k.alloc(maxRows * 2 * K);
     const gImage = k.alloc(maxRows * 2 * K);
     const gLabel = k.alloc(maxRows * 2 * K);
+    const noiseBuf = new Float32Array(maxRows * K);
     const alpha = this.config.alpha;
     return {
       run: (batch: HostBatch, rng: Rng, step: number) => {
@@ -181,7 +182,7 @@ export class Jmvae extends JointVae<JmvaeConfig> {
         concatRowsInto(k, xy, batch.x, D, batch.y, L, rows);
         // z ~ q(z|x,l), drawn as `loss` draws it.
         const q = joint.forward(xy, rows).ptr >> 2;
-        const eps = rng.fillNormal(new Float32Array(rows * K));
+        const eps = rng.fillNormal(noiseBuf.subarray(0, rows * K));
         sampleRows(k.heap(), q, eps, rows, K, zs.ptr >> 2);
         const recon = k.bernoulliLogits(decoder.forward(zs, rows), x, gLogits, null, rows * D, 1 / rows) / rows;
         const labelOut = labelDecoder.forward(zs, rows);

@@ -147,11 +147,6 @@ export class FastElbo {
     return nll / rows;
   }
 
-  /** The decoder's logits from the last forward pass. */
-  get logits(): Buf {
-    return this.decoder.output;
-  }
-
   /**
    * Backward through decoder and encoder, with weight · KL(q(z|x) ‖ prior) added. prior: per-row
    * [rows, 2·latent] moments (mean | log-variance) in kernel memory, or null for N(0, I).

@@ -156,10 +156,6 @@ export class FastMlp {
     }
   }
 
-  get outDim(): number {
-    return this.layers[this.layers.length - 1].outDim;
-  }
-
   /** The output buffer of the last forward pass, [rows, outDim]. */
   get output(): Buf {
     return this.layers[this.layers.length - 1].out;

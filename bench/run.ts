@@ -8,12 +8,16 @@
  *   drift on a shared machine hits both alike; the report gives medians.
  * - Evaluation throughput: images/s for encoding and for annotating 10,000 images.
  * - Resident memory before training and after 1,000 and 20,000 training steps.
+ * - The exact KL index (bench/index.ts): 1M diagonal Gaussians of dimension 20, exact top-10 on one
+ *   thread, batched throughput, the brute-force ratio and, where a clickhouse-server binary exists,
+ *   the same search in ClickHouse; under the result's `index` key.
  *
  * Prints JSON (`--json`: one line) and writes it to bench/results/. The top-level `ratio` is
  * probsem/PyTorch for PSE* batch 100 latent 10 (below 1: probsem is faster).
  * Options: --rounds N (5), --steps N (100 per round), --threads N (PyTorch, 2), --configs
- * model:batch:latent,... , --quick (only the PSE* batch-100 latent-10 step), --engine auto|fast|tfjs,
- * --memory-steps N (20000; 0 skips), --no-eval.
+ * model:batch:latent,... , --quick (only the PSE* batch-100 latent-10 step; no index benchmark),
+ * --engine auto|fast|tfjs, --memory-steps N (20000; 0 skips), --no-eval, --only index (only the
+ * index benchmark), --index-items N (1000000).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { spawnSync } from 'node:child_process';
@@ -30,6 +34,7 @@ import type { HostBatch, ImageModel, Trainable } from '../src/models/base.js';
 import { createModel } from '../src/models/registry.js';
 import { annotationAccuracy, oneHotLabelInputs } from '../src/eval/metrics.js';
 import { createStepEngine, type EngineChoice } from '../src/train/trainer.js';
+import { runIndexBench } from './index.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const { values: opt } = parseArgs({
@@ -44,6 +49,8 @@ const { values: opt } = parseArgs({
     engine: { type: 'string', default: 'auto' },
     'memory-steps': { type: 'string', default: '20000' },
     'no-eval': { type: 'boolean' },
+    only: { type: 'string' },
+    'index-items': { type: 'string', default: '1000000' },
   },
 });
 const log = (m: string) => {
@@ -78,6 +85,24 @@ const configs: Config[] = opt.configs
     ? [HEADLINE]
     : SUITE;
 const key = (c: Config) => `${c.model} b${c.batch} l${c.latent}`;
+const machine = { cpu: cpus()[0]?.model, cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
+const indexBench = () => runIndexBench({ items: Number(opt['index-items']), log });
+const save = (result: { date: string; [key: string]: unknown }, name: string) => {
+  mkdirSync(join(HERE, 'results'), { recursive: true });
+  writeFileSync(join(HERE, 'results', `${name}-${result.date.replace(/[:.]/g, '-')}.json`), JSON.stringify(result, null, 2) + '\n');
+  process.stdout.write(JSON.stringify(result, null, opt.json ? undefined : 2) + '\n');
+};
+
+if (opt.only !== undefined) {
+  if (opt.only !== 'index') {
+    process.stderr.write(`--only: unknown benchmark "${opt.only}" (known: index)\n`);
+    process.exit(2);
+  }
+  const date = new Date().toISOString();
+  const index = await indexBench();
+  save({ benchmark: 'exact KL index', date, machine, index }, 'bench-index');
+  process.exit(0);
+}
 
 const backend = await initBackend(opt.backend);
 const steps = Number(opt.steps);
@@ -216,12 +241,13 @@ const evalResult = opt['no-eval'] ? null : await evalThroughput();
 if (evalResult) log(`evaluation: encode ${evalResult.encodeImagesPerSec} images/s, annotate ${evalResult.annotateImagesPerSec} images/s`);
 const memorySteps = Number(opt['memory-steps']);
 const memory = memorySteps > 0 && !opt.quick ? await memoryOverSteps(memorySteps) : null;
+const index = opt.quick ? null : await indexBench();
 
 const head = perConfig.find((c) => key(c) === key(HEADLINE)) ?? perConfig[0];
 const result = {
   benchmark: 'training step vs PyTorch (forward, backward, Adam), evaluation throughput, memory over training',
   date: new Date().toISOString(),
-  machine: { cpu: cpus()[0]?.model, cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+  machine,
   backend,
   engine: engineChoice,
   kernels: { threads: defaultKernelThreads(), fma: defaultKernelFma() },
@@ -233,7 +259,6 @@ const result = {
   pytorch: py ? { torch: torchInfo.torch, threads: Number(opt.threads) } : null,
   evaluation: evalResult,
   memory,
+  index,
 };
-mkdirSync(join(HERE, 'results'), { recursive: true });
-writeFileSync(join(HERE, 'results', `bench-${result.date.replace(/[:.]/g, '-')}.json`), JSON.stringify(result, null, 2) + '\n');
-process.stdout.write(JSON.stringify(result, null, opt.json ? undefined : 2) + '\n');
+save(result, 'bench');

@@ -16,7 +16,9 @@ import { saveModel, loadModel } from '../src/models/persist.js';
 import type { Classifier } from '../src/models/classifier.js';
 import type { Scan } from '../src/models/scan.js';
 import type { Jmvae } from '../src/models/jmvae.js';
-import { makeRawBatch, train } from '../src/train/trainer.js';
+import { CHECKPOINT_FILE, makeRawBatch, train } from '../src/train/trainer.js';
+import { readCheckpoint } from '../src/train/checkpoint.js';
+import { readEntry } from '../src/nn/params.js';
 import { batchGradients } from '../src/train/gradients.js';
 import { annotationAccuracy, generationAccuracy, oneHotLabelInputs, reconstructionError } from '../src/eval/metrics.js';
 import { judgeDir } from '../src/eval/judge.js';
@@ -158,27 +160,56 @@ test('scan: stage 1 never reaches the label encoder; stage 2 reaches only it and
   }
   tf.dispose([batch.x, batch.y]);
 
-  // Through the trainer: stop after stage 1, then resume into stage 2.
-  const dir = tmp();
-  const init = snapshot(m);
-  const opts = { steps: 9, batchSize: 20, lr: 1e-3, seed: 4, outDir: dir, config: m.config };
-  await train(m, ds.train, SHAPE, { ...opts, stopAfter: stage1Steps });
-  const afterStage1 = snapshot(m);
-  for (const [n, v] of afterStage1) assert.equal(changed(v, init.get(n)!), !n.startsWith('labelEncoder.'), `stage 1: ${n}`);
-  const r = await train(m, ds.train, SHAPE, { ...opts, resume: true, logEvery: 1 });
-  assert.equal(r.startStep, stage1Steps);
-  for (const [n, v] of snapshot(m)) {
-    if (n.startsWith('labelEncoder.')) assert.ok(changed(v, afterStage1.get(n)!), `stage 2 must train ${n}`);
-    else assert.deepEqual(v, afterStage1.get(n), `stage 2 must leave ${n} bit-identical`);
+  // Through the trainer on each engine, and across them (their checkpoints are interchangeable):
+  // stop after stage 1, then resume into stage 2. The frozen networks keep their weights and their
+  // Adam moments bit for bit; Adam's step count is shared and advances every step.
+  const isLabel = (n: string) => n.startsWith('labelEncoder.');
+  for (const [first, second] of [['fast', 'fast'], ['tfjs', 'tfjs'], ['fast', 'tfjs'], ['tfjs', 'fast']] as const) {
+    const what = `${first} then ${second}`;
+    const mm = createModel('scan', { ...configs.scan, stage1Steps }, 4) as unknown as Scan & Trainable;
+    const dir = tmp();
+    const init = snapshot(mm);
+    const opts = { steps: 9, batchSize: 20, lr: 1e-3, seed: 4, outDir: dir, config: mm.config };
+    assert.equal((await train(mm, ds.train, SHAPE, { ...opts, stopAfter: stage1Steps, engine: first })).engine, first);
+    const afterStage1 = snapshot(mm);
+    const adam1 = adamState(dir);
+    assert.equal(adam1.t, stage1Steps);
+    for (const [n, v] of afterStage1) {
+      assert.equal(changed(v, init.get(n)!), !isLabel(n), `${what}, stage 1: ${n}`);
+      if (isLabel(n)) assert.ok(adam1.moments.get(`m:${n}`)!.every((x) => x === 0) && adam1.moments.get(`v:${n}`)!.every((x) => x === 0), `${what}: stage 1 leaves ${n}'s Adam moments at zero`);
+    }
+    const r = await train(mm, ds.train, SHAPE, { ...opts, resume: true, logEvery: 1, engine: second });
+    assert.equal(r.engine, second);
+    assert.equal(r.startStep, stage1Steps);
+    const adam2 = adamState(dir);
+    assert.equal(adam2.t, 9, `${what}: Adam counts every step`);
+    for (const [n, v] of snapshot(mm)) {
+      const moments = [`m:${n}`, `v:${n}`].map((key) => [adam1.moments.get(key)!, adam2.moments.get(key)!] as const);
+      if (isLabel(n)) {
+        assert.ok(changed(v, afterStage1.get(n)!), `${what}: stage 2 must train ${n}`);
+        assert.ok(moments.every(([a, b]) => changed(a, b)), `${what}: stage 2 must update ${n}'s Adam moments`);
+      } else {
+        assert.deepEqual(v, afterStage1.get(n), `${what}: stage 2 must leave ${n} bit-identical`);
+        for (const [a, b] of moments) assert.deepEqual(b, a, `${what}: stage 2 must leave ${n}'s Adam moments bit-identical`);
+      }
+    }
+    assert.ok(Number.isFinite(r.finalTerms.labelKl) && Number.isFinite(r.finalTerms.recon));
+    assert.equal(r.finalTerms.loss, r.finalTerms.labelKl, 'stage 2 minimises the label KL alone');
   }
-  assert.ok(Number.isFinite(r.finalTerms.labelKl) && Number.isFinite(r.finalTerms.recon));
-  assert.equal(r.finalTerms.loss, r.finalTerms.labelKl, 'stage 2 minimises the label KL alone');
 });
+
+/** Adam's step count and moments in a run directory's checkpoint. */
+function adamState(dir: string): { t: number; moments: Map<string, Float32Array> } {
+  const path = join(dir, CHECKPOINT_FILE);
+  const ck = readCheckpoint(path);
+  return { t: ck.header.optimizer.t, moments: new Map(ck.header.optimizer.tensors.map((e) => [e.name, readEntry(e, ck.optimizer, path)])) };
+}
 
 test('scan through trainRun: stage 1 is 60% of the steps unless given; bad splits and data-parallel runs are refused', async () => {
   const dir = tmp();
   const run = await trainRun({ model: 'scan', dataset: 'fashion-mnist-subset', latent: 3, steps: 5, batchSize: 20, lr: 1e-3, seed: 0, out: dir, modelOptions: tinyOptions.scan });
   assert.equal(run.meta.config.stage1Steps, 3);
+  assert.equal(run.meta.training?.engine, 'fast', 'auto picks the fast engine for scan, and model.json records it');
   assert.equal(run.meta.config.beta, 10);
   const base = { model: 'scan', dataset: 'fashion-mnist-subset', latent: 3, batchSize: 20, lr: 1e-3, seed: 0, force: true };
   await assert.rejects(trainRun({ ...base, steps: 5, out: tmp(), modelOptions: { ...tinyOptions.scan, stage1Steps: 5 } }), /scan: stage1Steps is 5 but must be in \[1, 4\]/);

@@ -114,6 +114,13 @@ test('input validation: out-of-range numbers, missing files, a dataset of anothe
     [['generate', '--run', run, '--label', 'sneaker', '--n', '100000', '--out', join(tmp(), 'g.png')], /--n must be an integer in \[1, /],
     [['annotate', '--run', run], /image/i],
     [['train', '--model', 'pse', '--dataset', 'fashion-mnist-subset', '--steps', '3', '--out', run], /already holds a run: use --resume/],
+    [['similar', '--run', run, '--image', '99999'], /--image 99999: the test split has 2000 images/],
+    [['similar', '--run', run, '--image', join(small, 'nope.png')], /neither a test index nor an existing file/],
+    [['index', 'rebuild'], /expected 'build' or 'query', got 'rebuild'/],
+    [['index', 'build', '--run', run], /give --out IDX, --store URL or both/],
+    [['index', 'query', join(small, 'train-labels-idx1-ubyte'), '--words', 'Sneaker'], /is not a valid KL index/],
+    [['train', '--model', 'informed', '--dataset', 'paired:fashion-mnist-subset?equal=sometimes', '--steps', '1', '--out', join(tmp(), 'x')], /equal must be allow or forbid/],
+    [['train', '--model', 'informed', '--dataset', 'fashion-mnist-subset', '--latent', '4', '--steps', '1', '--out', join(tmp(), 'x')], /use latent = 10/],
   ];
   for (const [args, re] of cases) {
     r = cli(...args);
@@ -121,6 +128,23 @@ test('input validation: out-of-range numbers, missing files, a dataset of anothe
     assert.match(r.err, re, args.join(' '));
     assert.doesNotMatch(r.err, /\n\s+at /, `no stack trace for ${args.join(' ')}`);
   }
+  // similar and the KL index end to end: the index returns what retrieve computes image by image.
+  r = cli('similar', '--run', run, '--image', '3', '--k', '5', '--json');
+  assert.equal(r.code, 0, r.err);
+  const sim = JSON.parse(r.out);
+  assert.equal(sim.results.length, 5);
+  assert.ok(sim.results.every((x: { id: number }) => x.id !== 3), 'the query image is left out');
+  const idx = join(tmp(), 'test.idx');
+  r = cli('index', 'build', '--run', run, '--out', idx);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /indexed 2000 diagonal posteriors/);
+  r = cli('index', 'query', idx, '--words', 'Sneaker', '--k', '5', '--json');
+  assert.equal(r.code, 0, r.err);
+  const viaIndex = JSON.parse(r.out).queries[0].results;
+  r = cli('retrieve', '--run', run, '--words', 'Sneaker', '--k', '5', '--json');
+  const viaRetrieve = JSON.parse(r.out).results;
+  assert.deepEqual(viaIndex.map((x: { id: number }) => x.id), viaRetrieve.map((x: { id: number }) => x.id));
+  viaIndex.forEach((x: { kl: number }, i: number) => assert.ok(Math.abs(x.kl - viaRetrieve[i].kl) <= 1e-3 * (1 + x.kl), `KL ${x.kl} vs ${viaRetrieve[i].kl}`));
   // --debug adds the stack trace for a bug report.
   r = cli('eval', '--run', run, '--dataset', small, '--json', '--debug');
   assert.notEqual(r.code, 0);

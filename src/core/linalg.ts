@@ -75,3 +75,54 @@ export function transpose(a: Float64Array, m: number, n: number): Float64Array {
   for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) t[j * m + i] = a[i * n + j];
   return t;
 }
+
+/**
+ * Eigen-decomposition of a symmetric n×n matrix by cyclic Jacobi rotations (n is a class count or
+ * latent size here, so O(n³) sweeps are instant). Returns eigenvalues in descending order and the
+ * matching unit eigenvectors as the columns of a row-major n×n matrix.
+ */
+export function symmetricEigen(a: Float64Array, n: number): { values: Float64Array; vectors: Float64Array } {
+  if (a.length !== n * n) throw new ProbsemError(`symmetricEigen: expected ${n * n} entries, got ${a.length}`);
+  const m = Float64Array.from(a);
+  const v = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) v[i * n + i] = 1;
+  for (let sweep = 0; sweep < 100; sweep++) {
+    let off = 0;
+    for (let p = 0; p < n; p++) for (let q = p + 1; q < n; q++) off += m[p * n + q] ** 2;
+    if (off < 1e-30) break;
+    for (let p = 0; p < n; p++) {
+      for (let q = p + 1; q < n; q++) {
+        const apq = m[p * n + q];
+        if (Math.abs(apq) < 1e-300) continue;
+        // Rotation angle that zeroes m[p][q] (Golub & Van Loan's symmetric Schur step).
+        const theta = (m[q * n + q] - m[p * n + p]) / (2 * apq);
+        const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
+        const c = 1 / Math.sqrt(t * t + 1);
+        const s = t * c;
+        for (let k = 0; k < n; k++) {
+          const mkp = m[k * n + p];
+          const mkq = m[k * n + q];
+          m[k * n + p] = c * mkp - s * mkq;
+          m[k * n + q] = s * mkp + c * mkq;
+        }
+        for (let k = 0; k < n; k++) {
+          const mpk = m[p * n + k];
+          const mqk = m[q * n + k];
+          m[p * n + k] = c * mpk - s * mqk;
+          m[q * n + k] = s * mpk + c * mqk;
+        }
+        for (let k = 0; k < n; k++) {
+          const vkp = v[k * n + p];
+          const vkq = v[k * n + q];
+          v[k * n + p] = c * vkp - s * vkq;
+          v[k * n + q] = s * vkp + c * vkq;
+        }
+      }
+    }
+  }
+  const order = Array.from({ length: n }, (_, i) => i).sort((i, j) => m[j * n + j] - m[i * n + i]);
+  const values = Float64Array.from(order, (i) => m[i * n + i]);
+  const vectors = new Float64Array(n * n);
+  for (let r = 0; r < n; r++) order.forEach((src, c) => (vectors[r * n + c] = v[r * n + src]));
+  return { values, vectors };
+}

@@ -7,6 +7,8 @@ import { Rng } from '../core/random.js';
 export interface Split {
   images: Uint8Array;
   labels: Uint8Array;
+  /** Second class of each image in two-object (paired) datasets. */
+  labels2?: Uint8Array;
   count: number;
 }
 
@@ -46,6 +48,7 @@ export function datasetHash(ds: Dataset): string {
   for (const s of [ds.train, ds.test]) {
     h.update(s.images);
     h.update(s.labels);
+    if (s.labels2) h.update(s.labels2);
   }
   h.update(JSON.stringify([ds.height, ds.width, ds.classNames]));
   return h.digest('hex').slice(0, 16);
@@ -53,12 +56,14 @@ export function datasetHash(ds: Dataset): string {
 
 /** Checks labels are class indices in range, naming the first offender. */
 export function validateSplit(split: Split, numClasses: number, what: string): void {
-  for (let i = 0; i < split.count; i++) {
-    if (split.labels[i] >= numClasses) {
-      throw new ProbsemError(
-        `${what}: label ${split.labels[i]} at index ${i} is outside the ${numClasses} known classes`,
-        'DATA_FORMAT',
-      );
+  for (const labels of split.labels2 ? [split.labels, split.labels2] : [split.labels]) {
+    for (let i = 0; i < split.count; i++) {
+      if (labels[i] >= numClasses) {
+        throw new ProbsemError(
+          `${what}: label ${labels[i]} at index ${i} is outside the ${numClasses} known classes`,
+          'DATA_FORMAT',
+        );
+      }
     }
   }
 }

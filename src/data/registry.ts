@@ -11,6 +11,7 @@ import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ProbsemError } from '../core/errors.js';
 import { readIdxImagesAndLabels } from './idx.js';
+import { PAIRED_PREFIX, makePairedDataset, parsePairedSpec } from './paired.js';
 import { type Dataset, FASHION_MNIST_CLASSES, MNIST_CLASSES, validateSplit } from './dataset.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -112,6 +113,10 @@ function candidateDirs(name: string, opts: LoadOptions): string[] {
 
 /** Resolves a dataset spec (registry name or directory) and loads it. */
 export async function loadDataset(spec: string, opts: LoadOptions = {}): Promise<Dataset> {
+  if (spec.startsWith(PAIRED_PREFIX)) {
+    const o = parsePairedSpec(spec);
+    return makePairedDataset(await loadDataset(o.base, opts), o, spec);
+  }
   if (spec === 'fashion-mnist-subset') {
     return loadIdxDirectory(SHIPPED_SUBSET_DIR, spec, FASHION_MNIST_CLASSES);
   }
@@ -140,7 +145,7 @@ export async function loadDataset(spec: string, opts: LoadOptions = {}): Promise
   }
   if (existsSync(spec)) return loadIdxDirectory(resolve(spec), spec);
   throw new ProbsemError(
-    `unknown dataset '${spec}': use one of ${DATASET_NAMES.join(', ')} or a directory of IDX files`,
+    `unknown dataset '${spec}': use one of ${DATASET_NAMES.join(', ')}, a directory of IDX files, or paired:<dataset>`,
     'NOT_FOUND',
   );
 }

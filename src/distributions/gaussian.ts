@@ -74,12 +74,25 @@ export class DiagGaussian implements Gaussian {
   }
 }
 
+/**
+ * The inverse factor U = L⁻¹ (so Σ⁻¹ = UᵀU) and log|Σ| of a Gaussian whose factorisation was
+ * computed once (fixed priors): KL against it then needs matrix products only, no solves.
+ */
+export interface InverseFactor {
+  /** [batch, K, K] lower-triangular. */
+  inverseTril: tf.Tensor3D;
+  /** log|Σ| per row, [batch]. */
+  logDet: tf.Tensor1D;
+}
+
 /** N(μ, L Lᵀ) with L lower-triangular with a positive diagonal. */
 export class FullGaussian implements Gaussian {
   readonly kind = 'full' as const;
   constructor(
     readonly mean: tf.Tensor2D,
     readonly scaleTril: tf.Tensor3D,
+    /** Optional precomputed inverse factor (see InverseFactor). */
+    readonly inverse: InverseFactor | null = null,
   ) {
     const [b, k] = mean.shape;
     const [lb, r, c] = scaleTril.shape;
@@ -87,6 +100,9 @@ export class FullGaussian implements Gaussian {
       throw new ProbsemError(
         `FullGaussian: scale factor of shape [${scaleTril.shape}] does not fit mean of shape [${mean.shape}]`,
       );
+    }
+    if (inverse && (inverse.inverseTril.shape.some((d, i) => d !== scaleTril.shape[i]) || inverse.logDet.shape[0] !== lb)) {
+      throw new ProbsemError(`FullGaussian: inverse factor of shape [${inverse.inverseTril.shape}] does not fit [${scaleTril.shape}]`);
     }
   }
 
@@ -120,9 +136,71 @@ export class FullGaussian implements Gaussian {
     return tf.tidy(() => tf.sum(tf.square(this.scaleTril), 2) as tf.Tensor2D);
   }
 
+  /** The marginal (diagonal) Gaussian with the same means and variances. */
+  marginals(): DiagGaussian {
+    return new DiagGaussian(tf.clone(this.mean), tf.tidy(() => tf.log(this.variance())));
+  }
+
   dispose(): void {
     tf.dispose([this.mean, this.scaleTril]);
+    if (this.inverse) tf.dispose([this.inverse.inverseTril, this.inverse.logDet]);
   }
+}
+
+/**
+ * The same distribution carrying its inverse factor, so that KL divergences *against* it (it in
+ * the second slot) cost matrix products only: worth it when one set of Gaussians is compared with
+ * many (retrieval). Shares the mean and factor tensors with `g`.
+ */
+export function withInverseFactor(g: FullGaussian): FullGaussian {
+  if (g.inverse) return g;
+  const [inv, logDet] = tf.tidy(() => {
+    const eye = tf.tile(tf.expandDims(tf.eye(g.dim), 0), [g.batch, 1, 1]) as tf.Tensor3D;
+    return [solveLowerTriangular(g.scaleTril, eye), logDetFromTril(g.scaleTril)];
+  });
+  return new FullGaussian(g.mean, g.scaleTril, { inverseTril: inv as tf.Tensor3D, logDet: logDet as tf.Tensor1D });
+}
+
+/** Encoder outputs per row for a K-dimensional full-covariance Gaussian: μ, log-diagonal of L, strictly lower entries. */
+export function fullMomentsWidth(k: number): number {
+  return 2 * k + (k * (k - 1)) / 2;
+}
+
+/**
+ * N(μ, L Lᵀ) from raw encoder outputs h [B, fullMomentsWidth(K)] laid out as μ (K), s (K) with
+ * L_ii = exp(s_i) (positive by construction), then the strictly lower entries of L row by row
+ * (L_10, L_20, L_21, …). Differentiable: the entries are placed by a constant 0/1 matrix product.
+ */
+export function fullGaussianFromMoments(h: tf.Tensor2D, k: number): FullGaussian {
+  const width = fullMomentsWidth(k);
+  if (h.shape[1] !== width) {
+    throw new ProbsemError(`fullGaussianFromMoments: expected ${width} outputs per row for latent ${k}, got ${h.shape[1]}`, 'SHAPE');
+  }
+  const b = h.shape[0];
+  const off = (k * (k - 1)) / 2;
+  const mean = tf.slice(h, [0, 0], [b, k]) as tf.Tensor2D;
+  const scaleTril = tf.tidy(() => {
+    const diag = tf.mul(tf.expandDims(tf.exp(tf.slice(h, [0, k], [b, k])), 2), tf.eye(k));
+    if (off === 0) return diag as tf.Tensor3D;
+    const lower = tf.reshape(tf.matMul(tf.slice(h, [0, 2 * k], [b, off]), strictLowerPlacement(k)), [b, k, k]);
+    return tf.add(diag, lower) as tf.Tensor3D;
+  });
+  return new FullGaussian(mean, scaleTril);
+}
+
+/** [K(K−1)/2, K·K]: row j puts the j-th strictly lower entry (row-major order) at its place in a flat K×K matrix. */
+function strictLowerPlacement(k: number): tf.Tensor2D {
+  const off = (k * (k - 1)) / 2;
+  const p = new Float32Array(off * k * k);
+  let j = 0;
+  for (let r = 1; r < k; r++) for (let c = 0; c < r; c++) p[j++ * k * k + r * k + c] = 1;
+  return tf.tensor2d(p, [off, k * k]);
+}
+
+/** tf.tidy for a function returning a Gaussian: its tensors survive, every intermediate is freed. */
+export function tidyGaussian<T extends Gaussian>(fn: () => T): T {
+  // tidy keeps every tensor reachable through the returned object's fields.
+  return tf.tidy(() => fn() as unknown as tf.TensorContainer) as unknown as T;
 }
 
 function checkSameShape(what: string, a: number[], b: number[]): void {

@@ -51,13 +51,25 @@ function klDiagDiag(p: Gaussian, q: Gaussian): tf.Tensor1D {
   });
 }
 
-/** 0.5 [tr(Σq⁻¹Σp) + (μq−μp)ᵀΣq⁻¹(μq−μp) − K + log|Σq| − log|Σp|], via triangular solves. */
+/**
+ * 0.5 [tr(Σq⁻¹Σp) + (μq−μp)ᵀΣq⁻¹(μq−μp) − K + log|Σq| − log|Σp|], via triangular solves, or by
+ * matrix products alone when q carries its inverse factor U (Σq⁻¹ = UᵀU): tr = ‖U Lp‖²_F and the
+ * Mahalanobis term is ‖U(μq − μp)‖².
+ */
 function klFullFull(p: Gaussian, q: Gaussian): tf.Tensor1D {
   return tf.tidy(() => {
     const pf = asFull(p);
     const qf = asFull(q);
     const batch = Math.max(p.batch, q.batch);
     const lp = broadcastBatch(pf.scaleTril, batch);
+    if (qf.inverse) {
+      const u = broadcastBatch(qf.inverse.inverseTril, batch);
+      const diff = tf.expandDims(tf.sub(broadcastBatch(qf.mean, batch), broadcastBatch(pf.mean, batch)), 2) as tf.Tensor3D;
+      const trace = tf.sum(tf.square(tf.matMul(u, lp)), [1, 2]);
+      const maha = tf.sum(tf.square(tf.matMul(u, diff)), [1, 2]);
+      const logDet = tf.sub(broadcastBatch(qf.inverse.logDet, batch), logDetFromTril(lp));
+      return tf.mul(tf.add(tf.add(trace, maha), tf.sub(logDet, p.dim)), 0.5) as tf.Tensor1D;
+    }
     const lq = broadcastBatch(qf.scaleTril, batch);
     const diff = tf.expandDims(tf.sub(broadcastBatch(qf.mean, batch), broadcastBatch(pf.mean, batch)), 2);
     const a = solveLowerTriangular(lq, lp);

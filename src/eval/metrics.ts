@@ -8,7 +8,8 @@ import { normalTensor } from '../core/ops.js';
 import { Rng } from '../core/random.js';
 import { imagesToFloat, oneHot, type Split } from '../data/dataset.js';
 import { bernoulliLogLikelihood } from '../distributions/bernoulli.js';
-import { pairwiseLogProb } from '../distributions/gaussian.js';
+import { DiagGaussian, type Gaussian, pairwiseLogProb, tidyGaussian, withInverseFactor } from '../distributions/gaussian.js';
+import { kl } from '../distributions/kl.js';
 import type { ImageModel } from '../models/base.js';
 import type { Classifier } from '../models/classifier.js';
 
@@ -74,8 +75,110 @@ export function oneHotLabelInputs(numClasses: number): tf.Tensor2D {
  * Gaussian. Returns [N, C].
  */
 export function labelLogLikelihoods(model: ImageModel, x: tf.Tensor2D, labelInputs: tf.Tensor2D): tf.Tensor2D {
+  // Models with their own classification rule (informed priors: log N(w_l; μ_x, Σ_x)) use it.
+  if (model.scoreLabels) return model.scoreLabels(x, labelInputs);
   if (!model.encodeLabels) throw new ProbsemError(`${model.name} has no label encoder`, 'BAD_OPTION');
   return tf.tidy(() => pairwiseLogProb(model.encodeImage(x).mean, model.encodeLabels!(labelInputs)));
+}
+
+/** q(z|x) for a batch of images: the exact full-covariance posterior where the model has one. */
+export function posteriorOf(model: ImageModel, x: tf.Tensor2D): Gaussian {
+  return model.encodeImageFull ? withInverseFactor(model.encodeImageFull(x)) : model.encodeImage(x);
+}
+
+/** The query distribution of a set of labels (label inputs [M, labelDim]), a batch of one. */
+export function labelSetQuery(model: ImageModel, y: tf.Tensor2D): Gaussian {
+  if (model.encodeLabelSet) return model.encodeLabelSet(y);
+  if (!model.encodeLabels) throw new ProbsemError(`${model.name} has no label encoder`, 'BAD_OPTION');
+  return tidyGaussian(() => model.encodeLabels!(tf.mean(y, 0, true) as tf.Tensor2D));
+}
+
+/**
+ * KL(query ‖ q(z|x)) of one query distribution (a batch of one) against every image of a split,
+ * through the KL registry (full-covariance posteriors where the model has them).
+ */
+export function klToImages(model: ImageModel, query: Gaussian, split: Split, pixels: number): Float32Array {
+  const out = new Float32Array(split.count);
+  forBatches(split, pixels, (x, idx) => {
+    out.set(tf.tidy(() => kl(query, posteriorOf(model, x)).dataSync() as Float32Array), idx[0]);
+  });
+  return out;
+}
+
+export interface PairedAccuracy {
+  /** Share of two-object images whose two most likely labels are their two labels (an image of one class twice: its top label). */
+  top2Accuracy: number;
+  /** Share whose most likely label is one of their labels. */
+  top1InSetAccuracy: number;
+}
+
+/** Classification of two-object images: the two most likely labels are the prediction, in any order. */
+export function pairedAccuracy(model: ImageModel, split: Split, pixels: number, labelInputs: tf.Tensor2D): PairedAccuracy {
+  if (!split.labels2) throw new ProbsemError('paired accuracy needs a two-object (paired) dataset', 'BAD_OPTION');
+  const labels2 = split.labels2;
+  const c = labelInputs.shape[0];
+  let top2 = 0;
+  let top1 = 0;
+  forBatches(split, pixels, (x, idx) => {
+    const ll = tf.tidy(() => labelLogLikelihoods(model, x, labelInputs).dataSync());
+    for (let r = 0; r < idx.length; r++) {
+      const row = ll.subarray(r * c, (r + 1) * c);
+      let first = 0;
+      for (let k = 1; k < c; k++) if (row[k] > row[first]) first = k;
+      let second = first === 0 ? 1 : 0;
+      for (let k = 0; k < c; k++) if (k !== first && row[k] > row[second]) second = k;
+      const a = split.labels[idx[r]];
+      const b = labels2[idx[r]];
+      if (first === a || first === b) top1++;
+      if (a === b ? first === a : (first === a && second === b) || (first === b && second === a)) top2++;
+    }
+  });
+  return { top2Accuracy: top2 / split.count, top1InSetAccuracy: top1 / split.count };
+}
+
+export interface PairRetrievalPrecision {
+  k: number;
+  /** Precision@k per unordered pair of distinct classes, keyed "a,b" (class indices, a < b). */
+  perPair: Record<string, number>;
+  mean: number;
+}
+
+/**
+ * Retrieval by pairs of labels on a two-object split: for every pair {a, b} of distinct classes
+ * the query is the label set's distribution (`labelSetQuery`), test images are ranked by
+ * KL(query ‖ q(z|x)), and precision@k is the share of the top k showing both a and b.
+ */
+export function pairRetrievalPrecisionAtK(model: ImageModel, split: Split, pixels: number, labelInputs: tf.Tensor2D, k = 20): PairRetrievalPrecision {
+  if (!split.labels2) throw new ProbsemError('pair retrieval needs a two-object (paired) dataset', 'BAD_OPTION');
+  const labels2 = split.labels2;
+  const c = labelInputs.shape[0];
+  const perPair: Record<string, number> = {};
+  for (let a = 0; a < c; a++) {
+    for (let b = a + 1; b < c; b++) {
+      const query = tidyGaussian(() => labelSetQuery(model, tf.gather(labelInputs, tf.tensor1d([a, b], 'int32')) as tf.Tensor2D));
+      const scores = klToImages(model, query, split, pixels);
+      query.dispose();
+      const top = topK(scores, k);
+      let hit = 0;
+      for (const i of top) {
+        const l1 = split.labels[i];
+        const l2 = labels2[i];
+        if ((l1 === a && l2 === b) || (l1 === b && l2 === a)) hit++;
+      }
+      perPair[`${a},${b}`] = hit / top.length;
+    }
+  }
+  const values = Object.values(perPair);
+  return { k, perPair, mean: values.reduce((x, y) => x + y, 0) / Math.max(1, values.length) };
+}
+
+/** Indices of the k smallest scores (ties by index); `largest` for the k largest. */
+export function topK(scores: ArrayLike<number>, k: number, largest = false, exclude = -1): number[] {
+  const order: number[] = [];
+  for (let i = 0; i < scores.length; i++) if (i !== exclude) order.push(i);
+  const sign = largest ? -1 : 1;
+  order.sort((a, b) => sign * (scores[a] - scores[b]) || a - b);
+  return order.slice(0, k);
 }
 
 /** Share of images whose most likely label is their own. */
@@ -258,24 +361,22 @@ export function retrievalPrecisionAtK(
         const lp = tf.logSoftmax(labelLogLikelihoods(model, x, labelInputs), 1);
         return tf.neg(tf.transpose(lp)).dataSync();
       }
-      const post = model.encodeImage(x);
+      const post = posteriorOf(model, x);
       const rows: tf.Tensor1D[] = [];
       for (let l = 0; l < c; l++) {
-        const mq = tf.slice(lm, [l, 0], [1, -1]);
-        const lvq = tf.slice(llv, [l, 0], [1, -1]);
-        // KL(N(mq, e^lvq) ‖ N(mx, e^lvx)) per image, summed over dimensions.
-        const t = tf.add(tf.sub(post.logVar, lvq), tf.div(tf.add(tf.exp(lvq), tf.square(tf.sub(mq, post.mean))), tf.exp(post.logVar)));
-        rows.push(tf.mul(tf.sub(tf.sum(t, 1), model.latentDim), 0.5) as tf.Tensor1D);
+        const query = new DiagGaussian(tf.slice(lm, [l, 0], [1, -1]), tf.slice(llv, [l, 0], [1, -1]));
+        rows.push(kl(query, post));
       }
       return tf.stack(rows).dataSync();
     });
     for (let l = 0; l < c; l++) scores[l].set(all.subarray(l * idx.length, (l + 1) * idx.length), idx[0]);
   });
   tf.dispose([lm, llv]);
+  // Multi-label images count as carrying either of their labels.
+  const hasLabel = (i: number, l: number) => split.labels[i] === l || split.labels2?.[i] === l;
   const perLabel = scores.map((row, l) => {
-    const order = Array.from({ length: split.count }, (_, i) => i).sort((a, b) => row[a] - row[b] || a - b);
     let hit = 0;
-    for (const i of order.slice(0, k)) if (split.labels[i] === l) hit++;
+    for (const i of topK(row, k)) if (hasLabel(i, l)) hit++;
     return hit / Math.min(k, split.count);
   });
   return { k, ranking, perLabel, mean: perLabel.reduce((a, b) => a + b, 0) / c };

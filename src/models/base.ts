@@ -5,7 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import type { Rng } from '../core/random.js';
-import type { DiagGaussian } from '../distributions/gaussian.js';
+import type { DiagGaussian, FullGaussian, Gaussian } from '../distributions/gaussian.js';
 import type { FastParams } from '../nn/fast.js';
 import type { ParamSet } from '../nn/params.js';
 
@@ -17,6 +17,8 @@ export interface Batch {
   y: tf.Tensor2D;
   /** Class indices, length B. */
   labels: Int32Array;
+  /** Second class of two-object (paired) images, length B; absent for single-label data. */
+  labels2?: Int32Array;
   rng: Rng;
 }
 
@@ -34,6 +36,8 @@ export interface HostBatch {
   /** Label inputs, [rows, labelDim]. */
   y: Float32Array;
   labels: Int32Array;
+  /** Second class of two-object (paired) images; absent for single-label data. */
+  labels2?: Int32Array;
   rows: number;
   pixels: number;
   labelDim: number;
@@ -47,6 +51,14 @@ export interface HostBatch {
  */
 export interface FastProgram {
   run(batch: HostBatch, rng: Rng, step: number): Record<string, number>;
+  /**
+   * Parameters the step's loss does not reach, as name prefixes ('encoder.' freezes every
+   * `encoder.*`): the parameters `loss` leaves out of the gradient tape, so that the tfjs engine's
+   * Adam skips them. The fast engine then skips them too — weights and Adam moments untouched,
+   * while Adam's shared step count still advances, as in `Adam.apply` — and `run` need not write
+   * their gradients (they are neither checked nor read). Absent: every parameter trains.
+   */
+  frozen?(step: number): readonly string[];
 }
 
 /** Anything the trainer can optimise. */
@@ -70,8 +82,21 @@ export interface DataStats {
 export interface ImageModel extends Trainable {
   readonly config: ImageModelConfig;
   readonly latentDim: number;
-  /** q(z|x) */
+  /** q(z|x); for full-covariance models its marginals (same means and variances). */
   encodeImage(x: tf.Tensor2D): DiagGaussian;
+  /** The exact full-covariance q(z|x), for models whose posterior has one. */
+  encodeImageFull?(x: tf.Tensor2D): FullGaussian;
+  /**
+   * Log-likelihood score of every label for every image, [N, C] (label inputs [C, labelDim]),
+   * for models that classify by their own rule; otherwise the posterior mean is scored under q(z|l).
+   */
+  scoreLabels?(x: tf.Tensor2D, labelInputs: tf.Tensor2D): tf.Tensor2D;
+  /**
+   * The query distribution of a set of labels (label inputs [M, labelDim]) as a batch of one, for
+   * models with their own rule (informed priors: the vectors' mean and shrunk covariance);
+   * otherwise q(z|l) of the mean label input is used.
+   */
+  encodeLabelSet?(y: tf.Tensor2D): Gaussian;
   /** Bernoulli logits of p(x|z). */
   decode(z: tf.Tensor2D): tf.Tensor2D;
   /** q(z|l) for label inputs [N, labelDim], where the model has a label encoder. */

@@ -38,8 +38,13 @@ export abstract class EncoderDecoderModel<C extends ImageModelConfig> implements
   ) {
     const k = config.latent;
     this.latentDim = k;
-    this.encoder = new Mlp(this.params, 'encoder', [config.inputDim, ...config.encoderHidden, 2 * k], rng);
+    this.encoder = new Mlp(this.params, 'encoder', [config.inputDim, ...config.encoderHidden, this.encoderOutputWidth(k)], rng);
     this.decoder = new Mlp(this.params, 'decoder', [k, ...config.decoderHidden, config.inputDim], rng);
+  }
+
+  /** Outputs of the image encoder: mean and log-variance (2K) unless a model's posterior needs more. */
+  protected encoderOutputWidth(k: number): number {
+    return 2 * k;
   }
 
   /**

@@ -12,6 +12,7 @@ import { Cvae, CvaeConfigSchema } from './cvae.js';
 import { Jmvae, JmvaeConfigSchema } from './jmvae.js';
 import { Trelbo, TrelboConfigSchema } from './trelbo.js';
 import { Scan, ScanConfigSchema, prepareScanRun } from './scan.js';
+import { Informed, InformedConfigSchema, prepareInformedRun } from './informed.js';
 
 export interface ModelEntry {
   schema: ZodTypeAny;
@@ -21,7 +22,10 @@ export interface ModelEntry {
    * Completes or checks a config for a training run of `steps` steps before the model is built
    * (e.g. SCAN's stage split); trainRun calls it when present.
    */
-  prepareRun?(config: Record<string, unknown>, run: { steps: number; workers?: number }): Record<string, unknown>;
+  prepareRun?(
+    config: Record<string, unknown>,
+    run: { steps: number; workers?: number; classInputs?: { rows: Float32Array; width: number; kind: string } },
+  ): Record<string, unknown>;
 }
 
 const registry = new Map<string, ModelEntry>();
@@ -93,6 +97,12 @@ registerModel('scan', {
   create: (c, rng) => new Scan(c as never, rng),
   prepareRun: prepareScanRun,
   description: 'SCAN: a β-VAE (β = 10), then label distributions fitted to the frozen image model',
+});
+registerModel('informed', {
+  schema: InformedConfigSchema,
+  create: (c, rng) => new Informed(c as never, rng),
+  prepareRun: prepareInformedRun,
+  description: 'Informed priors: full-covariance posterior, KL against priors built from the label vectors (shrinkage λ)',
 });
 registerModel('classifier', {
   schema: ClassifierConfigSchema,

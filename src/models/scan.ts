@@ -15,8 +15,9 @@
  * tape), so the loss does not reach the image encoder or decoder: `tf.variableGrads` omits them
  * and Adam leaves them (and their moments) untouched — bit-identical weights. A zero gradient
  * would not do: Adam's momentum would still move them. Likewise stage 1 never reaches the label
- * encoder. For the same reason SCAN refuses data-parallel training (`--workers` > 1), whose flat
- * optimizer treats a missing gradient as zero.
+ * encoder. The fast engine gets the same from `fastProgram`'s `frozen` list (the stage's
+ * untouched networks), whose Adam ranges it skips. SCAN refuses data-parallel training
+ * (`--workers` > 1), whose flat optimizer treats a missing gradient as zero.
  *
  * Unlike probsem's other models the decoder's output bias starts at zero, not at the mean image's
  * logits (`meanImageInit`): from that start a β = 10 VAE tends to collapse to ignoring z at once.
@@ -35,8 +36,10 @@ import { Rng } from '../core/random.js';
 import { bernoulliLogLikelihood } from '../distributions/bernoulli.js';
 import { DiagGaussian } from '../distributions/gaussian.js';
 import { kl } from '../distributions/kl.js';
+import { diagKlRows } from '../distributions/rows.js';
+import { FastMlp, type FastParams } from '../nn/fast.js';
 import { Mlp } from '../nn/mlp.js';
-import { type Batch, type DataStats, type LossResult, ImageModelConfigSchema, batchMean, splitMoments } from './base.js';
+import { type Batch, type DataStats, type FastProgram, type HostBatch, type LossResult, ImageModelConfigSchema, batchMean, splitMoments } from './base.js';
 import { EncoderDecoderModel } from './encoder-decoder.js';
 
 export const ScanConfigSchema = ImageModelConfigSchema.extend({
@@ -140,5 +143,45 @@ export class Scan extends EncoderDecoderModel<ScanConfig> {
     const labelKl = batchMean(kl(posterior, this.encodeLabels(batch.y)));
     const total = frozen ? labelKl : (tf.add(recon, tf.mul(klPrior, this.config.beta)) as tf.Scalar);
     return { total, terms: { recon, kl: klPrior, labelKl } };
+  }
+
+  /**
+   * The same objective on probsem's kernels (see nn/fast.ts). `frozen` names the networks the
+   * stage's loss does not reach (stage 1: the label encoder; stage 2: the image encoder and
+   * decoder), and `run` writes no gradient for them: the fast engine skips their Adam update.
+   */
+  fastProgram(fp: FastParams, maxRows: number): FastProgram {
+    const k = fp.kernels;
+    const K = this.latentDim;
+    const elbo = this.fastElbo(fp, maxRows);
+    const labels = new FastMlp(fp, this.labelEncoder, maxRows);
+    const labelDim = this.labelEncoder.sizes[0];
+    const y = k.alloc(maxRows * labelDim);
+    const gLabel = k.alloc(maxRows * 2 * K);
+    const beta = this.config.beta;
+    const stage1Frozen: readonly string[] = ['labelEncoder.'];
+    const stage2Frozen: readonly string[] = ['encoder.', 'decoder.'];
+    return {
+      frozen: (step: number) => (this.stageOf(step) === 1 ? stage1Frozen : stage2Frozen),
+      run: (batch: HostBatch, rng: Rng, step: number) => {
+        const rows = batch.rows;
+        if (batch.labelDim !== labelDim) throw new ProbsemError(`label inputs have width ${batch.labelDim}, the label encoder takes ${labelDim}`, 'SHAPE');
+        // Both stages encode, sample and decode (drawing the step's noise as `loss` does).
+        const recon = elbo.forward(batch, rng);
+        k.view(y).set(batch.y.subarray(0, rows * labelDim));
+        const ql = labels.forward(y, rows).ptr >> 2;
+        const klRows = (p: number | null, weight: number, gp: number | null) =>
+          diagKlRows(k.heap(), { rows, dim: K, q: elbo.encoder.output.ptr >> 2, p, weight, gq: null, gp, addToGq: false, addToGp: false }) / rows;
+        if (this.stageOf(step) === 1) {
+          const kl = elbo.backward(rows, null, beta, null);
+          return { loss: recon + beta * kl, recon, kl, labelKl: klRows(ql, 0, null) };
+        }
+        // Stage 2: q(z|x) is data; only the label encoder learns, from KL(q(z|x) ‖ q(z|l)).
+        const kl = klRows(null, 0, null);
+        const labelKl = klRows(ql, 1 / rows, gLabel.ptr >> 2);
+        labels.backward(y, gLabel, rows, false);
+        return { loss: labelKl, recon, kl, labelKl };
+      },
+    };
   }
 }

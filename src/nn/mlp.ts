@@ -32,6 +32,11 @@ export class Mlp {
     return this.layers[this.layers.length - 1].b;
   }
 
+  /** The last layer's weight variable, [in, out]. */
+  outputWeights(): tf.Variable {
+    return this.layers[this.layers.length - 1].w;
+  }
+
   /** `inputGrad: false` skips the gradient with respect to x (first layer on data). */
   apply(x: tf.Tensor2D, inputGrad = true): tf.Tensor2D {
     let h = x;

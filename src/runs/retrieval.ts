@@ -11,17 +11,31 @@ import { ProbsemError } from '../core/errors.js';
 import { normalTensor } from '../core/ops.js';
 import { Rng } from '../core/random.js';
 import { imagesToFloat, type Split } from '../data/dataset.js';
-import { DiagGaussian } from '../distributions/gaussian.js';
+import { cholesky } from '../core/linalg.js';
+import { DiagGaussian, FullGaussian, type Gaussian, tidyGaussian } from '../distributions/gaussian.js';
+import { klToImages, posteriorOf, topK } from '../eval/metrics.js';
+import type { ItemGaussians } from '../index/kl-index.js';
 import { kl } from '../distributions/kl.js';
 import type { ImageModel } from '../models/base.js';
 import type { ModelFile } from '../models/persist.js';
 import { UnknownWordError, type WordVectors } from '../text/word-vectors.js';
 import { queryForWords } from './words.js';
 
-/** A diagonal Gaussian over the latent space as plain arrays (one row). */
+/** A Gaussian over the latent space as plain arrays (one row): diagonal, or full with `covariance`. */
 export interface QueryGaussian {
   mean: Float32Array;
+  /** Log of the marginal variances. */
   logVar: Float32Array;
+  /** The full covariance, K×K row-major, where the query has one (informed priors' label sets). */
+  covariance?: Float32Array;
+}
+
+/** The query as a distribution object (batch of one). */
+export function queryToGaussian(q: QueryGaussian): Gaussian {
+  const k = q.mean.length;
+  if (!q.covariance) return new DiagGaussian(tf.tensor2d(q.mean, [1, k]), tf.tensor2d(q.logVar, [1, k]));
+  const l = cholesky(Float64Array.from(q.covariance), k);
+  return new FullGaussian(tf.tensor2d(q.mean, [1, k]), tf.tensor3d(Float32Array.from(l), [1, k, k]));
 }
 
 /** Thrown when some words name nothing the run knows (code 'UNKNOWN_WORD'); re-exported for callers. */
@@ -127,6 +141,30 @@ export function encodeSplit(model: ImageModel, split: Split, pixels: number): Sp
   return { count: split.count, dim, mean, logVar };
 }
 
+/**
+ * Every image's posterior as plain arrays for the KL index (src/index/): the full covariance
+ * factor where the model has one, else the diagonal variances.
+ */
+export function encodeSplitGaussians(model: ImageModel, split: Split, pixels: number): ItemGaussians {
+  const dim = model.latentDim;
+  const mean = new Float32Array(split.count * dim);
+  if (!model.encodeImageFull) {
+    const p = encodeSplit(model, split, pixels);
+    return { kind: 'diag', dim, count: split.count, mean: p.mean, variance: Float32Array.from(p.logVar, Math.exp) };
+  }
+  const scaleTril = new Float32Array(split.count * dim * dim);
+  for (let s = 0; s < split.count; s += BATCH) {
+    const e = Math.min(split.count, s + BATCH);
+    const idx = Array.from({ length: e - s }, (_, i) => s + i);
+    tf.tidy(() => {
+      const q = model.encodeImageFull!(tf.tensor2d(imagesToFloat(split, idx, pixels), [idx.length, pixels]));
+      mean.set(q.mean.dataSync(), s * dim);
+      scaleTril.set(q.scaleTril.dataSync(), s * dim * dim);
+    });
+  }
+  return { kind: 'full', dim, count: split.count, mean, scaleTril };
+}
+
 export interface RetrievalResult {
   /** Image indices in the split, best first. */
   ids: number[];
@@ -171,8 +209,12 @@ export function retrieveImages(
   for (let s = 0; s < split.count; s += BATCH) {
     const e = Math.min(split.count, s + BATCH);
     tf.tidy(() => {
-      let q: DiagGaussian;
-      if (post) {
+      let q: Gaussian;
+      if (model.encodeImageFull) {
+        // Full-covariance posteriors are compared exactly (the precomputed marginals would not do).
+        const idx = Array.from({ length: e - s }, (_, i) => s + i);
+        q = posteriorOf(model, tf.tensor2d(imagesToFloat(split, idx, pixels), [idx.length, pixels]));
+      } else if (post) {
         q = new DiagGaussian(
           tf.tensor2d(post.mean.subarray(s * dim, e * dim), [e - s, dim]),
           tf.tensor2d(post.logVar.subarray(s * dim, e * dim), [e - s, dim]),
@@ -181,8 +223,7 @@ export function retrieveImages(
         const idx = Array.from({ length: e - s }, (_, i) => s + i);
         q = model.encodeImage(tf.tensor2d(imagesToFloat(split, idx, pixels), [idx.length, pixels]));
       }
-      const p = new DiagGaussian(tf.tensor2d(query.mean, [1, dim]), tf.tensor2d(query.logVar, [1, dim]));
-      kls.set(kl(p, q).dataSync(), s);
+      kls.set(kl(queryToGaussian(query), q).dataSync(), s);
     });
   }
   const order = Array.from({ length: split.count }, (_, i) => i);
@@ -224,9 +265,8 @@ function posteriorScores(query: QueryGaussian, competitors: QueryGaussian[], pos
 export function generateFromQuery(model: ImageModel, query: QueryGaussian, n: number, seed: number): Float32Array {
   const dim = model.latentDim;
   return tf.tidy(() => {
-    const eps = normalTensor(Rng.for(seed, 'generate-query'), [n, dim]);
-    const z = tf.add(tf.tensor2d(query.mean, [1, dim]), tf.mul(tf.exp(tf.mul(tf.tensor2d(query.logVar, [1, dim]), 0.5)), eps)) as tf.Tensor2D;
-    return tf.sigmoid(model.decode(z)).dataSync() as Float32Array;
+    const eps = normalTensor(Rng.for(seed, 'generate-query'), [n, dim]) as tf.Tensor2D;
+    return tf.sigmoid(model.decode(queryToGaussian(query).sample(eps))).dataSync() as Float32Array;
   });
 }
 
@@ -241,4 +281,33 @@ export function decodeInterpolation(model: ImageModel, a: Float32Array, b: Float
     for (let d = 0; d < dim; d++) z[s * dim + d] = (1 - t) * a[d] + t * b[d];
   }
   return tf.tidy(() => tf.sigmoid(model.decode(tf.tensor2d(z, [steps, dim]))).dataSync() as Float32Array);
+}
+
+/**
+ * Images ranked by their semantic similarity to one image: KL(q(z|x_query) ‖ q(z|x_i)), the
+ * informed-priors paper's image similarity (exact full-covariance posteriors where the model has
+ * them). `dissimilar`: the largest KL first. `exclude`: an index of `split` to leave out (the
+ * query itself when it comes from the split).
+ */
+export function similarImages(
+  model: ImageModel,
+  split: Split,
+  pixels: number,
+  image: Float32Array,
+  k: number,
+  opts: { dissimilar?: boolean; exclude?: number } = {},
+): RetrievalResult {
+  if (image.length !== pixels) throw new ProbsemError(`the query image has ${image.length} pixels, the images searched have ${pixels}`, 'SHAPE');
+  if (!Number.isInteger(k) || k < 1) throw new ProbsemError(`k must be a positive integer, got ${k}`, 'BAD_OPTION');
+  for (let i = 0; i < image.length; i++) {
+    if (!Number.isFinite(image[i])) throw new ProbsemError(`the query image has a non-finite value at pixel ${i}`, 'BAD_INPUT');
+  }
+  const query = tidyGaussian(() => {
+    const x = tf.tensor2d(image, [1, pixels]);
+    return model.encodeImageFull ? model.encodeImageFull(x) : model.encodeImage(x);
+  });
+  const kls = klToImages(model, query, split, pixels);
+  query.dispose();
+  const ids = topK(kls, k, opts.dissimilar ?? false, opts.exclude ?? -1);
+  return { ids, labels: ids.map((i) => split.labels[i]), kl: ids.map((i) => kls[i]) };
 }

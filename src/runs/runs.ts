@@ -16,12 +16,16 @@ import { loadDataset } from '../data/registry.js';
 import type { ImageModel, Trainable } from '../models/base.js';
 import { type ModelFile, loadModel, saveModel, updateModelMeta } from '../models/persist.js';
 import { createModel, getModelEntry } from '../models/registry.js';
+import { Informed } from '../models/informed.js';
 import { type EngineChoice, type TrainProgress, CHECKPOINT_FILE, train } from '../train/trainer.js';
 import { readCheckpoint } from '../train/checkpoint.js';
 import { getJudge } from '../eval/judge.js';
 import {
   annotationAccuracy,
   generationAccuracy,
+  labelSetQuery,
+  pairedAccuracy,
+  pairRetrievalPrecisionAtK,
   labelLogLikelihoods,
   reconstructionError,
   type ZeroShotResult,
@@ -125,7 +129,9 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
   }
   // Models that need the run's length in their config (SCAN's stage split) complete it here.
   const prepare = getModelEntry(o.model).prepareRun;
-  if (prepare) config = prepare(config as Record<string, unknown>, { steps, workers: o.workers });
+  if (prepare) {
+    config = prepare(config as Record<string, unknown>, { steps, workers: o.workers, classInputs: { rows: classRows, width: labelDim, kind: labels.kind } });
+  }
   const model = createModel(o.model, config, o.seed) as Trainable & { config: Record<string, unknown> };
   const result = await train(model, trainSplit, { pixels, numClasses }, {
     labelInputs,
@@ -236,6 +242,12 @@ export interface EvalReport {
   retrievalPrecisionAt20Posterior?: { mean: number; perLabel: Record<string, number> } | null;
   /** For runs trained with held-out classes: annotation of unseen and seen classes. */
   zeroShot?: (ZeroShotResult & { heldOut: string[] }) | null;
+  /** Two-object (paired) datasets: share of test images whose two most likely labels are their two labels. */
+  pairedTop2Accuracy?: number | null;
+  /** Two-object datasets: share whose most likely label is one of their two (also reported as annotationAccuracy). */
+  pairedTop1InSetAccuracy?: number | null;
+  /** Two-object datasets: precision@20 of retrieving images showing both labels of a pair, per pair "A + B". */
+  pairRetrievalPrecisionAt20?: { mean: number; perPair: Record<string, number> } | null;
   seconds: number;
 }
 
@@ -251,9 +263,16 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
   const recon = reconstructionError(model, ds.test, pixels, seed, 'sample', labels);
   const reconMean = reconstructionError(model, ds.test, pixels, seed, 'mean', labels);
   const hasLabels = typeof model.encodeLabels === 'function';
+  const paired = ds.test.labels2 !== undefined;
   // CVAE generates (decoding N(0, I) with the label) but has no q(z|l) to annotate with.
-  const canGenerate = hasLabels || typeof model.generateLogits === 'function';
-  const annotation = hasLabels ? annotationAccuracy(model, ds.test, pixels, labels) : null;
+  let canGenerate = hasLabels || typeof model.generateLogits === 'function';
+  if (canGenerate && paired && !o.skipGeneration) {
+    o.onNotice?.('generation accuracy is not measured on two-object images (the judge classifies single objects)');
+    canGenerate = false;
+  }
+  const pairAcc = hasLabels && paired ? pairedAccuracy(model, ds.test, pixels, labels) : null;
+  const pairRetrieval = hasLabels && paired ? pairRetrievalPrecisionAtK(model, ds.test, pixels, labels, 20) : null;
+  const annotation = !hasLabels ? null : pairAcc ? pairAcc.top1InSetAccuracy : annotationAccuracy(model, ds.test, pixels, labels);
   const retrieval = hasLabels ? retrievalPrecisionAtK(model, ds.test, pixels, labels, 20, 'kl') : null;
   const retrievalPost = hasLabels ? retrievalPrecisionAtK(model, ds.test, pixels, labels, 20, 'posterior') : null;
   const perClass = (r: RetrievalPrecision | null) => (r ? { mean: r.mean, perLabel: Object.fromEntries(meta.classNames.map((c, i) => [c, r.perLabel[i]])) } : null);
@@ -293,6 +312,23 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
     retrievalPrecisionAt20: perClass(retrieval),
     retrievalPrecisionAt20Posterior: perClass(retrievalPost),
     zeroShot,
+    ...(paired
+      ? {
+          pairedTop2Accuracy: pairAcc?.top2Accuracy ?? null,
+          pairedTop1InSetAccuracy: pairAcc?.top1InSetAccuracy ?? null,
+          pairRetrievalPrecisionAt20: pairRetrieval
+            ? {
+                mean: pairRetrieval.mean,
+                perPair: Object.fromEntries(
+                  Object.entries(pairRetrieval.perPair).map(([key, v]) => {
+                    const [a, b] = key.split(',').map(Number);
+                    return [`${ds.classNames[a]} + ${ds.classNames[b]}`, v];
+                  }),
+                ),
+              }
+            : null,
+        }
+      : {}),
     seconds: (performance.now() - t0) / 1000,
   };
   if (o.save) updateModelMeta(dir, { ...meta, metrics: { ...(meta.metrics ?? {}), ...report } });
@@ -343,10 +379,25 @@ export function annotateImage(model: ImageModel, meta: ModelFile, image: Float32
     .sort((a, b) => b.probability - a.probability);
 }
 
-/** n images (pixel probabilities) decoded from z ~ q(z|label) (CVAE: z ~ N(0, I) decoded with the label). */
+/**
+ * n images (pixel probabilities) decoded from z ~ q(z|label) (CVAE: z ~ N(0, I) decoded with the
+ * label). "A+B" names a label set: informed priors draw from the set's training prior, other
+ * models from the set's query distribution (q(z|l) of the mean label input).
+ */
 export function generateForLabel(model: ImageModel, meta: ModelFile, label: string, n: number, seed: number): Float32Array {
   if (!model.encodeLabels && !model.generateLogits) {
     throw new ProbsemError(`a ${meta.model} model has no label encoder and cannot generate from labels`, 'BAD_OPTION');
+  }
+  if (label.includes('+')) {
+    const set = label.split('+').map((l) => labelIndex(meta, l));
+    if (set.length !== 2) throw new ProbsemError(`a label set is two labels joined by '+', got '${label}'`, 'BAD_OPTION');
+    const rng = Rng.for(seed, 'generate-set', set[0], set[1]);
+    if (model instanceof Informed) return model.samplePrior(set[0], set[1], n, rng);
+    if (!model.encodeLabels) throw new ProbsemError(`a ${meta.model} model cannot generate from label sets`, 'BAD_OPTION');
+    return tf.tidy(() => {
+      const q = labelSetQuery(model, tf.gather(classLabelInputs(meta), tf.tensor1d(set, 'int32')) as tf.Tensor2D);
+      return tf.sigmoid(model.decode(q.sample(normalTensor(rng, [n, model.latentDim]) as tf.Tensor2D))).dataSync() as Float32Array;
+    });
   }
   const li = labelIndex(meta, label);
   return tf.tidy(() => {

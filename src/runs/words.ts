@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { ProbsemError } from '../core/errors.js';
 import { normalTensor } from '../core/ops.js';
 import { Rng } from '../core/random.js';
-import { DiagGaussian } from '../distributions/gaussian.js';
+import { DiagGaussian, type FullGaussian } from '../distributions/gaussian.js';
 import { kl } from '../distributions/kl.js';
 import type { ImageModel } from '../models/base.js';
 import type { ModelFile } from '../models/persist.js';
@@ -167,9 +167,24 @@ export function generateForPhrases(model: ImageModel, meta: ModelFile, phrases: 
  * several give the moment-matched Gaussian of their equal-weight mixture (mean of the means; per
  * dimension the mean variance plus the spread of the means), which covers all of them.
  */
-export function queryForWords(model: ImageModel, meta: ModelFile, words: string[], vectors: WordVectors | null): { mean: Float32Array; logVar: Float32Array } {
+export function queryForWords(model: ImageModel, meta: ModelFile, words: string[], vectors: WordVectors | null): { mean: Float32Array; logVar: Float32Array; covariance?: Float32Array } {
   const entries = splitQuery(meta, words);
   if (entries.length === 0) throw new ProbsemError('no words given', 'BAD_OPTION');
+  if (model.encodeLabelSet) {
+    // Models with a rule for label sets (informed priors: the vectors' mean and shrunk covariance).
+    const rows = phraseInputs(meta, entries, vectors);
+    const k = model.latentDim;
+    return tf.tidy(() => {
+      const g = model.encodeLabelSet!(tf.tensor2d(rows, [entries.length, rows.length / entries.length]));
+      const cov = g.kind === 'full' ? (g as FullGaussian).covariance() : tf.reshape(tf.mul(tf.eye(k), g.variance()), [1, k, k]);
+      const variance = g.variance().dataSync() as Float32Array;
+      return {
+        mean: Float32Array.from(g.mean.dataSync()),
+        logVar: Float32Array.from(variance, Math.log),
+        covariance: Float32Array.from(cov.dataSync()),
+      };
+    });
+  }
   const gs = phraseGaussians(model, meta, entries, vectors);
   if (gs.length === 1) return gs[0];
   const k = model.latentDim;

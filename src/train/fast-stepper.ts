@@ -8,7 +8,7 @@ import { ProbsemError } from '../core/errors.js';
 import { Rng } from '../core/random.js';
 import { type Buf, Kernels } from '../core/wasm/kernels.js';
 import type { FastProgram, HostBatch, Trainable } from '../models/base.js';
-import { FastParams, slice } from '../nn/fast.js';
+import { FastParams, type Segment, slice } from '../nn/fast.js';
 import type { TensorEntry } from '../nn/params.js';
 import { FlatAdam } from './flat-adam.js';
 import { nonFiniteGradient, nonFiniteLoss } from './gradients.js';
@@ -24,13 +24,30 @@ export interface FastStepperOptions {
   fma?: boolean;
 }
 
+/** Consecutive parameters sharing a learning-rate scale, updated by one kernel call. */
+interface AdamRun {
+  offset: number;
+  length: number;
+  scale: number;
+}
+
+/** What a step updates: its Adam runs and the parameters they cover. */
+interface Trainables {
+  runs: AdamRun[];
+  segments: Segment[];
+  /** Whether every parameter trains (the gradient check can then take the whole buffer at once). */
+  all: boolean;
+}
+
+const NONE_FROZEN: readonly string[] = [];
+
 export class FastStepper {
   readonly kind = 'fast';
   readonly adam: FlatAdam;
   private readonly m: Buf;
   private readonly v: Buf;
-  /** Runs of consecutive parameters sharing a learning-rate scale, updated by one kernel call each. */
-  private readonly runs: { offset: number; length: number; scale: number }[] = [];
+  /** Trainable parameters per frozen-prefix list (programs use one or a few lists). */
+  private readonly trainables = new Map<string, Trainables>();
 
   private constructor(
     readonly model: Trainable,
@@ -43,12 +60,29 @@ export class FastStepper {
     this.v = kernels.alloc(fp.size);
     const scale = (name: string) => model.params.lrScale(name);
     this.adam = new FlatAdam(fp.layout, opts.lr, scale, { m: kernels.view(this.m), v: kernels.view(this.v) });
-    for (const seg of fp.layout) {
-      const last = this.runs[this.runs.length - 1];
-      const s = scale(seg.name);
-      if (last && last.scale === s && last.offset + last.length === seg.offset) last.length += seg.length;
-      else this.runs.push({ offset: seg.offset, length: seg.length, scale: s });
+  }
+
+  /** The parameters a step with these frozen prefixes updates (built once per distinct list). */
+  private trainablesFor(frozen: readonly string[]): Trainables {
+    const key = frozen.join('\n');
+    let t = this.trainables.get(key);
+    if (t) return t;
+    for (const p of frozen) {
+      if (!this.fp.layout.some((seg) => seg.name.startsWith(p))) {
+        throw new ProbsemError(`${this.model.name}: frozen prefix '${p}' matches no parameter`, 'BAD_OPTION');
+      }
     }
+    const segments = this.fp.layout.filter((seg) => !frozen.some((p) => seg.name.startsWith(p)));
+    const runs: AdamRun[] = [];
+    for (const seg of segments) {
+      const last = runs[runs.length - 1];
+      const s = this.model.params.lrScale(seg.name);
+      if (last && last.scale === s && last.offset + last.length === seg.offset) last.length += seg.length;
+      else runs.push({ offset: seg.offset, length: seg.length, scale: s });
+    }
+    t = { runs, segments, all: segments.length === this.fp.layout.length };
+    this.trainables.set(key, t);
+    return t;
   }
 
   /** Whether `model` has a fast path. */
@@ -69,17 +103,23 @@ export class FastStepper {
     }
   }
 
-  /** One step: loss and gradients, the non-finite guard, then Adam. Throws NonFiniteError without updating. */
+  /**
+   * One step: loss and gradients, the non-finite guard, then Adam. Throws NonFiniteError without
+   * updating. Parameters the program freezes for this step are skipped by both the guard and Adam
+   * (as the tfjs engine's Adam skips parameters without a gradient); the step count still advances.
+   */
   stepRaw(batch: HostBatch, step: number): Record<string, number> {
+    const { runs, segments, all } = this.trainablesFor(this.program.frozen?.(step) ?? NONE_FROZEN);
     const terms = this.program.run(batch, Rng.for(this.opts.seed, 'step', step), step);
     if (!Number.isFinite(terms.loss)) throw nonFiniteLoss(step, terms);
-    if (this.kernels.countNonFinite(this.fp.grads) > 0) {
-      const bad = this.fp.layout.filter((s) => this.kernels.countNonFinite(slice(this.fp.grads, s.offset, s.length)) > 0).map((s) => s.name);
+    const grads = this.fp.grads;
+    if (all ? this.kernels.countNonFinite(grads) > 0 : runs.some((r) => this.kernels.countNonFinite(slice(grads, r.offset, r.length)) > 0)) {
+      const bad = segments.filter((s) => this.kernels.countNonFinite(slice(grads, s.offset, s.length)) > 0).map((s) => s.name);
       throw nonFiniteGradient(step, bad);
     }
     const { bc1, sqrtBc2 } = this.adam.nextStep();
     const h = this.adam.hyper;
-    for (const r of this.runs) {
+    for (const r of runs) {
       this.kernels.adam(this.fp.values, this.fp.grads, this.m, this.v, r.offset, r.length, {
         step: (this.opts.lr * r.scale) / bc1,
         beta1: h.beta1,

@@ -95,8 +95,16 @@ export const LOG_FILE = 'train.jsonl';
 export function makeRawBatch(split: Split, idx: Int32Array, pixels: number, numClasses: number, labelInputs?: TrainOptions['labelInputs']): RawBatch {
   const labels = new Int32Array(idx.length);
   for (let i = 0; i < idx.length; i++) labels[i] = split.labels[idx[i]];
-  const li = labelInputs ? labelInputs(labels) : { data: oneHot(labels, numClasses), width: numClasses };
-  return { x: imagesToFloat(split, idx, pixels), y: li.data, labels, rows: idx.length, pixels, labelDim: li.width };
+  const inputsOf = (ls: Int32Array) => (labelInputs ? labelInputs(ls) : { data: oneHot(ls, numClasses), width: numClasses });
+  const li = inputsOf(labels);
+  const x = imagesToFloat(split, idx, pixels);
+  if (!split.labels2) return { x, y: li.data, labels, rows: idx.length, pixels, labelDim: li.width };
+  // Two-object images: the label input is the mean of both labels' inputs (the PSE paper's rule for phrases).
+  const labels2 = new Int32Array(idx.length);
+  for (let i = 0; i < idx.length; i++) labels2[i] = split.labels2[idx[i]];
+  const second = inputsOf(labels2).data;
+  for (let i = 0; i < li.data.length; i++) li.data[i] = 0.5 * (li.data[i] + second[i]);
+  return { x, y: li.data, labels, labels2, rows: idx.length, pixels, labelDim: li.width };
 }
 
 /**
@@ -133,7 +141,7 @@ export class Stepper implements StepEngine {
     const x = tf.tensor2d(b.x, [b.rows, b.pixels]);
     const y = tf.tensor2d(b.y, [b.rows, b.labelDim]);
     try {
-      return this.step({ x, y, labels: b.labels, rng: Rng.for(this.seed, 'step', step) }, step);
+      return this.step({ x, y, labels: b.labels, labels2: b.labels2, rng: Rng.for(this.seed, 'step', step) }, step);
     } finally {
       tf.dispose([x, y]);
     }
@@ -161,7 +169,7 @@ function termNamesOf(model: Trainable, b: RawBatch): string[] {
   return tf.tidy(() => {
     const rows = Math.min(2, b.rows);
     const r = model.loss(
-      { x: tf.tensor2d(b.x.subarray(0, rows * b.pixels), [rows, b.pixels]), y: tf.tensor2d(b.y.subarray(0, rows * b.labelDim), [rows, b.labelDim]), labels: b.labels.subarray(0, rows), rng: new Rng(0) },
+      { x: tf.tensor2d(b.x.subarray(0, rows * b.pixels), [rows, b.pixels]), y: tf.tensor2d(b.y.subarray(0, rows * b.labelDim), [rows, b.labelDim]), labels: b.labels.subarray(0, rows), labels2: b.labels2?.subarray(0, rows), rng: new Rng(0) },
       0,
     );
     return ['loss', ...Object.keys(r.terms)];
@@ -185,6 +193,9 @@ export async function train(
   }
   if (replicas > opts.batchSize) {
     throw new ProbsemError(`${replicas} workers need a batch of at least ${replicas} examples, got ${opts.batchSize}`, 'BAD_OPTION');
+  }
+  if (split.labels2 && replicas > 1) {
+    throw new ProbsemError('two-object (paired) datasets train on one thread: use --workers 1', 'BAD_OPTION');
   }
   const probe = makeRawBatch(split, batcher.indices(0), shape.pixels, shape.numClasses, opts.labelInputs);
   const engine = await createStepEngine(model, { lr: opts.lr, seed: opts.seed, replicas, batchSize: opts.batchSize, probe, engine: opts.engine });

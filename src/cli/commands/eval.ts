@@ -62,6 +62,12 @@ export const evalCommand: Command = {
           `  generation accuracy   ${pct(r.generationAccuracy)}${r.generationSd !== null ? ` ± ${(100 * r.generationSd).toFixed(2)}` : ''}` +
             (r.generationRepeats ? ` (${r.generationSamplesPerLabel}/label × ${r.generationRepeats})` : ''),
           `  judge test accuracy   ${pct(r.judgeAccuracy)}`,
+          ...(r.pairedTop2Accuracy !== undefined
+            ? [
+                `  paired top-2 accuracy ${pct(r.pairedTop2Accuracy ?? null)} (annotation above: top label among the two)`,
+                `  pair retrieval P@20   ${pct(r.pairRetrievalPrecisionAt20?.mean ?? null)} (mean over all pairs of classes)`,
+              ]
+            : []),
         ].join('\n') + '\n',
       );
     }

@@ -41,7 +41,8 @@ export const generateCommand: Command = {
   summary: 'generate images for a label or any words and write them as a PNG grid',
   help: `probsem generate --run DIR (--label NAME | --words "w1[, w2 …]") [--n 16] [--cols 8] [--seed 0] --out grid.png
 
-  --label NAME   one of the run's classes
+  --label NAME   one of the run's classes, or two joined by '+' ("Trouser+Sneaker"): images from
+                 that label set's distribution (informed priors: the prior the model trained with)
   --words LIST   comma-separated words or phrases, one row of --n images each; a run trained with
                  --labels words takes any word its vectors know ("loafer, jeans, ankle boot")`,
   async run(argv) {

@@ -7,6 +7,8 @@ import { serveCommand } from './serve.js';
 import { benchCommand } from './bench-paper.js';
 import { neighboursCommand } from './words.js';
 import { retrieveCommand } from './retrieve.js';
+import { similarCommand } from './similar.js';
+import { indexCommand } from './kl-index.js';
 import { interpolateCommand, plotCommand } from './plot.js';
 
 export interface Command {
@@ -24,6 +26,8 @@ export const COMMANDS: Record<string, Command> = {
   generate: generateCommand,
   neighbours: neighboursCommand,
   retrieve: retrieveCommand,
+  similar: similarCommand,
+  index: indexCommand,
   plot: plotCommand,
   interpolate: interpolateCommand,
   judge: judgeCommand,

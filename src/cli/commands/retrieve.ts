@@ -52,7 +52,8 @@ export const retrieveCommand: Command = {
       await ensureDir(dirname(out));
       writeFileAtomicSync(out, encodeGridPng(imagesToFloat(ds.test, r.ids, pixels), r.ids.length, { cols: Math.min(10, r.ids.length), height: ds.height, width: ds.width }));
     }
-    const rows = r.ids.map((id, i) => ({ id, label: ds.classNames[r.labels[i]], kl: r.kl[i] }));
+    const l2 = ds.test.labels2;
+    const rows = r.ids.map((id, i) => ({ id, label: ds.classNames[r.labels[i]] + (l2 ? ` + ${ds.classNames[l2[id]]}` : ''), kl: r.kl[i] }));
     if (v.json) {
       process.stdout.write(JSON.stringify({ query: entries, k, results: rows }) + '\n');
     } else {

@@ -9,10 +9,12 @@ import type { Command } from './index.js';
 
 export const trainCommand: Command = {
   summary: 'train a model on a dataset and save it to a run directory',
-  help: `probsem train --model <vae|pse|pse-star> [options]
+  help: `probsem train --model <pse-star|pse|informed|vae|…> [options]
 
   --model NAME         ${modelNames().filter((n) => n !== 'classifier').join(', ')}
-  --dataset NAME|DIR   fashion-mnist (default), fashion-mnist-subset, mnist, or a folder of IDX files
+  --dataset NAME|DIR   fashion-mnist (default), fashion-mnist-subset, mnist, or a folder of IDX files;
+                       paired:<dataset>[?train=N&test=N&equal=allow|forbid&seed=S] for two-object
+                       images (two images side by side, labelled with both classes)
   --data DIR           where to look for the dataset's IDX files
   --latent N           latent dimension (default 10)
   --steps N            training steps (default 2000 unless --epochs is given)
@@ -28,14 +30,15 @@ export const trainCommand: Command = {
   --checkpoint-every N checkpoint interval in steps (default 500; always at the end)
   --resume             continue the run in --out from its checkpoint
   --force              replace an existing run in --out
-  --engine E           auto (default): probsem's wasm kernels for vae, beta-vae, pse, pse-star, cvae
-                       and jmvae, tfjs for the others; fast: insist on the kernels; tfjs: tfjs ops
+  --engine E           auto (default): probsem's wasm kernels for vae, beta-vae, pse, pse-star, cvae,
+                       jmvae, trelbo and scan, tfjs for the others; fast: insist on the kernels; tfjs: tfjs ops
   --workers N          data-parallel replicas over worker threads (default 1; tfjs engine only)
   --on-nan stop|skip   a batch with a non-finite loss or gradient stops training, keeping the last
                        good weights as the checkpoint (stop, default), or is skipped and logged (skip)
   --set KEY=VALUE      any other model option, repeatable (value as JSON, else a string), e.g.
                        --set alpha=0.1 (jmvae), --set lambda1=10 (trelbo), --set warmupSteps=500,
-                       --set stage1Steps=1200 (scan; default 60% of the steps), --set encoderHidden=[256,64]
+                       --set stage1Steps=1200 (scan; default 60% of the steps), --set encoderHidden=[256,64],
+                       --set lambda=0.99 (informed: shrinkage; priorMean=sample|mean, classify=prior|posterior)
   --labels ENC         label-encoder inputs: onehot (default), words (the built-in WordNet vectors),
                        or words:FILE (word2vec .bin, word2vec/GloVe text, fastText .vec)
   --label-phrases MAP  how classes read as words, e.g. 'Ankle boot=boot,Bag=handbag'

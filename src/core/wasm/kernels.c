@@ -306,3 +306,131 @@ EXPORT void sigmoid_backward_add(f32* g, const f32* gp, const f32* s, int n) {
   }
   for (; i < n; i++) g[i] += gp[i] * s[i] * (1.0f - s[i]);
 }
+
+/*
+ * Exact KL retrieval (src/index/kl-index.ts). Each item i has a row a(i, ·) of n values and a
+ * constant c[i]; a query is a row b of n values; the kernels rank items by c[i] + Σ_j a(i, j) b(j)
+ * (summed left to right from c[i]), smallest first. The index arranges these numbers so that the
+ * score is a guaranteed lower bound of the exact KL score (kl-index.ts). Items are stored in
+ * blocks of 16, each block [j][16] (item-interleaved: one 4-lane multiply-add serves four items and
+ * no horizontal sums are needed); padding items have c = NaN and are never kept.
+ */
+
+/* 16 items' c + a·b, from the block's 16 constants and its interleaved rows. */
+static inline void block_dot1(const f32* a, const f32* cb, const f32* b, int n, v128_t* s) {
+  v128_t x0 = wasm_v128_load(cb), x1 = wasm_v128_load(cb + 4), x2 = wasm_v128_load(cb + 8), x3 = wasm_v128_load(cb + 12);
+  for (int j = 0; j < n; j++, a += 16) {
+    v128_t p = wasm_v128_load32_splat(b + j);
+    x0 = MADD(p, wasm_v128_load(a), x0); x1 = MADD(p, wasm_v128_load(a + 4), x1);
+    x2 = MADD(p, wasm_v128_load(a + 8), x2); x3 = MADD(p, wasm_v128_load(a + 12), x3);
+  }
+  s[0] = x0; s[1] = x1; s[2] = x2; s[3] = x3;
+}
+
+/* Max-heap of the m smallest (value, index) pairs seen so far: v < hv[0] (or a free slot) enters. */
+static void heap_offer(f32* hv, int* hi, int* hn, int m, f32 v, int idx) {
+  int n = *hn, i;
+  if (n < m) {
+    i = n++;
+    while (i > 0) {
+      int p = (i - 1) >> 1;
+      if (!(hv[p] < v)) break;
+      hv[i] = hv[p]; hi[i] = hi[p]; i = p;
+    }
+    hv[i] = v; hi[i] = idx; *hn = n;
+    return;
+  }
+  if (!(v < hv[0])) return;
+  i = 0;
+  for (;;) {
+    int l = 2 * i + 1, r = l + 1, big = i;
+    f32 bv = v;
+    if (l < m && hv[l] > bv) { big = l; bv = hv[l]; }
+    if (r < m && hv[r] > bv) { big = r; }
+    if (big == i) break;
+    hv[i] = hv[big]; hi[i] = hi[big]; i = big;
+  }
+  hv[i] = v; hi[i] = idx;
+}
+
+#define OFFER_LANE(vec, l, at) do { \
+    f32 v_ = wasm_f32x4_extract_lane(vec, l); int i_ = (at) + (l); \
+    if (v_ == v_ && i_ != exclude) heap_offer(hv, hi, hn, m, v_, i_); } while (0)
+#define OFFER_VEC(vec, at) do { OFFER_LANE(vec, 0, at); OFFER_LANE(vec, 1, at); OFFER_LANE(vec, 2, at); OFFER_LANE(vec, 3, at); } while (0)
+
+/* Offers 16 scores (items base..base+15) to one query's heap; most blocks fail one comparison. */
+static inline void offer16(const v128_t* s, int base, f32* hv, int* hi, int* hn, int m, int exclude) {
+  if (*hn == m) {
+    v128_t t = wasm_f32x4_splat(hv[0]);
+    v128_t k = wasm_v128_or(wasm_v128_or(wasm_f32x4_lt(s[0], t), wasm_f32x4_lt(s[1], t)),
+                            wasm_v128_or(wasm_f32x4_lt(s[2], t), wasm_f32x4_lt(s[3], t)));
+    if (!wasm_v128_any_true(k)) return;
+  }
+  OFFER_VEC(s[0], base); OFFER_VEC(s[1], base + 4); OFFER_VEC(s[2], base + 8); OFFER_VEC(s[3], base + 12);
+}
+
+/*
+ * Scores all count items against Q queries (B: Q rows of n) and keeps, per query q, the m
+ * smallest in the heap hv[q*m..], hi[q*m..] with hn[q] entries (the caller zeroes hn); item
+ * `exclude` is skipped. Queries go in pairs so each loaded row of a block serves two of them;
+ * every block is read from memory once per call.
+ */
+EXPORT void kl_scan(const f32* A, const f32* c, int count, int n, const f32* B, int Q, int exclude,
+                    f32* hv, int* hi, int* hn, int m) {
+  int blocks = (count + 15) / 16;
+  v128_t s[4];
+  for (int blk = 0; blk < blocks; blk++) {
+    const f32* a = A + blk * 16 * n;
+    const f32* cb = c + blk * 16;
+    int base = blk * 16, q = 0;
+    for (; q + 2 <= Q; q += 2) {
+      const f32* b0 = B + q * n;
+      const f32* b1 = b0 + n;
+      const f32* ar = a;
+      v128_t x0 = wasm_v128_load(cb), x1 = wasm_v128_load(cb + 4), x2 = wasm_v128_load(cb + 8), x3 = wasm_v128_load(cb + 12);
+      v128_t y0 = x0, y1 = x1, y2 = x2, y3 = x3;
+      for (int j = 0; j < n; j++, ar += 16) {
+        v128_t a0 = wasm_v128_load(ar), a1 = wasm_v128_load(ar + 4), a2 = wasm_v128_load(ar + 8), a3 = wasm_v128_load(ar + 12);
+        v128_t p = wasm_v128_load32_splat(b0 + j);
+        x0 = MADD(p, a0, x0); x1 = MADD(p, a1, x1); x2 = MADD(p, a2, x2); x3 = MADD(p, a3, x3);
+        p = wasm_v128_load32_splat(b1 + j);
+        y0 = MADD(p, a0, y0); y1 = MADD(p, a1, y1); y2 = MADD(p, a2, y2); y3 = MADD(p, a3, y3);
+      }
+      s[0] = x0; s[1] = x1; s[2] = x2; s[3] = x3;
+      offer16(s, base, hv + q * m, hi + q * m, hn + q, m, exclude);
+      s[0] = y0; s[1] = y1; s[2] = y2; s[3] = y3;
+      offer16(s, base, hv + (q + 1) * m, hi + (q + 1) * m, hn + q + 1, m, exclude);
+    }
+    if (q < Q) {
+      block_dot1(a, cb, B + q * n, n, s);
+      offer16(s, base, hv + q * m, hi + q * m, hn + q, m, exclude);
+    }
+  }
+}
+
+/*
+ * One query: writes the indices of the items whose score is at most thr (NaN and `exclude` left
+ * out) to out, up to cap of them, and returns how many there are (possibly more than cap).
+ */
+EXPORT int kl_collect(const f32* A, const f32* c, int count, int n, const f32* b, int exclude, f32 thr, int* out, int cap) {
+  int blocks = (count + 15) / 16, found = 0;
+  v128_t t = wasm_f32x4_splat(thr);
+  v128_t s[4];
+  for (int blk = 0; blk < blocks; blk++) {
+    block_dot1(A + blk * 16 * n, c + blk * 16, b, n, s);
+    v128_t k = wasm_v128_or(wasm_v128_or(wasm_f32x4_le(s[0], t), wasm_f32x4_le(s[1], t)),
+                            wasm_v128_or(wasm_f32x4_le(s[2], t), wasm_f32x4_le(s[3], t)));
+    if (!wasm_v128_any_true(k)) continue;
+    for (int v = 0; v < 4; v++) {
+      int mask = wasm_i32x4_bitmask(wasm_f32x4_le(s[v], t));
+      for (int l = 0; l < 4; l++) {
+        int i = blk * 16 + v * 4 + l;
+        if ((mask >> l & 1) && i != exclude) {
+          if (found < cap) out[found] = i;
+          found++;
+        }
+      }
+    }
+  }
+  return found;
+}

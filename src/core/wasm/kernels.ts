@@ -1,9 +1,9 @@
 /**
  * probsem's own WebAssembly kernels (kernels.c): matrix products in every transpose form with
- * fused bias and ReLU, the ReLU and bias gradients, Adam and a finiteness check, over buffers in
- * one shared linear memory. A second thread (a worker running the same module on the same memory)
- * takes half of each large product's columns, which leaves every result bit-identical to the
- * single-threaded one.
+ * fused bias and ReLU, the ReLU and bias gradients, Adam, a finiteness check and the KL index's
+ * scan, over buffers in one shared linear memory. A second thread (a worker running the same
+ * module on the same memory) takes half of each large product's columns, which leaves every
+ * result bit-identical to the single-threaded one.
  *
  * Why not tfjs ops: on the wasm backend every op is a separate dispatch with its own allocation,
  * transposed products take a slow path, and Adam costs 13 passes over the parameters. A training
@@ -30,6 +30,8 @@ interface KernelExports {
   transpose(src: number, rows: number, cols: number, dst: number): void;
   bernoulli_logits(l: number, x: number, g: number, probs: number, n: number, scale: number): number;
   sigmoid_backward_add(g: number, gp: number, s: number, n: number): void;
+  kl_scan(a: number, c: number, count: number, n: number, b: number, q: number, exclude: number, hv: number, hi: number, hn: number, m: number): void;
+  kl_collect(a: number, c: number, count: number, n: number, b: number, exclude: number, thr: number, out: number, cap: number): number;
   __heap_base: WebAssembly.Global;
 }
 
@@ -182,6 +184,12 @@ export class Kernels {
     return k;
   }
 
+  /** Single-threaded kernels, created synchronously (no helper thread to wait for). */
+  static createSync(opts: { fma?: boolean } = {}): Kernels {
+    const fmaModule = (opts.fma ?? defaultKernelFma()) ? kernelModule(true) : null;
+    return fmaModule ? new Kernels(1, fmaModule, true) : new Kernels(1, kernelModule(false)!, false);
+  }
+
   private async startWorker(): Promise<void> {
     const w = new Worker(WORKER_SOURCE, {
       eval: true,
@@ -299,6 +307,22 @@ export class Kernels {
   /** g += gp · s · (1 − s) over n values (backward through a sigmoid with output s). */
   sigmoidBackwardAdd(g: Buf, gp: Buf, s: Buf, n: number): void {
     this.ex.sigmoid_backward_add(g.ptr, gp.ptr, s.ptr, n);
+  }
+
+  /**
+   * KL-index scan (see kl_scan in kernels.c): items in blocks of 16 stored [block][j][16] at `a`
+   * (n values each), constants at `c`; queries are the Q rows of n values at `b`. For each query q
+   * keeps the m smallest c + a·b in a max-heap: values at hv + 4·q·m, item indices (int32) at
+   * hi + 4·q·m, sizes (int32, zeroed by the caller) at hn + 4·q. Skips item `exclude` (-1: none).
+   * Arguments are byte offsets into kernel memory.
+   */
+  klScan(o: { a: number; c: number; count: number; n: number; b: number; queries: number; exclude: number; hv: number; hi: number; hn: number; m: number }): void {
+    this.ex.kl_scan(o.a, o.c, o.count, o.n, o.b, o.queries, o.exclude, o.hv, o.hi, o.hn, o.m);
+  }
+
+  /** One query: indices (int32 at `out`, at most cap) of the items with c + a·b ≤ thr; returns how many there are. */
+  klCollect(o: { a: number; c: number; count: number; n: number; b: number; exclude: number; thr: number; out: number; cap: number }): number {
+    return this.ex.kl_collect(o.a, o.c, o.count, o.n, o.b, o.exclude, o.thr, o.out, o.cap);
   }
 
   /** g ← g where y > 0, else 0 (backward through a ReLU whose output is y). */

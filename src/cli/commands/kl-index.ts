@@ -1,0 +1,143 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { ProbsemError } from '../../core/errors.js';
+import { pixelsOf } from '../../data/dataset.js';
+import { loadDataset } from '../../data/registry.js';
+import { ClickHouseStore } from '../../index/clickhouse.js';
+import { KlIndex, type QueryGaussian, type SearchHit } from '../../index/kl-index.js';
+import { encodeSplitGaussians } from '../../runs/retrieval.js';
+import { checkCompatible, loadImageModel } from '../../runs/runs.js';
+import { queryForWords, runWordVectors, splitQuery } from '../../runs/words.js';
+import { intOption, parse, strOption } from '../args.js';
+import type { Command } from './index.js';
+
+const HELP = `probsem index build --run DIR [--split test|train] [--dataset D] (--out IDX | --store URL | both)
+probsem index query (IDX | --store URL) (--words "sneaker boot" | --queries FILE) [--k 10] [--run DIR] [--json]
+
+Exact top-k retrieval by KL(query ‖ q(z|x)): every image's posterior is stored, and the KL is
+rewritten as one inner product plus constants, so a query is one pass of dot products (the
+ranking equals computing every KL; docs/architecture.md).
+
+build
+  --run DIR        the model whose posteriors q(z|x) are indexed (full covariance where it has one)
+  --split S        which split of the run's dataset (default test)
+  --dataset D      another dataset of the same image size
+  --out IDX        write the index file (atomically)
+  --store URL      also (or instead) upload to ClickHouse: clickhouse://host:port/db.table
+                   (HTTP port; the table is replaced)
+query
+  --words TEXT     one query: class names or, for word-vector runs, any words; several words are
+                   one query for the set
+  --queries FILE   many queries, one per line, searched as one batch
+  --k N            results per query (default 10)
+  --run DIR        the model that turns words into a query (default: the one the index records)
+  --json           print JSON: per query the words and [{id, labels, kl}]`;
+
+export const indexCommand: Command = {
+  summary: 'build an exact KL index of a run\'s image posteriors, or query it by words',
+  help: HELP,
+  async run(argv) {
+    const [sub, ...rest] = argv;
+    if (sub === 'build') return build(rest);
+    if (sub === 'query') return query(rest);
+    throw new ProbsemError(`probsem index: expected 'build' or 'query', got ${sub === undefined ? 'nothing' : `'${sub}'`}`, 'BAD_OPTION');
+  },
+};
+
+async function build(argv: string[]): Promise<number> {
+  const { values: v } = parse(argv, {
+    run: { type: 'string' },
+    split: { type: 'string' },
+    dataset: { type: 'string' },
+    data: { type: 'string' },
+    out: { type: 'string' },
+    store: { type: 'string' },
+  });
+  if (v.out === undefined && v.store === undefined) throw new ProbsemError('give --out IDX, --store URL or both', 'BAD_OPTION');
+  const split = strOption(v.split, 'split', 'test');
+  if (split !== 'test' && split !== 'train') throw new ProbsemError(`--split must be test or train, got '${split}'`, 'BAD_OPTION');
+  const dir = strOption(v.run, 'run');
+  const { model, meta } = loadImageModel(dir);
+  const ds = await loadDataset(strOption(v.dataset, 'dataset', meta.dataset?.name ?? 'fashion-mnist'), { dataDir: v.data as string | undefined });
+  checkCompatible(meta, ds);
+  const s = ds[split];
+  const t0 = performance.now();
+  const items = encodeSplitGaussians(model, s, pixelsOf(ds));
+  const perItem = s.labels2 ? 2 : 1;
+  const labels = new Int32Array(s.count * perItem);
+  for (let i = 0; i < s.count; i++) {
+    labels[i * perItem] = s.labels[i];
+    if (s.labels2) labels[i * perItem + 1] = s.labels2[i];
+  }
+  const index = KlIndex.build(items, {
+    labels: { perItem, values: labels },
+    meta: { run: resolve(dir), model: meta.model, dataset: ds.name, split, classNames: ds.classNames },
+  });
+  const encodeMs = performance.now() - t0;
+  if (v.out !== undefined) index.save(String(v.out));
+  let uploaded = '';
+  if (v.store !== undefined) {
+    const store = await ClickHouseStore.open(String(v.store));
+    const r = await store.upload(index, { replace: true });
+    uploaded = `; uploaded ${r.rows} rows to ${v.store} in ${(r.ms / 1000).toFixed(1)} s`;
+  }
+  process.stdout.write(
+    `indexed ${index.count} ${index.kind === 'full' ? 'full-covariance' : 'diagonal'} posteriors (latent ${index.dim}) of ${ds.name} ${split} in ${(encodeMs / 1000).toFixed(1)} s` +
+      (v.out !== undefined ? `; wrote ${v.out}` : '') +
+      uploaded +
+      '\n',
+  );
+  return 0;
+}
+
+async function query(argv: string[]): Promise<number> {
+  const { values: v, positionals } = parse(
+    argv,
+    {
+      store: { type: 'string' },
+      words: { type: 'string' },
+      queries: { type: 'string' },
+      k: { type: 'string' },
+      run: { type: 'string' },
+      json: { type: 'boolean' },
+    },
+    true,
+  );
+  if ((positionals.length === 1) === (v.store !== undefined) || positionals.length > 1) throw new ProbsemError('give exactly one of an index file or --store URL', 'BAD_OPTION');
+  if ((v.words === undefined) === (v.queries === undefined)) throw new ProbsemError('give exactly one of --words or --queries', 'BAD_OPTION');
+  const k = intOption(v.k, 'k', 10, 1, 100000);
+  const texts = v.words !== undefined ? [String(v.words)] : readFileSync(String(v.queries), 'utf8').split('\n').map((l) => l.trim()).filter(Boolean);
+  if (texts.length === 0) throw new ProbsemError(`${v.queries}: no queries (one per line)`, 'BAD_OPTION');
+  const index = positionals.length === 1 ? KlIndex.load(positionals[0]) : null;
+  const store = v.store !== undefined ? await ClickHouseStore.open(String(v.store)) : null;
+  const info = index ? { meta: index.meta, dim: index.dim } : await store!.info();
+  const runDir = strOption(v.run, 'run', typeof info.meta.run === 'string' ? info.meta.run : undefined);
+  const { model, meta } = loadImageModel(runDir);
+  if (model.latentDim !== info.dim) throw new ProbsemError(`the run ${runDir} has latent ${model.latentDim} but the index holds ${info.dim}-dimensional Gaussians`, 'SHAPE');
+  const vectors = await runWordVectors(meta, texts.flatMap((t) => splitQuery(meta, [t])), { onNotice: (m) => process.stderr.write(`note: ${m}\n`) });
+  const queries: QueryGaussian[] = texts.map((t) => {
+    const q = queryForWords(model, meta, [t], vectors);
+    const dim = q.mean.length;
+    const covariance = q.covariance ?? Float64Array.from({ length: dim * dim }, (_, i) => (i % (dim + 1) === 0 ? Math.exp(q.logVar[i / (dim + 1)]) : 0));
+    return { mean: q.mean, covariance };
+  });
+  const t0 = performance.now();
+  const results: SearchHit[][] = index ? index.searchBatch(queries, k) : await Promise.all(queries.map((q) => store!.search(q, k)));
+  const ms = performance.now() - t0;
+  const classNames = (info.meta.classNames as string[] | undefined) ?? meta.classNames;
+  const labelsOf = (hit: SearchHit): string[] => {
+    const l = index?.labels;
+    if (!l) return [];
+    return Array.from(l.values.subarray(hit.index * l.perItem, (hit.index + 1) * l.perItem), (c) => classNames[c] ?? String(c));
+  };
+  if (v.json) {
+    process.stdout.write(JSON.stringify({ k, ms, queries: texts.map((t, i) => ({ words: t, results: results[i].map((h) => ({ id: h.id, labels: labelsOf(h), kl: h.kl })) })) }) + '\n');
+    return 0;
+  }
+  texts.forEach((t, i) => {
+    process.stdout.write(`query: ${t}\n`);
+    for (const h of results[i]) process.stdout.write(`${String(h.id).padStart(8)}  ${labelsOf(h).join(' + ').padEnd(26)} KL ${h.kl.toFixed(2)}\n`);
+  });
+  process.stdout.write(`${texts.length} quer${texts.length === 1 ? 'y' : 'ies'} in ${ms.toFixed(1)} ms\n`);
+  return 0;
+}

@@ -1,0 +1,446 @@
+/**
+ * Exact top-k retrieval of item Gaussians by KL(query ‖ item).
+ *
+ * 2 KL(p ‖ q_i) = S_i − K − log|Σp| with S_i = c_i + ⟨a_i, b_p⟩ (kl-math.ts), so ranking the items
+ * for a query is ranking S_i: one pass of n-long dot products. The index keeps the a_i in float32
+ * in the memory of probsem's wasm kernels, 16 items interleaved per block for SIMD, and `kl_scan`
+ * scores every item and keeps the best m = k + max(32, k) per query in a heap, for up to 64
+ * queries per pass (each block of items is read from memory once and serves all of them).
+ *
+ * Exactness. Summed in float32, S_i is off by at most about (n + 4) 2⁻²⁴ (|c_i| + Σ_j |a_ij b_j|)
+ * (the usual γ bound, with the rounding of a, b and c to float32). Each item carries its own bound
+ * E_i = γ (|c_i| + ‖a_i‖ ‖b‖) with γ = (n + 6) 2⁻²³ (Cauchy–Schwarz, and a margin of two), folded
+ * into the float32 score itself: the kernel's rows are [a_i, ‖a_i‖] with constant ±c_i − γ|c_i|,
+ * the query's row is [±b, −γ‖b‖] (sign − for the largest KL), so what the kernel computes,
+ * L_i = ±S_i − E_i + (its own rounding, < E_i), is a guaranteed lower bound of ±S_i, and
+ * L_i + 2 E_i an upper bound. With τ the k-th smallest upper bound in the heap, every item with
+ * L_i > τ is provably outside the top k; if the heap's largest L exceeds τ the heap holds every
+ * candidate, otherwise a second pass (`kl_collect`) gathers every item with L_i ≤ τ (rare). The
+ * candidates are rescored by the exact double-precision KL (the same function as `bruteForceKl`)
+ * and sorted, so the hits and their `kl` values equal the brute force, ties aside (equal KL values
+ * are ordered by item position). Per-item bounds keep the candidate pool at about k even when a
+ * few items are badly conditioned (a global bound would be set by the worst of them).
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { ProbsemError } from '../core/errors.js';
+import { writeFileAtomicSync } from '../core/files.js';
+import { Kernels, type Buf } from '../core/wasm/kernels.js';
+import { INDEX_ITEMS, SCAN_STATS } from './internal.js';
+import { exactKl, FullScratch, itemVector, prepareQuery, validateItems, vectorLength, type ItemGaussians, type PreparedQuery, type QueryGaussian } from './kl-math.js';
+
+export type { ItemGaussians, QueryGaussian } from './kl-math.js';
+
+export interface SearchHit {
+  /** Item position. */
+  index: number;
+  /** Stored id (defaults to the position). */
+  id: number;
+  /** The exact KL(query ‖ item) in nats. */
+  kl: number;
+}
+
+export interface SearchOptions {
+  /** Most dissimilar instead of most similar. */
+  largest?: boolean;
+  /** Item position to skip, e.g. the query image itself. */
+  exclude?: number;
+}
+
+export interface Labels {
+  perItem: number;
+  values: Int32Array;
+}
+
+/** Queries scored per pass over the items. */
+const QUERY_CHUNK = 64;
+const BLOCK = 16;
+/** Kernel memory is at most 1 GiB; leave room for the query buffers. */
+const MAX_INDEX_BYTES = 1000 * 2 ** 20;
+
+/*
+ * File format, version 1 (little-endian):
+ *
+ *   offset  size  field
+ *        0     8  magic "PSKLINDX"
+ *        8     4  u32 format version (1)
+ *       12     4  u32 kind: 1 diagonal, 2 full covariance
+ *       16     4  u32 dim
+ *       20     4  u32 count
+ *       24     4  u32 labels per item (0: no labels)
+ *       28     4  u32 byte length of the meta JSON
+ *       32    32  SHA-256 of bytes 0..31 followed by the whole payload
+ *       64     …  payload:
+ *                   mean        f32[count·dim]
+ *                   variance    f32[count·dim]        (diag)  or
+ *                   scaleTril   f32[count·dim·dim]    (full, row-major lower-triangular)
+ *                   ids         i32[count]
+ *                   labels      i32[count·perItem]
+ *                   meta        UTF-8 JSON
+ *
+ * The file is exactly 64 bytes plus the payload. Only the Gaussians are stored: a_i and c_i are
+ * derived deterministically on load, so a loaded index returns exactly what the saved one did.
+ */
+const MAGIC = 'PSKLINDX';
+const VERSION = 1;
+const HEADER_BYTES = 64;
+
+export class KlIndex {
+  readonly kind: 'diag' | 'full';
+  readonly dim: number;
+  readonly count: number;
+  readonly ids: Int32Array;
+  readonly labels: Labels | null;
+  readonly meta: Record<string, unknown>;
+  /** n: length of a_i and b. */
+  private readonly n: number;
+  private readonly kernels: Kernels;
+  /** Row length in the kernel: n + 1 (a_i and ‖a_i‖). */
+  private readonly rowLen: number;
+  private readonly gamma: number;
+  private readonly aPtr: number;
+  /** Constants for the smallest KL (c − γ|c|) and the largest (−c − γ|c|). */
+  private readonly cPtr: { smallest: number; largest: number };
+  /** γ |c_i| and ‖a_i‖ (as stored, rounded up), for the upper bounds. */
+  private readonly errC: Float64Array;
+  private readonly normA: Float32Array;
+  private work: { queries: number; m: number; b: Buf; hv: Buf; hi: Buf; hn: Buf } | null = null;
+  private collect: Buf | null = null;
+  private readonly scratch: FullScratch | undefined;
+
+  private constructor(
+    private readonly items: ItemGaussians,
+    ids: Int32Array,
+    labels: Labels | null,
+    meta: Record<string, unknown>,
+  ) {
+    this.kind = items.kind;
+    this.dim = items.dim;
+    this.count = items.count;
+    this.ids = ids;
+    this.labels = labels;
+    this.meta = meta;
+    this.n = vectorLength(items.kind, items.dim);
+    this.scratch = items.kind === 'full' ? new FullScratch(items.dim) : undefined;
+    INDEX_ITEMS.set(this, items);
+    const blocks = Math.ceil(items.count / BLOCK);
+    const bytes = blocks * BLOCK * (this.n + 3) * 4;
+    if (bytes > MAX_INDEX_BYTES) {
+      throw new ProbsemError(
+        `an index of ${items.count} ${items.kind} Gaussians of dimension ${items.dim} needs ${Math.ceil(bytes / 2 ** 20)} MiB of kernel memory (at most ${MAX_INDEX_BYTES / 2 ** 20} MiB)`,
+        'TOO_LARGE',
+      );
+    }
+    this.kernels = Kernels.createSync();
+    const n = this.n;
+    const rowLen = n + 1;
+    this.rowLen = rowLen;
+    this.gamma = (n + 6) * 2 ** -23;
+    const aBuf = this.kernels.alloc(blocks * BLOCK * rowLen);
+    const cSmall = this.kernels.alloc(blocks * BLOCK);
+    const cLarge = this.kernels.alloc(blocks * BLOCK);
+    this.aPtr = aBuf.ptr;
+    this.cPtr = { smallest: cSmall.ptr, largest: cLarge.ptr };
+    this.errC = new Float64Array(items.count);
+    this.normA = new Float32Array(items.count);
+    const heap = this.kernels.heap();
+    const a0 = aBuf.ptr >> 2;
+    const cs0 = cSmall.ptr >> 2;
+    const cl0 = cLarge.ptr >> 2;
+    const row = new Float64Array(n);
+    for (let i = 0; i < items.count; i++) {
+      const c = itemVector(items, i, row, this.scratch);
+      const base = a0 + (i >> 4) * BLOCK * rowLen + (i & 15);
+      let norm2 = 0;
+      for (let j = 0; j < n; j++) {
+        const v = Math.fround(row[j]);
+        if (!Number.isFinite(v)) throw new ProbsemError(`item ${i}: its precision (inverse covariance) overflows float32 (a[${j}] = ${row[j]}); variances must be above ~1e-38`, 'BAD_INPUT');
+        heap[base + j * BLOCK] = v;
+        norm2 += row[j] * row[j];
+      }
+      const norm = roundUp32(Math.sqrt(norm2));
+      const err = this.gamma * Math.abs(c);
+      if (!Number.isFinite(norm) || !Number.isFinite(Math.fround(c - err)) || !Number.isFinite(Math.fround(-c - err))) {
+        throw new ProbsemError(`item ${i}: its precision or constant μᵀΣ⁻¹μ + log|Σ| = ${c} overflows float32`, 'BAD_INPUT');
+      }
+      heap[base + n * BLOCK] = norm;
+      heap[cs0 + i] = c - err;
+      heap[cl0 + i] = -c - err;
+      this.errC[i] = err;
+      this.normA[i] = norm;
+    }
+    for (let i = items.count; i < blocks * BLOCK; i++) heap[cs0 + i] = heap[cl0 + i] = NaN; // padding: never kept
+  }
+
+  static build(items: ItemGaussians, opts: { ids?: Int32Array; labels?: Labels; meta?: Record<string, unknown> } = {}): KlIndex {
+    validateItems(items);
+    const own: ItemGaussians =
+      items.kind === 'diag'
+        ? { kind: 'diag', dim: items.dim, count: items.count, mean: items.mean.slice(), variance: items.variance.slice() }
+        : { kind: 'full', dim: items.dim, count: items.count, mean: items.mean.slice(), scaleTril: items.scaleTril.slice() };
+    let ids: Int32Array;
+    if (opts.ids !== undefined) {
+      if (!(opts.ids instanceof Int32Array)) throw new ProbsemError('ids must be an Int32Array', 'BAD_INPUT');
+      if (opts.ids.length !== items.count) throw new ProbsemError(`ids has ${opts.ids.length} entries, expected one per item (${items.count})`, 'SHAPE');
+      ids = opts.ids.slice();
+    } else {
+      ids = Int32Array.from({ length: items.count }, (_, i) => i);
+    }
+    let labels: Labels | null = null;
+    if (opts.labels !== undefined) {
+      const { perItem, values } = opts.labels;
+      if (!Number.isInteger(perItem) || perItem < 1) throw new ProbsemError(`labels.perItem must be a positive integer, got ${perItem}`, 'BAD_INPUT');
+      if (!(values instanceof Int32Array)) throw new ProbsemError('labels.values must be an Int32Array', 'BAD_INPUT');
+      if (values.length !== items.count * perItem) {
+        throw new ProbsemError(`labels.values has ${values.length} entries, expected count × perItem = ${items.count} × ${perItem}`, 'SHAPE');
+      }
+      labels = { perItem, values: values.slice() };
+    }
+    const meta = opts.meta ?? {};
+    if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) throw new ProbsemError('meta must be a plain object', 'BAD_INPUT');
+    let metaCopy: Record<string, unknown>;
+    try {
+      metaCopy = JSON.parse(JSON.stringify(meta)) as Record<string, unknown>;
+    } catch (err) {
+      throw new ProbsemError(`meta must be JSON-serialisable: ${(err as Error).message}`, 'BAD_INPUT');
+    }
+    return new KlIndex(own, ids, labels, metaCopy);
+  }
+
+  search(q: QueryGaussian, k: number, opts: SearchOptions = {}): SearchHit[] {
+    return this.searchBatch([q], k, opts)[0];
+  }
+
+  searchBatch(qs: QueryGaussian[], k: number, opts: SearchOptions = {}): SearchHit[][] {
+    if (!Array.isArray(qs)) throw new ProbsemError('searchBatch expects an array of queries', 'BAD_INPUT');
+    const { sign, exclude } = this.checkOptions(k, opts);
+    const prepared = qs.map((q, i) => prepareQuery(this.kind, this.dim, q, qs.length > 1 ? `query ${i}` : 'query'));
+    const out: SearchHit[][] = [];
+    for (let s = 0; s < prepared.length; s += QUERY_CHUNK) out.push(...this.searchChunk(prepared.slice(s, s + QUERY_CHUNK), k, sign, exclude));
+    return out;
+  }
+
+  private checkOptions(k: number, opts: SearchOptions): { sign: number; exclude: number } {
+    if (typeof k !== 'number' || !Number.isInteger(k) || k < 1) throw new ProbsemError(`k must be a positive integer, got ${k}`, 'BAD_OPTION');
+    let exclude = -1;
+    if (opts.exclude !== undefined) {
+      if (!Number.isInteger(opts.exclude) || opts.exclude < 0 || opts.exclude >= this.count) {
+        throw new ProbsemError(`exclude must be an item position in [0, ${this.count}), got ${opts.exclude}`, 'BAD_OPTION');
+      }
+      exclude = opts.exclude;
+    }
+    return { sign: opts.largest ? -1 : 1, exclude };
+  }
+
+  private ensureWork(queries: number, m: number): NonNullable<KlIndex['work']> {
+    const w = this.work;
+    if (w && w.queries >= queries && w.m >= m) return w;
+    const qn = Math.max(queries, w?.queries ?? 0);
+    const mm = Math.max(m, w?.m ?? 0);
+    const k = this.kernels;
+    this.work = { queries: qn, m: mm, b: k.alloc(qn * this.rowLen), hv: k.alloc(qn * mm), hi: k.alloc(qn * mm), hn: k.alloc(qn) };
+    return this.work;
+  }
+
+  private searchChunk(qs: PreparedQuery[], k: number, sign: number, exclude: number): SearchHit[][] {
+    const nq = qs.length;
+    const n = this.n;
+    const rowLen = this.rowLen;
+    const valid = this.count - (exclude >= 0 ? 1 : 0);
+    const m = Math.max(1, Math.min(k + Math.max(32, k), this.count));
+    const w = this.ensureWork(nq, m);
+    const heap = this.kernels.heap();
+    const cPtr = sign > 0 ? this.cPtr.smallest : this.cPtr.largest;
+    // The query rows [±b, −γ‖b‖]; g = γ‖b‖ rounded up.
+    const g = new Float64Array(nq);
+    for (let q = 0; q < nq; q++) {
+      const b = qs[q].b;
+      const o = (w.b.ptr >> 2) + q * rowLen;
+      let norm2 = 0;
+      for (let j = 0; j < n; j++) {
+        heap[o + j] = sign * b[j];
+        norm2 += b[j] * b[j];
+      }
+      g[q] = roundUp32(this.gamma * Math.sqrt(norm2));
+      heap[o + n] = -g[q];
+    }
+    const hn = new Int32Array(this.kernels.memory.buffer, w.hn.ptr, nq);
+    hn.fill(0);
+    if (this.count > 0) {
+      this.kernels.klScan({ a: this.aPtr, c: cPtr, count: this.count, n: rowLen, b: w.b.ptr, queries: nq, exclude, hv: w.hv.ptr, hi: w.hi.ptr, hn: w.hn.ptr, m });
+    }
+    const results: SearchHit[][] = [];
+    for (let q = 0; q < nq; q++) {
+      const size = hn[q];
+      const hv = new Float32Array(this.kernels.memory.buffer, w.hv.ptr + 4 * q * m, size);
+      const hi = new Int32Array(this.kernels.memory.buffer, w.hi.ptr + 4 * q * m, size).slice();
+      // Upper bounds L + 2E (E as stored, padded for the double-precision sum).
+      const upper = Array.from(hv, (lo, t) => lo + 2 * (1 + 1e-9) * (this.errC[hi[t]] + this.normA[hi[t]] * g[q]));
+      let pool: ArrayLike<number> | null;
+      if (!Number.isFinite(g[q]) || upper.some((u) => !Number.isFinite(u))) {
+        pool = null; // float32 overflow somewhere: rescore everything
+      } else if (size < Math.min(m, valid)) {
+        pool = null; // cannot happen with finite scores; be safe
+      } else if (size <= k || size === valid) {
+        pool = hi;
+      } else {
+        const tau = [...upper].sort((x, y) => x - y)[k - 1];
+        let lowMax = -Infinity;
+        for (let t = 0; t < size; t++) lowMax = Math.max(lowMax, hv[t]);
+        if (lowMax > tau) {
+          pool = hi.filter((_, t) => hv[t] <= tau);
+        } else {
+          pool = this.collectWithin(w.b.ptr + 4 * q * rowLen, cPtr, exclude, tau);
+        }
+      }
+      results.push(this.rescore(qs[q], pool, k, sign, exclude));
+    }
+    return results;
+  }
+
+  /** Every item whose float32 lower bound is at most `limit` (rounded up to float32). */
+  private collectWithin(bPtr: number, cPtr: number, exclude: number, limit: number): Int32Array {
+    SCAN_STATS.collectPasses++;
+    const thr = roundUp32(limit);
+    for (;;) {
+      const cap = this.collect?.length ?? 0;
+      const found = this.count === 0 ? 0 : this.kernels.klCollect({ a: this.aPtr, c: cPtr, count: this.count, n: this.rowLen, b: bPtr, exclude, thr, out: this.collect?.ptr ?? 0, cap });
+      if (found <= cap) return new Int32Array(this.kernels.memory.buffer, this.collect!.ptr, found).slice();
+      this.collect = this.kernels.alloc(Math.max(found, 2 * cap, 1024));
+    }
+  }
+
+  /** Exact KL of the candidates (all items when null), best first, k of them. */
+  private rescore(q: PreparedQuery, pool: ArrayLike<number> | null, k: number, sign: number, exclude: number): SearchHit[] {
+    const cand: number[] = [];
+    SCAN_STATS.queries++;
+    if (pool === null) {
+      SCAN_STATS.fullRescans++;
+      for (let i = 0; i < this.count; i++) if (i !== exclude) cand.push(i);
+    } else {
+      for (let i = 0; i < pool.length; i++) cand.push(pool[i]);
+    }
+    SCAN_STATS.rescored += cand.length;
+    const hits = cand.map((index) => ({ index, id: this.ids[index], kl: exactKl(this.items, index, q, this.scratch) }));
+    hits.sort((x, y) => (x.kl === y.kl ? x.index - y.index : sign > 0 ? x.kl - y.kl : y.kl - x.kl));
+    return hits.slice(0, k);
+  }
+
+  /** Writes the index atomically (temporary sibling + rename); format in the comment above. */
+  save(path: string): void {
+    const items = this.items;
+    const spread = items.kind === 'diag' ? items.variance : items.scaleTril;
+    const metaBytes = Buffer.from(JSON.stringify(this.meta), 'utf8');
+    const perItem = this.labels?.perItem ?? 0;
+    const parts: Uint8Array[] = [
+      u8(items.mean),
+      u8(spread),
+      u8(this.ids),
+      this.labels ? u8(this.labels.values) : new Uint8Array(0),
+      metaBytes,
+    ];
+    const payloadBytes = parts.reduce((s, p) => s + p.length, 0);
+    const file = Buffer.alloc(HEADER_BYTES + payloadBytes);
+    file.write(MAGIC, 0, 'latin1');
+    file.writeUInt32LE(VERSION, 8);
+    file.writeUInt32LE(items.kind === 'diag' ? 1 : 2, 12);
+    file.writeUInt32LE(this.dim, 16);
+    file.writeUInt32LE(this.count, 20);
+    file.writeUInt32LE(perItem, 24);
+    file.writeUInt32LE(metaBytes.length, 28);
+    let off = HEADER_BYTES;
+    for (const p of parts) {
+      file.set(p, off);
+      off += p.length;
+    }
+    checksum(file).copy(file, 32);
+    writeFileAtomicSync(path, file);
+  }
+
+  static load(path: string): KlIndex {
+    let file: Buffer;
+    try {
+      file = readFileSync(path);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new ProbsemError(`cannot read KL index ${path}: ${e.code ?? ''} ${e.message}`.trim(), 'IO');
+    }
+    const bad = (why: string) => new ProbsemError(`${path} is not a valid KL index: ${why}`, 'DATA_FORMAT');
+    if (file.length < HEADER_BYTES) throw bad(`the file has ${file.length} bytes, shorter than the ${HEADER_BYTES}-byte header (truncated?)`);
+    if (file.toString('latin1', 0, 8) !== MAGIC) throw bad(`bad magic ${JSON.stringify(file.toString('latin1', 0, 8))} (expected "${MAGIC}")`);
+    const version = file.readUInt32LE(8);
+    if (version !== VERSION) throw bad(`format version ${version}, this probsem reads version ${VERSION}`);
+    const kindCode = file.readUInt32LE(12);
+    if (kindCode !== 1 && kindCode !== 2) throw bad(`unknown kind code ${kindCode} (1 diag, 2 full)`);
+    const kind = kindCode === 1 ? 'diag' : 'full';
+    const dim = file.readUInt32LE(16);
+    const count = file.readUInt32LE(20);
+    const perItem = file.readUInt32LE(24);
+    const metaLen = file.readUInt32LE(28);
+    if (dim < 1) throw bad('dim is 0');
+    const meanN = count * dim;
+    const spreadN = kind === 'diag' ? count * dim : count * dim * dim;
+    const expected = HEADER_BYTES + 4 * (meanN + spreadN + count + count * perItem) + metaLen;
+    if (file.length !== expected) {
+      throw bad(
+        `the header (${kind}, dim ${dim}, count ${count}, ${perItem} labels per item, ${metaLen} meta bytes) implies ${expected} bytes but the file has ${file.length}` +
+          (file.length < expected ? ' (truncated)' : ''),
+      );
+    }
+    if (!checksum(file).equals(file.subarray(32, 64))) throw bad('checksum mismatch (the file is corrupted)');
+    let off = HEADER_BYTES;
+    const take = <T>(ctor: { new (b: ArrayBuffer): T }, len: number): T => {
+      const bytes = new Uint8Array(4 * len);
+      bytes.set(file.subarray(off, off + 4 * len));
+      off += 4 * len;
+      return new ctor(bytes.buffer);
+    };
+    const mean = take(Float32Array, meanN);
+    const spread = take(Float32Array, spreadN);
+    const ids = take(Int32Array, count);
+    const labelValues = take(Int32Array, count * perItem);
+    let meta: Record<string, unknown>;
+    try {
+      meta = JSON.parse(file.toString('utf8', off, off + metaLen)) as Record<string, unknown>;
+    } catch (err) {
+      throw bad(`meta is not JSON: ${(err as Error).message}`);
+    }
+    const items: ItemGaussians = kind === 'diag' ? { kind, dim, count, mean, variance: spread } : { kind, dim, count, mean, scaleTril: spread };
+    try {
+      validateItems(items);
+    } catch (err) {
+      throw bad((err as Error).message);
+    }
+    return new KlIndex(items, ids, perItem > 0 ? { perItem, values: labelValues } : null, meta);
+  }
+}
+
+/** The straightforward reference: KL(q ‖ item i) for every item, in double precision. */
+export function bruteForceKl(items: ItemGaussians, q: QueryGaussian): Float64Array {
+  validateItems(items);
+  const p = prepareQuery(items.kind, items.dim, q);
+  const scratch = items.kind === 'full' ? new FullScratch(items.dim) : undefined;
+  const out = new Float64Array(items.count);
+  for (let i = 0; i < items.count; i++) out[i] = exactKl(items, i, p, scratch);
+  return out;
+}
+
+function u8(a: Float32Array | Int32Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+function checksum(file: Buffer): Buffer {
+  return createHash('sha256').update(file.subarray(0, 32)).update(file.subarray(HEADER_BYTES)).digest();
+}
+
+const f32 = new Float32Array(1);
+const i32 = new Int32Array(f32.buffer);
+/** The smallest float32 at or above x (Infinity beyond the float32 range). */
+function roundUp32(x: number): number {
+  const r = Math.fround(x);
+  if (r >= x || !Number.isFinite(r)) return r;
+  if (r === 0) return x > 0 ? 1.401298464324817e-45 : -0;
+  f32[0] = r;
+  i32[0] += r > 0 ? 1 : -1;
+  return f32[0];
+}

@@ -1,0 +1,129 @@
+/**
+ * The ClickHouse adapter against a real server: starts `clickhouse-server` on loopback (temporary
+ * config and data folder, a random free port), uploads random Gaussians and checks every search
+ * equals the in-process index and the brute force; stops the server by its pid in any case.
+ * Skipped when no server binary is installed (Debian: apt-get install clickhouse-server).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { ProbsemError } from '../src/core/errors.js';
+import { ClickHouseStore, parseClickHouseUrl } from '../src/index/clickhouse.js';
+import { SCAN_STATS } from '../src/index/internal.js';
+import { findClickHouseServer, startLocalClickHouse, type LocalClickHouse } from '../src/index/clickhouse-server.js';
+import { bruteForceKl, KlIndex, type ItemGaussians, type QueryGaussian } from '../src/index/kl-index.js';
+import { randomDiagItems, randomFullItems, randomQueries, topK } from '../bench/index.js';
+
+const rejectsCode = (p: Promise<unknown>, code: string, re: RegExp) =>
+  assert.rejects(p, (e: unknown) => e instanceof ProbsemError && e.code === code && re.test(e.message));
+
+test('ClickHouse addresses parse into host, HTTP port, database and table', () => {
+  assert.deepEqual(parseClickHouseUrl('clickhouse://127.0.0.1:8124/probsem.items'), { host: '127.0.0.1', port: 8124, database: 'probsem', table: 'items', user: undefined, password: undefined });
+  assert.deepEqual(parseClickHouseUrl('clickhouse://bob:s%3Acret@db.example:9999/t'), { host: 'db.example', port: 9999, database: 'default', table: 't', user: 'bob', password: 's:cret' });
+  assert.equal(parseClickHouseUrl('clickhouse://h/d.t').port, 8123);
+  for (const bad of ['http://h:1/d.t', 'clickhouse://h:1/d.t.x', 'clickhouse://h:1/d;drop', 'clickhouse://h:1/', 'nonsense']) {
+    assert.throws(() => parseClickHouseUrl(bad), (e: unknown) => e instanceof ProbsemError && e.code === 'BAD_OPTION', bad);
+  }
+});
+
+test('an unreachable ClickHouse server is a clear error', async () => {
+  // A port nothing listens on: find one by binding and closing it.
+  const { createServer } = await import('node:net');
+  const port = await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
+  });
+  await rejectsCode(ClickHouseStore.open(`clickhouse://127.0.0.1:${port}/probsem.items`), 'UNREACHABLE', new RegExp(`127\\.0\\.0\\.1:${port} is unreachable`));
+});
+
+test('ClickHouse store: upload, count and exact search equal the in-process index and the brute force', async (t) => {
+  const command = findClickHouseServer();
+  if (!command) {
+    t.skip('clickhouse-server is not installed (Debian: apt-get install clickhouse-server): ClickHouse integration skipped');
+    return;
+  }
+  let server: LocalClickHouse | null = null;
+  try {
+    server = await startLocalClickHouse();
+    const local = server;
+    assert.ok(existsSync(local.dir));
+
+    const check = async (store: ClickHouseStore, index: KlIndex, items: ItemGaussians, qs: QueryGaussian[], k: number) => {
+      for (const [i, q] of qs.entries()) {
+        const kl = bruteForceKl(items, q);
+        for (const opts of [{}, { largest: true }, { exclude: topK(kl, 1)[0] }, { largest: true, exclude: 3 }]) {
+          const got = await store.search(q, k, opts);
+          assert.deepEqual(got, index.search(q, k, opts), `query ${i} ${JSON.stringify(opts)}: ClickHouse vs index`);
+          const want = topK(kl, k, 'largest' in opts, 'exclude' in opts ? opts.exclude : -1);
+          assert.deepEqual(got.map((h) => h.kl), want.map((j) => kl[j]), `query ${i}: ClickHouse vs brute force`);
+        }
+      }
+    };
+
+    await t.test('5,000 diagonal Gaussians with ids and labels', async () => {
+      const items = randomDiagItems(5000, 8, 100);
+      const ids = Int32Array.from({ length: items.count }, (_, i) => 10 * i + 1);
+      const labels = { perItem: 1, values: Int32Array.from({ length: items.count }, (_, i) => i % 10) };
+      const index = KlIndex.build(items, { ids, labels, meta: { note: 'test' } });
+      const store = await ClickHouseStore.open(local.url('probsem_test.diag'));
+      assert.equal(await store.exists(), false);
+      const up = await store.upload(index, { batchRows: 1500 }); // several insert batches
+      assert.equal(up.rows, 5000);
+      assert.equal(await store.count(), 5000);
+      const info = await store.info();
+      assert.deepEqual([info.kind, info.dim, info.count, info.labelsPerItem, info.meta], ['diag', 8, 5000, 1, { note: 'test' }]);
+      await check(store, index, items, randomQueries(4, 8, 101), 10);
+      // Another connection sees the same table.
+      const again = await ClickHouseStore.open(local.url('probsem_test.diag'), { settings: { max_threads: 1 } });
+      assert.deepEqual(await again.search(randomQueries(1, 8, 102)[0], 25), index.search(randomQueries(1, 8, 102)[0], 25));
+    });
+
+    await t.test('full-covariance Gaussians', async () => {
+      const items = randomFullItems(800, 4, 110);
+      const index = KlIndex.build(items);
+      const store = await ClickHouseStore.open(local.url('probsem_test.full'));
+      await store.upload(index);
+      await check(store, index, items, randomQueries(3, 4, 111), 7);
+    });
+
+    await t.test('near-ties: the second statement keeps the result exact', async () => {
+      const base = randomDiagItems(2000, 3, 120);
+      const items: ItemGaussians = { kind: 'diag', dim: 3, count: 2000, mean: Float32Array.from(base.mean, (v) => 100 + 1e-4 * v), variance: Float32Array.from(base.variance, (v) => 1e-4 + 1e-5 * v) };
+      const index = KlIndex.build(items);
+      const store = await ClickHouseStore.open(local.url('probsem_test.ties'));
+      await store.upload(index);
+      const qs = randomQueries(2, 3, 121).map((q) => ({ mean: Array.from(q.mean, (v) => 100 + 1e-4 * v), covariance: Array.from(q.covariance, (v) => 1e-4 * v) }));
+      const before = SCAN_STATS.clickhouseSecondStatements;
+      await check(store, index, items, qs, 10);
+      assert.ok(SCAN_STATS.clickhouseSecondStatements > before, 'the second statement was exercised');
+    });
+
+    await t.test('clear errors: missing table, wrong dimension, existing table', async () => {
+      const missing = await ClickHouseStore.open(local.url('probsem_test.nothing_here'));
+      await rejectsCode(missing.search(randomQueries(1, 8, 130)[0], 5), 'NOT_FOUND', /probsem_test\.nothing_here does not exist/);
+      await rejectsCode(missing.count(), 'NOT_FOUND', /does not exist/);
+      const noDb = await ClickHouseStore.open(local.url('no_such_db.t'));
+      await rejectsCode(noDb.info(), 'NOT_FOUND', /no_such_db\.t does not exist/);
+      const store = await ClickHouseStore.open(local.url('probsem_test.diag'));
+      await rejectsCode(store.search(randomQueries(1, 5, 131)[0], 5), 'SHAPE', /dimension 5.*probsem_test\.diag holds dimension 8/);
+      await rejectsCode(store.search(randomQueries(1, 8, 132)[0], 0), 'BAD_OPTION', /k must be a positive integer/);
+      const other = KlIndex.build(randomDiagItems(10, 5, 133));
+      await rejectsCode(store.upload(other), 'EXISTS', /already exists \(5000 diag Gaussians of dimension 8; this index: 10 of dimension 5\)/);
+      await store.upload(other, { replace: true });
+      assert.equal(await store.count(), 10);
+      assert.equal((await store.info()).dim, 5);
+      await store.drop();
+      assert.equal(await store.exists(), false);
+    });
+  } finally {
+    if (server) {
+      const dir = server.dir;
+      const pid = server.pid;
+      await server.stop();
+      assert.equal(existsSync(dir), false, 'server folder removed');
+      assert.throws(() => process.kill(pid, 0), 'server process gone');
+    }
+  }
+});

@@ -13,7 +13,7 @@ import { Rng } from '../core/random.js';
 import { imagesToFloat, type Split } from '../data/dataset.js';
 import { cholesky } from '../core/linalg.js';
 import { DiagGaussian, FullGaussian, type Gaussian, tidyGaussian } from '../distributions/gaussian.js';
-import { klToImages, posteriorOf, topK } from '../eval/metrics.js';
+import { klToImages, topK } from '../eval/metrics.js';
 import type { ItemGaussians } from '../index/kl-index.js';
 import { kl } from '../distributions/kl.js';
 import type { ImageModel } from '../models/base.js';
@@ -205,27 +205,26 @@ export function retrieveImages(
   if (post && (post.count !== split.count || post.dim !== dim)) {
     throw new ProbsemError('the precomputed posteriors do not belong to this split and model', 'BAD_OPTION');
   }
-  const kls = new Float64Array(split.count);
-  for (let s = 0; s < split.count; s += BATCH) {
-    const e = Math.min(split.count, s + BATCH);
-    tf.tidy(() => {
-      let q: Gaussian;
-      if (model.encodeImageFull) {
-        // Full-covariance posteriors are compared exactly (the precomputed marginals would not do).
-        const idx = Array.from({ length: e - s }, (_, i) => s + i);
-        q = posteriorOf(model, tf.tensor2d(imagesToFloat(split, idx, pixels), [idx.length, pixels]));
-      } else if (post) {
-        q = new DiagGaussian(
+  const p = queryToGaussian(query);
+  let kls: Float32Array;
+  if (post && !model.encodeImageFull) {
+    // Precomputed diagonal posteriors: no re-encoding. Full-covariance models are always compared
+    // exactly through klToImages (their precomputed marginals would not do).
+    kls = new Float32Array(split.count);
+    for (let s = 0; s < split.count; s += BATCH) {
+      const e = Math.min(split.count, s + BATCH);
+      tf.tidy(() => {
+        const q = new DiagGaussian(
           tf.tensor2d(post.mean.subarray(s * dim, e * dim), [e - s, dim]),
           tf.tensor2d(post.logVar.subarray(s * dim, e * dim), [e - s, dim]),
         );
-      } else {
-        const idx = Array.from({ length: e - s }, (_, i) => s + i);
-        q = model.encodeImage(tf.tensor2d(imagesToFloat(split, idx, pixels), [idx.length, pixels]));
-      }
-      kls.set(kl(queryToGaussian(query), q).dataSync(), s);
-    });
+        kls.set(kl(p, q).dataSync(), s);
+      });
+    }
+  } else {
+    kls = klToImages(model, p, split, pixels);
   }
+  p.dispose();
   const order = Array.from({ length: split.count }, (_, i) => i);
   if (opts.rank === 'posterior') {
     const score = posteriorScores(query, opts.competitors ?? [], opts.posteriors ?? encodeSplit(model, split, pixels));

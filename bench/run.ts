@@ -8,6 +8,8 @@
  *   drift on a shared machine hits both alike; the report gives medians.
  * - Evaluation throughput: images/s for encoding and for annotating 10,000 images.
  * - Resident memory before training and after 1,000 and 20,000 training steps.
+ * - t-SNE (bench/tsne.ts; not with --quick): 10,000 points of dimension 20 mapped to 2-D,
+ *   wall-clock and CPU seconds; under the result's `tsne` key (`tsne.secondsFor10000`).
  * - The exact KL index (bench/index.ts): 1M diagonal Gaussians of dimension 20, exact top-10 on one
  *   thread, batched throughput, the brute-force ratio and, where a clickhouse-server binary exists,
  *   the same search in ClickHouse; under the result's `index` key.
@@ -15,9 +17,9 @@
  * Prints JSON (`--json`: one line) and writes it to bench/results/. The top-level `ratio` is
  * probsem/PyTorch for PSE* batch 100 latent 10 (below 1: probsem is faster).
  * Options: --rounds N (5), --steps N (100 per round), --threads N (PyTorch, 2), --configs
- * model:batch:latent,... , --quick (only the PSE* batch-100 latent-10 step; no index benchmark),
+ * model:batch:latent,... , --quick (only the PSE* batch-100 latent-10 step; no index or t-SNE benchmark),
  * --engine auto|fast|tfjs, --memory-steps N (20000; 0 skips), --no-eval, --only index (only the
- * index benchmark), --index-items N (1000000).
+ * index benchmark), --only tsne (only the t-SNE benchmark), --index-items N (1000000).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { spawnSync } from 'node:child_process';
@@ -35,6 +37,7 @@ import { createModel } from '../src/models/registry.js';
 import { annotationAccuracy, oneHotLabelInputs } from '../src/eval/metrics.js';
 import { createStepEngine, type EngineChoice } from '../src/train/trainer.js';
 import { runIndexBench } from './index.js';
+import { runTsneBench } from './tsne.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const { values: opt } = parseArgs({
@@ -94,13 +97,18 @@ const save = (result: { date: string; [key: string]: unknown }, name: string) =>
 };
 
 if (opt.only !== undefined) {
-  if (opt.only !== 'index') {
-    process.stderr.write(`--only: unknown benchmark "${opt.only}" (known: index)\n`);
+  if (opt.only !== 'index' && opt.only !== 'tsne') {
+    process.stderr.write(`--only: unknown benchmark "${opt.only}" (known: index, tsne)\n`);
     process.exit(2);
   }
   const date = new Date().toISOString();
-  const index = await indexBench();
-  save({ benchmark: 'exact KL index', date, machine, index }, 'bench-index');
+  if (opt.only === 'tsne') {
+    const tsne = await runTsneBench({ log });
+    save({ benchmark: 't-SNE of 10,000 points', date, machine, tsne }, 'bench-tsne');
+  } else {
+    const index = await indexBench();
+    save({ benchmark: 'exact KL index', date, machine, index }, 'bench-index');
+  }
   process.exit(0);
 }
 
@@ -242,6 +250,7 @@ if (evalResult) log(`evaluation: encode ${evalResult.encodeImagesPerSec} images/
 const memorySteps = Number(opt['memory-steps']);
 const memory = memorySteps > 0 && !opt.quick ? await memoryOverSteps(memorySteps) : null;
 const index = opt.quick ? null : await indexBench();
+const tsne = opt.quick ? null : await runTsneBench({ log });
 
 const head = perConfig.find((c) => key(c) === key(HEADLINE)) ?? perConfig[0];
 const result = {
@@ -260,5 +269,6 @@ const result = {
   evaluation: evalResult,
   memory,
   index,
+  tsne,
 };
 save(result, 'bench');

@@ -40,6 +40,7 @@ const configs: Record<string, Record<string, unknown>> = {
   jmvae: { ...small, jointHidden: [32] },
   trelbo: { ...small, jointHidden: [32] },
   scan: { ...small, stage1Steps: 2 },
+  tvae: { ...small, margin: 1, mining: 'semi-hard' },
 };
 /** Tiny networks for runs made through trainRun / the bench (inputDim, numClasses, latent come from the run). */
 const tinyOptions: Record<string, Record<string, unknown>> = {

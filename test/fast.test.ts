@@ -40,6 +40,8 @@ const cases: [string, object, number][] = [
   ['trelbo', { latent: 5 }, 10],
   ['trelbo', { latent: 3, lambda1: 7, lambda2: 0.3, labelHidden: [6], labelDecoderHidden: [5], jointHidden: [20, 9], encoderHidden: [25], decoderHidden: [19] }, 7],
   // The test runs step 2: SCAN's stage 1 (label encoder frozen), then stage 2 (image model frozen).
+  ['tvae', { latent: 5 }, 10],
+  ['tvae', { latent: 4, mining: 'semi-hard', margin: 2, tripletWeight: 3, beta: 0.5 }, 7],
   ['scan', { latent: 4, stage1Steps: 5 }, 10],
   ['scan', { latent: 3, stage1Steps: 1, labelHidden: [9], labelLrScale: 3, encoderHidden: [30, 12], decoderHidden: [12, 30] }, 7],
 ];

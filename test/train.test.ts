@@ -104,6 +104,47 @@ test('resume refuses a checkpoint made with other settings', async () => {
   );
 });
 
+test('learning-rate schedules: the cosine factor in closed form; unknown names refused', async () => {
+  const { lrFactor, lrSchedule } = await import('../src/train/schedule.js');
+  assert.equal(lrFactor('constant', 7, 10), 1);
+  assert.equal(lrFactor('cosine', 0, 10), 1);
+  assert.ok(Math.abs(lrFactor('cosine', 5, 10) - 0.5) < 1e-15);
+  assert.ok(Math.abs(lrFactor('cosine', 9, 10) - 0.5 * (1 + Math.cos((Math.PI * 9) / 10))) < 1e-15);
+  assert.ok(lrFactor('cosine', 9, 10) < 0.025, 'the last step is small');
+  assert.throws(() => lrSchedule('linear'), /unknown learning-rate schedule 'linear': choose one of constant, cosine/);
+  await assert.rejects(
+    train(createModel('pse', configs.pse, 1), ds.train, SHAPE, { steps: 2, batchSize: 10, lr: 1e-3, seed: 1, lrSchedule: 'step' as never }),
+    /unknown learning-rate schedule 'step'/,
+  );
+});
+
+for (const engine of ['fast', 'tfjs'] as const) {
+  test(`cosine schedule (${engine} engine): it changes the updates, resumes exactly, and a resume must keep its length`, async () => {
+    const cfg = configs['pse-star'];
+    const opts = { steps: 12, batchSize: 40, lr: 1e-3, seed: 4, engine };
+    const constant = createModel('pse-star', cfg, 4);
+    await train(constant, ds.train, SHAPE, opts);
+    const full = createModel('pse-star', cfg, 4);
+    await train(full, ds.train, SHAPE, { ...opts, lrSchedule: 'cosine' });
+    assert.notDeepEqual(weights(full), weights(constant), 'the schedule changes the weights');
+    const dir = tmp();
+    const first = createModel('pse-star', cfg, 4);
+    await train(first, ds.train, SHAPE, { ...opts, lrSchedule: 'cosine', outDir: dir, stopAfter: 5 });
+    assert.equal(readCheckpoint(join(dir, 'checkpoint.bin')).header.scheduleSteps, 12);
+    await assert.rejects(
+      train(createModel('pse-star', cfg, 4), ds.train, SHAPE, { ...opts, steps: 20, lrSchedule: 'cosine', outDir: dir, resume: true }),
+      /schedule of the checkpoint spans 12 steps; resume with --steps 12/,
+    );
+    await assert.rejects(
+      train(createModel('pse-star', cfg, 4), ds.train, SHAPE, { ...opts, outDir: dir, resume: true }),
+      /checkpoint's learning-rate schedule is cosine, this run asks for constant/,
+    );
+    const resumed = createModel('pse-star', cfg, 99);
+    await train(resumed, ds.train, SHAPE, { ...opts, lrSchedule: 'cosine', outDir: dir, resume: true });
+    assert.deepEqual(weights(resumed), weights(full), 'resumed cosine run equals the uninterrupted one');
+  });
+}
+
 test('same seed → byte-identical weights; another seed → different weights', async () => {
   const run = async (seed: number) => {
     const m = createModel('pse-star', configs['pse-star'], seed);

@@ -1,8 +1,8 @@
 /**
  * 2-D maps of points in a latent space: PCA (computed here: a d×d covariance and power iteration —
- * latent spaces are small), t-SNE (druidjs) and UMAP (umap-js), the last two in a worker thread so a
- * map being computed never blocks its caller (the server keeps answering; the CLI keeps its
- * progress output).
+ * latent spaces are small), t-SNE (Barnes–Hut, ./tsne.ts) and UMAP (umap-js), the last two in a
+ * worker thread so a map being computed never blocks its caller (the server keeps answering; the
+ * CLI keeps its progress output).
  */
 import { Worker } from 'node:worker_threads';
 import { extname } from 'node:path';

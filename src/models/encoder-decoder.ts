@@ -155,9 +155,11 @@ export class FastElbo {
   /**
    * Backward through decoder and encoder, with weight · KL(q(z|x) ‖ prior) added. prior: per-row
    * [rows, 2·latent] moments (mean | log-variance) in kernel memory, or null for N(0, I).
-   * gPrior, when given, receives d(weight · KL)/d(prior moments). Returns the mean KL.
+   * gPrior, when given, receives d(weight · KL)/d(prior moments). meanGrad, when given, is an
+   * extra gradient on the posterior means, [rows, latent] (a loss on the means such as TVAE's
+   * triplet term). Returns the mean KL.
    */
-  backward(rows: number, prior: Buf | null, weight: number, gPrior: Buf | null): number {
+  backward(rows: number, prior: Buf | null, weight: number, gPrior: Buf | null, meanGrad: Float32Array | null = null): number {
     const k = this.fp.kernels;
     const K = this.latent;
     const dz = this.decoder.backward(this.z, this.gLogits, rows, true) as Buf;
@@ -175,6 +177,10 @@ export class FastElbo {
       addToGq: true,
       addToGp: false,
     });
+    if (meanGrad) {
+      const g = k.view(this.gEncoder);
+      for (let r = 0; r < rows; r++) for (let j = 0; j < K; j++) g[r * 2 * K + j] += meanGrad[r * K + j];
+    }
     this.encoder.backward(this.x, this.gEncoder, rows, false);
     return klSum / rows;
   }

@@ -25,6 +25,8 @@ export interface ModelProvenance {
     backend: string;
     /** The training engine: 'fast' (probsem's kernels), 'tfjs', or 'parallel' (tfjs replicas). Absent in older runs. */
     engine?: string;
+    /** Learning-rate schedule (absent: constant). */
+    lrSchedule?: string;
     seconds: number;
     finalTerms: Record<string, number>;
   };

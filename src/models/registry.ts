@@ -12,7 +12,11 @@ import { Cvae, CvaeConfigSchema } from './cvae.js';
 import { Jmvae, JmvaeConfigSchema } from './jmvae.js';
 import { Trelbo, TrelboConfigSchema } from './trelbo.js';
 import { Scan, ScanConfigSchema, prepareScanRun } from './scan.js';
+import { Tvae, TvaeConfigSchema } from './tvae.js';
 import { Informed, InformedConfigSchema, prepareInformedRun } from './informed.js';
+import { Autoencoder, AutoencoderConfigSchema } from './autoencoder.js';
+import { DenoisingAe, DenoisingAeConfigSchema } from './denoising-ae.js';
+import { SparseAe, SparseAeConfigSchema } from './sparse-ae.js';
 
 export interface ModelEntry {
   schema: ZodTypeAny;
@@ -103,6 +107,26 @@ registerModel('informed', {
   create: (c, rng) => new Informed(c as never, rng),
   prepareRun: prepareInformedRun,
   description: 'Informed priors: full-covariance posterior, KL against priors built from the label vectors (shrinkage λ)',
+});
+registerModel('tvae', {
+  schema: TvaeConfigSchema,
+  create: (c, rng) => new Tvae(c as never, rng),
+  description: 'TVAE: VAE plus a triplet loss on the posterior means (margin m, random or semi-hard negatives)',
+});
+registerModel('ae', {
+  schema: AutoencoderConfigSchema,
+  create: (c, rng) => new Autoencoder(c as never, rng),
+  description: 'compression autoencoder (784-128-32 by default, ReLU code), Bernoulli reconstruction loss',
+});
+registerModel('denoising-ae', {
+  schema: DenoisingAeConfigSchema,
+  create: (c, rng) => new DenoisingAe(c as never, rng),
+  description: 'denoising autoencoder: inputs get Gaussian noise (noiseSd, default 0.1) clipped to [0, 1], target the clean image',
+});
+registerModel('sparse-ae', {
+  schema: SparseAeConfigSchema,
+  create: (c, rng) => new SparseAe(c as never, rng),
+  description: 'sparse autoencoder: sigmoid code, penalty beta·Σ KL(rho ‖ mean activation) (defaults rho 0.05, beta 3)',
 });
 registerModel('classifier', {
   schema: ClassifierConfigSchema,

@@ -21,6 +21,7 @@ import { modelNames } from '../models/registry.js';
 import { readCheckpoint } from '../train/checkpoint.js';
 import { CHECKPOINT_FILE, type TrainProgress } from '../train/trainer.js';
 import { type EvalReport, evaluateRun, trainRun } from './runs.js';
+import { type LrSchedule, lrSchedule } from '../train/schedule.js';
 
 /** One row of the bench: a model at a latent size. */
 export interface BenchModelSpec {
@@ -117,6 +118,8 @@ export interface BenchPaperOptions {
   steps?: number;
   batchSize?: number;
   lr?: number;
+  /** Learning-rate schedule of every cell (default constant, the paper's). */
+  lrSchedule?: LrSchedule;
   /** `NAME` or `NAME@LATENT` entries (default: the tables' seven models). */
   models?: string[];
   /** Where the report and JSON go (default `reports`). */
@@ -191,6 +194,8 @@ interface BenchSettings {
   steps: number;
   batchSize: number;
   lr: number;
+  /** Absent: constant. */
+  lrSchedule?: LrSchedule;
   samplesPerLabel: number | null;
   repeats: number | null;
   evalSeed: number;
@@ -221,6 +226,7 @@ export function resolveBenchOptions(o: BenchPaperOptions) {
   const batchSize = positiveInt(o.batchSize, 'batch', 100);
   const lr = o.lr ?? 1e-3;
   if (!(lr > 0) || !Number.isFinite(lr)) throw new ProbsemError(`lr must be > 0, got ${lr}`, 'BAD_OPTION');
+  const schedule = lrSchedule(o.lrSchedule ?? 'constant');
   const samplesPerLabel = positiveInt(o.samplesPerLabel, 'samples', 1000, 100000);
   const repeats = positiveInt(o.repeats, 'repeats', 10, 100);
   const names = o.models && o.models.length > 0 ? o.models : defaultBenchModels(latent);
@@ -230,7 +236,7 @@ export function resolveBenchOptions(o: BenchPaperOptions) {
     if (seen.has(s.key)) throw new ProbsemError(`bench model ${s.key} is listed twice`, 'BAD_OPTION');
     seen.add(s.key);
   }
-  return { latent, seeds, steps, batchSize, lr, samplesPerLabel, repeats, specs, evalSeed: o.evalSeed ?? 0 };
+  return { latent, seeds, steps, batchSize, lr, lrSchedule: schedule, samplesPerLabel, repeats, specs, evalSeed: o.evalSeed ?? 0 };
 }
 
 function stat(values: number[]): Stat {
@@ -258,12 +264,21 @@ export async function benchPaper(o: BenchPaperOptions): Promise<BenchPaperResult
     steps: r.steps,
     batchSize: r.batchSize,
     lr: r.lr,
+    ...(r.lrSchedule !== 'constant' ? { lrSchedule: r.lrSchedule } : {}),
     samplesPerLabel: o.skipGeneration ? null : r.samplesPerLabel,
     repeats: o.skipGeneration ? null : r.repeats,
     evalSeed: r.evalSeed,
   };
   await ensureDir(runsDir);
-  checkManifest(runsDir, { dataset: ds.name, datasetHash: datasetHash(ds), steps: r.steps, batchSize: r.batchSize, lr: r.lr });
+  checkManifest(runsDir, {
+    dataset: ds.name,
+    datasetHash: datasetHash(ds),
+    steps: r.steps,
+    batchSize: r.batchSize,
+    lr: r.lr,
+    // Only a non-constant schedule is recorded, so manifests written before schedules existed still match.
+    ...(r.lrSchedule !== 'constant' ? { lrSchedule: r.lrSchedule } : {}),
+  });
 
   let judge: BenchSummary['judge'] = null;
   if (!o.skipGeneration) {
@@ -304,7 +319,7 @@ export async function benchPaper(o: BenchPaperOptions): Promise<BenchPaperResult
 }
 
 /** Refuses a runs directory that holds cells trained with other settings. */
-function checkManifest(runsDir: string, m: { dataset: string; datasetHash: string; steps: number; batchSize: number; lr: number }): void {
+function checkManifest(runsDir: string, m: { dataset: string; datasetHash: string; steps: number; batchSize: number; lr: number; lrSchedule?: LrSchedule }): void {
   const path = join(runsDir, MANIFEST_FILE);
   if (existsSync(path)) {
     let old: typeof m;
@@ -358,6 +373,7 @@ async function runCell(
       steps: r.steps,
       batchSize: r.batchSize,
       lr: r.lr,
+      lrSchedule: r.lrSchedule,
       seed,
       out: dir,
       checkpointEvery: o.checkpointEvery ?? 500,
@@ -409,13 +425,21 @@ function isTrained(dir: string, spec: BenchModelSpec, seed: number, steps: numbe
 }
 
 /** A checkpoint of this cell's run that stops short of the end. */
-function canResume(dir: string, spec: BenchModelSpec, seed: number, r: { steps: number; batchSize: number; lr: number }): boolean {
+function canResume(dir: string, spec: BenchModelSpec, seed: number, r: { steps: number; batchSize: number; lr: number; lrSchedule: LrSchedule }): boolean {
   const path = join(dir, CHECKPOINT_FILE);
   if (!existsSync(path)) return false;
   try {
     const h = readCheckpoint(path).header;
     const latent = (h.config as { latent?: unknown } | null)?.latent;
-    return h.model === spec.model && latent === spec.latent && h.seed === seed && h.batchSize === r.batchSize && h.lr === r.lr && h.step < r.steps;
+    return (
+      h.model === spec.model &&
+      latent === spec.latent &&
+      h.seed === seed &&
+      h.batchSize === r.batchSize &&
+      h.lr === r.lr &&
+      (h.lrSchedule ?? 'constant') === r.lrSchedule &&
+      h.step < r.steps
+    );
   } catch {
     return false; // a damaged checkpoint: train afresh
   }

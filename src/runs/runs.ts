@@ -19,7 +19,11 @@ import { createModel, getModelEntry } from '../models/registry.js';
 import { Informed } from '../models/informed.js';
 import { type EngineChoice, type TrainProgress, CHECKPOINT_FILE, train } from '../train/trainer.js';
 import { readCheckpoint } from '../train/checkpoint.js';
+import type { LrSchedule } from '../train/schedule.js';
 import { getJudge } from '../eval/judge.js';
+import { type RetrievalMeasures, type TripletAccuracy, retrievalMeasures, tripletAccuracy } from '../eval/metric-learning.js';
+import { sampleTriplets } from '../data/triplets.js';
+import { encodeSplit } from './retrieval.js';
 import {
   annotationAccuracy,
   generationAccuracy,
@@ -68,6 +72,8 @@ export interface TrainRunOptions {
   oov?: OovPolicy;
   /** Classes to leave out of training, for zero-shot evaluation. */
   holdout?: string[];
+  /** Learning-rate schedule over the run (default constant). */
+  lrSchedule?: LrSchedule;
 }
 
 export interface TrainRunResult {
@@ -144,6 +150,7 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
     resume: o.resume,
     workers: o.workers,
     engine: o.engine,
+    lrSchedule: o.lrSchedule,
     config: model.config,
     onProgress: o.onProgress,
     onNotice: o.onNotice,
@@ -168,6 +175,7 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
       lr: o.lr,
       backend: currentBackend(),
       engine: result.engine,
+      ...(o.lrSchedule && o.lrSchedule !== 'constant' ? { lrSchedule: o.lrSchedule } : {}),
       seconds: result.seconds,
       finalTerms: result.finalTerms,
     },
@@ -219,6 +227,19 @@ export interface EvalOptions {
   /** Generation progress: label-repeats done of total. */
   onGenerationProgress?: (done: number, total: number) => void;
   onNotice?: (msg: string) => void;
+  /** Test triplets for triplet accuracy (default 10,000; 0 skips the metric-learning measures). */
+  triplets?: number;
+  /** Margin of triplet accuracy (default: the run's own triplet margin, else 1). */
+  tripletMargin?: number;
+  /** Test queries, a seeded sample, for precision@1 / R-precision / MAP@R against the training means (default 1000). */
+  retrievalQueries?: number;
+}
+
+/** Metric-learning measures of a run's posterior means (single-label datasets). */
+export interface MetricLearningReport {
+  triplet: TripletAccuracy & { seed: number };
+  /** Test means (queries) against training means (references), Euclidean. */
+  retrieval: RetrievalMeasures;
 }
 
 export interface EvalReport {
@@ -248,7 +269,26 @@ export interface EvalReport {
   pairedTop1InSetAccuracy?: number | null;
   /** Two-object datasets: precision@20 of retrieving images showing both labels of a pair, per pair "A + B". */
   pairRetrievalPrecisionAt20?: { mean: number; perPair: Record<string, number> } | null;
+  /** Share of seeded test triplets with zero triplet loss on the posterior means (TVAE's measure). */
+  tripletAccuracy?: number | null;
+  metricLearning?: MetricLearningReport | null;
   seconds: number;
+}
+
+/**
+ * Triplet accuracy on a fixed seeded set of test triplets and retrieval measures of test means
+ * against training means. The triplets depend only on the test labels and the seed, so every model
+ * evaluated on one dataset meets the same triplets.
+ */
+export function metricLearningMeasures(model: ImageModel, ds: Dataset, o: { triplets: number; margin: number; queries: number; seed: number }): MetricLearningReport {
+  const pixels = pixelsOf(ds);
+  const k = model.latentDim;
+  const test = encodeSplit(model, ds.test, pixels).mean;
+  const t = sampleTriplets(ds.test.labels, o.triplets, Rng.for(o.seed, 'eval-triplets'));
+  const triplet = { ...tripletAccuracy(test, ds.test.count, k, t, o.margin), seed: o.seed };
+  const train = encodeSplit(model, ds.train, pixels).mean;
+  const retrieval = retrievalMeasures(test, ds.test.labels, train, ds.train.labels, k, { maxQueries: o.queries, rng: Rng.for(o.seed, 'eval-retrieval-queries') });
+  return { triplet, retrieval };
 }
 
 export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<EvalReport> {
@@ -278,6 +318,17 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
   const perClass = (r: RetrievalPrecision | null) => (r ? { mean: r.mean, perLabel: Object.fromEntries(meta.classNames.map((c, i) => [c, r.perLabel[i]])) } : null);
   const heldOut = resolveHoldout(meta.classNames, meta.holdout ?? []);
   const zeroShot = hasLabels && heldOut.length > 0 ? { heldOut: meta.holdout!, ...zeroShotAccuracy(model, ds.test, pixels, labels, heldOut) } : null;
+  const tripletCount = o.triplets ?? 10000;
+  const runMargin = (meta.config as { margin?: unknown }).margin;
+  const metric =
+    paired || tripletCount === 0
+      ? null
+      : metricLearningMeasures(model, ds, {
+          triplets: tripletCount,
+          margin: o.tripletMargin ?? (typeof runMargin === 'number' ? runMargin : 1),
+          queries: o.retrievalQueries ?? 1000,
+          seed,
+        });
   let gen = null;
   let judgeAccuracy: number | null = null;
   if (canGenerate && !o.skipGeneration) {
@@ -329,6 +380,8 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
             : null,
         }
       : {}),
+    tripletAccuracy: metric?.triplet.accuracy ?? null,
+    metricLearning: metric,
     seconds: (performance.now() - t0) / 1000,
   };
   if (o.save) updateModelMeta(dir, { ...meta, metrics: { ...(meta.metrics ?? {}), ...report } });

@@ -223,7 +223,7 @@ export function routeDocs(l: ServeLimits): Record<string, RouteDoc> {
       path: '/api/latent',
       summary: '2-D map of test-image posterior means, with labels',
       description:
-        `PCA, t-SNE (druidjs, exact, on at most 1000 points) or UMAP (umap-js) of the posterior means of ${l.latentSample} sampled test images; ` +
+        `PCA, t-SNE (Barnes–Hut) or UMAP (umap-js) of the posterior means of ${l.latentSample} sampled test images; ` +
         'computed once per method in a worker thread and cached. While a map is still being computed after the request timeout: 503 with Retry-After.',
       querystring: {
         type: 'object',

@@ -19,6 +19,8 @@ export class Adam {
   readonly eps: number;
   /** Number of updates applied so far. */
   t = 0;
+  /** The learning-rate schedule's factor for the next update (the trainer sets it each step). */
+  lrFactor = 1;
   private readonly m = new Map<string, tf.Tensor>();
   private readonly v = new Map<string, tf.Tensor>();
 
@@ -42,7 +44,7 @@ export class Adam {
     this.t += 1;
     const bc1 = 1 - this.beta1 ** this.t;
     const bc2 = 1 - this.beta2 ** this.t;
-    const stepSize = this.opts.lr / bc1;
+    const stepSize = (this.opts.lr * this.lrFactor) / bc1;
     const sqrtBc2 = Math.sqrt(bc2);
     for (const [name, p] of this.vars) {
       const g = grads.get(name);

@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { ProbsemError } from '../core/errors.js';
 import { sha256, writeFileAtomicSync } from '../core/files.js';
 import type { TensorEntry } from '../nn/params.js';
+import type { LrSchedule } from './schedule.js';
 
 const MAGIC = 'PSCKPT01';
 
@@ -21,6 +22,9 @@ export interface CheckpointHeader {
   lr: number;
   /** Data-parallel replicas the run used (results depend on it). */
   replicas?: number;
+  /** Learning-rate schedule and the step count it spans (absent in older checkpoints: constant). */
+  lrSchedule?: LrSchedule;
+  scheduleSteps?: number;
   params: TensorEntry[];
   paramsBytes: number;
   optimizer: { t: number; tensors: TensorEntry[]; bytes: number };

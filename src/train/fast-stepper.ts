@@ -108,6 +108,10 @@ export class FastStepper {
    * updating. Parameters the program freezes for this step are skipped by both the guard and Adam
    * (as the tfjs engine's Adam skips parameters without a gradient); the step count still advances.
    */
+  setLrFactor(f: number): void {
+    this.adam.lrFactor = f;
+  }
+
   stepRaw(batch: HostBatch, step: number): Record<string, number> {
     const { runs, segments, all } = this.trainablesFor(this.program.frozen?.(step) ?? NONE_FROZEN);
     const terms = this.program.run(batch, Rng.for(this.opts.seed, 'step', step), step);
@@ -121,7 +125,7 @@ export class FastStepper {
     const h = this.adam.hyper;
     for (const r of runs) {
       this.kernels.adam(this.fp.values, this.fp.grads, this.m, this.v, r.offset, r.length, {
-        step: (this.opts.lr * r.scale) / bc1,
+        step: (this.opts.lr * this.adam.lrFactor * r.scale) / bc1,
         beta1: h.beta1,
         beta2: h.beta2,
         sqrtBc2,

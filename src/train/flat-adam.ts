@@ -11,6 +11,8 @@ export type { Segment } from '../nn/fast.js';
 
 export class FlatAdam {
   t = 0;
+  /** The learning-rate schedule's factor for the next update (the trainer sets it each step). */
+  lrFactor = 1;
   readonly m: Float32Array;
   readonly v: Float32Array;
   private readonly beta1 = 0.9;
@@ -48,7 +50,7 @@ export class FlatAdam {
     const m = this.m;
     const v = this.v;
     for (const seg of this.layout) {
-      const step = (this.lr / bc1) * this.lrScale(seg.name);
+      const step = ((this.lr * this.lrFactor) / bc1) * this.lrScale(seg.name);
       const end = seg.offset + seg.length;
       for (let i = seg.offset; i < end; i++) {
         const g = grad[i];

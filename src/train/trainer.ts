@@ -14,6 +14,7 @@ import { Adam } from './adam.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import { type NonFinitePolicy, NonFiniteError, batchGradients, nonFiniteGradient, nonFiniteGrads, nonFiniteLoss } from './gradients.js';
 import { FastStepper } from './fast-stepper.js';
+import { type LrSchedule, lrFactor, lrSchedule } from './schedule.js';
 import { ParallelStepper, type RawBatch } from './parallel.js';
 
 export interface TrainProgress {
@@ -60,6 +61,8 @@ export interface TrainOptions {
    * asked for, else tfjs. 'fast' insists on the kernels; 'tfjs' uses tfjs ops and autodiff.
    */
   engine?: EngineChoice;
+  /** Learning-rate schedule over the run's `steps` (default 'constant'). */
+  lrSchedule?: LrSchedule;
 }
 
 export type EngineChoice = 'auto' | 'fast' | 'tfjs';
@@ -68,6 +71,8 @@ export type EngineChoice = 'auto' | 'fast' | 'tfjs';
 export interface StepEngine {
   readonly kind: 'fast' | 'tfjs' | 'parallel';
   stepRaw(batch: RawBatch, step: number): Record<string, number>;
+  /** Multiplies the learning rate of the following steps (the schedule's factor). */
+  setLrFactor(f: number): void;
   optimizerState(): { t: number; manifest: import('../nn/params.js').TensorEntry[]; blob: Uint8Array };
   loadOptimizerState(t: number, manifest: import('../nn/params.js').TensorEntry[], blob: Uint8Array, source: string): void;
   /** Re-reads the model's variables (after a checkpoint was loaded into them). */
@@ -121,6 +126,10 @@ export class Stepper implements StepEngine {
     readonly seed = 0,
   ) {
     this.adam = new Adam(model.params.entries(), { lr }, (name) => model.params.lrScale(name));
+  }
+
+  setLrFactor(f: number): void {
+    this.adam.lrFactor = f;
   }
 
   /** Runs one step and returns the loss terms; throws NonFiniteError (without updating) on a non-finite loss or gradient. */
@@ -186,6 +195,7 @@ export async function train(
     throw new ProbsemError(`steps must be a positive integer, got ${opts.steps}`, 'BAD_OPTION');
   }
   if (!(opts.lr > 0) || !Number.isFinite(opts.lr)) throw new ProbsemError(`learning rate must be > 0, got ${opts.lr}`, 'BAD_OPTION');
+  lrSchedule(opts.lrSchedule ?? 'constant');
   const batcher = new Batcher(split.count, opts.batchSize, opts.seed);
   const replicas = opts.workers ?? 1;
   if (!Number.isInteger(replicas) || replicas < 1 || replicas > 64) {
@@ -238,6 +248,9 @@ function adaptParallel(p: ParallelStepper): StepEngine {
   return {
     kind: 'parallel',
     stepRaw: (b, step) => p.step(b, step),
+    setLrFactor: (f) => {
+      p.adam.lrFactor = f;
+    },
     optimizerState: () => p.adam.serialize(),
     loadOptimizerState: (t, m, blob, src) => p.adam.load(t, m, blob, src),
     syncFromModel: () => p.syncFromModel(),
@@ -277,6 +290,16 @@ async function runLoop(
         'BAD_OPTION',
       );
     }
+    const schedule = opts.lrSchedule ?? 'constant';
+    if ((h.lrSchedule ?? 'constant') !== schedule) {
+      throw new ProbsemError(`cannot resume: the checkpoint's learning-rate schedule is ${h.lrSchedule ?? 'constant'}, this run asks for ${schedule}`, 'BAD_OPTION');
+    }
+    if (schedule !== 'constant' && h.scheduleSteps !== opts.steps) {
+      throw new ProbsemError(
+        `cannot resume: the ${schedule} learning-rate schedule of the checkpoint spans ${h.scheduleSteps} steps; resume with --steps ${h.scheduleSteps}`,
+        'BAD_OPTION',
+      );
+    }
     if (opts.config !== undefined && h.config !== null && JSON.stringify(h.config) !== JSON.stringify(opts.config)) {
       throw new ProbsemError(
         `cannot resume: the checkpoint's model config ${JSON.stringify(h.config)} differs from this run's ${JSON.stringify(opts.config)}`,
@@ -313,6 +336,7 @@ async function runLoop(
         batchSize: opts.batchSize,
         lr: opts.lr,
         replicas: opts.workers ?? 1,
+        ...(opts.lrSchedule && opts.lrSchedule !== 'constant' ? { lrSchedule: opts.lrSchedule, scheduleSteps: opts.steps } : {}),
         params: p.manifest,
         optimizer: { t: o.t, tensors: o.manifest, bytes: o.blob.byteLength },
       },
@@ -334,6 +358,7 @@ async function runLoop(
     const idx = batcher.indices(step);
     let terms: Record<string, number> | null = null;
     try {
+      engine.setLrFactor(lrFactor(opts.lrSchedule ?? 'constant', step, opts.steps));
       terms = engine.stepRaw(makeRawBatch(split, idx, shape.pixels, shape.numClasses, opts.labelInputs), step);
     } catch (e) {
       if (!(e instanceof NonFiniteError)) throw e;

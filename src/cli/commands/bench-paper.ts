@@ -3,6 +3,7 @@ import { type BenchModelSpec, benchPaper, benchableModels, defaultBenchModels } 
 import { intOption, numOption, parse, strOption } from '../args.js';
 import { ProgressBar } from '../progress.js';
 import type { Command } from './index.js';
+import { lrSchedule } from '../../train/schedule.js';
 
 const PAPER_HELP = `probsem bench paper --dataset <fashion-mnist|mnist|DIR> [options]
 
@@ -19,6 +20,7 @@ Finished cells are kept in --runs; an interrupted bench continues where it stopp
   --steps N            training steps per run (default 2000)
   --batch N            minibatch size (default 100)
   --lr X               Adam learning rate (default 0.001)
+  --lr-schedule S      constant (default, the paper's) or cosine decay over the steps
   --models LIST        comma-separated NAME or NAME@LATENT (default ${defaultBenchModels(10).join(',')});
                        models: ${benchableModels().join(', ')}
   --out DIR            where the report goes (default reports)
@@ -54,6 +56,7 @@ async function runPaper(argv: string[]): Promise<number> {
     steps: { type: 'string' },
     batch: { type: 'string' },
     lr: { type: 'string' },
+    'lr-schedule': { type: 'string' },
     models: { type: 'string' },
     out: { type: 'string' },
     runs: { type: 'string' },
@@ -82,6 +85,7 @@ async function runPaper(argv: string[]): Promise<number> {
     steps,
     batchSize: intOption(v.batch, 'batch', 100),
     lr: numOption(v.lr, 'lr', 1e-3, 0, 10, true),
+    lrSchedule: lrSchedule(strOption(v['lr-schedule'], 'lr-schedule', 'constant')),
     models,
     out: strOption(v.out, 'out', 'reports'),
     runsDir: v.runs as string | undefined,

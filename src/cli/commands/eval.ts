@@ -1,5 +1,5 @@
 import { evaluateRun } from '../../runs/runs.js';
-import { intOption, parse, strOption } from '../args.js';
+import { intOption, numOption, parse, strOption } from '../args.js';
 import { ProgressBar } from '../progress.js';
 import type { Command } from './index.js';
 
@@ -15,6 +15,11 @@ export const evalCommand: Command = {
   --no-generation      skip generation accuracy (no judge needed)
   --judge-epochs N     epochs for the judge if it must be trained first (default 8)
   --seed N             evaluation seed (default 0)
+  --triplets N         seeded test triplets for triplet accuracy (default 10000; 0 skips it and the
+                       retrieval measures below)
+  --triplet-margin M   margin of triplet accuracy (default: the run's triplet margin, else 1)
+  --retrieval-queries N  test means (a seeded sample) ranked against the training means for
+                       precision@1, R-precision and MAP@R (default 1000)
   --json               print one JSON object`,
   async run(argv) {
     const { values: v } = parse(argv, {
@@ -26,6 +31,9 @@ export const evalCommand: Command = {
       'no-generation': { type: 'boolean' },
       'judge-epochs': { type: 'string' },
       seed: { type: 'string' },
+      triplets: { type: 'string' },
+      'triplet-margin': { type: 'string' },
+      'retrieval-queries': { type: 'string' },
       json: { type: 'boolean' },
     });
     const dir = strOption(v.run, 'run');
@@ -39,6 +47,9 @@ export const evalCommand: Command = {
       skipGeneration: Boolean(v['no-generation']),
       judgeEpochs: intOption(v['judge-epochs'], 'judge-epochs', 8, 1, 1000),
       seed: intOption(v.seed, 'seed', 0, 0),
+      triplets: intOption(v.triplets, 'triplets', 10000, 0, 10_000_000),
+      tripletMargin: v['triplet-margin'] === undefined ? undefined : numOption(v['triplet-margin'], 'triplet-margin', 1, 0),
+      retrievalQueries: intOption(v['retrieval-queries'], 'retrieval-queries', 1000, 1, 10_000_000),
       save: true,
       onNotice: (m) => process.stderr.write(`note: ${m}\n`),
       onGenerationProgress: (done, total) => {
@@ -66,6 +77,12 @@ export const evalCommand: Command = {
             ? [
                 `  paired top-2 accuracy ${pct(r.pairedTop2Accuracy ?? null)} (annotation above: top label among the two)`,
                 `  pair retrieval P@20   ${pct(r.pairRetrievalPrecisionAt20?.mean ?? null)} (mean over all pairs of classes)`,
+              ]
+            : []),
+          ...(r.metricLearning
+            ? [
+                `  triplet accuracy      ${pct(r.metricLearning.triplet.accuracy)} at margin ${r.metricLearning.triplet.margin}; ${pct(r.metricLearning.triplet.accuracyNoMargin)} at margin 0 (${r.metricLearning.triplet.triplets} test triplets)`,
+                `  test → train means    precision@1 ${pct(r.metricLearning.retrieval.precisionAt1)}, R-precision ${pct(r.metricLearning.retrieval.rPrecision)}, MAP@R ${pct(r.metricLearning.retrieval.mapAtR)} (${r.metricLearning.retrieval.queries} queries)`,
               ]
             : []),
         ].join('\n') + '\n',

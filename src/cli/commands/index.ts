@@ -10,6 +10,10 @@ import { retrieveCommand } from './retrieve.js';
 import { similarCommand } from './similar.js';
 import { indexCommand } from './kl-index.js';
 import { interpolateCommand, plotCommand } from './plot.js';
+import { clusterCommand } from './cluster.js';
+import { coordinateCommand } from './coordinate.js';
+import { arithmeticCommand } from './arithmetic.js';
+import { reconstructCommand } from './reconstruct.js';
 
 export interface Command {
   summary: string;
@@ -24,12 +28,16 @@ export const COMMANDS: Record<string, Command> = {
   eval: evalCommand,
   annotate: annotateCommand,
   generate: generateCommand,
+  reconstruct: reconstructCommand,
   neighbours: neighboursCommand,
   retrieve: retrieveCommand,
   similar: similarCommand,
   index: indexCommand,
   plot: plotCommand,
   interpolate: interpolateCommand,
+  cluster: clusterCommand,
+  arithmetic: arithmeticCommand,
+  coordinate: coordinateCommand,
   judge: judgeCommand,
   demo: demoCommand,
   serve: serveCommand,

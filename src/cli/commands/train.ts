@@ -6,6 +6,7 @@ import { parseLabelEncoding } from '../../text/labels.js';
 import { intOption, numOption, parse, strOption } from '../args.js';
 import { ProgressBar } from '../progress.js';
 import type { Command } from './index.js';
+import { lrSchedule } from '../../train/schedule.js';
 
 export const trainCommand: Command = {
   summary: 'train a model on a dataset and save it to a run directory',
@@ -16,12 +17,14 @@ export const trainCommand: Command = {
                        paired:<dataset>[?train=N&test=N&equal=allow|forbid&seed=S] for two-object
                        images (two images side by side, labelled with both classes)
   --data DIR           where to look for the dataset's IDX files
-  --latent N           latent dimension (default 10)
+  --latent N           latent dimension (default 10; the autoencoders' code size, 32 in lecture 003)
   --steps N            training steps (default 2000 unless --epochs is given)
   --epochs N           passes over the training set instead of --steps
   --batch N            minibatch size (default 100)
   --lr X               Adam learning rate (default 0.001)
-  --beta X             KL weight for vae (default 1), beta-vae (default 4), scan (stage 1; default 10)
+  --lr-schedule S      constant (default) or cosine: the rate decays as ½(1 + cos(π·step/steps))
+  --beta X             KL weight for vae and tvae (default 1), beta-vae (default 4), scan (stage 1;
+                       default 10); sparsity weight for sparse-ae (default 3)
   --label-lr-scale X   learning-rate multiplier of the label encoder (pse, pse-star: default 10;
                        jmvae, trelbo, scan: default 1)
   --classifier-weight X  weight of PSE*'s classification term (default 30)
@@ -30,15 +33,16 @@ export const trainCommand: Command = {
   --checkpoint-every N checkpoint interval in steps (default 500; always at the end)
   --resume             continue the run in --out from its checkpoint
   --force              replace an existing run in --out
-  --engine E           auto (default): probsem's wasm kernels for vae, beta-vae, pse, pse-star, cvae,
-                       jmvae, trelbo and scan, tfjs for the others; fast: insist on the kernels; tfjs: tfjs ops
+  --engine E           auto (default): probsem's wasm kernels for vae, beta-vae, tvae, pse, pse-star,
+                       cvae, jmvae, trelbo, scan and the autoencoders, tfjs for the others; fast: insist on the kernels; tfjs: tfjs ops
   --workers N          data-parallel replicas over worker threads (default 1; tfjs engine only)
   --on-nan stop|skip   a batch with a non-finite loss or gradient stops training, keeping the last
                        good weights as the checkpoint (stop, default), or is skipped and logged (skip)
   --set KEY=VALUE      any other model option, repeatable (value as JSON, else a string), e.g.
                        --set alpha=0.1 (jmvae), --set lambda1=10 (trelbo), --set warmupSteps=500,
                        --set stage1Steps=1200 (scan; default 60% of the steps), --set encoderHidden=[256,64],
-                       --set lambda=0.99 (informed: shrinkage; priorMean=sample|mean, classify=prior|posterior)
+                       --set lambda=0.99 (informed: shrinkage; priorMean=sample|mean, classify=prior|posterior),
+                       --set margin=1 --set tripletWeight=10 --set mining=semi-hard|random (tvae)
   --labels ENC         label-encoder inputs: onehot (default), words (the built-in WordNet vectors),
                        or words:FILE (word2vec .bin, word2vec/GloVe text, fastText .vec)
   --label-phrases MAP  how classes read as words, e.g. 'Ankle boot=boot,Bag=handbag'
@@ -56,6 +60,7 @@ export const trainCommand: Command = {
       epochs: { type: 'string' },
       batch: { type: 'string' },
       lr: { type: 'string' },
+      'lr-schedule': { type: 'string' },
       beta: { type: 'string' },
       'label-lr-scale': { type: 'string' },
       'classifier-weight': { type: 'string' },
@@ -99,7 +104,7 @@ export const trainCommand: Command = {
     const seed = intOption(v.seed, 'seed', 0, 0);
     const modelOptions: Record<string, unknown> = {};
     if (v.beta !== undefined) {
-      if (!['vae', 'beta-vae', 'scan'].includes(model)) throw new ProbsemError('--beta applies to --model vae only (and to beta-vae and scan)', 'BAD_OPTION');
+      if (!['vae', 'beta-vae', 'tvae', 'scan', 'sparse-ae'].includes(model)) throw new ProbsemError('--beta applies to --model vae, beta-vae, tvae, scan and sparse-ae', 'BAD_OPTION');
       modelOptions.beta = numOption(v.beta, 'beta', 1, 0, Infinity, true);
     }
     if (v['label-lr-scale'] !== undefined) {
@@ -125,6 +130,7 @@ export const trainCommand: Command = {
       epochs: v.epochs === undefined ? undefined : intOption(v.epochs, 'epochs', 1),
       batchSize: intOption(v.batch, 'batch', 100),
       lr: numOption(v.lr, 'lr', 1e-3, 0, 10, true),
+      lrSchedule: lrSchedule(strOption(v['lr-schedule'], 'lr-schedule', 'constant')),
       seed,
       out,
       checkpointEvery: intOption(v['checkpoint-every'], 'checkpoint-every', 500, 0),

@@ -126,6 +126,7 @@ test('cvae: annotation is n/a; generation decodes N(0, I) noise with the label; 
   await trainRun({ model: 'cvae', dataset: 'fashion-mnist-subset', latent: 4, steps: 3, batchSize: 20, lr: 1e-3, seed: 0, out: dir, modelOptions: tinyOptions.cvae });
   const report = await evaluateRun(dir, { samplesPerLabel: 10, repeats: 2, judgeCacheDir: tinyJudgeCache() });
   assert.equal(report.annotationAccuracy, null);
+  assert.equal(report.tripletAccuracy, null, 'no label-free embedding to measure triplets on');
   assert.ok(report.generationAccuracy !== null && report.generationAccuracy >= 0, 'generation accuracy is measured');
   assert.ok(Number.isFinite(report.reconstructionError) && Number.isFinite(report.reconstructionErrorMean));
   const { model, meta } = loadImageModel(dir);

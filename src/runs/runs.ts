@@ -320,8 +320,10 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
   const zeroShot = hasLabels && heldOut.length > 0 ? { heldOut: meta.holdout!, ...zeroShotAccuracy(model, ds.test, pixels, labels, heldOut) } : null;
   const tripletCount = o.triplets ?? 10000;
   const runMargin = (meta.config as { margin?: unknown }).margin;
+  // A model whose image encoder needs the label (CVAE's q(z|x,l)) has no label-free embedding to measure.
+  const embedsImages = typeof model.reconstructLogits !== 'function';
   const metric =
-    paired || tripletCount === 0
+    paired || tripletCount === 0 || !embedsImages
       ? null
       : metricLearningMeasures(model, ds, {
           triplets: tripletCount,

@@ -52,6 +52,18 @@ const dist2 = (x: Float64Array, i: number, c: Float64Array, j: number, d: number
   return s;
 };
 
+/** Sets best[i] to the squared distance of point i to its nearest of k centroids; returns that centroid. */
+function nearestCentroid(x: Float64Array, i: number, c: Float64Array, k: number, d: number, best: Float64Array): number {
+  let bj = 0;
+  let bs = Infinity;
+  for (let j = 0; j < k; j++) {
+    const s = dist2(x, i, c, j, d);
+    if (s < bs) [bj, bs] = [j, s];
+  }
+  best[i] = bs;
+  return bj;
+}
+
 /**
  * k-means++ (Arthur & Vassilvitskii 2007): the first centre a uniformly drawn point, each next one
  * a point drawn with probability proportional to its squared distance to the nearest centre so far.
@@ -99,15 +111,9 @@ function lloyd(x: Float64Array, n: number, d: number, k: number, rng: Rng, maxIt
     iterations = it + 1;
     let changed = 0;
     for (let i = 0; i < n; i++) {
-      let bj = 0;
-      let bs = Infinity;
-      for (let j = 0; j < k; j++) {
-        const s = dist2(x, i, c, j, d);
-        if (s < bs) [bj, bs] = [j, s];
-      }
+      const bj = nearestCentroid(x, i, c, k, d, best);
       if (assign[i] !== bj) changed++;
       assign[i] = bj;
-      best[i] = bs;
     }
     sums.fill(0);
     counts.fill(0);
@@ -146,14 +152,8 @@ function lloyd(x: Float64Array, n: number, d: number, k: number, rng: Rng, maxIt
   // Final assignment and inertia against the final centroids.
   let inertia = 0;
   for (let i = 0; i < n; i++) {
-    let bj = 0;
-    let bs = Infinity;
-    for (let j = 0; j < k; j++) {
-      const s = dist2(x, i, c, j, d);
-      if (s < bs) [bj, bs] = [j, s];
-    }
-    assign[i] = bj;
-    inertia += bs;
+    assign[i] = nearestCentroid(x, i, c, k, d, best);
+    inertia += best[i];
   }
   return { assign, c, inertia, iterations };
 }

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { setupBackend } from './helpers.js';
+import { setupBackend, gradientDifference } from './helpers.js';
 import { Rng } from '../src/core/random.js';
 import {
   cholesky,
@@ -288,12 +288,7 @@ async function assertFastMatchesTfjs(model: Trainable, rows: number, labelDim: n
     for (const s of fp.layout) {
       const a = want.grads.get(s.name)!.dataSync();
       const b = k.view(slice(fp.grads, s.offset, s.length));
-      let num = 0;
-      let den = 0;
-      for (let i = 0; i < a.length; i++) {
-        num += (a[i] - b[i]) ** 2;
-        den += a[i] ** 2;
-      }
+      const { num, den } = gradientDifference(a, b);
       // Relative to the segment's own size, or to the whole gradient's where the segment's is
       // (in exact arithmetic) zero: the correlation ignores a shift of the outputs, so Deep CCA's
       // output biases get only rounding noise.

@@ -1,7 +1,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
-import { setupBackend } from './helpers.js';
+import { setupBackend, gradientDifference } from './helpers.js';
 import { Rng } from '../src/core/random.js';
 import { Kernels } from '../src/core/wasm/kernels.js';
 import { loadDataset } from '../src/data/registry.js';
@@ -75,12 +75,7 @@ for (const [name, extra, labelDim] of cases) {
         if (isFrozen) continue;
         const a = want.grads.get(s.name)!.dataSync();
         const b = k.view(slice(fp.grads, s.offset, s.length));
-        let num = 0;
-        let den = 0;
-        for (let i = 0; i < a.length; i++) {
-          num += (a[i] - b[i]) ** 2;
-          den += a[i] ** 2;
-        }
+        const { num, den } = gradientDifference(a, b);
         assert.ok(den > 0, `${s.name}: the reference gradient is not zero`);
         assert.ok(Math.sqrt(num / den) < 2e-5, `${s.name}: relative gradient difference ${Math.sqrt(num / den)}`);
       }

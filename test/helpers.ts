@@ -10,3 +10,14 @@ export function assertClose(actual: number, expected: number, tol: number, what 
     throw new Error(`${what}: expected ${expected} ± ${tol}, got ${actual}`);
   }
 }
+
+/** Σ(a − b)² and Σa² over two gradient vectors, for a relative-difference check against a reference a. */
+export function gradientDifference(a: ArrayLike<number>, b: ArrayLike<number>): { num: number; den: number } {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += a[i] ** 2;
+  }
+  return { num, den };
+}

@@ -297,6 +297,26 @@ test('bench paper: every cell in the JSON and report; finished cells are kept; a
   await benchPaper(opts);
   assert.deepEqual(states, [`cvae@${latent}:evaluate`, `jmvae@${latent}:kept`]);
   await assert.rejects(benchPaper({ ...opts, steps: 6 }), /holds a bench trained with other settings: steps 5 \(now 6\)/);
+
+  // A chosen option makes a cell of its own: its own run directory, trained with the option, labelled
+  // with it, kept on a rerun; the cell without the option is untouched.
+  states.length = 0;
+  const withAlpha = { ...opts, set: { jmvae: { alpha: 0.5 } } };
+  const r3 = await benchPaper(withAlpha);
+  assert.deepEqual(states, [`cvae@${latent}:kept`, `jmvae@${latent}:train`, `jmvae@${latent}:evaluate`]);
+  const cell = r3.summary.cells[1];
+  assert.equal(cell.runs[0].dir, join(runsDir, `jmvae-${latent}d-alpha=0.5-s0`));
+  assert.equal(loadModel(cell.runs[0].dir).meta.config.alpha, 0.5);
+  assert.equal(cell.label, 'JMVAE, alpha 0.5');
+  assert.deepEqual(cell.options, { alpha: 0.5 });
+  assert.match(readFileSync(r3.reportPath, 'utf8'), /\| JMVAE, alpha 0\.5 \| /);
+  states.length = 0;
+  await benchPaper(withAlpha);
+  assert.deepEqual(states, [`cvae@${latent}:kept`, `jmvae@${latent}:kept`]);
+  states.length = 0;
+  await benchPaper(opts);
+  assert.deepEqual(states, [`cvae@${latent}:kept`, `jmvae@${latent}:kept`], 'the default cell is still there');
+  await assert.rejects(benchPaper({ ...opts, set: { trelbo: { lambda1: 2 } } }), /options are set for trelbo, which is not among the bench's models \(cvae@3, jmvae@3\)/);
 });
 
 test('probsem bench paper: bad options exit with code 2 and one clear line', () => {
@@ -304,6 +324,7 @@ test('probsem bench paper: bad options exit with code 2 and one clear line', () 
     [['bench', 'paper', '--models', 'cvae,nope', '--runs', tmp(), '--out', tmp()], /unknown bench model 'nope': choose from /],
     [['bench', 'paper', '--latent', '0'], /--latent must be an integer in \[1, 1024\], got '0'/],
     [['bench', 'speed'], /unknown bench 'speed': probsem bench paper/],
+    [['bench', 'paper', '--set', 'classifierWeight=100'], /--set expects MODEL\.KEY=VALUE with MODEL one of .* got 'classifierWeight=100'/],
   ];
   for (const [args, re] of cases) {
     const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { encoding: 'utf8', env: { ...process.env, PROBSEM_CACHE: tmp() } });

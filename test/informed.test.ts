@@ -18,7 +18,7 @@ import { createModel } from '../src/models/registry.js';
 import { Informed, prepareInformedRun } from '../src/models/informed.js';
 import { loadModel, saveModel } from '../src/models/persist.js';
 import { train } from '../src/train/trainer.js';
-import { annotationAccuracy, klToImages, labelSetQuery, oneHotLabelInputs, pairedAccuracy, topK } from '../src/eval/metrics.js';
+import { annotationAccuracy, klToImages, labelSetQuery, oneHotLabelInputs, pairRetrievalPrecisionAtK, pairedAccuracy, topK } from '../src/eval/metrics.js';
 import { KlIndex } from '../src/index/kl-index.js';
 import { evaluateRun, generateForLabel, loadImageModel, trainRun } from '../src/runs/runs.js';
 import { encodeSplitGaussians, similarImages } from '../src/runs/retrieval.js';
@@ -289,6 +289,8 @@ test('informed on paired data: trains from the shipped subset, ranks label pairs
   // Each pair occurs ~7 times among 300 test images, so precision@20 is small here by construction;
   // what must hold is that it is computed for every pair (the full runs measure it).
   assert.ok(Object.values(rep.pairRetrievalPrecisionAt20!.perPair).every((v) => v >= 0 && v <= 1));
+  assert.equal(Object.keys(rep.pairRetrievalPrecisionAt20Margin!.perPair).length, 45);
+  assert.ok(rep.pairRetrievalPrecisionAt20Margin!.perPair['Trouser + Bag'] !== undefined);
   const { model } = loadImageModel(dir);
   const pds = await loadDataset(spec);
   const img = imagesToFloat(pds.test, [0], 1568);
@@ -320,4 +322,37 @@ test('informed single-label: a short real run annotates well above chance', asyn
   await train(m, ds.train, { pixels: 784, numClasses: 10 }, { steps: 300, batchSize: 64, lr: 2e-3, seed: 3 });
   const acc = annotationAccuracy(m, ds.test, 784, oneHotLabelInputs(10));
   assert.ok(acc > 0.6, `annotation ${acc}`);
+});
+
+test('pair retrieval by margin ranks images whose two most likely labels are the pair, exactly', () => {
+  // A stand-in model whose label scores are the first three pixels of each image (grey values / 255).
+  const images = Uint8Array.from([
+    // image 0: labels {0, 1} clearly (0.8, 0.7 vs 0.1)
+    200, 180, 20,
+    // image 1: {0, 1} barely (0.5, 0.45 vs 0.4)
+    130, 115, 100,
+    // image 2: {0, 2}, but label 1 scores high too: wrong for the pair {0, 1}
+    200, 150, 160,
+    // image 3: {1, 2} clearly
+    10, 220, 200,
+  ]);
+  const split = { images, labels: Uint8Array.from([0, 0, 0, 1]), labels2: Uint8Array.from([1, 1, 2, 2]), count: 4 };
+  const model = {
+    name: 'stand-in',
+    latentDim: 1,
+    encodeLabels: () => { throw new Error('not used by the margin ranking'); },
+    scoreLabels: (x: tf.Tensor2D) => x.clone(),
+  } as unknown as Parameters<typeof pairRetrievalPrecisionAtK>[0];
+  const labels = oneHotLabelInputs(3);
+  const at1 = pairRetrievalPrecisionAtK(model, split, 3, labels, 1, 'margin');
+  assert.equal(at1.ranking, 'margin');
+  // Margins min(s_a, s_b) − s_other. {0,1}: image 0 (0.71 − 0.08) is first → hit. {0,2}: image 2
+  // (0.63 − 0.59) is the only positive margin → hit. {1,2}: image 3 (0.78 − 0.04) → hit.
+  assert.deepEqual(at1.perPair, { '0,1': 1, '0,2': 1, '1,2': 1 });
+  const at2 = pairRetrievalPrecisionAtK(model, split, 3, labels, 2, 'margin');
+  // {0,1}: images 0 and 1 (margins 0.63, 0.06) above image 2 (0.59 − 0.63 < 0) → 2/2.
+  assert.equal(at2.perPair['0,1'], 1);
+  // {1,2}: image 3, then image 1 (0.39 − 0.51), which shows {0, 1}, ahead of image 2 (0.59 − 0.78) → 1/2.
+  assert.equal(at2.perPair['1,2'], 0.5);
+  assert.throws(() => pairRetrievalPrecisionAtK(model, { ...split, labels2: undefined }, 3, labels, 1, 'margin'), /two-object/);
 });

@@ -2,7 +2,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { setupBackend } from './helpers.js';
-import { dense, denseConstInput } from '../src/core/ops.js';
+import { dense, denseConstInput, tidyRead } from '../src/core/ops.js';
 import { im2col } from '../src/models/classifier.js';
 import { Rng } from '../src/core/random.js';
 
@@ -50,4 +50,16 @@ test('im2col lays out k×k patches row by row', () => {
   // 1 image 3×3 with values 0..8, k = 2 → 4 patches of 4 values
   const out = im2col(Float32Array.from([0, 1, 2, 3, 4, 5, 6, 7, 8]), 1, 3, 3, 2);
   assert.deepEqual(Array.from(out), [0, 1, 3, 4, 1, 2, 4, 5, 3, 4, 6, 7, 4, 5, 7, 8]);
+});
+
+test('tidyRead returns the values and leaves no tensor behind, also when the function throws', () => {
+  const before = tf.memory().numTensors;
+  const values = tidyRead(() => tf.mul(tf.range(0, 5), 2));
+  assert.deepEqual(Array.from(values), [0, 2, 4, 6, 8]);
+  assert.equal(tf.memory().numTensors, before);
+  assert.throws(() => tidyRead(() => {
+    tf.ones([3]);
+    throw new Error('inner failure');
+  }), /inner failure/);
+  assert.equal(tf.memory().numTensors, before);
 });

@@ -87,3 +87,17 @@ export function denseConstInput(
   const f = tf.customGrad(body as unknown as Parameters<typeof tf.customGrad>[0]);
   return f(w, b) as tf.Tensor2D;
 }
+
+/**
+ * Runs `fn` in a tidy scope and returns its tensor's values, freeing everything. Reading after the
+ * scope matters: `tf.tidy` walks a returned container element by element looking for tensors,
+ * which costs microseconds per element for a typed array.
+ */
+export function tidyRead(fn: () => tf.Tensor): Float32Array | Int32Array | Uint8Array {
+  const t = tf.tidy(fn);
+  try {
+    return t.dataSync() as Float32Array | Int32Array | Uint8Array;
+  } finally {
+    t.dispose();
+  }
+}

@@ -4,7 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ProbsemError } from '../core/errors.js';
-import { normalTensor } from '../core/ops.js';
+import { normalTensor, tidyRead } from '../core/ops.js';
 import { Rng } from '../core/random.js';
 import { imagesToFloat, oneHot, type Split } from '../data/dataset.js';
 import { bernoulliLogLikelihood } from '../distributions/bernoulli.js';
@@ -100,7 +100,7 @@ export function labelSetQuery(model: ImageModel, y: tf.Tensor2D): Gaussian {
 export function klToImages(model: ImageModel, query: Gaussian, split: Split, pixels: number): Float32Array {
   const out = new Float32Array(split.count);
   forBatches(split, pixels, (x, idx) => {
-    out.set(tf.tidy(() => kl(query, posteriorOf(model, x)).dataSync() as Float32Array), idx[0]);
+    out.set(tidyRead(() => kl(query, posteriorOf(model, x))) as Float32Array, idx[0]);
   });
   return out;
 }
@@ -120,7 +120,7 @@ export function pairedAccuracy(model: ImageModel, split: Split, pixels: number, 
   let top2 = 0;
   let top1 = 0;
   forBatches(split, pixels, (x, idx) => {
-    const ll = tf.tidy(() => labelLogLikelihoods(model, x, labelInputs).dataSync());
+    const ll = tidyRead(() => labelLogLikelihoods(model, x, labelInputs));
     for (let r = 0; r < idx.length; r++) {
       const row = ll.subarray(r * c, (r + 1) * c);
       let first = 0;
@@ -138,26 +138,58 @@ export function pairedAccuracy(model: ImageModel, split: Split, pixels: number, 
 
 export interface PairRetrievalPrecision {
   k: number;
+  ranking: PairRanking;
   /** Precision@k per unordered pair of distinct classes, keyed "a,b" (class indices, a < b). */
   perPair: Record<string, number>;
   mean: number;
 }
 
 /**
- * Retrieval by pairs of labels on a two-object split: for every pair {a, b} of distinct classes
- * the query is the label set's distribution (`labelSetQuery`), test images are ranked by
- * KL(query ‖ q(z|x)), and precision@k is the share of the top k showing both a and b.
+ * How two-object images are ranked for a pair query {a, b}. 'kl': ascending KL(query ‖ q(z|x)),
+ * the query being the label set's distribution (`labelSetQuery`). 'margin': descending
+ * min(s_a, s_b) − max over the other labels of s_c, with s the model's label scores (the
+ * classification rule): the images whose two most likely labels are a and b most clearly. It is
+ * the top-2 classification rule turned into a ranking, and unlike a softmax it does not depend on
+ * the scale of the scores (which for tight priors spans thousands of nats).
  */
-export function pairRetrievalPrecisionAtK(model: ImageModel, split: Split, pixels: number, labelInputs: tf.Tensor2D, k = 20): PairRetrievalPrecision {
+export type PairRanking = 'kl' | 'margin';
+
+/**
+ * Retrieval by pairs of labels on a two-object split: for every pair {a, b} of distinct classes
+ * the test images are ranked (`PairRanking`) and precision@k is the share of the top k showing
+ * both a and b.
+ */
+export function pairRetrievalPrecisionAtK(
+  model: ImageModel,
+  split: Split,
+  pixels: number,
+  labelInputs: tf.Tensor2D,
+  k = 20,
+  ranking: PairRanking = 'kl',
+): PairRetrievalPrecision {
   if (!split.labels2) throw new ProbsemError('pair retrieval needs a two-object (paired) dataset', 'BAD_OPTION');
   const labels2 = split.labels2;
   const c = labelInputs.shape[0];
+  if (c < 3 && ranking === 'margin') throw new ProbsemError('margin ranking of pairs needs at least three labels', 'BAD_OPTION');
+  const labelScores = ranking === 'margin' ? splitLabelScores(model, split, pixels, labelInputs) : null;
   const perPair: Record<string, number> = {};
   for (let a = 0; a < c; a++) {
     for (let b = a + 1; b < c; b++) {
-      const query = tidyGaussian(() => labelSetQuery(model, tf.gather(labelInputs, tf.tensor1d([a, b], 'int32')) as tf.Tensor2D));
-      const scores = klToImages(model, query, split, pixels);
-      query.dispose();
+      let scores: Float32Array;
+      if (labelScores) {
+        // Lower is better for topK: the negated margin.
+        scores = new Float32Array(split.count);
+        for (let i = 0; i < split.count; i++) {
+          const row = labelScores.subarray(i * c, (i + 1) * c);
+          let other = -Infinity;
+          for (let l = 0; l < c; l++) if (l !== a && l !== b && row[l] > other) other = row[l];
+          scores[i] = other - Math.min(row[a], row[b]);
+        }
+      } else {
+        const query = tidyGaussian(() => labelSetQuery(model, tf.gather(labelInputs, tf.tensor1d([a, b], 'int32')) as tf.Tensor2D));
+        scores = klToImages(model, query, split, pixels);
+        query.dispose();
+      }
       const top = topK(scores, k);
       let hit = 0;
       for (const i of top) {
@@ -169,7 +201,17 @@ export function pairRetrievalPrecisionAtK(model: ImageModel, split: Split, pixel
     }
   }
   const values = Object.values(perPair);
-  return { k, perPair, mean: values.reduce((x, y) => x + y, 0) / Math.max(1, values.length) };
+  return { k, ranking, perPair, mean: values.reduce((x, y) => x + y, 0) / Math.max(1, values.length) };
+}
+
+/** The model's label scores (`labelLogLikelihoods`) for every image of a split, row-major [count × labels]. */
+export function splitLabelScores(model: ImageModel, split: Split, pixels: number, labelInputs: tf.Tensor2D): Float32Array {
+  const c = labelInputs.shape[0];
+  const out = new Float32Array(split.count * c);
+  forBatches(split, pixels, (x, idx) => {
+    out.set(tidyRead(() => labelLogLikelihoods(model, x, labelInputs)), idx[0] * c);
+  });
+  return out;
 }
 
 /** Indices of the k smallest scores (ties by index); `largest` for the k largest. */
@@ -185,7 +227,7 @@ export function topK(scores: ArrayLike<number>, k: number, largest = false, excl
 export function annotationAccuracy(model: ImageModel, split: Split, pixels: number, labelInputs: tf.Tensor2D): number {
   let correct = 0;
   forBatches(split, pixels, (x, idx) => {
-    const pred = tf.tidy(() => tf.argMax(labelLogLikelihoods(model, x, labelInputs), 1).dataSync());
+    const pred = tidyRead(() => tf.argMax(labelLogLikelihoods(model, x, labelInputs), 1));
     for (let i = 0; i < idx.length; i++) if (pred[i] === split.labels[idx[i]]) correct++;
   });
   return correct / split.count;
@@ -195,7 +237,7 @@ export function annotationAccuracy(model: ImageModel, split: Split, pixels: numb
 export function classifierAccuracy(clf: Classifier, split: Split, pixels: number): number {
   let correct = 0;
   forBatches(split, pixels, (x, idx) => {
-    const pred = tf.tidy(() => tf.argMax(clf.logits(x), 1).dataSync());
+    const pred = tidyRead(() => tf.argMax(clf.logits(x), 1));
     for (let i = 0; i < idx.length; i++) if (pred[i] === split.labels[idx[i]]) correct++;
   });
   return correct / split.count;
@@ -296,7 +338,7 @@ export function zeroShotAccuracy(model: ImageModel, split: Split, pixels: number
   let seenN = 0;
   let seenOk = 0;
   forBatches(split, pixels, (x, idx) => {
-    const ll = tf.tidy(() => labelLogLikelihoods(model, x, labelInputs).dataSync());
+    const ll = tidyRead(() => labelLogLikelihoods(model, x, labelInputs));
     for (let r = 0; r < idx.length; r++) {
       const truth = split.labels[idx[r]];
       const row = ll.subarray(r * c, (r + 1) * c);

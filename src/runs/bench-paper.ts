@@ -126,8 +126,14 @@ export interface BenchPaperOptions {
   out?: string;
   /** Where the cells' run directories go (default `runs/bench-paper/<dataset>`). */
   runsDir?: string;
-  /** Extra config per model name (e.g. smaller networks for tests). */
+  /** Extra config per model name (e.g. smaller networks for tests), not part of a cell's identity. */
   modelOptions?: Record<string, Record<string, unknown>>;
+  /**
+   * Chosen settings per model name (`--set pse-star.classifierWeight=100`): part of each affected
+   * cell's identity, so they name its run directory, show in the report's row label and decide
+   * whether a finished cell can be kept.
+   */
+  set?: Record<string, Record<string, unknown>>;
   samplesPerLabel?: number;
   /** Generation repeats per run, for its standard deviation (default 10, as the paper). */
   repeats?: number;
@@ -166,6 +172,8 @@ export interface BenchCell {
   model: string;
   latent: number;
   label: string;
+  /** Chosen model options of this cell (`--set`), absent when none. */
+  options?: Record<string, unknown>;
   seeds: number[];
   config: Record<string, unknown>;
   reconstructionError: Stat;
@@ -236,6 +244,11 @@ export function resolveBenchOptions(o: BenchPaperOptions) {
     if (seen.has(s.key)) throw new ProbsemError(`bench model ${s.key} is listed twice`, 'BAD_OPTION');
     seen.add(s.key);
   }
+  for (const name of Object.keys(o.set ?? {})) {
+    if (!specs.some((s) => s.model === name)) {
+      throw new ProbsemError(`options are set for ${name}, which is not among the bench's models (${specs.map((s) => s.key).join(', ')})`, 'BAD_OPTION');
+    }
+  }
   return { latent, seeds, steps, batchSize, lr, lrSchedule: schedule, samplesPerLabel, repeats, specs, evalSeed: o.evalSeed ?? 0 };
 }
 
@@ -294,7 +307,7 @@ export async function benchPaper(o: BenchPaperOptions): Promise<BenchPaperResult
     for (const [seedIndex, seed] of seeds.entries()) {
       runs.push(await runCell(o, r, settings, runsDir, spec, seed, seedIndex));
     }
-    cells.push(summarizeCell(spec, runs, ds.name));
+    cells.push(summarizeCell(spec, runs, ds.name, o.set?.[spec.model] ?? {}));
   }
 
   const paper = PAPER_TABLES[ds.name];
@@ -342,6 +355,8 @@ interface StoredEval {
   model: string;
   latent: number;
   seed: number;
+  /** The cell's chosen model options (`BenchPaperOptions.set`), absent when none. */
+  options?: Record<string, unknown>;
   report: EvalReport;
 }
 
@@ -354,10 +369,17 @@ async function runCell(
   seed: number,
   seedIndex: number,
 ): Promise<BenchCellRun> {
-  const dir = join(runsDir, `${spec.model}-${spec.latent}d-s${seed}`);
+  const chosen = o.set?.[spec.model] ?? {};
+  const dir = join(runsDir, `${spec.model}-${spec.latent}d${optionsSlug(chosen)}-s${seed}`);
   const evalPath = join(dir, EVAL_FILE);
   const stored = readStoredEval(evalPath);
-  if (stored && JSON.stringify(stored.settings) === JSON.stringify(settings) && stored.model === spec.model && stored.latent === spec.latent) {
+  if (
+    stored &&
+    JSON.stringify(stored.settings) === JSON.stringify(settings) &&
+    stored.model === spec.model &&
+    stored.latent === spec.latent &&
+    JSON.stringify(stored.options ?? {}) === JSON.stringify(chosen)
+  ) {
     o.onCell?.({ spec, seed, seedIndex, state: 'kept' });
     return { seed, dir, report: stored.report };
   }
@@ -379,7 +401,7 @@ async function runCell(
       checkpointEvery: o.checkpointEvery ?? 500,
       resume,
       force: !resume,
-      modelOptions: o.modelOptions?.[spec.model],
+      modelOptions: { ...o.modelOptions?.[spec.model], ...chosen },
       onNotice: o.onNotice,
       onProgress: (p) => o.onTrainProgress?.(spec, seedIndex, p),
     });
@@ -398,7 +420,7 @@ async function runCell(
     onNotice: o.onNotice,
     onGenerationProgress: (done, total) => o.onGenerationProgress?.(spec, seed, done, total),
   });
-  const out: StoredEval = { settings, model: spec.model, latent: spec.latent, seed, report };
+  const out: StoredEval = { settings, model: spec.model, latent: spec.latent, seed, ...(Object.keys(chosen).length > 0 ? { options: chosen } : {}), report };
   writeFileAtomicSync(evalPath, JSON.stringify(out, null, 2) + '\n');
   return { seed, dir, report };
 }
@@ -411,6 +433,14 @@ function readStoredEval(path: string): StoredEval | null {
   } catch {
     return null; // a damaged eval file is simply redone
   }
+}
+
+/** `-key=value` parts for a run directory's name, in key order; '' without options. */
+export function optionsSlug(options: Record<string, unknown>): string {
+  return Object.keys(options)
+    .sort()
+    .map((k) => `-${k}=${JSON.stringify(options[k]).replace(/[^A-Za-z0-9_.,=-]+/g, '')}`)
+    .join('');
 }
 
 /** A finished run of this cell: model.json for the model, latent, seed and step count asked for. */
@@ -445,7 +475,7 @@ function canResume(dir: string, spec: BenchModelSpec, seed: number, r: { steps: 
   }
 }
 
-function summarizeCell(spec: BenchModelSpec, runs: BenchCellRun[], datasetName: string): BenchCell {
+function summarizeCell(spec: BenchModelSpec, runs: BenchCellRun[], datasetName: string, options: Record<string, unknown>): BenchCell {
   const pick = (f: (e: EvalReport) => number | null): Stat | null => {
     const v = runs.map((x) => f(x.report));
     return v.every((x): x is number => typeof x === 'number') ? stat(v) : null;
@@ -461,7 +491,8 @@ function summarizeCell(spec: BenchModelSpec, runs: BenchCellRun[], datasetName: 
     key: spec.key,
     model: spec.model,
     latent: spec.latent,
-    label: spec.label,
+    label: spec.label + (Object.keys(options).length > 0 ? `, ${Object.entries(options).map(([k, v]) => `${k} ${JSON.stringify(v)}`).join(', ')}` : ''),
+    ...(Object.keys(options).length > 0 ? { options } : {}),
     seeds: runs.map((x) => x.seed),
     config,
     reconstructionError: stat(runs.map((x) => x.report.reconstructionError)),

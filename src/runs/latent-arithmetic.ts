@@ -8,6 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ProbsemError } from '../core/errors.js';
+import { tidyRead } from '../core/ops.js';
 import { type Dataset, imagesToFloat, pixelsOf } from '../data/dataset.js';
 import type { ImageModel } from '../models/base.js';
 import type { ModelFile } from '../models/persist.js';
@@ -56,7 +57,7 @@ export function operandPoint(ctx: ArithmeticContext, op: Operand): Float32Array 
     const n = ctx.ds.test.count;
     if (!(op.id >= 0 && op.id < n)) throw new ProbsemError(`image #${op.id} is not a test image (0..${n - 1})`, 'BAD_OPTION');
     const px = pixelsOf(ctx.ds);
-    return tf.tidy(() => model.encodeImage(tf.tensor2d(imagesToFloat(ctx.ds!.test, [op.id], px), [1, px])).mean.dataSync() as Float32Array);
+    return tidyRead(() => model.encodeImage(tf.tensor2d(imagesToFloat(ctx.ds!.test, [op.id], px), [1, px])).mean) as Float32Array;
   }
   if (model.encodeLabels) return Float32Array.from(queryDistribution(model, meta, [op.text], ctx.vectors ?? null).mean);
   const { indices, unknown } = resolveWords(meta, [op.text]);
@@ -97,7 +98,7 @@ export function latentArithmetic(ctx: ArithmeticContext, a: Operand, minus: Oper
   z.set(zm, k);
   z.set(zp, 2 * k);
   for (let d = 0; d < k; d++) z[3 * k + d] = za[d] - zm[d] + zp[d];
-  const images = tf.tidy(() => tf.sigmoid(ctx.model.decode(tf.tensor2d(z, [4, k]))).dataSync() as Float32Array);
+  const images = tidyRead(() => tf.sigmoid(ctx.model.decode(tf.tensor2d(z, [4, k])))) as Float32Array;
   let best = { label: '', distance: Infinity };
   for (const label of ctx.meta.classNames) {
     const c = operandPoint(ctx, { kind: 'label', text: label });

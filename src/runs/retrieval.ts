@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ProbsemError } from '../core/errors.js';
-import { normalTensor } from '../core/ops.js';
+import { normalTensor, tidyRead } from '../core/ops.js';
 import { Rng } from '../core/random.js';
 import { imagesToFloat, type Split } from '../data/dataset.js';
 import { cholesky } from '../core/linalg.js';
@@ -279,7 +279,7 @@ export function decodeInterpolation(model: ImageModel, a: Float32Array, b: Float
     const t = s / (steps - 1);
     for (let d = 0; d < dim; d++) z[s * dim + d] = (1 - t) * a[d] + t * b[d];
   }
-  return tf.tidy(() => tf.sigmoid(model.decode(tf.tensor2d(z, [steps, dim]))).dataSync() as Float32Array);
+  return tidyRead(() => tf.sigmoid(model.decode(tf.tensor2d(z, [steps, dim])))) as Float32Array;
 }
 
 /**

@@ -30,6 +30,7 @@ import {
   labelSetQuery,
   pairedAccuracy,
   pairRetrievalPrecisionAtK,
+  type PairRetrievalPrecision,
   labelLogLikelihoods,
   reconstructionError,
   type ZeroShotResult,
@@ -269,6 +270,8 @@ export interface EvalReport {
   pairedTop1InSetAccuracy?: number | null;
   /** Two-object datasets: precision@20 of retrieving images showing both labels of a pair, per pair "A + B". */
   pairRetrievalPrecisionAt20?: { mean: number; perPair: Record<string, number> } | null;
+  /** The same, ranked by the classification margin of the pair (`PairRanking` 'margin'). */
+  pairRetrievalPrecisionAt20Margin?: { mean: number; perPair: Record<string, number> } | null;
   /** Share of seeded test triplets with zero triplet loss on the posterior means (TVAE's measure). */
   tripletAccuracy?: number | null;
   metricLearning?: MetricLearningReport | null;
@@ -311,7 +314,20 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
     canGenerate = false;
   }
   const pairAcc = hasLabels && paired ? pairedAccuracy(model, ds.test, pixels, labels) : null;
-  const pairRetrieval = hasLabels && paired ? pairRetrievalPrecisionAtK(model, ds.test, pixels, labels, 20) : null;
+  const pairRetrieval = hasLabels && paired ? pairRetrievalPrecisionAtK(model, ds.test, pixels, labels, 20, 'kl') : null;
+  const pairRetrievalMargin = hasLabels && paired && labels.shape[0] >= 3 ? pairRetrievalPrecisionAtK(model, ds.test, pixels, labels, 20, 'margin') : null;
+  const byPairName = (r: PairRetrievalPrecision | null) =>
+    r
+      ? {
+          mean: r.mean,
+          perPair: Object.fromEntries(
+            Object.entries(r.perPair).map(([key, v]) => {
+              const [a, b] = key.split(',').map(Number);
+              return [`${ds.classNames[a]} + ${ds.classNames[b]}`, v];
+            }),
+          ),
+        }
+      : null;
   const annotation = !hasLabels ? null : pairAcc ? pairAcc.top1InSetAccuracy : annotationAccuracy(model, ds.test, pixels, labels);
   const retrieval = hasLabels ? retrievalPrecisionAtK(model, ds.test, pixels, labels, 20, 'kl') : null;
   const retrievalPost = hasLabels ? retrievalPrecisionAtK(model, ds.test, pixels, labels, 20, 'posterior') : null;
@@ -369,17 +385,8 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
       ? {
           pairedTop2Accuracy: pairAcc?.top2Accuracy ?? null,
           pairedTop1InSetAccuracy: pairAcc?.top1InSetAccuracy ?? null,
-          pairRetrievalPrecisionAt20: pairRetrieval
-            ? {
-                mean: pairRetrieval.mean,
-                perPair: Object.fromEntries(
-                  Object.entries(pairRetrieval.perPair).map(([key, v]) => {
-                    const [a, b] = key.split(',').map(Number);
-                    return [`${ds.classNames[a]} + ${ds.classNames[b]}`, v];
-                  }),
-                ),
-              }
-            : null,
+          pairRetrievalPrecisionAt20: byPairName(pairRetrieval),
+          pairRetrievalPrecisionAt20Margin: byPairName(pairRetrievalMargin),
         }
       : {}),
     tripletAccuracy: metric?.triplet.accuracy ?? null,

@@ -1,6 +1,7 @@
 /** Loss terms and parameter gradients of one batch: the piece every step implementation shares. */
 import * as tf from '@tensorflow/tfjs-core';
 import { ProbsemError } from '../core/errors.js';
+import { tidyRead } from '../core/ops.js';
 import type { Batch, Trainable } from '../models/base.js';
 
 export interface BatchGradients {
@@ -65,7 +66,7 @@ export function nonFiniteGradient(step: number, params: string[]): NonFiniteErro
  */
 export function nonFiniteGrads(grads: Map<string, tf.Tensor>): string[] {
   if (grads.size === 0) return [];
-  const total = tf.tidy(() => tf.addN([...grads.values()].map((g) => tf.sum(g))).dataSync()[0]);
+  const total = tidyRead(() => tf.addN([...grads.values()].map((g) => tf.sum(g))))[0];
   if (Number.isFinite(total)) return [];
   return [...grads.entries()].filter(([, g]) => !g.dataSync().every(Number.isFinite)).map(([n]) => n);
 }

@@ -4,6 +4,7 @@ import { intOption, numOption, parse, strOption } from '../args.js';
 import { ProgressBar } from '../progress.js';
 import type { Command } from './index.js';
 import { lrSchedule } from '../../train/schedule.js';
+import { setOptions } from './train.js';
 
 const PAPER_HELP = `probsem bench paper --dataset <fashion-mnist|mnist|DIR> [options]
 
@@ -23,6 +24,9 @@ Finished cells are kept in --runs; an interrupted bench continues where it stopp
   --lr-schedule S      constant (default, the paper's) or cosine decay over the steps
   --models LIST        comma-separated NAME or NAME@LATENT (default ${defaultBenchModels(10).join(',')});
                        models: ${benchableModels().join(', ')}
+  --set MODEL.KEY=VAL  a model option for every cell of that model, repeatable (value as JSON, else a
+                       string), e.g. --set pse-star.classifierWeight=100; it names the cells' run
+                       directories and shows in the report
   --out DIR            where the report goes (default reports)
   --runs DIR           where the cells' runs go (default runs/bench-paper/<dataset>)
   --samples N          generated images per label per repeat (default 1000)
@@ -64,6 +68,7 @@ async function runPaper(argv: string[]): Promise<number> {
     repeats: { type: 'string' },
     'no-generation': { type: 'boolean' },
     'judge-epochs': { type: 'string' },
+    set: { type: 'string', multiple: true },
     quiet: { type: 'boolean' },
   });
   const quiet = Boolean(v.quiet);
@@ -87,6 +92,7 @@ async function runPaper(argv: string[]): Promise<number> {
     lr: numOption(v.lr, 'lr', 1e-3, 0, 10, true),
     lrSchedule: lrSchedule(strOption(v['lr-schedule'], 'lr-schedule', 'constant')),
     models,
+    set: benchSetOptions(v.set as string[] | undefined),
     out: strOption(v.out, 'out', 'reports'),
     runsDir: v.runs as string | undefined,
     samplesPerLabel: intOption(v.samples, 'samples', 1000, 1, 100000),
@@ -115,4 +121,17 @@ async function runPaper(argv: string[]): Promise<number> {
   });
   process.stdout.write(`wrote ${r.reportPath} and ${r.jsonPath}\n`);
   return 0;
+}
+
+/** `--set MODEL.KEY=VALUE` pairs grouped by model, each parsed as `probsem train --set` parses it. */
+export function benchSetOptions(pairs: string[] | undefined): Record<string, Record<string, unknown>> {
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const pair of pairs ?? []) {
+    const m = /^([A-Za-z0-9_-]+)\.(.*)$/s.exec(pair);
+    if (!m || !benchableModels().includes(m[1])) {
+      throw new ProbsemError(`--set expects MODEL.KEY=VALUE with MODEL one of ${benchableModels().join(', ')} (e.g. --set pse-star.classifierWeight=100), got '${pair}'`, 'BAD_OPTION');
+    }
+    out[m[1]] = { ...out[m[1]], ...setOptions([m[2]]) };
+  }
+  return out;
 }

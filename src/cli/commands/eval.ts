@@ -76,7 +76,7 @@ export const evalCommand: Command = {
           ...(r.pairedTop2Accuracy !== undefined
             ? [
                 `  paired top-2 accuracy ${pct(r.pairedTop2Accuracy ?? null)} (annotation above: top label among the two)`,
-                `  pair retrieval P@20   ${pct(r.pairRetrievalPrecisionAt20?.mean ?? null)} (mean over all pairs of classes)`,
+                `  pair retrieval P@20   ${pct(r.pairRetrievalPrecisionAt20?.mean ?? null)} by KL(query ‖ q(z|x)), ${pct(r.pairRetrievalPrecisionAt20Margin?.mean ?? null)} by the pair's classification margin (mean over all pairs of classes)`,
               ]
             : []),
           ...(r.metricLearning

@@ -18,10 +18,10 @@ import { createModel } from '../src/models/registry.js';
 import { Informed, prepareInformedRun } from '../src/models/informed.js';
 import { loadModel, saveModel } from '../src/models/persist.js';
 import { train } from '../src/train/trainer.js';
-import { annotationAccuracy, klToImages, labelSetQuery, oneHotLabelInputs, pairRetrievalPrecisionAtK, pairedAccuracy, topK } from '../src/eval/metrics.js';
+import { annotationAccuracy, klToImages, labelSetQuery, oneHotLabelInputs, pairRetrievalPrecisionAtK, pairedAccuracy, setMargins, topK } from '../src/eval/metrics.js';
 import { KlIndex } from '../src/index/kl-index.js';
 import { evaluateRun, generateForLabel, loadImageModel, trainRun } from '../src/runs/runs.js';
-import { encodeSplitGaussians, similarImages } from '../src/runs/retrieval.js';
+import { encodeSplitGaussians, retrieveImages, similarImages } from '../src/runs/retrieval.js';
 import { imagesToFloat } from '../src/data/dataset.js';
 
 let ds: Dataset;
@@ -325,7 +325,8 @@ test('informed single-label: a short real run annotates well above chance', asyn
 });
 
 test('pair retrieval by margin ranks images whose two most likely labels are the pair, exactly', () => {
-  // A stand-in model whose label scores are the first three pixels of each image (grey values / 255).
+  // A stand-in model whose label scores are the three pixels of each image (grey values / 255), one
+  // per label; one-hot label inputs pick (and order) them.
   const images = Uint8Array.from([
     // image 0: labels {0, 1} clearly (0.8, 0.7 vs 0.1)
     200, 180, 20,
@@ -341,7 +342,8 @@ test('pair retrieval by margin ranks images whose two most likely labels are the
     name: 'stand-in',
     latentDim: 1,
     encodeLabels: () => { throw new Error('not used by the margin ranking'); },
-    scoreLabels: (x: tf.Tensor2D) => x.clone(),
+    encodeImage: (x: tf.Tensor2D) => new DiagGaussian(tf.zeros([x.shape[0], 1]), tf.zeros([x.shape[0], 1])),
+    scoreLabels: (x: tf.Tensor2D, l: tf.Tensor2D) => tf.matMul(x, l, false, true),
   } as unknown as Parameters<typeof pairRetrievalPrecisionAtK>[0];
   const labels = oneHotLabelInputs(3);
   const at1 = pairRetrievalPrecisionAtK(model, split, 3, labels, 1, 'margin');
@@ -355,4 +357,15 @@ test('pair retrieval by margin ranks images whose two most likely labels are the
   // {1,2}: image 3, then image 1 (0.39 − 0.51), which shows {0, 1}, ahead of image 2 (0.59 − 0.78) → 1/2.
   assert.equal(at2.perPair['1,2'], 0.5);
   assert.throws(() => pairRetrievalPrecisionAtK(model, { ...split, labels2: undefined }, 3, labels, 1, 'margin'), /two-object/);
+
+  // The same margins by hand, and retrieval ranked by them (query labels first in the inputs).
+  const scores = Float32Array.from(images, (v) => v / 255);
+  const m = setMargins(scores, 3, [1, 2]);
+  [0.078 - 0.784, 0.392 - 0.51, 0.588 - 0.784, 0.784 - 0.039].forEach((v, i) => assert.ok(Math.abs(m[i] - v) < 2e-3, `margin ${i}: ${m[i]}`));
+  assert.throws(() => setMargins(scores, 3, [0, 1, 2]), /needs 1 to 2 labels/);
+  const inputs = tf.tensor2d([0, 1, 0, 0, 0, 1, 1, 0, 0], [3, 3]); // labels 1, 2 (the query), then 0
+  const query = { mean: new Float32Array(1), logVar: new Float32Array(1) };
+  const r = retrieveImages(model, split, 3, query, 4, { rank: 'margin', marginLabels: { inputs, queryCount: 2 } });
+  assert.deepEqual(r.ids, [3, 1, 2, 0]);
+  assert.throws(() => retrieveImages(model, split, 3, query, 4, { rank: 'margin' }), /margin ranking needs the label inputs/);
 });

@@ -178,13 +178,7 @@ export function pairRetrievalPrecisionAtK(
       let scores: Float32Array;
       if (labelScores) {
         // Lower is better for topK: the negated margin.
-        scores = new Float32Array(split.count);
-        for (let i = 0; i < split.count; i++) {
-          const row = labelScores.subarray(i * c, (i + 1) * c);
-          let other = -Infinity;
-          for (let l = 0; l < c; l++) if (l !== a && l !== b && row[l] > other) other = row[l];
-          scores[i] = other - Math.min(row[a], row[b]);
-        }
+        scores = setMargins(labelScores, c, [a, b]).map((m) => -m);
       } else {
         const query = tidyGaussian(() => labelSetQuery(model, tf.gather(labelInputs, tf.tensor1d([a, b], 'int32')) as tf.Tensor2D));
         scores = klToImages(model, query, split, pixels);
@@ -202,6 +196,32 @@ export function pairRetrievalPrecisionAtK(
   }
   const values = Object.values(perPair);
   return { k, ranking, perPair, mean: values.reduce((x, y) => x + y, 0) / Math.max(1, values.length) };
+}
+
+/**
+ * For every image (label scores row-major [count × c]): the smallest score among the labels of
+ * `inSet` minus the largest among the others. Positive where the set's labels are the image's most
+ * likely ones; larger, the more clearly.
+ */
+export function setMargins(labelScores: Float32Array, c: number, inSet: readonly number[]): Float32Array {
+  if (inSet.length === 0 || inSet.length >= c || inSet.some((l) => !Number.isInteger(l) || l < 0 || l >= c)) {
+    throw new ProbsemError(`a label set for margins needs 1 to ${c - 1} labels in [0, ${c}), got [${inSet}]`, 'BAD_OPTION');
+  }
+  const member = new Uint8Array(c);
+  for (const l of inSet) member[l] = 1;
+  const count = labelScores.length / c;
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i++) {
+    let weakest = Infinity;
+    let other = -Infinity;
+    for (let l = 0; l < c; l++) {
+      const v = labelScores[i * c + l];
+      if (member[l]) weakest = Math.min(weakest, v);
+      else other = Math.max(other, v);
+    }
+    out[i] = weakest - other;
+  }
+  return out;
 }
 
 /** The model's label scores (`labelLogLikelihoods`) for every image of a split, row-major [count × labels]. */

@@ -13,7 +13,7 @@ import { Rng } from '../core/random.js';
 import { imagesToFloat, type Split } from '../data/dataset.js';
 import { cholesky } from '../core/linalg.js';
 import { DiagGaussian, FullGaussian, type Gaussian, tidyGaussian } from '../distributions/gaussian.js';
-import { klToImages, topK } from '../eval/metrics.js';
+import { klToImages, setMargins, splitLabelScores, topK } from '../eval/metrics.js';
 import type { ItemGaussians } from '../index/kl-index.js';
 import { kl } from '../distributions/kl.js';
 import type { ImageModel } from '../models/base.js';
@@ -190,10 +190,15 @@ export function retrieveImages(
     /**
      * 'kl' (default): ascending KL(query ‖ q(z|x)). 'posterior': descending probability that the
      * image's posterior mean belongs to the query rather than to one of `competitors` (the run's
-     * class Gaussians), the rule annotation uses; it retrieves the most typical images.
+     * class Gaussians), the rule annotation uses; it retrieves the most typical images. 'margin':
+     * descending margin by which every query label outscores every other label under the model's
+     * classification rule (`setMargins`; `marginLabels` gives the inputs), the ranking for label
+     * sets on multi-object images.
      */
-    rank?: 'kl' | 'posterior';
+    rank?: 'kl' | 'posterior' | 'margin';
     competitors?: QueryGaussian[];
+    /** Label inputs [query labels first, then the others] and how many are query labels, for 'margin'. */
+    marginLabels?: { inputs: tf.Tensor2D; queryCount: number };
   } = {},
 ): RetrievalResult {
   const dim = model.latentDim;
@@ -228,6 +233,12 @@ export function retrieveImages(
   const order = Array.from({ length: split.count }, (_, i) => i);
   if (opts.rank === 'posterior') {
     const score = posteriorScores(query, opts.competitors ?? [], opts.posteriors ?? encodeSplit(model, split, pixels));
+    order.sort((a, b) => score[b] - score[a] || a - b);
+  } else if (opts.rank === 'margin') {
+    const m = opts.marginLabels;
+    if (!m) throw new ProbsemError('margin ranking needs the label inputs of the query and of the other labels', 'BAD_OPTION');
+    const c = m.inputs.shape[0];
+    const score = setMargins(splitLabelScores(model, split, pixels, m.inputs), c, Array.from({ length: m.queryCount }, (_, i) => i));
     order.sort((a, b) => score[b] - score[a] || a - b);
   } else {
     order.sort((a, b) => kls[a] - kls[b] || a - b);

@@ -5,7 +5,9 @@ import { encodeGridPng } from '../../data/png.js';
 import { loadDataset } from '../../data/registry.js';
 import { retrieveImages } from '../../runs/retrieval.js';
 import { checkCompatible, loadImageModel } from '../../runs/runs.js';
-import { classOfPhrase, phraseGaussians, queryForWords, runWordVectors, splitQuery } from '../../runs/words.js';
+import * as tf from '@tensorflow/tfjs-core';
+import { classOfPhrase, phraseGaussians, phraseInputs, queryForWords, runWordVectors, splitQuery } from '../../runs/words.js';
+import { labelInputWidth } from '../../text/labels.js';
 import { ProbsemError } from '../../core/errors.js';
 import { intOption, parse, strOption } from '../args.js';
 import type { Command } from './index.js';
@@ -17,9 +19,11 @@ export const retrieveCommand: Command = {
   --words TEXT   class names or, for runs trained with --labels words, any words; several words
                  make one query covering all of them ("sneaker boot": sneakers or boots)
   --k N          images to return (default 20)
-  --rank kl|posterior  kl (default): ascending KL(q(z|words) ‖ q(z|x)); posterior: the images most
-                 probably of the query against the run's classes (the annotation rule), often
-                 the more precise (docs/results.md)
+  --rank kl|posterior|margin  kl (default): ascending KL(q(z|words) ‖ q(z|x)); posterior: the
+                 images most probably of the query against the run's classes (the annotation
+                 rule), often the more precise (docs/results.md); margin: the images whose most
+                 likely labels are the query's words, most clearly (for label pairs on two-object
+                 images: "trouser+bag")
   --dataset D    images to search (default: the test split of the run's dataset)
   --out FILE     write the images as a PNG grid, best first
   --json         print ids, labels and KL(q(z|words) ‖ q(z|x)) as JSON`,
@@ -35,7 +39,7 @@ export const retrieveCommand: Command = {
       rank: { type: 'string' },
     });
     const rank = strOption(v.rank, 'rank', 'kl');
-    if (rank !== 'kl' && rank !== 'posterior') throw new ProbsemError(`--rank must be kl or posterior, got '${rank}'`, 'BAD_OPTION');
+    if (rank !== 'kl' && rank !== 'posterior' && rank !== 'margin') throw new ProbsemError(`--rank must be kl, posterior or margin, got '${rank}'`, 'BAD_OPTION');
     const { model, meta } = loadImageModel(strOption(v.run, 'run'));
     const words = [strOption(v.words, 'words')];
     const k = intOption(v.k, 'k', 20, 1, 10000);
@@ -46,7 +50,13 @@ export const retrieveCommand: Command = {
     checkCompatible(meta, ds);
     const pixels = pixelsOf(ds);
     const competitors = rank === 'posterior' ? phraseGaussians(model, meta, meta.classNames, vectors).filter((_, c) => !entries.some((e) => classOfPhrase(meta, e) === c)) : [];
-    const r = retrieveImages(model, ds.test, pixels, query, k, { rank, competitors });
+    const others = meta.classNames.filter((_, c) => !entries.some((e) => classOfPhrase(meta, e) === c));
+    const marginLabels =
+      rank === 'margin'
+        ? { inputs: tf.tensor2d(phraseInputs(meta, [...entries, ...others], vectors), [entries.length + others.length, labelInputWidth(meta.labels ?? { kind: 'onehot' }, meta.classNames.length)]), queryCount: entries.length }
+        : undefined;
+    const r = retrieveImages(model, ds.test, pixels, query, k, { rank, competitors, marginLabels });
+    marginLabels?.inputs.dispose();
     if (v.out !== undefined) {
       const out = String(v.out);
       await ensureDir(dirname(out));

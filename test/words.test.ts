@@ -13,6 +13,7 @@ import { WordVectors } from '../src/text/word-vectors.js';
 import { writeWordVectors } from '../src/text/readers.js';
 import { classLabelInputs, evaluateRun, loadImageModel, trainRun } from '../src/runs/runs.js';
 import { generateForPhrases, phraseGaussians, phraseInputs, phraseNeighbours, runWordVectors } from '../src/runs/words.js';
+import { WORD_LABEL_LR_SCALE } from '../src/models/pse.js';
 import { encodeSplit, retrieveImages } from '../src/runs/retrieval.js';
 import { loadDataset } from '../src/data/registry.js';
 
@@ -153,4 +154,19 @@ test('--holdout trains without the named classes and eval reports zero-shot accu
     trainRun({ model: 'pse', dataset: 'fashion-mnist-subset', latent: 3, steps: 1, batchSize: 20, lr: 1e-3, seed: 0, out: join(tmp(), 'x'), holdout: ['Spaceship'] }),
     /--holdout: 'Spaceship' is not a class of this dataset/,
   );
+});
+
+test('PSE and PSE* on word vectors default to the word-input label rate scale; one given by the user wins', async () => {
+  const vectors = vectorFile();
+  const base = { dataset: 'fashion-mnist-subset', latent: 3, steps: 2, batchSize: 20, lr: 1e-3, seed: 0, labels: { kind: 'words' as const, source: vectors } };
+  const small = { encoderHidden: [16], decoderHidden: [16], classifierHidden: [16] };
+  const words = join(tmp(), 'w');
+  await trainRun({ ...base, model: 'pse-star', out: words, modelOptions: small });
+  assert.equal(loadImageModel(words).meta.config.labelLrScale, WORD_LABEL_LR_SCALE);
+  const given = join(tmp(), 'g');
+  await trainRun({ ...base, model: 'pse', out: given, modelOptions: { encoderHidden: [16], decoderHidden: [16], labelLrScale: 7 } });
+  assert.equal(loadImageModel(given).meta.config.labelLrScale, 7);
+  const onehot = join(tmp(), 'o');
+  await trainRun({ ...base, model: 'pse', labels: { kind: 'onehot' }, out: onehot, modelOptions: { encoderHidden: [16], decoderHidden: [16] } });
+  assert.equal(loadImageModel(onehot).meta.config.labelLrScale, 10);
 });

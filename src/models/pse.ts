@@ -18,11 +18,24 @@ export const PseConfigSchema = ImageModelConfigSchema.extend({
   /**
    * Learning-rate multiplier for the label encoder. With one-hot inputs it is a lookup table whose
    * rows each see a tenth of the data and, under Adam, move at most ~lr per step, so they lag
-   * behind the image encoder.
+   * behind the image encoder. Word-vector inputs get `WORD_LABEL_LR_SCALE` unless set (`preparePseRun`).
    */
   labelLrScale: z.number().positive().default(10),
 }).strict();
 export type PseConfig = z.infer<typeof PseConfigSchema>;
+
+/**
+ * The label encoder's rate scale for word-vector inputs. A dense unit vector moves the encoder's
+ * outputs under Adam by about ‖v‖₁ times what a one-hot row does (≈ 13 for the WordNet vectors),
+ * so the one-hot scale of 10 overshoots; 3 measured best for PSE\* (docs/results.md, Table 3).
+ */
+export const WORD_LABEL_LR_SCALE = 3;
+
+/** Fills in the label encoder's rate scale for word-vector runs where the user gave none. */
+export function preparePseRun(config: Record<string, unknown>, run: { classInputs?: { kind: string } }): Record<string, unknown> {
+  if (run.classInputs?.kind !== 'words' || config.labelLrScale !== undefined) return config;
+  return { ...config, labelLrScale: WORD_LABEL_LR_SCALE };
+}
 
 export class Pse<C extends PseConfig = PseConfig> extends EncoderDecoderModel<C> {
   readonly name: string = 'pse';

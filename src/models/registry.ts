@@ -4,7 +4,7 @@ import { ProbsemError } from '../core/errors.js';
 import { Rng } from '../core/random.js';
 import type { Trainable } from './base.js';
 import { Vae, VaeConfigSchema } from './vae.js';
-import { Pse, PseConfigSchema } from './pse.js';
+import { Pse, PseConfigSchema, preparePseRun } from './pse.js';
 import { PseStar, PseStarConfigSchema } from './pse-star.js';
 import { Classifier, ClassifierConfigSchema } from './classifier.js';
 import { BetaVae, BetaVaeConfigSchema } from './beta-vae.js';
@@ -70,11 +70,13 @@ registerModel('pse', {
   schema: PseConfigSchema,
   create: (c, rng) => new Pse(c as never, rng),
   description: 'PSE: KL against the label encoder q(z|l)',
+  prepareRun: preparePseRun,
 });
 registerModel('pse-star', {
   schema: PseStarConfigSchema,
   create: (c, rng) => new PseStar(c as never, rng),
   description: 'PSE*: PSE plus a classifier on the reconstruction',
+  prepareRun: preparePseRun,
 });
 registerModel('beta-vae', {
   schema: BetaVaeConfigSchema,

@@ -25,8 +25,8 @@ export const trainCommand: Command = {
   --lr-schedule S      constant (default) or cosine: the rate decays as ½(1 + cos(π·step/steps))
   --beta X             KL weight for vae and tvae (default 1), beta-vae (default 4), scan (stage 1;
                        default 10); sparsity weight for sparse-ae (default 3)
-  --label-lr-scale X   learning-rate multiplier of the label encoder (pse, pse-star: default 10;
-                       jmvae, trelbo, scan: default 1)
+  --label-lr-scale X   learning-rate multiplier of the label encoder (pse, pse-star: default 10,
+                       3 with --labels words; jmvae, trelbo, scan: default 1)
   --classifier-weight X  weight of PSE*'s classification term (default 30)
   --seed N             random seed (default 0)
   --out DIR            run directory (default runs/<model>-<latent>d-s<seed>)

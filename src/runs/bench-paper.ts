@@ -378,7 +378,7 @@ async function runCell(
     JSON.stringify(stored.settings) === JSON.stringify(settings) &&
     stored.model === spec.model &&
     stored.latent === spec.latent &&
-    JSON.stringify(stored.options ?? {}) === JSON.stringify(chosen)
+    sortedJson(stored.options ?? {}) === sortedJson(chosen)
   ) {
     o.onCell?.({ spec, seed, seedIndex, state: 'kept' });
     return { seed, dir, report: stored.report };
@@ -433,6 +433,10 @@ function readStoredEval(path: string): StoredEval | null {
   } catch {
     return null; // a damaged eval file is simply redone
   }
+}
+
+function sortedJson(options: Record<string, unknown>): string {
+  return JSON.stringify(Object.keys(options).sort().map((k) => [k, options[k]]));
 }
 
 /** `-key=value` parts for a run directory's name, in key order; '' without options. */

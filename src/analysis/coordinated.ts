@@ -357,14 +357,14 @@ function fitLinearOrKernel(ctx: FitContext): Fitted {
   if (method === 'cca') {
     const fit = fitCca(x, y, n, pixels, labelDim, { r1: o.r1, r2: o.r2, whitening: o.whitening });
     const k = componentsFor(ctx, fit.k);
-    const rho = Array.from(fit.correlations.subarray(0, k));
-    const images = (a: Matrix, m: number) => projectX(fit, a, m, k);
-    const labels = (b: Matrix, m: number) => projectY(fit, b, m, k);
-    fitted = {
-      scorer: sharedScorer(images, labels, k, rho, scoring),
-      variates: { images, labels, k, correlations: rho },
-      options: { components: k, scoring, r1: fit.r1, r2: fit.r2, whitening: o.whitening ?? 'symmetric' },
-    };
+    fitted = canonicalFit(
+      k,
+      fit.correlations,
+      (a, m) => projectX(fit, a, m, k),
+      (b, m) => projectY(fit, b, m, k),
+      scoring,
+      { r1: fit.r1, r2: fit.r2, whitening: o.whitening ?? 'symmetric' },
+    );
   } else {
     const fit = fitKcca(x, y, n, pixels, labelDim, {
       subsample: o.subsample,
@@ -377,15 +377,13 @@ function fitLinearOrKernel(ctx: FitContext): Fitted {
       onStage: (stage) => o.onProgress?.({ stage: 'fit', done: 0, total: 1, info: `kcca: ${stage}` }),
     });
     const k = componentsFor(ctx, fit.k);
-    const rho = Array.from(fit.correlations.subarray(0, k));
-    const images = (a: Matrix, m: number) => kccaProjectX(fit, a, m, k);
-    const labels = (b: Matrix, m: number) => kccaProjectY(fit, b, m, k);
-    fitted = {
-      scorer: sharedScorer(images, labels, k, rho, scoring),
-      variates: { images, labels, k, correlations: rho },
-      options: {
-        components: k,
-        scoring,
+    fitted = canonicalFit(
+      k,
+      fit.correlations,
+      (a, m) => kccaProjectX(fit, a, m, k),
+      (b, m) => kccaProjectY(fit, b, m, k),
+      scoring,
+      {
         r1: fit.r1,
         r2: fit.r2,
         subsample: fit.m,
@@ -393,10 +391,27 @@ function fitLinearOrKernel(ctx: FitContext): Fitted {
         labelKernel: fit.labelKernel,
         ...(fit.labelKernel === 'rbf' ? { labelBandwidth: Math.sqrt(1 / (2 * fit.labelGamma)) } : {}),
       },
-    };
+    );
   }
   o.onProgress?.({ stage: 'fit', done: 1, total: 1 });
   return fitted;
+}
+
+/** A fitted CCA or KCCA: its first k canonical variates as the shared space, scored and reported alike. */
+function canonicalFit(
+  k: number,
+  correlations: ArrayLike<number>,
+  images: (a: Matrix, m: number) => Float64Array,
+  labels: (b: Matrix, m: number) => Float64Array,
+  scoring: SharedScoring,
+  options: Record<string, unknown>,
+): Fitted {
+  const rho = Array.from(correlations).slice(0, k);
+  return {
+    scorer: sharedScorer(images, labels, k, rho, scoring),
+    variates: { images, labels, k, correlations: rho },
+    options: { components: k, scoring, ...options },
+  };
 }
 
 /** Steps from steps/epochs (default `defSteps`), checked against the batch size. */

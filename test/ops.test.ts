@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { setupBackend } from './helpers.js';
 import { dense, denseConstInput, tidyRead } from '../src/core/ops.js';
-import { im2col } from '../src/models/classifier.js';
 import { Rng } from '../src/core/random.js';
 
 before(async () => {
@@ -44,12 +43,6 @@ test('denseConstInput gives the same weight gradients as dense, from a given tra
   const g1 = tf.grads(l1)([w, b]);
   const g2 = tf.grads(l2)([w, b]);
   g1.forEach((g, i) => assert.ok(maxDiff(g, g2[i]) < 1e-4));
-});
-
-test('im2col lays out k×k patches row by row', () => {
-  // 1 image 3×3 with values 0..8, k = 2 → 4 patches of 4 values
-  const out = im2col(Float32Array.from([0, 1, 2, 3, 4, 5, 6, 7, 8]), 1, 3, 3, 2);
-  assert.deepEqual(Array.from(out), [0, 1, 3, 4, 1, 2, 4, 5, 3, 4, 6, 7, 4, 5, 7, 8]);
 });
 
 test('tidyRead returns the values and leaves no tensor behind, also when the function throws', () => {

@@ -70,6 +70,8 @@ export interface Trainable {
   initFromData?(stats: DataStats): void;
   /** The fast training path for batches of at most maxRows rows, where the model has one. */
   fastProgram?(fp: FastParams, maxRows: number): FastProgram;
+  /** False where this instance's configuration has no fast path although its class has one. */
+  hasFastPath?(): boolean;
 }
 
 /** Training-set statistics a model may use to initialise itself. */
@@ -132,6 +134,25 @@ export const ImageModelConfigSchema = z
   })
   .strict();
 export type ImageModelConfig = z.infer<typeof ImageModelConfigSchema>;
+
+/**
+ * Options of models that can put convolutions in front of their image encoder (models extending
+ * their schema with these fields; the encoder–decoder family implements them). The tfjs engine
+ * trains such encoders; the fast engine has no convolutions.
+ */
+export const ConvEncoderFields = {
+  /** Filters of each stride-2 convolution (with ReLU) before the encoder MLP, e.g. [32, 64]; absent: none. */
+  encoderConv: z.array(positiveInt).min(1).max(4).optional(),
+  /** Kernel size of those convolutions (odd; "same" padding). */
+  encoderKernel: z.number().int().min(1).max(9).refine((k) => k % 2 === 1, 'encoderKernel must be odd').default(5),
+  /** Image height in pixels (width = inputDim / height); filled from the dataset by `probsem train`. */
+  imageHeight: positiveInt.optional(),
+};
+export interface ConvEncoderConfig {
+  encoderConv?: number[];
+  encoderKernel?: number;
+  imageHeight?: number;
+}
 
 /** Mean Bernoulli NLL and friends are averaged over the batch; this keeps the pattern in one place. */
 export function batchMean(t: tf.Tensor1D): tf.Scalar {

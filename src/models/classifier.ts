@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { denseConstInput } from '../core/ops.js';
 import { Rng } from '../core/random.js';
+import { im2col, transposeRows } from '../nn/conv.js';
 import { Mlp } from '../nn/mlp.js';
 import { ParamSet } from '../nn/params.js';
 import { type Batch, type LossResult, type Trainable, batchMean } from './base.js';
@@ -94,7 +95,8 @@ export class Classifier implements Trainable {
     const n = x.shape[0];
     const [oh, ow] = this.convSize();
     const kk = this.config.kernel ** 2;
-    const patches = im2col(x.dataSync() as Float32Array, n, this.config.height, this.width, this.config.kernel);
+    const geometry = { height: this.config.height, width: this.width, channels: 1, kernel: this.config.kernel, stride: 1, pad: 0 };
+    const patches = im2col(x.dataSync() as Float32Array, n, geometry);
     const cols = tf.tensor2d(patches, [n * oh * ow, kk]);
     const colsT = tf.tensor2d(transposeRows(patches, n * oh * ow, kk), [kk, n * oh * ow]);
     const act = denseConstInput(cols, colsT, this.conv!.w as tf.Tensor2D, this.conv!.b as tf.Tensor1D, 'relu');
@@ -126,33 +128,6 @@ export class Classifier implements Trainable {
     const acc = tf.mean(tf.cast(tf.equal(tf.argMax(logits, 1), tf.argMax(onehot, 1)), 'float32')) as tf.Scalar;
     return { total: ce, terms: { crossEntropy: ce, accuracy: acc } };
   }
-}
-
-/** Rows of k×k patches (valid positions, row-major) of n single-channel images. */
-export function im2col(src: Float32Array, n: number, h: number, w: number, k: number): Float32Array {
-  const oh = h - k + 1;
-  const ow = w - k + 1;
-  const out = new Float32Array(n * oh * ow * k * k);
-  let o = 0;
-  for (let i = 0; i < n; i++) {
-    const base = i * h * w;
-    for (let r = 0; r < oh; r++) {
-      for (let c = 0; c < ow; c++) {
-        for (let dr = 0; dr < k; dr++) {
-          const row = base + (r + dr) * w + c;
-          for (let dc = 0; dc < k; dc++) out[o++] = src[row + dc];
-        }
-      }
-    }
-  }
-  return out;
-}
-
-/** Transpose of a row-major rows×cols matrix. */
-function transposeRows(a: Float32Array, rows: number, cols: number): Float32Array {
-  const t = new Float32Array(a.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = a[r * cols + c];
-  return t;
 }
 
 /** Inverted dropout with a mask drawn from the step's seeded stream. */

@@ -1,6 +1,7 @@
 /**
- * The family every probsem generative model here belongs to: an MLP Gaussian image encoder, an
- * MLP Bernoulli decoder, and an ELBO whose KL target (the "prior") each model chooses.
+ * The family every probsem generative model here belongs to: an MLP Gaussian image encoder
+ * (optionally behind strided convolutions, `ConvEncoderFields`), an MLP Bernoulli decoder, and an
+ * ELBO whose KL target (the "prior") each model chooses.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { normalTensor } from '../core/ops.js';
@@ -11,9 +12,11 @@ import { bernoulliLogLikelihood } from '../distributions/bernoulli.js';
 import { diagKlRows, sampleRows, sampleRowsBackward } from '../distributions/rows.js';
 import type { Buf } from '../core/wasm/kernels.js';
 import { FastMlp, type FastParams, checkRows } from '../nn/fast.js';
+import { ConvStack } from '../nn/conv.js';
 import { Mlp } from '../nn/mlp.js';
 import { ParamSet } from '../nn/params.js';
-import { type Batch, type DataStats, type FastProgram, type HostBatch, type ImageModel, type ImageModelConfig, type LossResult, batchMean, splitMoments } from './base.js';
+import { ProbsemError } from '../core/errors.js';
+import { type Batch, type ConvEncoderConfig, type DataStats, type FastProgram, type HostBatch, type ImageModel, type ImageModelConfig, type LossResult, batchMean, splitMoments } from './base.js';
 
 export interface ElboParts {
   /** Mean Bernoulli NLL of the batch (nats per image). */
@@ -31,6 +34,8 @@ export abstract class EncoderDecoderModel<C extends ImageModelConfig> implements
   readonly latentDim: number;
   protected readonly encoder: Mlp;
   protected readonly decoder: Mlp;
+  /** Convolutions in front of the encoder MLP, where the config asks for them. */
+  protected readonly encoderConv: ConvStack | null;
 
   constructor(
     readonly config: C,
@@ -38,8 +43,21 @@ export abstract class EncoderDecoderModel<C extends ImageModelConfig> implements
   ) {
     const k = config.latent;
     this.latentDim = k;
-    this.encoder = new Mlp(this.params, 'encoder', [config.inputDim, ...config.encoderHidden, this.encoderOutputWidth(k)], rng);
+    this.encoderConv = convFront(this.params, config, rng);
+    const features = this.encoderConv?.outputSize ?? config.inputDim;
+    this.encoder = new Mlp(this.params, 'encoder', [features, ...config.encoderHidden, this.encoderOutputWidth(k)], rng);
     this.decoder = new Mlp(this.params, 'decoder', [k, ...config.decoderHidden, config.inputDim], rng);
+  }
+
+  /** The fast engine has no convolutions: a convolutional encoder trains on tfjs. */
+  hasFastPath(): boolean {
+    return this.encoderConv === null;
+  }
+
+  /** The image encoder's raw output for images x (moments before any split). */
+  protected encoderOutput(x: tf.Tensor2D): tf.Tensor2D {
+    if (!this.encoderConv) return this.encoder.apply(x, false);
+    return this.encoder.apply(this.encoderConv.apply(x), true);
   }
 
   /** Outputs of the image encoder: mean and log-variance (2K) unless a model's posterior needs more. */
@@ -64,7 +82,7 @@ export abstract class EncoderDecoderModel<C extends ImageModelConfig> implements
   }
 
   encodeImage(x: tf.Tensor2D): DiagGaussian {
-    const [m, lv] = splitMoments(this.encoder.apply(x, false), this.latentDim);
+    const [m, lv] = splitMoments(this.encoderOutput(x), this.latentDim);
     return new DiagGaussian(m, lv);
   }
 
@@ -90,6 +108,16 @@ export abstract class EncoderDecoderModel<C extends ImageModelConfig> implements
     const klv = batchMean(kl(posterior, this.prior(batch)));
     return { recon, kl: klv, posterior, logits };
   }
+}
+
+/** The convolution stack a config asks for (`ConvEncoderFields`), or null. */
+function convFront(params: ParamSet, config: ImageModelConfig & ConvEncoderConfig, rng: Rng): ConvStack | null {
+  if (!config.encoderConv) return null;
+  const height = config.imageHeight;
+  if (!height || config.inputDim % height !== 0) {
+    throw new ProbsemError(`a convolutional encoder needs imageHeight, a divisor of the ${config.inputDim} pixels (got ${String(height)})`, 'BAD_OPTION');
+  }
+  return new ConvStack(params, 'encoder', { height, width: config.inputDim / height }, config.encoderConv, config.encoderKernel ?? 5, rng);
 }
 
 /**

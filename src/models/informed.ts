@@ -26,12 +26,13 @@ import { bernoulliLogLikelihood } from '../distributions/bernoulli.js';
 import { DiagGaussian, FullGaussian, fullGaussianFromMoments, fullMomentsWidth, logDetFromTril, solveLowerTriangular } from '../distributions/gaussian.js';
 import { kl } from '../distributions/kl.js';
 import { LabelSetPriors, labelSetGaussian } from '../distributions/label-sets.js';
-import { type Batch, type DataStats, type LossResult, ImageModelConfigSchema, batchMean } from './base.js';
+import { type Batch, type DataStats, type LossResult, ConvEncoderFields, ImageModelConfigSchema, batchMean } from './base.js';
 import { EncoderDecoderModel } from './encoder-decoder.js';
 
 const LOG_2PI = Math.log(2 * Math.PI);
 
 export const InformedConfigSchema = ImageModelConfigSchema.extend({
+  ...ConvEncoderFields,
   /** Shrinkage towards the identity, Σ = (1 − λ)Ŝ + λI (the paper's figures: 0.01). */
   lambda: z.number().gt(0, 'lambda must be > 0 (single labels would get a singular prior)').max(1).default(0.01),
   /** The prior mean of a multi-label image: one of its label vectors drawn each step (paper), or their mean. */
@@ -111,7 +112,7 @@ export class Informed extends EncoderDecoderModel<InformedConfig> {
 
   encodeImageFull(x: tf.Tensor2D): FullGaussian {
     const [mean, scale] = tf.tidy(() => {
-      const g = fullGaussianFromMoments(this.encoder.apply(x, false), this.latentDim);
+      const g = fullGaussianFromMoments(this.encoderOutput(x), this.latentDim);
       return [g.mean, g.scaleTril];
     });
     return new FullGaussian(mean as tf.Tensor2D, scale as tf.Tensor3D);

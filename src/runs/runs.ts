@@ -113,6 +113,8 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
     numClasses,
     ...(labels.kind === 'words' ? { labelDim } : {}),
     latent: o.latent,
+    // A convolutional encoder needs the image's shape, which only the dataset knows.
+    ...(o.modelOptions?.encoderConv !== undefined ? { imageHeight: ds.height } : {}),
     ...(o.modelOptions ?? {}),
   };
   const ckptPath = join(o.out, CHECKPOINT_FILE);

@@ -87,11 +87,11 @@ export class FastStepper {
 
   /** Whether `model` has a fast path. */
   static supports(model: Trainable): boolean {
-    return typeof model.fastProgram === 'function';
+    return typeof model.fastProgram === 'function' && (model.hasFastPath?.() ?? true);
   }
 
   static async create(model: Trainable, opts: FastStepperOptions): Promise<FastStepper> {
-    if (!model.fastProgram) throw new ProbsemError(`${model.name} has no fast training path; use the tfjs engine`, 'BAD_OPTION');
+    if (!model.fastProgram || !FastStepper.supports(model)) throw new ProbsemError(`${model.name} has no fast training path; use the tfjs engine`, 'BAD_OPTION');
     const kernels = await Kernels.create({ threads: opts.threads, fma: opts.fma });
     try {
       const fp = new FastParams(kernels, model.params);

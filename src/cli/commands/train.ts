@@ -42,6 +42,8 @@ export const trainCommand: Command = {
                        --set alpha=0.1 (jmvae), --set lambda1=10 (trelbo), --set warmupSteps=500,
                        --set stage1Steps=1200 (scan; default 60% of the steps), --set encoderHidden=[256,64],
                        --set lambda=0.99 (informed: shrinkage; priorMean=sample|mean, classify=prior|posterior),
+                       --set encoderConv=[32,64] (informed: stride-2 5×5 convolutions before the encoder MLP;
+                       encoderKernel=3|5|7; trains on the tfjs engine, ~3× slower per step, more accurate),
                        --set margin=1 --set tripletWeight=10 --set mining=semi-hard|random (tvae)
   --labels ENC         label-encoder inputs: onehot (default), words (the built-in WordNet vectors),
                        or words:FILE (word2vec .bin, word2vec/GloVe text, fastText .vec)

@@ -119,20 +119,18 @@ export function pairedAccuracy(model: ImageModel, split: Split, pixels: number, 
   const c = labelInputs.shape[0];
   let top2 = 0;
   let top1 = 0;
-  forBatches(split, pixels, (x, idx) => {
-    const ll = tidyRead(() => labelLogLikelihoods(model, x, labelInputs));
-    for (let r = 0; r < idx.length; r++) {
-      const row = ll.subarray(r * c, (r + 1) * c);
-      let first = 0;
-      for (let k = 1; k < c; k++) if (row[k] > row[first]) first = k;
-      let second = first === 0 ? 1 : 0;
-      for (let k = 0; k < c; k++) if (k !== first && row[k] > row[second]) second = k;
-      const a = split.labels[idx[r]];
-      const b = labels2[idx[r]];
-      if (first === a || first === b) top1++;
-      if (a === b ? first === a : (first === a && second === b) || (first === b && second === a)) top2++;
-    }
-  });
+  const scores = splitLabelScores(model, split, pixels, labelInputs);
+  for (let r = 0; r < split.count; r++) {
+    const row = scores.subarray(r * c, (r + 1) * c);
+    let first = 0;
+    for (let k = 1; k < c; k++) if (row[k] > row[first]) first = k;
+    let second = first === 0 ? 1 : 0;
+    for (let k = 0; k < c; k++) if (k !== first && row[k] > row[second]) second = k;
+    const a = split.labels[r];
+    const b = labels2[r];
+    if (first === a || first === b) top1++;
+    if (a === b ? first === a : (first === a && second === b) || (first === b && second === a)) top2++;
+  }
   return { top2Accuracy: top2 / split.count, top1InSetAccuracy: top1 / split.count };
 }
 
@@ -357,25 +355,23 @@ export function zeroShotAccuracy(model: ImageModel, split: Split, pixels: number
   let generalOk = 0;
   let seenN = 0;
   let seenOk = 0;
-  forBatches(split, pixels, (x, idx) => {
-    const ll = tidyRead(() => labelLogLikelihoods(model, x, labelInputs));
-    for (let r = 0; r < idx.length; r++) {
-      const truth = split.labels[idx[r]];
-      const row = ll.subarray(r * c, (r + 1) * c);
-      let best = 0;
-      for (let k = 1; k < c; k++) if (row[k] > row[best]) best = k;
-      if (unseen.has(truth)) {
-        let bestUnseen = heldOut[0];
-        for (const k of heldOut) if (row[k] > row[bestUnseen]) bestUnseen = k;
-        unseenN++;
-        if (bestUnseen === truth) unseenOk++;
-        if (best === truth) generalOk++;
-      } else {
-        seenN++;
-        if (best === truth) seenOk++;
-      }
+  const scores = splitLabelScores(model, split, pixels, labelInputs);
+  for (let r = 0; r < split.count; r++) {
+    const truth = split.labels[r];
+    const row = scores.subarray(r * c, (r + 1) * c);
+    let best = 0;
+    for (let k = 1; k < c; k++) if (row[k] > row[best]) best = k;
+    if (unseen.has(truth)) {
+      let bestUnseen = heldOut[0];
+      for (const k of heldOut) if (row[k] > row[bestUnseen]) bestUnseen = k;
+      unseenN++;
+      if (bestUnseen === truth) unseenOk++;
+      if (best === truth) generalOk++;
+    } else {
+      seenN++;
+      if (best === truth) seenOk++;
     }
-  });
+  }
   return {
     unseenAccuracy: unseenN ? unseenOk / unseenN : NaN,
     generalizedAccuracy: unseenN ? generalOk / unseenN : NaN,

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ProbsemError } from '../core/errors.js';
-import { normalTensor } from '../core/ops.js';
+import { normalTensor, tidyRead } from '../core/ops.js';
 import { Rng } from '../core/random.js';
 import { DiagGaussian, type FullGaussian } from '../distributions/gaussian.js';
 import { kl } from '../distributions/kl.js';
@@ -103,11 +103,12 @@ export function phraseGaussians(model: ImageModel, meta: ModelFile, phrases: str
   if (!model.encodeLabels) throw new ProbsemError(`a ${meta.model} model has no label encoder and cannot place words`, 'BAD_OPTION');
   const rows = phraseInputs(meta, phrases, vectors);
   const k = model.latentDim;
-  const [m, lv] = tf.tidy(() => {
+  // One row per phrase: mean | log-variance.
+  const both = tidyRead(() => {
     const q = model.encodeLabels!(tf.tensor2d(rows, [phrases.length, rows.length / phrases.length]));
-    return [q.mean.dataSync() as Float32Array, q.logVar.dataSync() as Float32Array];
-  });
-  return phrases.map((_, i) => ({ mean: m.slice(i * k, (i + 1) * k), logVar: lv.slice(i * k, (i + 1) * k) }));
+    return tf.concat([q.mean, q.logVar], 1);
+  }) as Float32Array;
+  return phrases.map((_, i) => ({ mean: both.slice(2 * i * k, (2 * i + 1) * k), logVar: both.slice((2 * i + 1) * k, (2 * i + 2) * k) }));
 }
 
 export interface PhraseNeighbours {

@@ -1,0 +1,33 @@
+// Where the posterior means of paired test images sit along the segment between their two one-hot
+// label vectors (docs/results.md, issue 5). Usage: npx tsx scripts/pair-slide.ts RUN_DIR
+import { initBackend } from '../src/core/backend.js';
+import { loadDataset } from '../src/data/registry.js';
+import { loadImageModel } from '../src/runs/runs.js';
+import { encodeSplit } from '../src/runs/retrieval.js';
+await initBackend();
+const dir = process.argv[2];
+if (!dir) throw new Error('usage: npx tsx scripts/pair-slide.ts RUN_DIR (an informed run on paired:fashion-mnist)');
+const { model } = loadImageModel(dir);
+const pds = await loadDataset('paired:fashion-mnist');
+const n = 3000;
+const sub = { ...pds.test, count: n, images: pds.test.images.subarray(0, n * 1568), labels: pds.test.labels.subarray(0, n), labels2: pds.test.labels2!.subarray(0, n) };
+const mu = encodeSplit(model, sub, 1568).mean;
+const K = 10;
+const hist = new Array(11).fill(0);
+let perp = 0, n2 = 0, ok2 = 0, okMid = 0;
+for (let i = 0; i < n; i++) {
+  const a = sub.labels[i], b = sub.labels2[i];
+  if (a === b) continue;
+  n2++;
+  const m = mu.subarray(i * K, (i + 1) * K);
+  // t: projection onto w_b − w_a (one-hot), 0 at w_a, 1 at w_b
+  const t = (m[b] - m[a] + 1) / 2;
+  hist[Math.max(0, Math.min(10, Math.round(t * 10)))]++;
+  let off = 0; for (let j = 0; j < K; j++) if (j !== a && j !== b) off += m[j] ** 2; perp += Math.sqrt(off);
+  const order = Array.from(m, (v, j) => [v, j]).sort((x, y) => y[0] - x[0]).slice(0, 2).map((x) => x[1]);
+  const hit = (order[0] === a && order[1] === b) || (order[0] === b && order[1] === a);
+  if (hit) ok2++;
+  if (t > 0.2 && t < 0.8) { okMid += hit ? 1 : 0; }
+}
+const mid = hist.slice(2, 9).reduce((x, y) => x + y, 0);
+console.log(JSON.stringify({ images: n2, tHistogram0to1: hist.map((h) => +(h / n2).toFixed(3)), top2ByLargestCoordinates: ok2 / n2, shareWithTin0_2to0_8: mid / n2, top2AmongThose: okMid / mid, meanOffSegmentNorm: perp / n2 }));

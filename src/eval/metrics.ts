@@ -98,9 +98,16 @@ export function labelSetQuery(model: ImageModel, y: tf.Tensor2D): Gaussian {
  * through the KL registry (full-covariance posteriors where the model has them).
  */
 export function klToImages(model: ImageModel, query: Gaussian, split: Split, pixels: number): Float32Array {
-  const out = new Float32Array(split.count);
+  return klToImagesMany(model, [query], split, pixels)[0];
+}
+
+/** `klToImages` for several queries, encoding each image once (the encoder dominates the cost). */
+export function klToImagesMany(model: ImageModel, queries: readonly Gaussian[], split: Split, pixels: number): Float32Array[] {
+  const out = queries.map(() => new Float32Array(split.count));
   forBatches(split, pixels, (x, idx) => {
-    out.set(tidyRead(() => kl(query, posteriorOf(model, x))) as Float32Array, idx[0]);
+    const post = tidyGaussian(() => posteriorOf(model, x));
+    queries.forEach((query, q) => out[q].set(tidyRead(() => kl(query, post)) as Float32Array, idx[0]));
+    post.dispose();
   });
   return out;
 }
@@ -170,28 +177,27 @@ export function pairRetrievalPrecisionAtK(
   const c = labelInputs.shape[0];
   if (c < 3 && ranking === 'margin') throw new ProbsemError('margin ranking of pairs needs at least three labels', 'BAD_OPTION');
   const labelScores = ranking === 'margin' ? splitLabelScores(model, split, pixels, labelInputs) : null;
-  const perPair: Record<string, number> = {};
-  for (let a = 0; a < c; a++) {
-    for (let b = a + 1; b < c; b++) {
-      let scores: Float32Array;
-      if (labelScores) {
-        // Lower is better for topK: the negated margin.
-        scores = setMargins(labelScores, c, [a, b]).map((m) => -m);
-      } else {
-        const query = tidyGaussian(() => labelSetQuery(model, tf.gather(labelInputs, tf.tensor1d([a, b], 'int32')) as tf.Tensor2D));
-        scores = klToImages(model, query, split, pixels);
-        query.dispose();
-      }
-      const top = topK(scores, k);
-      let hit = 0;
-      for (const i of top) {
-        const l1 = split.labels[i];
-        const l2 = labels2[i];
-        if ((l1 === a && l2 === b) || (l1 === b && l2 === a)) hit++;
-      }
-      perPair[`${a},${b}`] = hit / top.length;
-    }
+  const pairs: [number, number][] = [];
+  for (let a = 0; a < c; a++) for (let b = a + 1; b < c; b++) pairs.push([a, b]);
+  let pairKl: Float32Array[] | null = null;
+  if (!labelScores) {
+    const queries = pairs.map(([a, b]) => tidyGaussian(() => labelSetQuery(model, tf.gather(labelInputs, tf.tensor1d([a, b], 'int32')) as tf.Tensor2D)));
+    pairKl = klToImagesMany(model, queries, split, pixels);
+    queries.forEach((q) => q.dispose());
   }
+  const perPair: Record<string, number> = {};
+  pairs.forEach(([a, b], p) => {
+    // Lower is better for topK: KL, or the negated margin.
+    const scores = pairKl ? pairKl[p] : setMargins(labelScores!, c, [a, b]).map((m) => -m);
+    const top = topK(scores, k);
+    let hit = 0;
+    for (const i of top) {
+      const l1 = split.labels[i];
+      const l2 = labels2[i];
+      if ((l1 === a && l2 === b) || (l1 === b && l2 === a)) hit++;
+    }
+    perPair[`${a},${b}`] = hit / top.length;
+  });
   const values = Object.values(perPair);
   return { k, ranking, perPair, mean: values.reduce((x, y) => x + y, 0) / Math.max(1, values.length) };
 }
@@ -407,29 +413,22 @@ export function retrievalPrecisionAtK(
 ): RetrievalPrecision {
   if (!model.encodeLabels) throw new ProbsemError(`${model.name} has no label encoder`, 'BAD_OPTION');
   const c = labelInputs.shape[0];
-  const scores: Float32Array[] = Array.from({ length: c }, () => new Float32Array(split.count));
-  const [lm, llv] = tf.tidy(() => {
-    const q = model.encodeLabels!(labelInputs);
-    return [q.mean, q.logVar];
-  });
-  forBatches(split, pixels, (x, idx) => {
-    // Lower is better: [C, batch].
-    const all = tf.tidy(() => {
-      if (ranking === 'posterior') {
-        const lp = tf.logSoftmax(labelLogLikelihoods(model, x, labelInputs), 1);
-        return tf.neg(tf.transpose(lp)).dataSync();
-      }
-      const post = posteriorOf(model, x);
-      const rows: tf.Tensor1D[] = [];
-      for (let l = 0; l < c; l++) {
-        const query = new DiagGaussian(tf.slice(lm, [l, 0], [1, -1]), tf.slice(llv, [l, 0], [1, -1]));
-        rows.push(kl(query, post));
-      }
-      return tf.stack(rows).dataSync();
+  let scores: Float32Array[];
+  if (ranking === 'kl') {
+    // Encoded together, then one query per label.
+    const all = tidyGaussian(() => model.encodeLabels!(labelInputs));
+    const queries = Array.from({ length: c }, (_, l) => tidyGaussian(() => new DiagGaussian(tf.slice(all.mean, [l, 0], [1, -1]), tf.slice(all.logVar, [l, 0], [1, -1]))));
+    all.dispose();
+    scores = klToImagesMany(model, queries, split, pixels);
+    queries.forEach((q) => q.dispose());
+  } else {
+    scores = Array.from({ length: c }, () => new Float32Array(split.count));
+    forBatches(split, pixels, (x, idx) => {
+      // Lower is better: [C, batch].
+      const all = tidyRead(() => tf.neg(tf.transpose(tf.logSoftmax(labelLogLikelihoods(model, x, labelInputs), 1))));
+      for (let l = 0; l < c; l++) scores[l].set(all.subarray(l * idx.length, (l + 1) * idx.length), idx[0]);
     });
-    for (let l = 0; l < c; l++) scores[l].set(all.subarray(l * idx.length, (l + 1) * idx.length), idx[0]);
-  });
-  tf.dispose([lm, llv]);
+  }
   // Multi-label images count as carrying either of their labels.
   const hasLabel = (i: number, l: number) => split.labels[i] === l || split.labels2?.[i] === l;
   const perLabel = scores.map((row, l) => {

@@ -148,11 +148,7 @@ export const ConvEncoderFields = {
   /** Image height in pixels (width = inputDim / height); filled from the dataset by `probsem train`. */
   imageHeight: positiveInt.optional(),
 };
-export interface ConvEncoderConfig {
-  encoderConv?: number[];
-  encoderKernel?: number;
-  imageHeight?: number;
-}
+export type ConvEncoderConfig = Partial<z.infer<z.ZodObject<typeof ConvEncoderFields>>>;
 
 /** Mean Bernoulli NLL and friends are averaged over the batch; this keeps the pattern in one place. */
 export function batchMean(t: tf.Tensor1D): tf.Scalar {

@@ -1,15 +1,17 @@
 /**
  * Gaussians built from sets of label vectors (the informed-priors paper): the set's mean and its
  * sample covariance shrunk towards the identity, Σ = (1 − λ)Ŝ + λI. A single vector has Ŝ = 0, so
- * Σ = λI. For a dataset's label sets (every class, every pair of classes) the Cholesky factors,
+ * Σ = λI. An optional spread s ∈ [0, 1] scales the sample covariance, Σ = (1 − λ)sŜ + λI: s = 1 is
+ * the paper's prior, s = 0 an isotropic λI around the set's mean. For a dataset's label sets (every class, every pair of classes) the Cholesky factors,
  * their inverses and log-determinants are computed once, in float64, and kept as tables.
  */
 import { ProbsemError } from '../core/errors.js';
 import { cholesky, invertLower, logDetFromCholesky } from '../core/linalg.js';
 
-/** (1 − λ)Ŝ + λI for vectors of length `dim` (Ŝ with the 1/(M − 1) normalisation; 0 for M = 1). */
-export function shrunkCovariance(vectors: ArrayLike<number>[], dim: number, lambda: number): Float64Array {
+/** (1 − λ)sŜ + λI for vectors of length `dim` (Ŝ with the 1/(M − 1) normalisation; 0 for M = 1). */
+export function shrunkCovariance(vectors: ArrayLike<number>[], dim: number, lambda: number, spread = 1): Float64Array {
   if (!(lambda > 0 && lambda <= 1)) throw new ProbsemError(`λ must be in (0, 1] (λ = 0 leaves single labels a singular prior), got ${lambda}`, 'BAD_OPTION');
+  if (!(spread >= 0 && spread <= 1)) throw new ProbsemError(`spread must be in [0, 1], got ${spread}`, 'BAD_OPTION');
   if (vectors.length === 0) throw new ProbsemError('a label set needs at least one vector', 'BAD_OPTION');
   for (const v of vectors) {
     if (v.length !== dim) throw new ProbsemError(`label vector of length ${v.length}, expected ${dim}`, 'SHAPE');
@@ -26,7 +28,7 @@ export function shrunkCovariance(vectors: ArrayLike<number>[], dim: number, lamb
       }
     }
   }
-  for (let i = 0; i < cov.length; i++) cov[i] *= 1 - lambda;
+  for (let i = 0; i < cov.length; i++) cov[i] *= (1 - lambda) * spread;
   for (let i = 0; i < dim; i++) cov[i * dim + i] += lambda;
   return cov;
 }
@@ -38,8 +40,8 @@ export function meanOf(vectors: ArrayLike<number>[], dim: number): Float64Array 
 }
 
 /** The query distribution of a set of label vectors: their mean and shrunk covariance. */
-export function labelSetGaussian(vectors: ArrayLike<number>[], dim: number, lambda: number): { mean: Float64Array; covariance: Float64Array } {
-  return { mean: meanOf(vectors, dim), covariance: shrunkCovariance(vectors, dim, lambda) };
+export function labelSetGaussian(vectors: ArrayLike<number>[], dim: number, lambda: number, spread = 1): { mean: Float64Array; covariance: Float64Array } {
+  return { mean: meanOf(vectors, dim), covariance: shrunkCovariance(vectors, dim, lambda, spread) };
 }
 
 /**
@@ -57,6 +59,7 @@ export class LabelSetPriors {
     /** Class vectors [C][K]. */
     readonly classVectors: number[][],
     readonly lambda: number,
+    readonly spread = 1,
   ) {
     const c = classVectors.length;
     const k = this.dim;
@@ -65,7 +68,7 @@ export class LabelSetPriors {
     this.inverseTril = new Float32Array(this.numSets * k * k);
     this.logDet = new Float32Array(this.numSets);
     for (let s = 0; s < this.numSets; s++) {
-      const cov = shrunkCovariance(this.members(s).map((i) => classVectors[i]), k, lambda);
+      const cov = shrunkCovariance(this.members(s).map((i) => classVectors[i]), k, lambda, spread);
       const l = cholesky(cov, k);
       this.scaleTril.set(l, s * k * k);
       this.inverseTril.set(invertLower(l, k), s * k * k);

@@ -3,7 +3,7 @@
  * (z = μ + Lε) whose KL term is taken against a prior built from the vectors of the image's labels:
  *
  *   E[log p(x|z)] − KL(q(z|x) ‖ N(μ_W, Σ_W)),   μ_W ~ Uniform(W) each step (or the mean of W),
- *   Σ_W = (1 − λ)Ŝ_W + λI,
+ *   Σ_W = (1 − λ)Ŝ_W + λI   (optionally (1 − λ)sŜ_W + λI, `spread`),
  *
  * where W are the label vectors of the image (one for single-label data, two for paired images)
  * and Ŝ_W their sample covariance (0 for one vector). The latent space is the label-vector space:
@@ -37,6 +37,13 @@ export const InformedConfigSchema = ImageModelConfigSchema.extend({
   lambda: z.number().gt(0, 'lambda must be > 0 (single labels would get a singular prior)').max(1).default(0.01),
   /** The prior mean of a multi-label image: one of its label vectors drawn each step (paper), or their mean. */
   priorMean: z.enum(['sample', 'mean']).default('sample'),
+  /**
+   * Scale s of the labels' sample covariance in a multi-label prior, Σ = (1 − λ)sŜ + λI. 1 is the
+   * paper. Its Ŝ has a standard deviation along a pair as large as the pair's half-distance, so
+   * the KL lets a posterior mean slide to one label's end, where it says nothing of the other
+   * (docs/results.md); s = 0 with priorMean 'mean' holds it at the pair's midpoint instead.
+   */
+  spread: z.number().min(0, 'spread must be in [0, 1]').max(1, 'spread must be in [0, 1]').default(1),
   /** Class vectors in the latent space, [numClasses][latent]; default one-hot (latent = numClasses). */
   classVectors: z.array(z.array(z.number())).optional(),
   /** Linear map from a label input (labelDim) to a latent mean (latent), row-major; default: classVectors. */
@@ -74,7 +81,7 @@ export class Informed extends EncoderDecoderModel<InformedConfig> {
     if (!map || map.length !== labelDim * k) {
       throw new ProbsemError(`informed: labelMap must hold ${labelDim}×${k} numbers for ${labelDim}-wide label inputs`, 'BAD_OPTION');
     }
-    this.priors = new LabelSetPriors(vectors, config.lambda);
+    this.priors = new LabelSetPriors(vectors, config.lambda, config.spread);
     const s = this.priors.numSets;
     // Constants, not parameters: they are not in this.params, so nothing trains or saves them.
     this.labelMap = tf.tensor2d(map, [labelDim, k]);
@@ -222,11 +229,11 @@ export class Informed extends EncoderDecoderModel<InformedConfig> {
     });
   }
 
-  /** N(mean of the set's vectors, (1 − λ)Ŝ + λI) for label inputs [M, labelDim], as a batch of one. */
+  /** N(mean of the set's vectors, (1 − λ)sŜ + λI) for label inputs [M, labelDim], as a batch of one: the model's own prior for the set. */
   encodeLabelSet(y: tf.Tensor2D): FullGaussian {
     const k = this.latentDim;
     const rows = tf.tidy(() => this.labelVectors(y).arraySync() as number[][]);
-    const { mean, covariance } = labelSetGaussian(rows, k, this.config.lambda);
+    const { mean, covariance } = labelSetGaussian(rows, k, this.config.lambda, this.config.spread);
     const l = cholesky(covariance, k);
     return new FullGaussian(tf.tensor2d(Float32Array.from(mean), [1, k]), tf.tensor3d(Float32Array.from(l), [1, k, k]));
   }

@@ -2,8 +2,9 @@
  * Gaussians built from sets of label vectors (the informed-priors paper): the set's mean and its
  * sample covariance shrunk towards the identity, Σ = (1 − λ)Ŝ + λI. A single vector has Ŝ = 0, so
  * Σ = λI. An optional spread s ∈ [0, 1] scales the sample covariance, Σ = (1 − λ)sŜ + λI: s = 1 is
- * the paper's prior, s = 0 an isotropic λI around the set's mean. For a dataset's label sets (every class, every pair of classes) the Cholesky factors,
- * their inverses and log-determinants are computed once, in float64, and kept as tables.
+ * the paper's prior, s = 0 an isotropic λI around the set's mean. For a dataset's label sets
+ * (every class, every pair of classes) the Cholesky factors, their inverses and log-determinants
+ * are computed once, in float64, and kept as tables.
  */
 import { ProbsemError } from '../core/errors.js';
 import { cholesky, invertLower, logDetFromCholesky } from '../core/linalg.js';

@@ -39,9 +39,9 @@ export const InformedConfigSchema = ImageModelConfigSchema.extend({
   priorMean: z.enum(['sample', 'mean']).default('sample'),
   /**
    * Scale s of the labels' sample covariance in a multi-label prior, Σ = (1 − λ)sŜ + λI. 1 is the
-   * paper. Its Ŝ has a standard deviation along a pair as large as the pair's half-distance, so
-   * the KL lets a posterior mean slide to one label's end, where it says nothing of the other
-   * (docs/results.md); s = 0 with priorMean 'mean' holds it at the pair's midpoint instead.
+   * paper. That Ŝ is wider along a pair (standard deviation ‖w_a − w_b‖/√2) than the way from its
+   * midpoint to either label, so the KL lets a posterior mean slide to one label, where it says
+   * nothing of the other (docs/results.md); s = 0 with priorMean 'mean' holds it at the midpoint.
    */
   spread: z.number().min(0, 'spread must be in [0, 1]').max(1, 'spread must be in [0, 1]').default(1),
   /** Class vectors in the latent space, [numClasses][latent]; default one-hot (latent = numClasses). */

@@ -12,7 +12,7 @@ await initBackend();
 const args = process.argv.slice(2);
 const outAt = args.indexOf('--out');
 const out = outAt >= 0 ? args[outAt + 1] : undefined;
-const dirs = args.filter((_, i) => i !== outAt && i !== outAt + 1);
+const dirs = outAt >= 0 ? args.filter((_, i) => i !== outAt && i !== outAt + 1) : args;
 if (dirs.length === 0) throw new Error('usage: npx tsx scripts/pair-slide.ts RUN_DIR [RUN_DIR…] [--out FIG.png] (informed runs on paired:fashion-mnist)');
 const pds = await loadDataset('paired:fashion-mnist');
 const n = 3000;

@@ -8,6 +8,7 @@ import type { Rng } from '../core/random.js';
 import type { DiagGaussian, FullGaussian, Gaussian } from '../distributions/gaussian.js';
 import type { FastParams } from '../nn/fast.js';
 import type { ParamSet } from '../nn/params.js';
+import type { TapeBatch as HostBatch } from '../ops/tape.js';
 
 /** One minibatch. `rng` is the step's own noise stream (reparameterisation, dropout). */
 export interface Batch {
@@ -29,19 +30,8 @@ export interface LossResult {
   terms: Record<string, tf.Scalar>;
 }
 
-/** One minibatch as plain arrays (what the fast path and the data-parallel workers take). */
-export interface HostBatch {
-  /** Grey values, [rows, pixels] row-major. */
-  x: Float32Array;
-  /** Label inputs, [rows, labelDim]. */
-  y: Float32Array;
-  labels: Int32Array;
-  /** Second class of two-object (paired) images; absent for single-label data. */
-  labels2?: Int32Array;
-  rows: number;
-  pixels: number;
-  labelDim: number;
-}
+/** One minibatch as plain arrays (what the tape and the data-parallel workers take). */
+export type { TapeBatch as HostBatch } from '../ops/tape.js';
 
 /**
  * A model's loss and its gradient written directly on kernel memory (nn/fast.ts): `run` computes

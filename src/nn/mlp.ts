@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { dense, type Activation } from '../core/ops.js';
 import { Rng } from '../core/random.js';
+import type { Ops } from '../ops/types.js';
 import { ParamSet } from './params.js';
 
 export class Mlp {
@@ -35,6 +36,17 @@ export class Mlp {
   /** The last layer's weight variable, [in, out]. */
   outputWeights(): tf.Variable {
     return this.layers[this.layers.length - 1].w;
+  }
+
+  /** The same layers in an objective (ops/types.ts): what training runs, on either engine. */
+  run<T>(o: Ops<T>, x: T): T {
+    let h = x;
+    this.layers.forEach((_, i) => {
+      const act = i === this.layers.length - 1 ? this.output : this.hidden;
+      h = o.dense(h, o.param(`${this.prefix}.${i}.w`), o.param(`${this.prefix}.${i}.b`), act === 'relu' ? 'relu' : 'linear');
+      if (act === 'sigmoid') h = o.unary('sigmoid', h);
+    });
+    return h;
   }
 
   /** `inputGrad: false` skips the gradient with respect to x (first layer on data). */

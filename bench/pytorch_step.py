@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference timing for one training step of PSE* / PSE / VAE / JMVAE.
+"""PyTorch reference timing for one training step of PSE* / PSE / VAE / JMVAE / a conv VAE.
 
 Used by the benchmark harness as a subprocess; the LAST stdout line is JSON.
 Model: the PSE paper's Appendix A (see bench docs). Only the step is timed
@@ -19,7 +19,7 @@ D, C, POOL = 784, 10, 10  # pixels, classes, number of pre-generated batches
 
 def parse_args():
     p = argparse.ArgumentParser()
-    p.add_argument("--model", default="pse-star", choices=["pse-star", "pse", "vae", "jmvae"])
+    p.add_argument("--model", default="pse-star", choices=["pse-star", "pse", "vae", "jmvae", "vae-conv"])
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--latent", type=int, default=10)
     p.add_argument("--steps", type=int, default=200)
@@ -71,7 +71,15 @@ class Model(nn.Module):
     def __init__(self, kind, k):
         super().__init__()
         self.kind, self.k = kind, k
-        self.enc = mlp(D, 512, 64, 2 * k)           # image -> (mu, logvar)
+        if kind == "vae-conv":
+            # probsem's encoderConv [32, 64], kernel 5, stride 2, "same" padding: 28 -> 14 -> 7.
+            self.enc = nn.Sequential(
+                nn.Unflatten(1, (1, 28, 28)),
+                nn.Conv2d(1, 32, 5, stride=2, padding=2), nn.ReLU(),
+                nn.Conv2d(32, 64, 5, stride=2, padding=2), nn.ReLU(),
+                nn.Flatten(), mlp(7 * 7 * 64, 512, 64, 2 * k))
+        else:
+            self.enc = mlp(D, 512, 64, 2 * k)       # image -> (mu, logvar)
         self.dec = mlp(k, 64, 512, D)               # z -> Bernoulli logits
         if kind in ("pse", "pse-star"):
             self.lab = nn.Linear(C, 2 * k)          # one-hot -> (mu, logvar)
@@ -110,7 +118,7 @@ class Model(nn.Module):
         logits = self.dec(z)
         # Bernoulli NLL summed over pixels (targets are grey values).
         nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
-        if self.kind == "vae":
+        if self.kind in ("vae", "vae-conv"):
             # KL(N(mu, var) || N(0, I))
             kl = 0.5 * (torch.exp(lv) + mu * mu - 1.0 - lv).sum(1)
         else:

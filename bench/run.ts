@@ -78,6 +78,8 @@ const SUITE: Config[] = [
   { model: 'pse-star', batch: 500, latent: 20 },
   { model: 'vae', batch: 100, latent: 10 },
   { model: 'jmvae', batch: 100, latent: 10 },
+  // A convolutional encoder (encoderConv [32, 64], kernel 5) with the MLP decoder.
+  { model: 'vae-conv', batch: 100, latent: 10 },
 ];
 const configs: Config[] = opt.configs
   ? opt.configs.split(',').map((c) => {
@@ -125,11 +127,20 @@ function syntheticPool(batch: number, seed: number): HostBatch[] {
   });
 }
 
+/** The registry name and config of a benchmark configuration ('vae-conv': the VAE with a convolutional encoder). */
+function modelFor(c: Config): [string, object, number] {
+  const base = { inputDim: 784, numClasses: 10, latent: c.latent };
+  const conv = { encoderConv: [32, 64], encoderKernel: 5, imageHeight: 28 };
+  if (c.model === 'vae-conv') return ['vae', { ...base, ...conv }, 0];
+  if (c.model === 'informed-conv') return ['informed', { ...base, ...conv }, 0];
+  return [c.model, base, 0];
+}
+
 /** ms per step of probsem's training step on a pool of synthetic batches. */
 async function probsemRound(c: Config): Promise<number> {
-  const model = createModel(c.model, { inputDim: 784, numClasses: 10, latent: c.latent }, 0);
+  const model = createModel(...modelFor(c));
   const pool = syntheticPool(c.batch, 1);
-  const engine = await createStepEngine(model, { lr: 1e-3, seed: 0, replicas: 1, batchSize: c.batch, probe: pool[0], engine: engineChoice });
+  const engine = await createStepEngine(model, { lr: 1e-3, seed: 0, engine: engineChoice });
   const run = (n: number, from: number) => {
     for (let i = 0; i < n; i++) engine.stepRaw(pool[i % pool.length], from + i);
   };
@@ -156,13 +167,19 @@ function pytorchRound(py: string, c: Config): { ms: number; info: Record<string,
   const n = Math.max(10, Math.round((steps * 100) / c.batch));
   const args = [join(HERE, 'pytorch_step.py'), '--model', c.model, '--batch', String(c.batch), '--latent', String(c.latent),
     '--steps', String(n), '--warmup', '10', '--repeats', '1', '--threads', String(opt.threads)];
-  const r = spawnSync(py, args, { encoding: 'utf8' });
+  // This machine's OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE slow OpenBLAS: the anchor runs without them, in its own command only.
+  const env = { ...process.env };
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  const r = spawnSync(py, args, { encoding: 'utf8', env });
   const last = (r.stdout ?? '').trim().split('\n').pop() ?? '';
   const j = JSON.parse(last || '{}') as Record<string, unknown>;
   if (r.status !== 0 || typeof j.msPerStep !== 'number') throw new Error(`pytorch_step.py failed: ${last || r.stderr}`);
   return { ms: j.msPerStep as number, info: j };
 }
 
+/** Configurations bench/pytorch_step.py implements. */
+const TORCH_MODELS = new Set(['pse-star', 'pse', 'vae', 'jmvae', 'vae-conv']);
 const py = findPython();
 if (!py) log('python3 with torch not found: PyTorch reference skipped (Debian: apt-get install python3-torch libopenblas0-pthread)');
 const ours = new Map<string, number[]>(configs.map((c) => [key(c), []]));
@@ -173,7 +190,7 @@ for (let r = 0; r < rounds; r++) {
     const ms = await probsemRound(c);
     ours.get(key(c))!.push(ms);
     let line = `round ${r + 1}/${rounds} ${key(c).padEnd(18)} probsem ${ms.toFixed(2)} ms/step`;
-    if (py) {
+    if (py && TORCH_MODELS.has(c.model)) {
       const t = pytorchRound(py, c);
       theirs.get(key(c))!.push(t.ms);
       torchInfo = t.info;
@@ -227,7 +244,7 @@ async function memoryOverSteps(total: number): Promise<Record<string, unknown>> 
   const model = createModel('pse-star', { inputDim: 784, numClasses: 10, latent: 10 }, 0);
   const pool = syntheticPool(100, 3);
   const start = mib();
-  const engine = await createStepEngine(model, { lr: 1e-3, seed: 0, replicas: 1, batchSize: 100, probe: pool[0], engine: engineChoice });
+  const engine = await createStepEngine(model, { lr: 1e-3, seed: 0, engine: engineChoice });
   const marks: Record<string, number> = { beforeTraining: start };
   const t0 = performance.now();
   for (let i = 0; i < total; i++) {

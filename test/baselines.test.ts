@@ -211,11 +211,11 @@ test('scan through trainRun: stage 1 is 60% of the steps unless given; bad split
   const dir = tmp();
   const run = await trainRun({ model: 'scan', dataset: 'fashion-mnist-subset', latent: 3, steps: 5, batchSize: 20, lr: 1e-3, seed: 0, out: dir, modelOptions: tinyOptions.scan });
   assert.equal(run.meta.config.stage1Steps, 3);
-  assert.equal(run.meta.training?.engine, 'fast', 'auto picks the fast engine for scan, and model.json records it');
+  assert.equal(run.meta.training?.engine, 'fast', 'auto picks the kernel engine (the tape) for scan, and model.json records it');
   assert.equal(run.meta.config.beta, 10);
   const base = { model: 'scan', dataset: 'fashion-mnist-subset', latent: 3, batchSize: 20, lr: 1e-3, seed: 0, force: true };
   await assert.rejects(trainRun({ ...base, steps: 5, out: tmp(), modelOptions: { ...tinyOptions.scan, stage1Steps: 5 } }), /scan: stage1Steps is 5 but must be in \[1, 4\]/);
-  await assert.rejects(trainRun({ ...base, steps: 5, out: tmp(), workers: 2, modelOptions: tinyOptions.scan }), /scan cannot train data-parallel/);
+  await assert.rejects(trainRun({ ...base, steps: 5, out: tmp(), workers: 2, modelOptions: tinyOptions.scan }), /data-parallel training \(--workers 2\) was removed/);
   assert.throws(() => createModel('scan', small, 0), /invalid scan config: stage1Steps: stage1Steps is required/);
 });
 

@@ -13,7 +13,6 @@ import { loadDataset } from '../src/data/registry.js';
 import { createModel } from '../src/models/registry.js';
 import type { Informed } from '../src/models/informed.js';
 import { loadModel } from '../src/models/persist.js';
-import { FastStepper } from '../src/train/fast-stepper.js';
 import { evaluateRun, trainRun } from '../src/runs/runs.js';
 import { oneHotLabelInputs } from '../src/eval/metrics.js';
 
@@ -140,15 +139,14 @@ test('ConvStack: stride-2 "same" layers halve the image; the im2col path (under 
   assert.throws(() => new ConvStack(new ParamSet(), 'e', { height: 28, width: 28 }, [], 5, new Rng(1)), /at least one layer/);
 });
 
-test('a convolutional informed encoder: config checks, the tfjs engine, save/load round trip, and a real run that learns', async () => {
+test('a convolutional informed encoder: config checks, the tape engine, save/load round trip, and a real run that learns', async () => {
   const tiny = { inputDim: 784, numClasses: 10, latent: 10, encoderHidden: [64], decoderHidden: [64], encoderConv: [8, 16], imageHeight: 28 };
   const m = createModel('informed', tiny, 1) as Informed;
   assert.ok(m.params.entries().some(([name]) => name === 'encoder.conv1.w'));
-  assert.equal(FastStepper.supports(m), false, 'no fast path for convolutions');
   assert.throws(() => createModel('informed', { ...tiny, imageHeight: undefined }, 1), /needs imageHeight/);
   assert.throws(() => createModel('informed', { ...tiny, imageHeight: 27 }, 1), /needs imageHeight, a divisor of the 784 pixels/);
   assert.throws(() => createModel('informed', { ...tiny, encoderKernel: 4 }, 1), /encoderKernel must be odd/);
-  assert.throws(() => createModel('pse', { ...tiny, latent: 10 }, 1), /encoderConv|Unrecognized key/);
+  assert.throws(() => createModel('jmvae', { ...tiny, latent: 10 }, 1), /encoderConv|Unrecognized key/);
 
   const dir = mkdtempSync(join(tmpdir(), 'probsem-conv-'));
   const ds = await loadDataset('fashion-mnist-subset');
@@ -156,7 +154,7 @@ test('a convolutional informed encoder: config checks, the tfjs engine, save/loa
     model: 'informed', dataset: 'fashion-mnist-subset', latent: 10, steps: 300, batchSize: 64, lr: 2e-3, seed: 2, out: dir,
     modelOptions: { encoderConv: [8, 16], encoderHidden: [64], decoderHidden: [128], lambda: 1e-3 },
   });
-  assert.equal(r.meta.training?.engine, 'tfjs');
+  assert.equal(r.meta.training?.engine, 'fast', 'a convolutional encoder trains on the tape');
   assert.equal((r.meta.config as { imageHeight?: number }).imageHeight, 28, 'the image height comes from the dataset');
   const { model } = loadModel(dir);
   const x = tf.tensor2d(Float32Array.from(ds.test.images.subarray(0, 3 * 784), (v) => v / 255), [3, 784]);

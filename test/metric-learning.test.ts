@@ -13,6 +13,7 @@ import { batchTriplets, checkTriplets, sampleTriplets, type Triplets } from '../
 import { retrievalMeasures, tripletAccuracy } from '../src/eval/metric-learning.js';
 import { tripletLossOnMeans, type Tvae } from '../src/models/tvae.js';
 import { createModel } from '../src/models/registry.js';
+import { lossOf } from '../src/models/base.js';
 import { evaluateRun, trainRun } from '../src/runs/runs.js';
 
 let ds: Dataset;
@@ -159,7 +160,7 @@ test('tvae: the loss carries the triplet term; bad options are refused', () => {
   const m = createModel('tvae', { inputDim: 784, numClasses: 10, latent: 4, encoderHidden: [16], decoderHidden: [16] }, 0) as Tvae;
   const x = tf.tensor2d(new Float32Array(8 * 784).map((_, i) => (i % 13) / 13), [8, 784]);
   const y = tf.zeros([8, 10]) as tf.Tensor2D;
-  const r = m.loss({ x, y, labels: Int32Array.from([0, 0, 1, 1, 2, 2, 3, 3]), rng: new Rng(1) }, 0);
+  const r = lossOf(m, { x, y, labels: Int32Array.from([0, 0, 1, 1, 2, 2, 3, 3]), rng: new Rng(1) }, 0);
   const terms = Object.fromEntries(Object.entries(r.terms).map(([k, v]) => [k, v.dataSync()[0]]));
   assert.ok(terms.triplet > 0 && Number.isFinite(terms.triplet), `triplet ${terms.triplet}`);
   assert.ok(Math.abs(r.total.dataSync()[0] - (terms.recon + terms.kl + 10 * terms.triplet)) < 1e-2);

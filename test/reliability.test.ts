@@ -12,6 +12,7 @@ import { loadDataset } from '../src/data/registry.js';
 import type { Dataset } from '../src/data/dataset.js';
 import { createModel } from '../src/models/registry.js';
 import type { ImageModel, Trainable } from '../src/models/base.js';
+import type { Ops } from '../src/ops/types.js';
 import { train } from '../src/train/trainer.js';
 import { readCheckpoint } from '../src/train/checkpoint.js';
 import { annotationAccuracy, oneHotLabelInputs, reconstructionError } from '../src/eval/metrics.js';
@@ -116,35 +117,26 @@ test('a full disk fails the checkpoint write with a clear message and keeps the 
 
 const ENGINES = ['fast', 'tfjs'] as const;
 
-/** A PSE whose loss is poisoned at the given steps: `kind` picks the loss or only a gradient. */
+/** A PSE whose objective is poisoned at the given steps: `kind` picks the loss or only a gradient. */
 function poisoned(steps: number[], kind: 'loss' | 'gradient'): Trainable {
   const m = createModel('pse', small, 1);
-  const orig = m.loss.bind(m);
-  const w = m.params.get('encoder.0.w');
-  m.loss = (batch, step) => {
-    const r = orig(batch, step);
-    if (!steps.includes(step)) return r;
+  const orig = m.objective.bind(m);
+  m.objective = <T,>(o: Ops<T>, phase: string) => {
+    const r = orig(o, phase);
     if (kind === 'loss') {
-      const kl = tf.mul(r.terms.kl, NaN) as tf.Scalar;
-      return { total: tf.add(r.total, kl) as tf.Scalar, terms: { ...r.terms, kl } };
+      const kl = o.mul(r.terms.kl, o.schedule((step) => (steps.includes(step) ? NaN : 1)));
+      return { total: o.add(r.total, o.affine(kl, 0)), terms: { ...r.terms, kl } };
     }
-    // sqrt'(0) = ∞ and ∞·0 = NaN: the loss stays finite, only encoder.0.w's gradient is NaN.
-    const zero = tf.mul(tf.sum(tf.sqrt(tf.sub(w, w))), 0);
-    return { total: tf.add(r.total, zero) as tf.Scalar, terms: r.terms };
-  };
-  // The fast path computes its own loss and gradients: poison those the same way.
-  const fast = m.fastProgram!.bind(m);
-  m.fastProgram = (fp, maxRows) => {
-    const program = fast(fp, maxRows);
-    return {
-      run: (batch, rng, step) => {
-        const terms = program.run(batch, rng, step);
-        if (!steps.includes(step)) return terms;
-        if (kind === 'loss') return { ...terms, loss: NaN, kl: NaN };
-        fp.kernels.view(fp.grad('encoder.0.w'))[5] = NaN;
-        return terms;
+    // A finite zero term whose gradient into encoder.0.w is NaN at the poisoned steps.
+    const poison = o.custom(
+      {
+        name: 'poison',
+        forward: ([w], _shapes, ctx) => ({ value: new Float32Array(1), backward: () => [new Float32Array(w.length).fill(steps.includes(ctx.step) ? NaN : 0)] }),
       },
-    };
+      [o.param('encoder.0.w')],
+      [1, 1],
+    );
+    return { total: o.add(r.total, poison), terms: r.terms };
   };
   return m;
 }

@@ -120,3 +120,39 @@ registerKlTerm('full', 'inverse-full', (o, p, q) => {
   const maha = o.sum(o.unary('square', o.batchMatMul(qf.inverseTril, o.sub(qf.mean, pf.mean), k, k, 1)), 1);
   return o.affine(o.add(o.add(trace, maha), o.sub(qf.logDet, pf.logDet)), 0.5, -0.5 * k);
 });
+
+/** One-hot rows [rows, numClasses] of the batch's class labels, made on the host each step. */
+export function classTargets<T>(o: Ops<T>, numClasses: number): T {
+  return o.host([o.rows, numClasses], [], (_v, ctx) => {
+    const t = new Float32Array(ctx.rows * numClasses);
+    for (let i = 0; i < ctx.rows; i++) {
+      const c = ctx.labels[i];
+      if (!(c >= 0 && c < numClasses)) throw new ProbsemError(`class label ${c} outside [0, ${numClasses})`, 'BAD_DATA');
+      t[i * numClasses + c] = 1;
+    }
+    return t;
+  });
+}
+
+/** Mean categorical NLL of the batch's class labels under logits [rows, numClasses], [1, 1]. */
+export function categoricalNllTerm<T>(o: Ops<T>, logits: T, numClasses: number): T {
+  return o.mean(o.softmaxCrossEntropy(logits, classTargets(o, numClasses)));
+}
+
+/**
+ * The product of diagonal Gaussian experts and the prior expert N(0, I), renormalised: precision
+ * τ = 1 + Σ exp(−log σᵢ²), mean = Σ exp(−log σᵢ²) μᵢ / τ, log-variance −log τ.
+ */
+export function productOfExperts<T>(o: Ops<T>, experts: DiagTerm<T>[]): DiagTerm<T> {
+  if (experts.length === 0) throw new ProbsemError('productOfExperts needs at least one expert', 'BAD_OPTION');
+  let precision: T | null = null;
+  let weighted: T | null = null;
+  for (const e of experts) {
+    const tau = o.unary('exp', o.unary('neg', e.logVar));
+    const tm = o.mul(tau, e.mean);
+    precision = precision ? o.add(precision, tau) : tau;
+    weighted = weighted ? o.add(weighted, tm) : tm;
+  }
+  const total = o.affine(precision!, 1, 1);
+  return { kind: 'diag', mean: o.div(weighted!, total), logVar: o.unary('neg', o.unary('log', total)) };
+}

@@ -7,12 +7,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { Rng } from '../core/random.js';
-import { bernoulliLogLikelihood } from '../distributions/bernoulli.js';
 import { DiagGaussian } from '../distributions/gaussian.js';
-import { FastMlp, type FastParams, checkRows } from '../nn/fast.js';
 import { Mlp } from '../nn/mlp.js';
 import { ParamSet } from '../nn/params.js';
-import { type Batch, type DataStats, type FastProgram, type HostBatch, type ImageModel, type LossResult, ImageModelConfigSchema, batchMean } from './base.js';
+import type { Objective, Ops } from '../ops/types.js';
+import { type DataStats, type ImageModel, ImageModelConfigSchema } from './base.js';
 
 /**
  * The log-variance every code is reported with. An autoencoder's code is a point, not a
@@ -47,7 +46,7 @@ export class Autoencoder<C extends AutoencoderConfig = AutoencoderConfig> implem
   ) {
     this.latentDim = config.latent;
     // Hidden layers are ReLU (the lecture's net). The encoder's last layer is linear and the code
-    // activation is applied by `encode`, so the fast path's MLPs (ReLU/linear only) run it too.
+    // activation is applied by `encode` (and the objective) on the linear output.
     this.encoder = new Mlp(this.params, 'encoder', [config.inputDim, ...config.encoderHidden, config.latent], rng);
     this.decoder = new Mlp(this.params, 'decoder', [config.latent, ...config.decoderHidden, config.inputDim], rng);
   }
@@ -84,86 +83,23 @@ export class Autoencoder<C extends AutoencoderConfig = AutoencoderConfig> implem
   }
 
   /** What the encoder sees during training: the clean images here; the denoising variant corrupts them. */
-  protected trainingInput(batch: Batch): tf.Tensor2D {
-    return batch.x;
-  }
-
-  /** The same input as `trainingInput`, on plain rows for the fast path (same draws from `rng`). */
-  protected hostTrainingInput(x: Float32Array, _rng: Rng): Float32Array {
-    return x;
+  protected trainingInput<T>(o: Ops<T>): T {
+    return o.input('x');
   }
 
   /** Extra loss terms on the batch's codes (the sparse variant's penalty); none here. */
-  protected codePenalty(_code: tf.Tensor2D): { total: tf.Scalar; terms: Record<string, tf.Scalar> } | null {
+  protected codePenalty<T>(_o: Ops<T>, _code: T): { total: T; terms: Record<string, T> } | null {
     return null;
   }
 
-  /**
-   * `codePenalty` on the fast path: codes [rows, latent] as plain rows; adds d(weighted penalty)/d(code)
-   * to `gCode` and returns the weighted penalty (added to the loss) and the same terms. Null: none.
-   */
-  protected hostCodePenalty(_code: Float32Array, _rows: number, _gCode: Float32Array): { total: number; terms: Record<string, number> } | null {
-    return null;
-  }
-
-  loss(batch: Batch, _step: number): LossResult {
-    const code = this.encode(this.trainingInput(batch));
-    // The target is always the clean image.
-    const recon = tf.neg(batchMean(bernoulliLogLikelihood(this.decode(code), batch.x))) as tf.Scalar;
-    const penalty = this.codePenalty(code);
-    if (!penalty) return { total: recon, terms: { recon } };
-    return { total: tf.add(recon, penalty.total) as tf.Scalar, terms: { recon, ...penalty.terms } };
-  }
-  /**
-   * The loss and its gradient on probsem's kernels: the encoder's and decoder's products run there;
-   * the code activation, its gradient and any code penalty act on the small [rows, latent] code
-   * in JavaScript.
-   */
-  fastProgram(fp: FastParams, maxRows: number): FastProgram {
-    const k = fp.kernels;
-    const pixels = this.config.inputDim;
-    const K = this.latentDim;
+  objective<T>(o: Ops<T>): Objective<T> {
+    const pre = this.encoder.run(o, this.trainingInput(o));
     const act = this.config.codeActivation;
-    const encoder = new FastMlp(fp, this.encoder, maxRows);
-    const decoder = new FastMlp(fp, this.decoder, maxRows);
-    const input = k.alloc(maxRows * pixels);
-    const target = k.alloc(maxRows * pixels);
-    const code = k.alloc(maxRows * K);
-    const gLogits = k.alloc(maxRows * pixels);
-    const gCode = new Float32Array(maxRows * K);
-    return {
-      run: (batch: HostBatch, rng: Rng) => {
-        const { rows } = batch;
-        checkRows(rows, maxRows, this.name);
-        const n = rows * pixels;
-        const x = batch.x.subarray(0, n);
-        k.view(target).set(x);
-        k.view(input).set(this.hostTrainingInput(x, rng));
-        const pre = encoder.forward(input, rows);
-        // Views are taken after each kernel call: a call may grow kernel memory and detach them.
-        const preV = k.view(pre).subarray(0, rows * K);
-        const codeV = k.view(code).subarray(0, rows * K);
-        for (let i = 0; i < preV.length; i++) {
-          const v = preV[i];
-          codeV[i] = act === 'relu' ? (v > 0 ? v : 0) : act === 'sigmoid' ? 1 / (1 + Math.exp(-v)) : v;
-        }
-        const g = gCode.subarray(0, rows * K);
-        g.fill(0);
-        const penalty = this.hostCodePenalty(codeV, rows, g);
-        const logits = decoder.forward(code, rows);
-        const recon = k.bernoulliLogits(logits, target, gLogits, null, n, 1 / rows) / rows;
-        const dCode = decoder.backward(code, gLogits, rows, true)!;
-        const dV = k.view(dCode).subarray(0, rows * K);
-        const cV = k.view(code).subarray(0, rows * K);
-        for (let i = 0; i < dV.length; i++) {
-          const d = dV[i] + g[i];
-          const c = cV[i];
-          dV[i] = act === 'relu' ? (c > 0 ? d : 0) : act === 'sigmoid' ? d * c * (1 - c) : d;
-        }
-        encoder.backward(input, dCode, rows, false);
-        if (!penalty) return { loss: recon, recon };
-        return { loss: recon + penalty.total, recon, ...penalty.terms };
-      },
-    };
+    const code = act === 'relu' || act === 'sigmoid' ? o.unary(act, pre) : pre;
+    // The target is always the clean image.
+    const recon = o.bernoulliNll(this.decoder.run(o, code), o.input('x'));
+    const penalty = this.codePenalty(o, code);
+    if (!penalty) return { total: recon, terms: { recon } };
+    return { total: o.add(recon, penalty.total), terms: { recon, ...penalty.terms } };
   }
 }

@@ -6,9 +6,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import type { Rng } from '../core/random.js';
 import type { DiagGaussian, FullGaussian, Gaussian } from '../distributions/gaussian.js';
-import type { FastParams } from '../nn/fast.js';
 import type { ParamSet } from '../nn/params.js';
-import type { TapeBatch as HostBatch } from '../ops/tape.js';
+import { tfObjective } from '../ops/tfjs.js';
+import type { Objective, Ops } from '../ops/types.js';
 
 /** One minibatch. `rng` is the step's own noise stream (reparameterisation, dropout). */
 export interface Batch {
@@ -30,38 +30,22 @@ export interface LossResult {
   terms: Record<string, tf.Scalar>;
 }
 
-/** One minibatch as plain arrays (what the tape and the data-parallel workers take). */
+/** One minibatch as plain arrays (what the tape takes). */
 export type { TapeBatch as HostBatch } from '../ops/tape.js';
-
-/**
- * A model's loss and its gradient written directly on kernel memory (nn/fast.ts): `run` computes
- * the same objective as `loss`, overwrites every gradient in the FastParams it was built on with
- * d(total)/d(parameter), and returns the loss terms under the same names ('loss' is the total).
- * It must draw the step's noise from `rng` exactly as `loss` does, so both paths see the same z.
- */
-export interface FastProgram {
-  run(batch: HostBatch, rng: Rng, step: number): Record<string, number>;
-  /**
-   * Parameters the step's loss does not reach, as name prefixes ('encoder.' freezes every
-   * `encoder.*`): the parameters `loss` leaves out of the gradient tape, so that the tfjs engine's
-   * Adam skips them. The fast engine then skips them too — weights and Adam moments untouched,
-   * while Adam's shared step count still advances, as in `Adam.apply` — and `run` need not write
-   * their gradients (they are neither checked nor read). Absent: every parameter trains.
-   */
-  frozen?(step: number): readonly string[];
-}
 
 /** Anything the trainer can optimise. */
 export interface Trainable {
   readonly name: string;
   readonly params: ParamSet;
-  loss(batch: Batch, step: number): LossResult;
+  /**
+   * The training objective, written once in the op vocabulary (ops/types.ts): the tape runs it on
+   * probsem's kernels and `lossOf` on tfjs with autodiff. `phase` is `this.phase(step)`.
+   */
+  objective<T>(o: Ops<T>, phase: string): Objective<T>;
+  /** A name for the objective's structure at a step, where it changes over training (SCAN's stages). */
+  phase?(step: number): string;
   /** Optional data-dependent initialisation before the first step (not on resume). */
   initFromData?(stats: DataStats): void;
-  /** The fast training path for batches of at most maxRows rows, where the model has one. */
-  fastProgram?(fp: FastParams, maxRows: number): FastProgram;
-  /** False where this instance's configuration has no fast path although its class has one. */
-  hasFastPath?(): boolean;
 }
 
 /** Training-set statistics a model may use to initialise itself. */
@@ -127,8 +111,7 @@ export type ImageModelConfig = z.infer<typeof ImageModelConfigSchema>;
 
 /**
  * Options of models that can put convolutions in front of their image encoder (models extending
- * their schema with these fields; the encoder–decoder family implements them). The tfjs engine
- * trains such encoders; the fast engine has no convolutions.
+ * their schema with these fields; the encoder–decoder family implements them).
  */
 export const ConvEncoderFields = {
   /** Filters of each stride-2 convolution (with ReLU) before the encoder MLP, e.g. [32, 64]; absent: none. */
@@ -149,4 +132,10 @@ export function batchMean(t: tf.Tensor1D): tf.Scalar {
 export function splitMoments(h: tf.Tensor2D, k: number): [tf.Tensor2D, tf.Tensor2D] {
   const [m, lv] = tf.split(h, [k, k], 1);
   return [m as tf.Tensor2D, lv as tf.Tensor2D];
+}
+
+/** The model's loss for a batch on tfjs, with autodiff: what the tfjs engine and evaluations differentiate. */
+export function lossOf(model: Trainable, batch: Batch, step: number): LossResult {
+  const phase = model.phase?.(step) ?? 'train';
+  return tfObjective((o) => model.objective(o, phase), model.params, batch, step);
 }

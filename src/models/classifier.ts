@@ -6,12 +6,12 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { denseConstInput } from '../core/ops.js';
 import { Rng } from '../core/random.js';
-import { im2col, transposeRows } from '../nn/conv.js';
+import { classTargets } from '../distributions/objective.js';
 import { Mlp } from '../nn/mlp.js';
 import { ParamSet } from '../nn/params.js';
-import { type Batch, type LossResult, type Trainable, batchMean } from './base.js';
+import type { Objective, Ops } from '../ops/types.js';
+import type { Trainable } from './base.js';
 
 export const ClassifierConfigSchema = z
   .object({
@@ -78,30 +78,15 @@ export class Classifier implements Trainable {
 
   /** Class logits (no dropout: evaluation). */
   logits(x: tf.Tensor2D): tf.Tensor2D {
-    return tf.tidy(() => this.forward(x, null));
+    return tf.tidy(() => this.forward(x));
   }
 
-  private forward(x: tf.Tensor2D, rng: Rng | null): tf.Tensor2D {
-    let h = this.conv ? (rng ? this.convolve(x) : this.convolveForInference(x)) : x;
+  private forward(x: tf.Tensor2D): tf.Tensor2D {
+    let h = this.conv ? this.convolveForInference(x) : x;
     this.layers.forEach((layer, i) => {
-      if (rng && this.config.dropout > 0 && (i > 0 || this.conv)) h = dropout(h, this.config.dropout, rng);
       h = layer.apply(h, i > 0 || this.conv !== null);
     });
     return h;
-  }
-
-  /** 5×5 valid convolution as an im2col product, ReLU, 2×2 max-pool, flattened. */
-  private convolve(x: tf.Tensor2D): tf.Tensor2D {
-    const n = x.shape[0];
-    const [oh, ow] = this.convSize();
-    const kk = this.config.kernel ** 2;
-    const geometry = { height: this.config.height, width: this.width, channels: 1, kernel: this.config.kernel, stride: 1, pad: 0 };
-    const patches = im2col(x.dataSync() as Float32Array, n, geometry);
-    const cols = tf.tensor2d(patches, [n * oh * ow, kk]);
-    const colsT = tf.tensor2d(transposeRows(patches, n * oh * ow, kk), [kk, n * oh * ow]);
-    const act = denseConstInput(cols, colsT, this.conv!.w as tf.Tensor2D, this.conv!.b as tf.Tensor1D, 'relu');
-    const pooled = tf.maxPool(tf.reshape(act, [n, oh, ow, this.config.filters]) as tf.Tensor4D, 2, 2, 'valid');
-    return tf.reshape(pooled, [n, -1]) as tf.Tensor2D;
   }
 
   /**
@@ -120,29 +105,52 @@ export class Classifier implements Trainable {
     return tf.reshape(pooled, [n, -1]) as tf.Tensor2D;
   }
 
-  loss(batch: Batch, _step: number): LossResult {
-    const x = this.config.augmentShift > 0 ? translate(batch.x, this.config.height, this.config.augmentShift, batch.rng) : batch.x;
-    const logits = this.forward(x, batch.rng);
-    const onehot = tf.oneHot(tf.tensor1d(batch.labels, 'int32'), this.config.numClasses);
-    const ce = tf.neg(batchMean(tf.sum(tf.mul(onehot, tf.logSoftmax(logits)), 1) as tf.Tensor1D)) as tf.Scalar;
-    const acc = tf.mean(tf.cast(tf.equal(tf.argMax(logits, 1), tf.argMax(onehot, 1)), 'float32')) as tf.Scalar;
-    return { total: ce, terms: { crossEntropy: ce, accuracy: acc } };
+  /**
+   * Cross-entropy of the training images: shifted (`augmentShift`), then 5×5 valid convolution,
+   * ReLU and 2×2 max-pool (cnn), and the dense layers with inverted dropout on their inputs, the
+   * shifts and masks drawn from the step's stream in that order.
+   */
+  objective<T>(o: Ops<T>): Objective<T> {
+    const { height, augmentShift, dropout, kernel, filters, numClasses } = this.config;
+    let h = o.input('x');
+    if (augmentShift > 0) h = o.host(o.shape(h), [h], ([x], { rng }) => translate(x, o.rows, height, augmentShift, rng));
+    if (this.conv) {
+      const [ch, cw] = this.convSize();
+      const g = { height, width: this.width, channels: 1, kernel, stride: 1, pad: 0 };
+      h = o.maxPool2(o.conv2d(h, o.param('conv.w'), o.param('conv.b'), g, 'relu'), ch, cw, filters);
+    }
+    this.layers.forEach((layer, i) => {
+      if (dropout > 0 && (i > 0 || this.conv)) {
+        const keep = 1 / (1 - dropout);
+        const shape = o.shape(h);
+        const mask = o.host(shape, [], (_v, { rng }) => {
+          const m = new Float32Array(shape[0] * shape[1]);
+          for (let j = 0; j < m.length; j++) m[j] = rng.uniform() < dropout ? 0 : keep;
+          return m;
+        });
+        h = o.mul(h, mask);
+      }
+      h = layer.run(o, h);
+    });
+    const targets = classTargets(o, numClasses);
+    const ce = o.mean(o.softmaxCrossEntropy(h, targets));
+    const accuracy = o.host([1, 1], [h, targets], ([logits, t]) => {
+      let correct = 0;
+      for (let i = 0; i < o.rows; i++) {
+        let best = 0;
+        for (let j = 1; j < numClasses; j++) if (logits[i * numClasses + j] > logits[i * numClasses + best]) best = j;
+        if (t[i * numClasses + best] === 1) correct++;
+      }
+      return Float32Array.of(correct / o.rows);
+    });
+    return { total: ce, terms: { crossEntropy: ce, accuracy } };
   }
 }
 
-/** Inverted dropout with a mask drawn from the step's seeded stream. */
-function dropout(x: tf.Tensor2D, rate: number, rng: Rng): tf.Tensor2D {
-  const mask = new Float32Array(x.size);
-  const keep = 1 / (1 - rate);
-  for (let i = 0; i < mask.length; i++) mask[i] = rng.uniform() < rate ? 0 : keep;
-  return tf.mul(x, tf.tensor2d(mask, x.shape)) as tf.Tensor2D;
-}
-
 /** Shifts each image by a random offset in [-max, max]² (zero fill): cheap augmentation. */
-function translate(x: tf.Tensor2D, height: number, max: number, rng: Rng): tf.Tensor2D {
-  const [n, d] = x.shape;
+function translate(src: Float32Array, n: number, height: number, max: number, rng: Rng): Float32Array {
+  const d = src.length / n;
   const width = d / height;
-  const src = x.dataSync();
   const out = new Float32Array(n * d);
   for (let i = 0; i < n; i++) {
     const dy = rng.int(2 * max + 1) - max;
@@ -156,5 +164,5 @@ function translate(x: tf.Tensor2D, height: number, max: number, rng: Rng): tf.Te
       }
     }
   }
-  return tf.tensor2d(out, [n, d]);
+  return out;
 }

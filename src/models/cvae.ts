@@ -13,16 +13,13 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { ProbsemError } from '../core/errors.js';
-import { normalTensor } from '../core/ops.js';
 import { Rng } from '../core/random.js';
-import { bernoulliLogLikelihood } from '../distributions/bernoulli.js';
 import { DiagGaussian } from '../distributions/gaussian.js';
-import { kl } from '../distributions/kl.js';
-import { diagKlRows, sampleRows, sampleRowsBackward } from '../distributions/rows.js';
-import { FastMlp, type FastParams, checkRows, concatRowsInto } from '../nn/fast.js';
+import { diagFromMoments, meanKl, sampleTerm } from '../distributions/objective.js';
 import { Mlp } from '../nn/mlp.js';
 import { ParamSet } from '../nn/params.js';
-import { type Batch, type DataStats, type FastProgram, type HostBatch, type ImageModel, type LossResult, ImageModelConfigSchema, batchMean, splitMoments } from './base.js';
+import type { Objective, Ops } from '../ops/types.js';
+import { type DataStats, type ImageModel, ImageModelConfigSchema, splitMoments } from './base.js';
 
 export const CvaeConfigSchema = ImageModelConfigSchema.extend({}).strict();
 export type CvaeConfig = z.infer<typeof CvaeConfigSchema>;
@@ -94,56 +91,13 @@ export class Cvae implements ImageModel {
     });
   }
 
-  loss(batch: Batch, _step: number): LossResult {
-    const q = this.encodeWithLabels(batch.x, batch.y);
-    const eps = normalTensor(batch.rng, [batch.x.shape[0], this.latentDim]) as tf.Tensor2D;
-    const logits = this.decodeWithLabels(q.sample(eps), batch.y);
-    const recon = tf.neg(batchMean(bernoulliLogLikelihood(logits, batch.x))) as tf.Scalar;
-    const klv = batchMean(kl(q, DiagGaussian.standard(this.latentDim)));
-    return { total: tf.add(recon, klv) as tf.Scalar, terms: { recon, kl: klv } };
-  }
-
-  /** The same objective on probsem's kernels (see nn/fast.ts). */
-  fastProgram(fp: FastParams, maxRows: number): FastProgram {
-    const k = fp.kernels;
-    const K = this.latentDim;
-    const D = this.config.inputDim;
-    const L = this.labelDim;
-    const encoder = new FastMlp(fp, this.encoder, maxRows);
-    const decoder = new FastMlp(fp, this.decoder, maxRows);
-    const xy = k.alloc(maxRows * (D + L));
-    const x = k.alloc(maxRows * D);
-    const zs = k.alloc(maxRows * K);
-    const zy = k.alloc(maxRows * (K + L));
-    const dz = k.alloc(maxRows * K);
-    const gLogits = k.alloc(maxRows * D);
-    const gq = k.alloc(maxRows * 2 * K);
-    const noiseBuf = new Float32Array(maxRows * K);
-    return {
-      run: (batch: HostBatch, rng: Rng) => {
-        const rows = batch.rows;
-        checkRows(rows, maxRows, this.name);
-        if (batch.labelDim !== L) throw new ProbsemError(`cvae: label inputs have width ${batch.labelDim}, the model takes ${L}`, 'SHAPE');
-        k.view(x).set(batch.x.subarray(0, rows * D));
-        concatRowsInto(k, xy, batch.x, D, batch.y, L, rows);
-        // z ~ q(z|x,l), drawn as `loss` draws it, then decoded beside the label input.
-        const q = encoder.forward(xy, rows).ptr >> 2;
-        const eps = rng.fillNormal(noiseBuf.subarray(0, rows * K));
-        sampleRows(k.heap(), q, eps, rows, K, zs.ptr >> 2);
-        concatRowsInto(k, zy, k.view(zs), K, batch.y, L, rows);
-        const recon = k.bernoulliLogits(decoder.forward(zy, rows), x, gLogits, null, rows * D, 1 / rows) / rows;
-        // d(z ⊕ y) from the decoder; only the z columns flow back to the encoder.
-        const dzy = decoder.backward(zy, gLogits, rows, true)!;
-        const H = k.heap();
-        const from = dzy.ptr >> 2;
-        const to = dz.ptr >> 2;
-        for (let i = 0; i < rows; i++) for (let j = 0; j < K; j++) H[to + i * K + j] = H[from + i * (K + L) + j];
-        sampleRowsBackward(H, q, eps, rows, K, to, gq.ptr >> 2);
-        const kl = diagKlRows(H, { rows, dim: K, q, p: null, weight: 1 / rows, gq: gq.ptr >> 2, gp: null, addToGq: true, addToGp: false }) / rows;
-        encoder.backward(xy, gq, rows, false);
-        return { loss: recon + kl, recon, kl };
-      },
-    };
+  objective<T>(o: Ops<T>): Objective<T> {
+    const y = o.input('y');
+    const q = diagFromMoments(o, this.encoder.run(o, o.concatCols([o.input('x'), y])), this.latentDim);
+    const zs = sampleTerm(o, q, o.normal(this.latentDim));
+    const recon = o.bernoulliNll(this.decoder.run(o, o.concatCols([zs, y])), o.input('x'));
+    const klv = meanKl(o, q, { kind: 'standard', dim: this.latentDim });
+    return { total: o.add(recon, klv), terms: { recon, kl: klv } };
   }
 
   private checkLabels(y: tf.Tensor2D, rows: number): void {

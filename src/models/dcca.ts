@@ -6,8 +6,8 @@
  * tfjs has no differentiable eigen-decomposition, so the objective and its gradient with respect
  * to the two output matrices are computed in closed form on the host in float64
  * (`correlationObjective`), and backpropagated through both nets as the upstream gradient: the
- * loss handed to autodiff is −Σ(H1 ⊙ G1) − Σ(H2 ⊙ G2) plus a constant that makes its value −corr,
- * with G1, G2 constants. Its gradient is exactly −∂corr/∂θ. (The alternative, a Newton–Schulz
+ * objective's one custom op (ops/types.ts `custom`) returns −corr and that gradient, on either
+ * engine. (The alternative, a Newton–Schulz
  * inverse square root built from tfjs ops, would give the square roots but not the SVD's top-k.)
  *
  * The lecture pretrains each side before fine-tuning with full-batch L-BFGS; here both nets start
@@ -19,10 +19,10 @@ import { z } from 'zod';
 import { ProbsemError } from '../core/errors.js';
 import { inverseSqrtSymmetric, matmul, svdViaGram, transpose } from '../core/linalg.js';
 import type { Rng } from '../core/random.js';
-import { FastMlp, type FastParams } from '../nn/fast.js';
 import { Mlp } from '../nn/mlp.js';
 import { ParamSet } from '../nn/params.js';
-import type { Batch, FastProgram, HostBatch, LossResult, Trainable } from './base.js';
+import type { Objective, Ops } from '../ops/types.js';
+import type { Trainable } from './base.js';
 
 const positiveInt = z.number().int().positive();
 
@@ -164,48 +164,28 @@ export class Dcca implements Trainable {
     return this.labelNet.apply(y, false);
   }
 
-  /** −(total correlation of the top k) on the batch, with its exact gradient (see the file's note). */
-  loss(batch: Batch, _step: number): LossResult {
-    const n = batch.x.shape[0];
-    const o = this.config.outDim;
-    const h1 = this.imageOutputs(batch.x);
-    const h2 = this.labelOutputs(batch.y);
-    const obj = correlationObjective(h1.dataSync(), h2.dataSync(), n, o, o, this.config.r1, this.config.r2, this.topK);
-    const g1 = tf.tensor2d(Float32Array.from(obj.grad1), [n, o]);
-    const g2 = tf.tensor2d(Float32Array.from(obj.grad2), [n, o]);
-    const surrogate = tf.add(tf.sum(tf.mul(h1, g1)), tf.sum(tf.mul(h2, g2)));
-    // A constant shifts the value to −corr without touching the gradient.
-    const total = tf.add(tf.neg(surrogate), tf.scalar(surrogate.dataSync()[0] - obj.corr)) as tf.Scalar;
-    return { total, terms: { correlation: tf.scalar(obj.corr) } };
-  }
-
-  /** The same step on probsem's kernels: both nets there, the objective's gradient on the host. */
-  fastProgram(fp: FastParams, maxRows: number): FastProgram {
-    const k = fp.kernels;
-    const o = this.config.outDim;
-    const { inputDim, labelDim, r1, r2 } = this.config;
-    const imageNet = new FastMlp(fp, this.imageNet, maxRows);
-    const labelNet = new FastMlp(fp, this.labelNet, maxRows);
-    const x = k.alloc(maxRows * inputDim);
-    const y = k.alloc(maxRows * labelDim);
-    const g1 = k.alloc(maxRows * o);
-    const g2 = k.alloc(maxRows * o);
-    return {
-      run: (batch: HostBatch) => {
-        const n = batch.rows;
-        k.view(x).set(batch.x.subarray(0, n * inputDim));
-        k.view(y).set(batch.y.subarray(0, n * labelDim));
-        const h1 = k.view(imageNet.forward(x, n)).slice(0, n * o);
-        const h2 = k.view(labelNet.forward(y, n)).slice(0, n * o);
-        const obj = correlationObjective(h1, h2, n, o, o, r1, r2, this.topK);
-        // The loss is −corr: its gradient is −∂corr/∂H.
-        k.view(g1).set(Float32Array.from(obj.grad1, (v) => -v));
-        k.view(g2).set(Float32Array.from(obj.grad2, (v) => -v));
-        imageNet.backward(x, g1, n, false);
-        labelNet.backward(y, g2, n, false);
-        return { loss: -obj.corr, correlation: obj.corr };
+  /** −(total correlation of the top k) on the batch: a custom op with the closed-form gradient (see the file's note). */
+  objective<T>(o: Ops<T>): Objective<T> {
+    const out = this.config.outDim;
+    const { r1, r2 } = this.config;
+    const h1 = this.imageNet.run(o, o.input('x'));
+    const h2 = this.labelNet.run(o, o.input('y'));
+    const negCorr = o.custom(
+      {
+        name: 'dcca-correlation',
+        forward: ([a, b], shapes) => {
+          const n = shapes[0][0];
+          const obj = correlationObjective(a, b, n, out, out, r1, r2, this.topK);
+          return {
+            value: Float32Array.of(-obj.corr),
+            backward: (g) => [Float32Array.from(obj.grad1, (v) => -v * g[0]), Float32Array.from(obj.grad2, (v) => -v * g[0])],
+          };
+        },
       },
-    };
+      [h1, h2],
+      [1, 1],
+    );
+    return { total: negCorr, terms: { correlation: o.affine(negCorr, -1) } };
   }
 
   dispose(): void {

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { normalTensor } from '../core/ops.js';
 import type { Rng } from '../core/random.js';
 import { Autoencoder, AutoencoderConfigSchema } from './autoencoder.js';
-import type { Batch } from './base.js';
+import type { Ops } from '../ops/types.js';
 
 export const DenoisingAeConfigSchema = AutoencoderConfigSchema.extend({
   /** Standard deviation σ of the input noise (grey values are in [0, 1]). */
@@ -41,14 +41,10 @@ export function corruptRows(x: Float32Array, noiseSd: number, rng: Rng, out = ne
 
 export class DenoisingAe extends Autoencoder<DenoisingAeConfig> {
   override readonly name: string = 'denoising-ae';
-  private hostBuffer = new Float32Array(0);
 
-  protected override trainingInput(batch: Batch): tf.Tensor2D {
-    return corruptImages(batch.x, this.config.noiseSd, batch.rng);
-  }
-
-  protected override hostTrainingInput(x: Float32Array, rng: Rng): Float32Array {
-    if (this.hostBuffer.length < x.length) this.hostBuffer = new Float32Array(x.length);
-    return corruptRows(x, this.config.noiseSd, rng, this.hostBuffer);
+  /** `corruptImages` in an objective: the same draws from the step's stream, clipped to [0, 1]. */
+  protected override trainingInput<T>(o: Ops<T>): T {
+    const x = o.input('x');
+    return o.clip(o.add(o.affine(o.normal(o.shape(x)[1]), this.config.noiseSd), x), 0, 1);
   }
 }

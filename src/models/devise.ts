@@ -11,10 +11,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { ProbsemError } from '../core/errors.js';
 import type { Rng } from '../core/random.js';
-import { FastMlp, type FastParams } from '../nn/fast.js';
 import { Mlp } from '../nn/mlp.js';
 import { ParamSet } from '../nn/params.js';
-import type { Batch, FastProgram, HostBatch, LossResult, Trainable } from './base.js';
+import { plainTfOps } from '../ops/tfjs.js';
+import type { Objective, Ops } from '../ops/types.js';
+import type { Trainable } from './base.js';
 
 /** s(v, f): dot product (DeViSE's), cosine, or negative squared Euclidean distance. */
 export const DEVISE_SIMILARITIES = ['dot', 'cosine', 'l2'] as const;
@@ -77,21 +78,7 @@ export class Devise implements Trainable {
 
   /** s(v_c, f(x)) for every image and every label vector v [C, labelDim]: [N, C]. */
   similarities(f: tf.Tensor2D, v: tf.Tensor2D): tf.Tensor2D {
-    const vt = tf.transpose(v);
-    switch (this.config.similarity) {
-      case 'dot':
-        return tf.matMul(f, vt);
-      case 'cosine': {
-        const fn = tf.div(f, tf.add(tf.norm(f, 'euclidean', 1, true), 1e-8)) as tf.Tensor2D;
-        const vn = tf.div(vt, tf.add(tf.norm(vt, 'euclidean', 0, true), 1e-8)) as tf.Tensor2D;
-        return tf.matMul(fn, vn);
-      }
-      case 'l2': {
-        const ff = tf.sum(tf.square(f), 1, true);
-        const vv = tf.sum(tf.square(vt), 0, true);
-        return tf.neg(tf.add(tf.sub(ff, tf.mul(2, tf.matMul(f, vt))), vv)) as tf.Tensor2D;
-      }
-    }
+    return similarityMatrix(plainTfOps(), f, v, this.config.similarity) as tf.Tensor2D;
   }
 
   /** Annotation scores of images [N, pixels] against label vectors [C, labelDim]: [N, C]. */
@@ -103,50 +90,32 @@ export class Devise implements Trainable {
   }
 
   /** Mean over the batch of the hinge rank loss against the training classes. */
-  loss(batch: Batch, _step: number): LossResult {
-    const b = batch.labels.length;
+  objective<T>(o: Ops<T>): Objective<T> {
     const cPrime = this.trainClasses.length;
-    const target = new Float32Array(b * cPrime);
-    batch.labels.forEach((c, i) => {
-      const pos = this.position[c];
-      if (pos < 0) throw new ProbsemError(`DeViSE: class ${c} is held out but appears in a training batch`, 'BAD_OPTION');
-      target[i * cPrime + pos] = 1;
+    const mask = o.host([o.rows, cPrime], [], (_v, ctx) => {
+      const target = new Float32Array(ctx.rows * cPrime);
+      ctx.labels.forEach((c, i) => {
+        const pos = this.position[c];
+        if (pos < 0) throw new ProbsemError(`DeViSE: class ${c} is held out but appears in a training batch`, 'BAD_OPTION');
+        target[i * cPrime + pos] = 1;
+      });
+      return target;
     });
-    const mask = tf.tensor2d(target, [b, cPrime]);
-    const s = this.similarities(this.embed(batch.x), this.trainVectors);
-    const sy = tf.sum(tf.mul(s, mask), 1, true);
-    const hinge = tf.mul(tf.relu(tf.add(tf.sub(s, sy), this.config.margin)), tf.sub(1, mask));
-    const total = tf.div(tf.sum(hinge), b) as tf.Scalar;
-    const correct = tf.mean(tf.cast(tf.equal(tf.argMax(s, 1), tf.argMax(mask, 1)), 'float32')) as tf.Scalar;
-    return { total, terms: { hinge: total, accuracy: correct } };
-  }
-
-  /** The same loss on probsem's kernels: the MLP runs there, the hinge and its gradient on the host. */
-  fastProgram(fp: FastParams, maxRows: number): FastProgram {
-    const k = fp.kernels;
-    const d = this.config.labelDim;
-    const pixels = this.config.inputDim;
-    const encoder = new FastMlp(fp, this.encoder, maxRows);
-    const x = k.alloc(maxRows * pixels);
-    const g = k.alloc(maxRows * d);
-    const vectors = this.trainVectors.dataSync() as Float32Array;
-    const hinge = new HingeRank(vectors, this.trainClasses.length, d, this.config.similarity, this.config.margin);
-    return {
-      run: (batch: HostBatch) => {
-        const rows = batch.rows;
-        k.view(x).set(batch.x.subarray(0, rows * pixels));
-        const f = k.view(encoder.forward(x, rows)).slice(0, rows * d);
-        const targets = Int32Array.from(batch.labels.subarray(0, rows), (c) => {
-          const pos = this.position[c];
-          if (pos < 0) throw new ProbsemError(`DeViSE: class ${c} is held out but appears in a training batch`, 'BAD_OPTION');
-          return pos;
-        });
-        const r = hinge.lossAndGradient(f, rows, targets);
-        k.view(g).set(r.grad);
-        encoder.backward(x, g, rows, false);
-        return { loss: r.loss, hinge: r.loss, accuracy: r.accuracy };
-      },
-    };
+    const vectors = o.constant(this.trainVectors.dataSync() as Float32Array, [cPrime, this.config.labelDim], 'devise-train-vectors');
+    const s = similarityMatrix(o, this.encoder.run(o, o.input('x')), vectors, this.config.similarity);
+    const sy = o.sum(o.mul(s, mask), 1);
+    const hinge = o.mul(o.unary('relu', o.affine(o.sub(s, sy), 1, this.config.margin)), o.affine(mask, -1, 1));
+    const total = o.affine(o.sum(hinge), 1 / o.rows);
+    const accuracy = o.host([1, 1], [s, mask], ([sv, m]) => {
+      let correct = 0;
+      for (let i = 0; i < o.rows; i++) {
+        let best = 0;
+        for (let j = 1; j < cPrime; j++) if (sv[i * cPrime + j] > sv[i * cPrime + best]) best = j;
+        if (m[i * cPrime + best] === 1) correct++;
+      }
+      return Float32Array.of(correct / o.rows);
+    });
+    return { total, terms: { hinge: total, accuracy } };
   }
 
   dispose(): void {
@@ -155,84 +124,21 @@ export class Devise implements Trainable {
   }
 }
 
-/**
- * The hinge rank loss and its gradient with respect to the embeddings f (rows×d), on plain arrays,
- * computed exactly as `Devise.similarities` and `Devise.loss` do (including the 1e-8 guards of
- * the cosine).
- */
-class HingeRank {
-  private readonly v: Float64Array;
-  constructor(
-    vectors: Float32Array,
-    private readonly c: number,
-    private readonly d: number,
-    private readonly similarity: DeviseSimilarity,
-    private readonly margin: number,
-  ) {
-    this.v = Float64Array.from(vectors);
-    if (similarity === 'cosine') {
-      for (let j = 0; j < c; j++) {
-        let n = 0;
-        for (let t = 0; t < d; t++) n += this.v[j * d + t] ** 2;
-        const inv = 1 / (Math.sqrt(n) + 1e-8);
-        for (let t = 0; t < d; t++) this.v[j * d + t] *= inv;
-      }
+/** s(v_c, f_n) for points f [N, d] and vectors v [C, d]: [N, C] (cosine with 1e-8 guards on the norms). */
+function similarityMatrix<T>(o: Ops<T>, f: T, v: T, similarity: DeviseSimilarity): T {
+  const norm = (t: T) => o.affine(o.unary('sqrt', o.sum(o.unary('square', t), 1)), 1, 1e-8);
+  switch (similarity) {
+    case 'dot':
+      return o.matMul(f, v, false, true);
+    case 'cosine':
+      return o.matMul(o.div(f, norm(f)), o.div(v, norm(v)), false, true);
+    case 'l2': {
+      const ff = o.sum(o.unary('square', f), 1);
+      // Σ_t v_ct² as a row [1, C]: ones [1, d] times (v²)ᵀ.
+      const d = o.shape(v)[1];
+      const vv = o.matMul(o.constant(new Float32Array(d).fill(1), [1, d], `ones-${d}`), o.unary('square', v), false, true);
+      return o.unary('neg', o.add(o.sub(ff, o.affine(o.matMul(f, v, false, true), 2)), vv));
     }
-  }
-
-  lossAndGradient(f: Float32Array, rows: number, targets: Int32Array): { loss: number; accuracy: number; grad: Float32Array } {
-    const { c, d, v } = this;
-    const grad = new Float32Array(rows * d);
-    const s = new Float64Array(c);
-    const coef = new Float64Array(c);
-    let loss = 0;
-    let correct = 0;
-    for (let i = 0; i < rows; i++) {
-      const fi = f.subarray(i * d, (i + 1) * d);
-      let norm = 0;
-      for (let t = 0; t < d; t++) norm += fi[t] * fi[t];
-      norm = Math.sqrt(norm);
-      for (let j = 0; j < c; j++) {
-        let dot = 0;
-        let dist = 0;
-        for (let t = 0; t < d; t++) {
-          dot += fi[t] * v[j * d + t];
-          dist += (fi[t] - v[j * d + t]) ** 2;
-        }
-        s[j] = this.similarity === 'dot' ? dot : this.similarity === 'cosine' ? dot / (norm + 1e-8) : -dist;
-      }
-      const y = targets[i];
-      let best = 0;
-      for (let j = 1; j < c; j++) if (s[j] > s[best]) best = j;
-      if (best === y) correct++;
-      // dLoss/ds_j = 1/rows for every active term j ≠ y, and minus their count for s_y.
-      coef.fill(0);
-      for (let j = 0; j < c; j++) {
-        if (j === y) continue;
-        const h = this.margin - s[y] + s[j];
-        if (h > 0) {
-          loss += h;
-          coef[j] += 1 / rows;
-          coef[y] -= 1 / rows;
-        }
-      }
-      const gi = grad.subarray(i * d, (i + 1) * d);
-      for (let j = 0; j < c; j++) {
-        const w = coef[j];
-        if (w === 0) continue;
-        for (let t = 0; t < d; t++) {
-          // ds_j/df: v_j (dot); v̂_j/(‖f‖+ε) − s_j·f/(‖f‖(‖f‖+ε)) (cosine); −2(f − v_j) (l2).
-          const dsdf =
-            this.similarity === 'dot'
-              ? v[j * d + t]
-              : this.similarity === 'cosine'
-                ? v[j * d + t] / (norm + 1e-8) - (norm > 0 ? (s[j] * fi[t]) / (norm * (norm + 1e-8)) : 0)
-                : -2 * (fi[t] - v[j * d + t]);
-          gi[t] += w * dsdf;
-        }
-      }
-    }
-    return { loss: loss / rows, accuracy: correct / rows, grad };
   }
 }
 

@@ -22,11 +22,12 @@ import { ProbsemError } from '../core/errors.js';
 import { cholesky, symmetricEigen } from '../core/linalg.js';
 import { normalTensor } from '../core/ops.js';
 import type { Rng } from '../core/random.js';
-import { bernoulliLogLikelihood } from '../distributions/bernoulli.js';
+import { type FullTerm, type InverseFullTerm, fullFromMoments } from '../distributions/objective.js';
+import type { Objective, Ops } from '../ops/types.js';
 import { DiagGaussian, FullGaussian, fullGaussianFromMoments, fullMomentsWidth, logDetFromTril, solveLowerTriangular } from '../distributions/gaussian.js';
 import { kl } from '../distributions/kl.js';
 import { LabelSetPriors, labelSetGaussian } from '../distributions/label-sets.js';
-import { type Batch, type DataStats, type LossResult, ConvEncoderFields, ImageModelConfigSchema, batchMean } from './base.js';
+import { type DataStats, ConvEncoderFields, ImageModelConfigSchema } from './base.js';
 import { EncoderDecoderModel } from './encoder-decoder.js';
 
 const LOG_2PI = Math.log(2 * Math.PI);
@@ -67,6 +68,9 @@ export class Informed extends EncoderDecoderModel<InformedConfig> {
   private readonly priorScale: tf.Tensor3D;
   private readonly priorInverse: tf.Tensor3D;
   private readonly priorLogDet: tf.Tensor1D;
+  /** Class vectors [C, K] and the midpoint of every label set [S, K], for objectives. */
+  private readonly classVectorValues: Float32Array;
+  private readonly setMeans: Float32Array;
 
   constructor(config: InformedConfig, rng: Rng) {
     super(config, rng);
@@ -89,6 +93,14 @@ export class Informed extends EncoderDecoderModel<InformedConfig> {
     this.priorScale = tf.tensor3d(this.priors.scaleTril, [s, k, k]);
     this.priorInverse = tf.tensor3d(this.priors.inverseTril, [s, k, k]);
     this.priorLogDet = tf.tensor1d(this.priors.logDet);
+    this.classVectorValues = Float32Array.from(vectors.flat());
+    this.setMeans = new Float32Array(s * k);
+    for (let a = 0; a < c; a++) {
+      for (let b = a; b < c; b++) {
+        const at = this.priors.setIndex(a, b) * k;
+        for (let j = 0; j < k; j++) this.setMeans[at + j] = 0.5 * (vectors[a][j] + vectors[b][j]);
+      }
+    }
   }
 
   protected override encoderOutputWidth(k: number): number {
@@ -177,9 +189,40 @@ export class Informed extends EncoderDecoderModel<InformedConfig> {
     return Int32Array.from(labels, (a, i) => this.priors.setIndex(a, labels2 ? labels2[i] : a));
   }
 
-  /** Unused: this model's prior is full-covariance (`fullPrior`); `loss` never asks for a diagonal one. */
-  protected prior(_batch: Batch): DiagGaussian {
-    throw new ProbsemError('informed priors are full-covariance: use fullPrior', 'INTERNAL');
+  /** The posterior in an objective: full covariance, N(μ, LLᵀ). */
+  protected override posteriorTerm<T>(o: Ops<T>): FullTerm<T> {
+    return fullFromMoments(o, this.runEncoder(o, o.input('x')), this.latentDim);
+  }
+
+  /**
+   * The batch's label-set priors in an objective: fixed Gaussians given by their precomputed
+   * inverse factors, gathered per row by set. A paired image's mean is one of its two vectors
+   * drawn each step (`priorMean: 'sample'`, from the step's stream after the posterior's noise)
+   * or their midpoint.
+   */
+  protected priorTerm<T>(o: Ops<T>): InverseFullTerm<T> {
+    const k = this.latentDim;
+    const s = this.priors.numSets;
+    const sets = o.host([o.rows, 1], [], (_v, ctx) => Float32Array.from(this.setsOf(ctx.labels, ctx.labels2)));
+    let mean: T;
+    if (this.config.priorMean === 'mean') mean = o.gatherRows(o.constant(this.setMeans, [s, k], 'informed-set-means'), sets);
+    else {
+      const pick = o.host([o.rows, 1], [], (_v, { labels, labels2, rng }) =>
+        Float32Array.from(labels, (a, i) => (labels2 ? (rng.uniform() < 0.5 ? a : labels2[i]) : a)),
+      );
+      mean = o.gatherRows(o.constant(this.classVectorValues, [this.config.numClasses, k], 'informed-class-vectors'), pick);
+    }
+    return {
+      kind: 'inverse-full',
+      mean,
+      inverseTril: o.gatherRows(o.constant(this.priors.inverseTril, [s, k * k], 'informed-inverse'), sets),
+      logDet: o.gatherRows(o.constant(this.priors.logDet, [s, 1], 'informed-logdet'), sets),
+    };
+  }
+
+  objective<T>(o: Ops<T>): Objective<T> {
+    const { recon, kl: klv } = this.elboTerms(o);
+    return { total: o.add(recon, klv), terms: { recon, kl: klv } };
   }
 
   /**
@@ -203,16 +246,6 @@ export class Informed extends EncoderDecoderModel<InformedConfig> {
       return [mean, tf.gather(this.priorScale, idx), tf.gather(this.priorInverse, idx), tf.gather(this.priorLogDet, idx)];
     });
     return new FullGaussian(mean as tf.Tensor2D, scale as tf.Tensor3D, { inverseTril: inverse as tf.Tensor3D, logDet: logDet as tf.Tensor1D });
-  }
-
-  loss(batch: Batch, _step: number): LossResult {
-    const posterior = this.encodeImageFull(batch.x);
-    const eps = normalTensor(batch.rng, [batch.x.shape[0], this.latentDim]) as tf.Tensor2D;
-    const logits = this.decode(posterior.sample(eps));
-    const recon = tf.neg(batchMean(bernoulliLogLikelihood(logits, batch.x))) as tf.Scalar;
-    const prior = this.fullPrior(batch.labels, batch.labels2, batch.rng);
-    const klv = batchMean(kl(posterior, prior));
-    return { total: tf.add(recon, klv) as tf.Scalar, terms: { recon, kl: klv } };
   }
 
   /**

@@ -24,15 +24,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { ProbsemError } from '../core/errors.js';
-import { normalTensor } from '../core/ops.js';
 import { Rng } from '../core/random.js';
-import { bernoulliLogLikelihood } from '../distributions/bernoulli.js';
 import { DiagGaussian } from '../distributions/gaussian.js';
-import { kl } from '../distributions/kl.js';
-import { diagKlRows, sampleRows, sampleRowsBackward, softmaxCrossEntropyRows } from '../distributions/rows.js';
-import { FastMlp, type FastParams, checkRows, concatRowsInto } from '../nn/fast.js';
+import { type DiagTerm, type FullTerm, type GaussianTerm, categoricalNllTerm, diagFromMoments, meanKl, sampleTerm } from '../distributions/objective.js';
 import { Mlp } from '../nn/mlp.js';
-import { type Batch, type FastProgram, type HostBatch, type LossResult, ImageModelConfigSchema, batchMean, splitMoments } from './base.js';
+import type { Objective, Ops } from '../ops/types.js';
+import { ImageModelConfigSchema, splitMoments } from './base.js';
 import { EncoderDecoderModel } from './encoder-decoder.js';
 
 const sizes = z.array(z.number().int().positive());
@@ -49,14 +46,6 @@ export const JointVaeConfigSchema = ImageModelConfigSchema.extend({
   labelLrScale: z.number().positive().default(1),
 }).strict();
 export type JointVaeConfig = z.infer<typeof JointVaeConfigSchema>;
-
-/** Mean categorical negative log-likelihood of class indices under logits [B, C]. */
-export function categoricalNll(logits: tf.Tensor2D, labels: Int32Array, numClasses: number): tf.Scalar {
-  return tf.tidy(() => {
-    const onehot = tf.oneHot(tf.tensor1d(labels, 'int32'), numClasses);
-    return tf.neg(batchMean(tf.sum(tf.mul(onehot, tf.logSoftmax(logits)), 1) as tf.Tensor1D)) as tf.Scalar;
-  });
-}
 
 /** Joint encoder, unimodal encoders, image and label decoders; the prior is N(0, I). */
 export abstract class JointVae<C extends JointVaeConfig> extends EncoderDecoderModel<C> {
@@ -95,21 +84,33 @@ export abstract class JointVae<C extends JointVaeConfig> extends EncoderDecoderM
     return this.labelDecoder.apply(zs);
   }
 
-  protected prior(_batch: Batch): DiagGaussian {
-    return DiagGaussian.standard(this.latentDim);
+  protected priorTerm<T>(_o: Ops<T>): GaussianTerm<T> {
+    return { kind: 'standard', dim: this.latentDim };
+  }
+
+  /** q(z|x,l) of the batch in an objective. */
+  protected jointTerm<T>(o: Ops<T>): DiagTerm<T> {
+    return diagFromMoments(o, this.jointEncoder.run(o, o.concatCols([o.input('x'), o.input('y')])), this.latentDim);
+  }
+
+  /** q(z|l) of the batch's label inputs in an objective. */
+  protected labelTerm<T>(o: Ops<T>): DiagTerm<T> {
+    return diagFromMoments(o, this.labelEncoder.run(o, o.input('y')), this.latentDim);
+  }
+
+  /** A reparameterised sample of q, with fresh noise. */
+  protected sample<T>(o: Ops<T>, q: DiagTerm<T> | FullTerm<T>): T {
+    return sampleTerm(o, q, o.normal(this.latentDim));
   }
 
   /** Mean Bernoulli NLL of the batch's images under decoder(z). */
-  protected imageNll(zs: tf.Tensor2D, x: tf.Tensor2D): tf.Scalar {
-    return tf.neg(batchMean(bernoulliLogLikelihood(this.decode(zs), x))) as tf.Scalar;
+  protected imageNll<T>(o: Ops<T>, zs: T): T {
+    return o.bernoulliNll(this.decoder.run(o, zs), o.input('x'));
   }
 
-  protected labelNll(zs: tf.Tensor2D, labels: Int32Array): tf.Scalar {
-    return categoricalNll(this.decodeLabels(zs), labels, this.config.numClasses);
-  }
-
-  protected noise(batch: Batch): tf.Tensor2D {
-    return normalTensor(batch.rng, [batch.x.shape[0], this.latentDim]) as tf.Tensor2D;
+  /** Mean categorical NLL of the batch's labels under p(l|z). */
+  protected labelNll<T>(o: Ops<T>, zs: T): T {
+    return categoricalNllTerm(o, this.labelDecoder.run(o, zs), this.config.numClasses);
   }
 }
 
@@ -130,85 +131,18 @@ export class Jmvae extends JointVae<JmvaeConfig> {
     return w > 0 ? Math.min(1, step / w) : 1;
   }
 
-  loss(batch: Batch, step: number): LossResult {
-    const joint = this.encodeJoint(batch.x, batch.y);
-    const zs = joint.sample(this.noise(batch));
-    const recon = this.imageNll(zs, batch.x);
-    const labelNll = this.labelNll(zs, batch.labels);
-    const klPrior = batchMean(kl(joint, this.prior(batch)));
-    const klImage = batchMean(kl(joint, this.encodeImage(batch.x)));
-    const klLabel = batchMean(kl(joint, this.encodeLabels(batch.y)));
-    const total = tf.addN([
-      recon,
-      labelNll,
-      tf.mul(klPrior, this.warmupWeight(step)),
-      tf.mul(tf.add(klImage, klLabel), this.config.alpha),
-    ]) as tf.Scalar;
+  objective<T>(o: Ops<T>): Objective<T> {
+    const joint = this.jointTerm(o);
+    const zs = this.sample(o, joint);
+    const recon = this.imageNll(o, zs);
+    const labelNll = this.labelNll(o, zs);
+    const klPrior = meanKl(o, joint, this.priorTerm(o));
+    const klImage = meanKl(o, joint, this.posteriorTerm(o));
+    const klLabel = meanKl(o, joint, this.labelTerm(o));
+    const total = o.add(
+      o.add(recon, labelNll),
+      o.add(o.mul(klPrior, o.schedule((step) => this.warmupWeight(step))), o.affine(o.add(klImage, klLabel), this.config.alpha)),
+    );
     return { total, terms: { recon, labelNll, kl: klPrior, klImage, klLabel } };
-  }
-
-  /** The same objective on probsem's kernels (see nn/fast.ts). */
-  fastProgram(fp: FastParams, maxRows: number): FastProgram {
-    const k = fp.kernels;
-    const K = this.latentDim;
-    const D = this.config.inputDim;
-    const L = this.labelDim;
-    const C = this.config.numClasses;
-    const joint = new FastMlp(fp, this.jointEncoder, maxRows);
-    const image = new FastMlp(fp, this.encoder, maxRows);
-    const label = new FastMlp(fp, this.labelEncoder, maxRows);
-    const decoder = new FastMlp(fp, this.decoder, maxRows);
-    const labelDecoder = new FastMlp(fp, this.labelDecoder, maxRows);
-    const xy = k.alloc(maxRows * (D + L));
-    const x = k.alloc(maxRows * D);
-    const y = k.alloc(maxRows * L);
-    const zs = k.alloc(maxRows * K);
-    const gLogits = k.alloc(maxRows * D);
-    const gLabelLogits = k.alloc(maxRows * C);
-    const gJoint = k.alloc(maxRows * 2 * K);
-    const gImage = k.alloc(maxRows * 2 * K);
-    const gLabel = k.alloc(maxRows * 2 * K);
-    const noiseBuf = new Float32Array(maxRows * K);
-    const alpha = this.config.alpha;
-    return {
-      run: (batch: HostBatch, rng: Rng, step: number) => {
-        const rows = batch.rows;
-        checkRows(rows, maxRows, this.name);
-        if (batch.labelDim !== L) throw new ProbsemError(`label inputs have width ${batch.labelDim}, the model takes ${L}`, 'SHAPE');
-        const xv = k.view(x);
-        const yv = k.view(y);
-        xv.set(batch.x.subarray(0, rows * D));
-        yv.set(batch.y.subarray(0, rows * L));
-        concatRowsInto(k, xy, batch.x, D, batch.y, L, rows);
-        // z ~ q(z|x,l), drawn as `loss` draws it.
-        const q = joint.forward(xy, rows).ptr >> 2;
-        const eps = rng.fillNormal(noiseBuf.subarray(0, rows * K));
-        sampleRows(k.heap(), q, eps, rows, K, zs.ptr >> 2);
-        const recon = k.bernoulliLogits(decoder.forward(zs, rows), x, gLogits, null, rows * D, 1 / rows) / rows;
-        const labelOut = labelDecoder.forward(zs, rows);
-        const labelNll = softmaxCrossEntropyRows(k.heap(), labelOut.ptr >> 2, rows, C, batch.labels, 1 / rows, gLabelLogits.ptr >> 2) / rows;
-        // dz from both decoders, then through the sample onto the joint encoder's moments.
-        const dz = decoder.backward(zs, gLogits, rows, true)!;
-        const dzLabel = labelDecoder.backward(zs, gLabelLogits, rows, true)!;
-        const H = k.heap();
-        const dzo = dz.ptr >> 2;
-        const dlo = dzLabel.ptr >> 2;
-        for (let i = 0; i < rows * K; i++) H[dzo + i] += H[dlo + i];
-        sampleRowsBackward(H, q, eps, rows, K, dzo, gJoint.ptr >> 2);
-        const qx = image.forward(x, rows).ptr >> 2;
-        const ql = label.forward(y, rows).ptr >> 2;
-        const w = this.warmupWeight(step);
-        const common = { rows, dim: K, q, gq: gJoint.ptr >> 2, addToGq: true, addToGp: false };
-        const h = k.heap();
-        const klPrior = diagKlRows(h, { ...common, p: null, weight: w / rows, gp: null }) / rows;
-        const klImage = diagKlRows(h, { ...common, p: qx, weight: alpha / rows, gp: gImage.ptr >> 2 }) / rows;
-        const klLabel = diagKlRows(h, { ...common, p: ql, weight: alpha / rows, gp: gLabel.ptr >> 2 }) / rows;
-        joint.backward(xy, gJoint, rows, false);
-        image.backward(x, gImage, rows, false);
-        label.backward(y, gLabel, rows, false);
-        const loss = recon + labelNll + w * klPrior + alpha * (klImage + klLabel);
-        return { loss, recon, labelNll, kl: klPrior, klImage, klLabel };
-      },
-    };
   }
 }

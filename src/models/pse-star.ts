@@ -5,10 +5,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { Rng } from '../core/random.js';
-import { softmaxCrossEntropyRows } from '../distributions/rows.js';
-import { FastMlp, type FastParams } from '../nn/fast.js';
+import { categoricalNllTerm } from '../distributions/objective.js';
 import { Mlp } from '../nn/mlp.js';
-import { type Batch, type FastProgram, type HostBatch, type LossResult, batchMean } from './base.js';
+import type { Objective, Ops } from '../ops/types.js';
 import { Pse, PseConfigSchema } from './pse.js';
 
 export const PseStarConfigSchema = PseConfigSchema.extend({
@@ -35,37 +34,10 @@ export class PseStar extends Pse<PseStarConfig> {
     return this.classifier.apply(x);
   }
 
-  override loss(batch: Batch, _step: number): LossResult {
-    const { recon, kl, logits } = this.elbo(batch);
-    const classLogits = this.classify(tf.sigmoid(logits));
-    const onehot = tf.oneHot(tf.tensor1d(batch.labels, 'int32'), this.config.numClasses);
-    const ce = tf.neg(batchMean(tf.sum(tf.mul(onehot, tf.logSoftmax(classLogits)), 1) as tf.Tensor1D)) as tf.Scalar;
-    const total = tf.add(tf.add(recon, kl), tf.mul(ce, this.config.classifierWeight)) as tf.Scalar;
+  override objective<T>(o: Ops<T>): Objective<T> {
+    const { recon, kl, logits } = this.elboTerms(o);
+    const ce = categoricalNllTerm(o, this.classifier.run(o, o.unary('sigmoid', logits)), this.config.numClasses);
+    const total = o.add(o.add(recon, kl), o.affine(ce, this.config.classifierWeight));
     return { total, terms: { recon, kl, classifier: ce } };
-  }
-
-  override fastProgram(fp: FastParams, maxRows: number): FastProgram {
-    const k = fp.kernels;
-    const { elbo, klAgainstLabels } = this.fastParts(fp, maxRows);
-    const classifier = new FastMlp(fp, this.classifier, maxRows);
-    const pixels = this.config.inputDim;
-    const C = this.config.numClasses;
-    const gClass = k.alloc(maxRows * C);
-    const weight = this.config.classifierWeight;
-    return {
-      run: (batch: HostBatch, rng: Rng) => {
-        const rows = batch.rows;
-        const recon = elbo.forward(batch, rng, true);
-        const probs = elbo.probs;
-        const out = classifier.forward(probs, rows);
-        // Cross-entropy of the classifier on the reconstruction, and its softmax gradient.
-        const ce = softmaxCrossEntropyRows(k.heap(), out.ptr >> 2, rows, C, batch.labels, weight / rows, gClass.ptr >> 2) / rows;
-        // Through the classifier to its input, then through the sigmoid onto the logits' gradient.
-        const gProbs = classifier.backward(probs, gClass, rows, true) as typeof gClass;
-        k.sigmoidBackwardAdd(elbo.gLogits, gProbs, probs, rows * pixels);
-        const kl = klAgainstLabels(batch);
-        return { loss: recon + kl + weight * ce, recon, kl, classifier: ce };
-      },
-    };
   }
 }

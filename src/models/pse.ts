@@ -4,15 +4,16 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
-import { ProbsemError } from '../core/errors.js';
 import { Rng } from '../core/random.js';
 import { DiagGaussian } from '../distributions/gaussian.js';
-import { FastMlp, type FastParams } from '../nn/fast.js';
+import { type GaussianTerm, diagFromMoments } from '../distributions/objective.js';
 import { Mlp } from '../nn/mlp.js';
-import { type Batch, type FastProgram, type HostBatch, type LossResult, ImageModelConfigSchema, splitMoments } from './base.js';
-import { EncoderDecoderModel, type FastElbo } from './encoder-decoder.js';
+import type { Objective, Ops } from '../ops/types.js';
+import { ConvEncoderFields, ImageModelConfigSchema, splitMoments } from './base.js';
+import { EncoderDecoderModel } from './encoder-decoder.js';
 
 export const PseConfigSchema = ImageModelConfigSchema.extend({
+  ...ConvEncoderFields,
   /** Hidden layers of the label encoder; the paper uses none (one dense layer). */
   labelHidden: z.array(z.number().int().positive()).default([]),
   /**
@@ -53,48 +54,12 @@ export class Pse<C extends PseConfig = PseConfig> extends EncoderDecoderModel<C>
     return new DiagGaussian(m, lv);
   }
 
-  protected prior(batch: Batch): DiagGaussian {
-    return this.encodeLabels(batch.y);
+  protected priorTerm<T>(o: Ops<T>): GaussianTerm<T> {
+    return diagFromMoments(o, this.labelEncoder.run(o, o.input('y')), this.latentDim);
   }
 
-  loss(batch: Batch, _step: number): LossResult {
-    const { recon, kl } = this.elbo(batch);
-    return { total: tf.add(recon, kl) as tf.Scalar, terms: { recon, kl } };
-  }
-
-  fastProgram(fp: FastParams, maxRows: number): FastProgram {
-    const parts = this.fastParts(fp, maxRows);
-    return {
-      run: (batch: HostBatch, rng: Rng) => {
-        const recon = parts.elbo.forward(batch, rng);
-        const kl = parts.klAgainstLabels(batch);
-        return { loss: recon + kl, recon, kl };
-      },
-    };
-  }
-
-  /**
-   * The fast ELBO plus the label encoder as its prior. `klAgainstLabels` runs after any extra
-   * gradient has been put on the decoder's logits: it encodes the labels, backpropagates the
-   * decoder, encoder and label encoder, and returns the mean KL.
-   */
-  protected fastParts(fp: FastParams, maxRows: number): { elbo: FastElbo; klAgainstLabels: (batch: HostBatch) => number } {
-    const k = fp.kernels;
-    const elbo = this.fastElbo(fp, maxRows);
-    const labels = new FastMlp(fp, this.labelEncoder, maxRows);
-    const labelDim = this.labelEncoder.sizes[0];
-    const y = k.alloc(maxRows * labelDim);
-    const gPrior = k.alloc(maxRows * 2 * this.latentDim);
-    return {
-      elbo,
-      klAgainstLabels: (batch: HostBatch) => {
-        if (batch.labelDim !== labelDim) throw new ProbsemError(`label inputs have width ${batch.labelDim}, the label encoder takes ${labelDim}`, 'SHAPE');
-        k.view(y).set(batch.y.subarray(0, batch.rows * labelDim));
-        const prior = labels.forward(y, batch.rows);
-        const kl = elbo.backward(batch.rows, prior, 1, gPrior);
-        labels.backward(y, gPrior, batch.rows, false);
-        return kl;
-      },
-    };
+  objective<T>(o: Ops<T>): Objective<T> {
+    const { recon, kl } = this.elboTerms(o);
+    return { total: o.add(recon, kl), terms: { recon, kl } };
   }
 }

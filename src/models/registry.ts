@@ -17,6 +17,7 @@ import { Informed, InformedConfigSchema, prepareInformedRun } from './informed.j
 import { Autoencoder, AutoencoderConfigSchema } from './autoencoder.js';
 import { DenoisingAe, DenoisingAeConfigSchema } from './denoising-ae.js';
 import { SparseAe, SparseAeConfigSchema } from './sparse-ae.js';
+import { Poe, PoeConfigSchema } from './poe.js';
 
 export interface ModelEntry {
   schema: ZodTypeAny;
@@ -114,6 +115,12 @@ registerModel('tvae', {
   schema: TvaeConfigSchema,
   create: (c, rng) => new Tvae(c as never, rng),
   description: 'TVAE: VAE plus a triplet loss on the posterior means (margin m, random or semi-hard negatives)',
+});
+registerModel('poe', {
+  schema: PoeConfigSchema,
+  create: (c, rng) => new Poe(c as never, rng),
+  prepareRun: preparePseRun,
+  description: 'PoE (MVAE): product-of-experts posterior of image and label experts; joint, image and label ELBOs',
 });
 registerModel('ae', {
   schema: AutoencoderConfigSchema,

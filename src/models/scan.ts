@@ -6,18 +6,15 @@
  *   Stage 2, steps [stage1Steps, end): the image model is frozen and the label distributions
  *   q(z|l) (one dense layer, as PSE's label encoder) are fitted to it:  KL(q(z|x) ‖ q(z|l)).
  *
- * The switch is `loss(batch, step)` comparing the step with `stage1Steps`, a config value:
+ * The switch is the model's `phase(step)` comparing the step with `stage1Steps`, a config value:
  * `trainRun` fills it from the run's length (`stage1Fraction`, default 60 %, of the steps) through
  * the registry's `prepareRun` hook (`prepareScanRun` below), so `probsem train --model scan` runs
  * both stages. Nothing else in the trainer knows about stages.
  *
- * Freezing is exact. In stage 2 the posterior q(z|x) is rebuilt from its values (copied out of the
- * tape), so the loss does not reach the image encoder or decoder: `tf.variableGrads` omits them
- * and Adam leaves them (and their moments) untouched — bit-identical weights. A zero gradient
- * would not do: Adam's momentum would still move them. Likewise stage 1 never reaches the label
- * encoder. The fast engine gets the same from `fastProgram`'s `frozen` list (the stage's
- * untouched networks), whose Adam ranges it skips. SCAN refuses data-parallel training
- * (`--workers` > 1), whose flat optimizer treats a missing gradient as zero.
+ * Freezing is exact. In stage 2 the posterior q(z|x) passes through `stopGradient`, so the loss
+ * does not reach the image encoder or decoder: both engines leave them (and their Adam moments)
+ * untouched — bit-identical weights. A zero gradient would not do: Adam's momentum would still
+ * move them. Likewise stage 1 never reaches the label encoder.
  *
  * Unlike probsem's other models the decoder's output bias starts at zero, not at the mean image's
  * logits (`meanImageInit`): from that start a β = 10 VAE tends to collapse to ignoring z at once.
@@ -31,15 +28,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { ProbsemError } from '../core/errors.js';
-import { normalTensor } from '../core/ops.js';
 import { Rng } from '../core/random.js';
-import { bernoulliLogLikelihood } from '../distributions/bernoulli.js';
 import { DiagGaussian } from '../distributions/gaussian.js';
-import { kl } from '../distributions/kl.js';
-import { diagKlRows } from '../distributions/rows.js';
-import { FastMlp, type FastParams } from '../nn/fast.js';
+import { type DiagTerm, type GaussianTerm, diagFromMoments, meanKl, sampleTerm } from '../distributions/objective.js';
 import { Mlp } from '../nn/mlp.js';
-import { type Batch, type DataStats, type FastProgram, type HostBatch, type LossResult, ImageModelConfigSchema, batchMean, splitMoments } from './base.js';
+import type { Objective, Ops } from '../ops/types.js';
+import { type DataStats, ImageModelConfigSchema, splitMoments } from './base.js';
 import { EncoderDecoderModel } from './encoder-decoder.js';
 
 export const ScanConfigSchema = ImageModelConfigSchema.extend({
@@ -68,16 +62,9 @@ export type ScanConfig = z.infer<typeof ScanConfigSchema>;
 
 /**
  * Completes a SCAN config for a run of `steps` steps: stage1Steps from stage1Fraction unless given,
- * and checks that both stages get steps and that training is single-replica.
+ * and checks that both stages get steps.
  */
 export function prepareScanRun(config: Record<string, unknown>, run: { steps: number; workers?: number }): Record<string, unknown> {
-  if ((run.workers ?? 1) > 1) {
-    throw new ProbsemError(
-      'scan cannot train data-parallel (--workers > 1): its second stage must leave the image model untouched, ' +
-        'and the data-parallel optimizer would still move it by momentum; use --workers 1',
-      'BAD_OPTION',
-    );
-  }
   const out = { ...config };
   if (out.stage1Steps === undefined) {
     const fraction = out.stage1Fraction === undefined ? 0.6 : Number(out.stage1Fraction);
@@ -94,12 +81,6 @@ export function prepareScanRun(config: Record<string, unknown>, run: { steps: nu
     );
   }
   return out;
-}
-
-/** The same Gaussian, cut off from the gradient tape (its values copied into new tensors). */
-function detached(g: DiagGaussian): DiagGaussian {
-  const copy = (t: tf.Tensor2D) => tf.tensor2d((t.dataSync() as Float32Array).slice(), t.shape);
-  return new DiagGaussian(copy(g.mean), copy(g.logVar));
 }
 
 export class Scan extends EncoderDecoderModel<ScanConfig> {
@@ -127,61 +108,29 @@ export class Scan extends EncoderDecoderModel<ScanConfig> {
     return new DiagGaussian(m, lv);
   }
 
-  protected prior(_batch: Batch): DiagGaussian {
-    return DiagGaussian.standard(this.latentDim);
+  /** 'stage1' or 'stage2': the stage's objective differs in what it trains. */
+  phase(step: number): string {
+    return `stage${this.stageOf(step)}`;
   }
 
-  loss(batch: Batch, step: number): LossResult {
-    const frozen = this.stageOf(step) === 2;
-    const live = this.encodeImage(batch.x);
-    // Stage 2 sees the image model's posterior only as data.
-    const posterior = frozen ? detached(live) : live;
-    const eps = normalTensor(batch.rng, [batch.x.shape[0], this.latentDim]) as tf.Tensor2D;
-    const logits = this.decode(posterior.sample(eps));
-    const recon = tf.neg(batchMean(bernoulliLogLikelihood(logits, batch.x))) as tf.Scalar;
-    const klPrior = batchMean(kl(posterior, this.prior(batch)));
-    const labelKl = batchMean(kl(posterior, this.encodeLabels(batch.y)));
-    const total = frozen ? labelKl : (tf.add(recon, tf.mul(klPrior, this.config.beta)) as tf.Scalar);
+  protected priorTerm<T>(_o: Ops<T>): GaussianTerm<T> {
+    return { kind: 'standard', dim: this.latentDim };
+  }
+
+  /** Stage 2 reads the image model's posterior as data (`stopGradient`): the loss cannot reach it. */
+  protected override posteriorTerm<T>(o: Ops<T>, phase = 'stage1'): DiagTerm<T> {
+    const h = this.runEncoder(o, o.input('x'));
+    return diagFromMoments(o, phase === 'stage2' ? o.stopGradient(h) : h, this.latentDim);
+  }
+
+  objective<T>(o: Ops<T>, phase: string): Objective<T> {
+    if (phase !== 'stage1' && phase !== 'stage2') throw new ProbsemError(`scan: unknown phase ${phase}`, 'INTERNAL');
+    const q = this.posteriorTerm(o, phase);
+    // Both stages encode, sample and decode, so the step's noise is drawn alike.
+    const recon = o.bernoulliNll(this.decoder.run(o, sampleTerm(o, q, o.normal(this.latentDim))), o.input('x'));
+    const klPrior = meanKl(o, q, this.priorTerm(o));
+    const labelKl = meanKl(o, q, diagFromMoments(o, this.labelEncoder.run(o, o.input('y')), this.latentDim));
+    const total = phase === 'stage2' ? labelKl : o.add(recon, o.affine(klPrior, this.config.beta));
     return { total, terms: { recon, kl: klPrior, labelKl } };
-  }
-
-  /**
-   * The same objective on probsem's kernels (see nn/fast.ts). `frozen` names the networks the
-   * stage's loss does not reach (stage 1: the label encoder; stage 2: the image encoder and
-   * decoder), and `run` writes no gradient for them: the fast engine skips their Adam update.
-   */
-  fastProgram(fp: FastParams, maxRows: number): FastProgram {
-    const k = fp.kernels;
-    const K = this.latentDim;
-    const elbo = this.fastElbo(fp, maxRows);
-    const labels = new FastMlp(fp, this.labelEncoder, maxRows);
-    const labelDim = this.labelEncoder.sizes[0];
-    const y = k.alloc(maxRows * labelDim);
-    const gLabel = k.alloc(maxRows * 2 * K);
-    const beta = this.config.beta;
-    const stage1Frozen: readonly string[] = ['labelEncoder.'];
-    const stage2Frozen: readonly string[] = ['encoder.', 'decoder.'];
-    return {
-      frozen: (step: number) => (this.stageOf(step) === 1 ? stage1Frozen : stage2Frozen),
-      run: (batch: HostBatch, rng: Rng, step: number) => {
-        const rows = batch.rows;
-        if (batch.labelDim !== labelDim) throw new ProbsemError(`label inputs have width ${batch.labelDim}, the label encoder takes ${labelDim}`, 'SHAPE');
-        // Both stages encode, sample and decode (drawing the step's noise as `loss` does).
-        const recon = elbo.forward(batch, rng);
-        k.view(y).set(batch.y.subarray(0, rows * labelDim));
-        const ql = labels.forward(y, rows).ptr >> 2;
-        const klRows = (p: number | null, weight: number, gp: number | null) =>
-          diagKlRows(k.heap(), { rows, dim: K, q: elbo.encoder.output.ptr >> 2, p, weight, gq: null, gp, addToGq: false, addToGp: false }) / rows;
-        if (this.stageOf(step) === 1) {
-          const kl = elbo.backward(rows, null, beta, null);
-          return { loss: recon + beta * kl, recon, kl, labelKl: klRows(ql, 0, null) };
-        }
-        // Stage 2: q(z|x) is data; only the label encoder learns, from KL(q(z|x) ‖ q(z|l)).
-        const kl = klRows(null, 0, null);
-        const labelKl = klRows(ql, 1 / rows, gLabel.ptr >> 2);
-        labels.backward(y, gLabel, rows, false);
-        return { loss: labelKl, recon, kl, labelKl };
-      },
-    };
   }
 }

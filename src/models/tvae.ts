@@ -6,12 +6,10 @@
  * negative come from the same minibatch (data/triplets.ts), so each image is encoded and
  * reconstructed once per step and the ELBO stays the usual per-image mean.
  */
-import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import type { Rng } from '../core/random.js';
 import { type TripletMining, type Triplets, TRIPLET_MINING, batchTriplets } from '../data/triplets.js';
-import type { FastParams } from '../nn/fast.js';
-import type { Batch, FastProgram, HostBatch, LossResult } from './base.js';
+import type { Objective, Ops } from '../ops/types.js';
 import { Vae, VaeConfigSchema } from './vae.js';
 
 export const TvaeConfigSchema = VaeConfigSchema.extend({
@@ -91,54 +89,26 @@ export class Tvae extends Vae {
       : batchTriplets(labels, rng, { mining });
   }
 
-  override loss(batch: Batch, _step: number): LossResult {
-    const { recon, kl, posterior } = this.elbo(batch);
-    const t = this.triplets(batch.labels, batch.rng, () => posterior.mean.dataSync() as Float32Array);
-    let triplet: tf.Scalar;
-    if (t.anchor.length === 0) {
-      triplet = tf.scalar(0);
-    } else {
-      const m = posterior.mean;
-      const rows = batch.labels.length;
-      // Differences as (anchor − other) selection matrices times the means: wasm has no gather gradient.
-      const dist = (idx: Int32Array) => {
-        const sel = new Float32Array(t.anchor.length * rows);
-        for (let i = 0; i < t.anchor.length; i++) {
-          sel[i * rows + t.anchor[i]] += 1;
-          sel[i * rows + idx[i]] -= 1;
-        }
-        const d = tf.matMul(tf.tensor2d(sel, [t.anchor.length, rows]), m);
-        return tf.sqrt(tf.add(tf.sum(tf.square(d), 1), DIST_EPS));
-      };
-      const perTriplet = tf.relu(tf.add(tf.sub(dist(t.positive), dist(t.negative)), this.tvae.margin));
-      triplet = tf.mean(perTriplet) as tf.Scalar;
-    }
-    const elbo = tf.add(recon, tf.mul(kl, this.config.beta));
-    const total = tf.add(elbo, tf.mul(triplet, this.tvae.tripletWeight)) as tf.Scalar;
-    return { total, terms: { recon, kl, triplet } };
-  }
-
-  override fastProgram(fp: FastParams, maxRows: number): FastProgram {
-    const elbo = this.fastElbo(fp, maxRows);
-    const { beta } = this.config;
-    const { margin, tripletWeight } = this.tvae;
+  override objective<T>(o: Ops<T>): Objective<T> {
+    const { recon, kl, q } = this.elboTerms(o);
     const K = this.latentDim;
-    const means = new Float32Array(maxRows * K);
-    const grad = new Float32Array(maxRows * K);
-    return {
-      run: (batch: HostBatch, rng: Rng) => {
-        const rows = batch.rows;
-        const recon = elbo.forward(batch, rng);
-        // The encoder's output rows are [mean | log-variance].
-        const h = fp.kernels.view(elbo.encoder.output);
-        for (let r = 0; r < rows; r++) for (let j = 0; j < K; j++) means[r * K + j] = h[r * 2 * K + j];
-        const m = means.subarray(0, rows * K);
-        const t = this.triplets(batch.labels, rng, () => m);
-        const g = grad.subarray(0, rows * K).fill(0);
-        const triplet = tripletLossOnMeans(m, K, t, margin, tripletWeight, g);
-        const kl = elbo.backward(rows, null, beta, null, g);
-        return { loss: recon + beta * kl + tripletWeight * triplet, recon, kl, triplet };
+    const { margin } = this.tvae;
+    // Triplets are mined from the means' values each step (after the reparameterisation noise):
+    // the loss and its gradient on the host, as a custom op.
+    const triplet = o.custom(
+      {
+        name: 'triplet',
+        forward: ([means], _shapes, ctx) => {
+          const t = this.triplets(ctx.labels, ctx.rng, () => means);
+          const grad = new Float32Array(means.length);
+          const loss = tripletLossOnMeans(means, K, t, margin, 1, grad);
+          return { value: Float32Array.of(loss), backward: (g) => [grad.map((v) => v * g[0])] };
+        },
       },
-    };
+      [q.mean],
+      [1, 1],
+    );
+    const total = o.add(o.add(recon, o.affine(kl, this.config.beta)), o.affine(triplet, this.tvae.tripletWeight));
+    return { total, terms: { recon, kl, triplet } };
   }
 }

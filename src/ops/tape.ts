@@ -162,10 +162,11 @@ export class TapeOps implements Ops<TapeNode> {
   custom(op: CustomOp, inputs: TapeNode[], shape: Shape): TapeNode {
     const n = this.node(`custom:${op.name}`, shape, inputs);
     let backward: ((g: Float32Array) => (Float32Array | null)[]) | null = null;
-    n.fwd = (h) => {
+    n.fwd = (h, ctx) => {
       const r = op.forward(
         inputs.map((i) => h.subarray(i.value.off, i.value.off + i.size).slice()),
         inputs.map((i) => i.shape),
+        ctx,
       );
       if (r.value.length !== n.size) throw new ProbsemError(`${op.name}: returned ${r.value.length} values for shape [${shape}]`, 'SHAPE');
       this.kernels.heap().set(r.value, n.value.off);

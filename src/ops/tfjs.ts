@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ProbsemError } from '../core/errors.js';
 import { dense, normalTensor } from '../core/ops.js';
-import type { Rng } from '../core/random.js';
+import { Rng } from '../core/random.js';
 import { type ConvGeometry, col2im, convOutputShape, im2col } from './im2col.js';
 import type { CustomOp, DenseActivation, HostContext, Objective, Ops, UnaryOp } from './types.js';
 
@@ -90,7 +90,7 @@ export class TfOps implements Ops<T> {
     const shapes = inputs.map((t) => this.shape(t));
     const body = (...args: unknown[]) => {
       const xs = args.slice(0, inputs.length) as T[];
-      const r = op.forward(xs.map((t) => t.dataSync() as Float32Array), shapes);
+      const r = op.forward(xs.map((t) => t.dataSync() as Float32Array), shapes, this.ctx);
       if (r.value.length !== shape[0] * shape[1]) throw new ProbsemError(`${op.name}: returned ${r.value.length} values for shape [${shape}]`, 'SHAPE');
       return {
         value: tf.tensor2d(r.value, shape),
@@ -230,6 +230,15 @@ export class TfOps implements Ops<T> {
   softmaxCrossEntropy(logits: T, targets: T): T {
     return tf.neg(tf.sum(tf.mul(targets, tf.logSoftmax(this.asMatrix(logits))), 1, true));
   }
+}
+
+/**
+ * An interpreter for formulas on tensors outside training (no parameters, no batch): evaluating
+ * an objective's building blocks, e.g. a penalty on given codes, with the same code training runs.
+ */
+export function plainTfOps(): TfOps {
+  const none = tf.zeros([1, 1]) as tf.Tensor2D;
+  return new TfOps({ get: (name) => { throw new ProbsemError(`no parameter ${name} here`, 'NOT_FOUND'); } }, { x: none, y: none, labels: new Int32Array(1), rng: new Rng(0) }, 0);
 }
 
 /** The loss of an objective under tfjs autodiff: total and terms as scalars, ready for `tf.variableGrads`. */

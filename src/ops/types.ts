@@ -38,7 +38,7 @@ export interface HostContext {
 export interface CustomOp {
   /** For error messages. */
   name: string;
-  forward(inputs: Float32Array[], shapes: [number, number][]): { value: Float32Array; backward(grad: Float32Array): (Float32Array | null)[] };
+  forward(inputs: Float32Array[], shapes: [number, number][], ctx: HostContext): { value: Float32Array; backward(grad: Float32Array): (Float32Array | null)[] };
 }
 
 export type DenseActivation = 'linear' | 'relu';

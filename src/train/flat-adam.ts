@@ -1,13 +1,13 @@
 /**
- * Adam over one flat float32 parameter vector, in plain JavaScript. Used by data-parallel
- * training, where parameters live in shared memory; its state serialises exactly like `Adam`'s,
- * so checkpoints move between the two.
+ * Adam over one flat float32 parameter vector: the kernel engine's optimizer state (its moments in
+ * kernel memory, the update itself a kernel call) serialised exactly like `Adam`'s, so checkpoints
+ * move between the engines.
  */
 import { ProbsemError } from '../core/errors.js';
-import type { Segment } from '../nn/fast.js';
+import type { Segment } from '../ops/flat-params.js';
 import { readEntry, type TensorEntry, validateManifest } from '../nn/params.js';
 
-export type { Segment } from '../nn/fast.js';
+export type { Segment } from '../ops/flat-params.js';
 
 export class FlatAdam {
   t = 0;

@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { ProbsemError } from '../core/errors.js';
 import { tidyRead } from '../core/ops.js';
-import type { Batch, Trainable } from '../models/base.js';
+import { type Batch, type Trainable, lossOf } from '../models/base.js';
 
 export interface BatchGradients {
   /** `loss` (the total) and the model's named terms, as numbers. */
@@ -17,7 +17,7 @@ export function batchGradients(model: Trainable, batch: Batch, step: number): Ba
   const byVarName = new Map(model.params.entries().map(([n, v]) => [v.name, n]));
   let termTensors: Record<string, tf.Scalar> = {};
   const { value, grads } = tf.variableGrads(() => {
-    const r = model.loss(batch, step);
+    const r = lossOf(model, batch, step);
     termTensors = Object.fromEntries(Object.entries(r.terms).map(([k, t]) => [k, tf.keep(t)]));
     return r.total;
   });

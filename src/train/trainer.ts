@@ -1,6 +1,7 @@
 /**
  * The training loop: seeded batches, Adam, JSONL metric log, atomic checkpoints and exact resume.
- * It knows nothing of any specific model: it calls `model.loss` and follows the gradients.
+ * It knows nothing of any specific model: it runs the model's objective (on the tape, or on tfjs
+ * through `lossOf`) and follows the gradients.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { appendFileSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,13 +10,13 @@ import { ProbsemError } from '../core/errors.js';
 import { ensureDir, writeFileAtomicSync } from '../core/files.js';
 import { Rng } from '../core/random.js';
 import { Batcher, imagesToFloat, meanImage, oneHot, type Split } from '../data/dataset.js';
-import type { Batch, Trainable } from '../models/base.js';
+import { type Batch, type Trainable, lossOf } from '../models/base.js';
 import { Adam } from './adam.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import { type NonFinitePolicy, NonFiniteError, batchGradients, nonFiniteGradient, nonFiniteGrads, nonFiniteLoss } from './gradients.js';
-import { FastStepper } from './fast-stepper.js';
+import { TapeStepper } from './tape-stepper.js';
 import { type LrSchedule, lrFactor, lrSchedule } from './schedule.js';
-import { ParallelStepper, type RawBatch } from './parallel.js';
+import type { HostBatch as RawBatch } from '../models/base.js';
 
 export interface TrainProgress {
   step: number;
@@ -47,8 +48,8 @@ export interface TrainOptions {
   /** Stop early after this step (for tests of resume); the run stays resumable. */
   stopAfter?: number;
   /**
-   * Data-parallel replicas (1 = single thread, the default). With N > 1 each step's batch is split
-   * over the main thread and N−1 worker threads; results are reproducible for a given N.
+   * Must be 1 where given: data-parallel training over worker threads was removed (the kernel
+   * engine uses both cores itself and was faster); kept so old invocations fail with a reason.
    */
   workers?: number;
   /**
@@ -57,8 +58,8 @@ export interface TrainOptions {
    */
   onNonFinite?: NonFinitePolicy;
   /**
-   * 'auto' (default): probsem's wasm kernels where the model has a fast path and one replica is
-   * asked for, else tfjs. 'fast' insists on the kernels; 'tfjs' uses tfjs ops and autodiff.
+   * 'auto' (default) and 'fast': the model's objective recorded as a tape on probsem's wasm kernels;
+   * 'tfjs': the same objective on tfjs ops with autodiff (the reference; tfjs-node or WebGPU where a user has them).
    */
   engine?: EngineChoice;
   /** Learning-rate schedule over the run's `steps` (default 'constant'). */
@@ -67,9 +68,9 @@ export interface TrainOptions {
 
 export type EngineChoice = 'auto' | 'fast' | 'tfjs';
 
-/** What the loop needs from a step implementation (single-threaded or data-parallel). */
+/** What the loop needs from a step implementation. */
 export interface StepEngine {
-  readonly kind: 'fast' | 'tfjs' | 'parallel';
+  readonly kind: 'fast' | 'tfjs';
   stepRaw(batch: RawBatch, step: number): Record<string, number>;
   /** Multiplies the learning rate of the following steps (the schedule's factor). */
   setLrFactor(f: number): void;
@@ -89,8 +90,8 @@ export interface TrainResult {
   finalTerms: Record<string, number>;
   /** Steps whose batch was skipped for a non-finite loss or gradient (onNonFinite: 'skip'). */
   skippedSteps: number[];
-  /** Which step implementation ran. */
-  engine: 'fast' | 'tfjs' | 'parallel';
+  /** Which step implementation ran ('fast': the tape on probsem's kernels). */
+  engine: 'fast' | 'tfjs';
 }
 
 export const CHECKPOINT_FILE = 'checkpoint.bin';
@@ -173,18 +174,6 @@ export class Stepper implements StepEngine {
   }
 }
 
-/** Names of a model's loss terms, from one tiny forward pass. */
-function termNamesOf(model: Trainable, b: RawBatch): string[] {
-  return tf.tidy(() => {
-    const rows = Math.min(2, b.rows);
-    const r = model.loss(
-      { x: tf.tensor2d(b.x.subarray(0, rows * b.pixels), [rows, b.pixels]), y: tf.tensor2d(b.y.subarray(0, rows * b.labelDim), [rows, b.labelDim]), labels: b.labels.subarray(0, rows), labels2: b.labels2?.subarray(0, rows), rng: new Rng(0) },
-      0,
-    );
-    return ['loss', ...Object.keys(r.terms)];
-  });
-}
-
 export async function train(
   model: Trainable,
   split: Split,
@@ -197,18 +186,13 @@ export async function train(
   if (!(opts.lr > 0) || !Number.isFinite(opts.lr)) throw new ProbsemError(`learning rate must be > 0, got ${opts.lr}`, 'BAD_OPTION');
   lrSchedule(opts.lrSchedule ?? 'constant');
   const batcher = new Batcher(split.count, opts.batchSize, opts.seed);
-  const replicas = opts.workers ?? 1;
-  if (!Number.isInteger(replicas) || replicas < 1 || replicas > 64) {
-    throw new ProbsemError(`workers must be an integer in [1, 64], got ${opts.workers}`, 'BAD_OPTION');
+  if (opts.workers !== undefined && opts.workers !== 1) {
+    throw new ProbsemError(
+      `data-parallel training (--workers ${opts.workers}) was removed: the kernel engine runs both cores itself and was faster; drop --workers`,
+      'BAD_OPTION',
+    );
   }
-  if (replicas > opts.batchSize) {
-    throw new ProbsemError(`${replicas} workers need a batch of at least ${replicas} examples, got ${opts.batchSize}`, 'BAD_OPTION');
-  }
-  if (split.labels2 && replicas > 1) {
-    throw new ProbsemError('two-object (paired) datasets train on one thread: use --workers 1', 'BAD_OPTION');
-  }
-  const probe = makeRawBatch(split, batcher.indices(0), shape.pixels, shape.numClasses, opts.labelInputs);
-  const engine = await createStepEngine(model, { lr: opts.lr, seed: opts.seed, replicas, batchSize: opts.batchSize, probe, engine: opts.engine });
+  const engine = await createStepEngine(model, { lr: opts.lr, seed: opts.seed, engine: opts.engine });
   try {
     return await runLoop(model, split, shape, opts, batcher, engine);
   } finally {
@@ -216,47 +200,12 @@ export async function train(
   }
 }
 
-/**
- * The step implementation for `replicas` (1: this thread; more: data-parallel workers). `probe`
- * is any batch of the right shapes.
- */
-export async function createStepEngine(
-  model: Trainable,
-  o: { lr: number; seed: number; replicas: number; batchSize: number; probe: RawBatch; engine?: EngineChoice; threads?: number },
-): Promise<StepEngine> {
+/** The step implementation an engine choice asks for. */
+export async function createStepEngine(model: Trainable, o: { lr: number; seed: number; engine?: EngineChoice; threads?: number }): Promise<StepEngine> {
   const choice = o.engine ?? 'auto';
   if (!['auto', 'fast', 'tfjs'].includes(choice)) throw new ProbsemError(`engine must be auto, fast or tfjs, got ${String(choice)}`, 'BAD_OPTION');
-  if (choice === 'fast' && o.replicas > 1) throw new ProbsemError('the fast engine runs one replica (it uses both cores itself); drop --workers', 'BAD_OPTION');
-  if (choice === 'fast' && !FastStepper.supports(model)) throw new ProbsemError(`${model.name} has no fast training path; use --engine tfjs or auto`, 'BAD_OPTION');
-  if (o.replicas === 1 && choice !== 'tfjs' && FastStepper.supports(model)) {
-    return FastStepper.create(model, { lr: o.lr, seed: o.seed, maxRows: o.batchSize, threads: o.threads });
-  }
-  if (o.replicas === 1) return new Stepper(model, o.lr, o.seed);
-  const p = await ParallelStepper.create(model as Trainable & { config?: unknown }, {
-    replicas: o.replicas,
-    lr: o.lr,
-    seed: o.seed,
-    pixels: o.probe.pixels,
-    labelDim: o.probe.labelDim,
-    maxRows: Math.ceil(o.batchSize / o.replicas) + 1,
-    termNames: termNamesOf(model, o.probe),
-  });
-  return adaptParallel(p);
-}
-
-function adaptParallel(p: ParallelStepper): StepEngine {
-  return {
-    kind: 'parallel',
-    stepRaw: (b, step) => p.step(b, step),
-    setLrFactor: (f) => {
-      p.adam.lrFactor = f;
-    },
-    optimizerState: () => p.adam.serialize(),
-    loadOptimizerState: (t, m, blob, src) => p.adam.load(t, m, blob, src),
-    syncFromModel: () => p.syncFromModel(),
-    syncToModel: () => {},
-    dispose: () => p.dispose(),
-  };
+  if (choice === 'tfjs') return new Stepper(model, o.lr, o.seed);
+  return TapeStepper.create(model, { lr: o.lr, seed: o.seed, threads: o.threads });
 }
 
 async function runLoop(
@@ -282,13 +231,15 @@ async function runLoop(
     }
     const ck = readCheckpoint(ckptPath);
     const h = ck.header;
-    const replicas = opts.workers ?? 1;
-    if (h.model !== model.name || h.seed !== opts.seed || h.batchSize !== opts.batchSize || h.lr !== opts.lr || (h.replicas ?? 1) !== replicas) {
+    if (h.model !== model.name || h.seed !== opts.seed || h.batchSize !== opts.batchSize || h.lr !== opts.lr) {
       throw new ProbsemError(
-        `cannot resume: checkpoint was made by ${h.model} with seed ${h.seed}, batch ${h.batchSize}, lr ${h.lr}, ${h.replicas ?? 1} worker(s); ` +
-          `this run asks for ${model.name} with seed ${opts.seed}, batch ${opts.batchSize}, lr ${opts.lr}, ${replicas} worker(s)`,
+        `cannot resume: checkpoint was made by ${h.model} with seed ${h.seed}, batch ${h.batchSize}, lr ${h.lr}; ` +
+          `this run asks for ${model.name} with seed ${opts.seed}, batch ${opts.batchSize}, lr ${opts.lr}`,
         'BAD_OPTION',
       );
+    }
+    if ((h.replicas ?? 1) > 1) {
+      opts.onNotice?.(`the checkpoint was trained data-parallel on ${h.replicas} workers; it continues on one (the noise of later steps differs from that run's)`);
     }
     const schedule = opts.lrSchedule ?? 'constant';
     if ((h.lrSchedule ?? 'constant') !== schedule) {
@@ -335,7 +286,7 @@ async function runLoop(
         seed: opts.seed,
         batchSize: opts.batchSize,
         lr: opts.lr,
-        replicas: opts.workers ?? 1,
+        replicas: 1,
         ...(opts.lrSchedule && opts.lrSchedule !== 'constant' ? { lrSchedule: opts.lrSchedule, scheduleSteps: opts.steps } : {}),
         params: p.manifest,
         optimizer: { t: o.t, tensors: o.manifest, bytes: o.blob.byteLength },

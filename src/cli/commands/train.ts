@@ -35,7 +35,6 @@ export const trainCommand: Command = {
   --force              replace an existing run in --out
   --engine E           auto (default): probsem's wasm kernels for vae, beta-vae, tvae, pse, pse-star,
                        cvae, jmvae, trelbo, scan and the autoencoders, tfjs for the others; fast: insist on the kernels; tfjs: tfjs ops
-  --workers N          data-parallel replicas over worker threads (default 1; tfjs engine only)
   --on-nan stop|skip   a batch with a non-finite loss or gradient stops training, keeping the last
                        good weights as the checkpoint (stop, default), or is skipped and logged (skip)
   --set KEY=VALUE      any other model option, repeatable (value as JSON, else a string), e.g.

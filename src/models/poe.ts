@@ -79,19 +79,28 @@ export class Poe extends EncoderDecoderModel<PoeConfig> {
     const w = this.config.labelWeight;
     const elbo = (q: DiagTerm<T>, image: boolean, label: boolean) => {
       const zs = sampleTerm(o, q, o.normal(k));
-      let total = meanKl(o, q, prior);
+      const kl = meanKl(o, q, prior);
+      let total = kl;
       const recon = image ? o.bernoulliNll(this.decoder.run(o, zs), o.input('x')) : null;
       const labelNll = label ? categoricalNllTerm(o, this.labelDecoder.run(o, zs), this.config.numClasses) : null;
       if (recon) total = o.add(total, recon);
       if (labelNll) total = o.add(total, o.affine(labelNll, w));
-      return { total, recon, labelNll };
+      return { total, kl, recon, labelNll };
     };
     const joint = elbo(productOfExperts(o, [imageExpert, labelExpert]), true, true);
     const image = elbo(productOfExperts(o, [imageExpert]), true, false);
     const label = elbo(productOfExperts(o, [labelExpert]), false, true);
     return {
       total: o.add(o.add(joint.total, image.total), label.total),
-      terms: { recon: joint.recon!, labelNll: joint.labelNll!, imageRecon: image.recon!, labelOnlyNll: label.labelNll! },
+      terms: {
+        recon: joint.recon!,
+        labelNll: joint.labelNll!,
+        kl: joint.kl,
+        imageRecon: image.recon!,
+        imageKl: image.kl,
+        labelOnlyNll: label.labelNll!,
+        labelKl: label.kl,
+      },
     };
   }
 

@@ -5,7 +5,6 @@
  * (checkpoints, the end of training), so a step touches no tfjs op. Optimizer state serialises
  * exactly like `Adam`'s, so checkpoints move between the engines.
  */
-import { ProbsemError } from '../core/errors.js';
 import { Rng } from '../core/random.js';
 import { type Buf, Kernels } from '../core/wasm/kernels.js';
 import type { HostBatch, Trainable } from '../models/base.js';
@@ -158,9 +157,4 @@ export class TapeStepper {
   async dispose(): Promise<void> {
     await this.kernels.dispose();
   }
-}
-
-/** Raised where a model cannot be recorded on the tape. */
-export function noTape(model: Trainable): ProbsemError {
-  return new ProbsemError(`${model.name} has no objective for the kernel engine; use --engine tfjs`, 'BAD_OPTION');
 }

@@ -33,16 +33,16 @@ export const trainCommand: Command = {
   --checkpoint-every N checkpoint interval in steps (default 500; always at the end)
   --resume             continue the run in --out from its checkpoint
   --force              replace an existing run in --out
-  --engine E           auto (default): probsem's wasm kernels for vae, beta-vae, tvae, pse, pse-star,
-                       cvae, jmvae, trelbo, scan and the autoencoders, tfjs for the others; fast: insist on the kernels; tfjs: tfjs ops
+  --engine E           auto or fast (default): the model's objective on probsem's wasm kernels (a tape);
+                       tfjs: the same objective on tfjs ops with autodiff (tfjs-node or WebGPU where installed)
   --on-nan stop|skip   a batch with a non-finite loss or gradient stops training, keeping the last
                        good weights as the checkpoint (stop, default), or is skipped and logged (skip)
   --set KEY=VALUE      any other model option, repeatable (value as JSON, else a string), e.g.
                        --set alpha=0.1 (jmvae), --set lambda1=10 (trelbo), --set warmupSteps=500,
                        --set stage1Steps=1200 (scan; default 60% of the steps), --set encoderHidden=[256,64],
                        --set lambda=0.99 (informed: shrinkage; priorMean=sample|mean, classify=prior|posterior),
-                       --set encoderConv=[32,64] (informed: stride-2 5×5 convolutions before the encoder MLP;
-                       encoderKernel=3|5|7; trains on the tfjs engine, ~3× slower per step, more accurate),
+                       --set encoderConv=[32,64] (vae, beta-vae, tvae, pse, pse-star, poe, informed: stride-2
+                       5×5 convolutions before the encoder MLP; encoderKernel=3|5|7),
                        --set margin=1 --set tripletWeight=10 --set mining=semi-hard|random (tvae)
   --labels ENC         label-encoder inputs: onehot (default), words (the built-in WordNet vectors),
                        or words:FILE (word2vec .bin, word2vec/GloVe text, fastText .vec)

@@ -29,7 +29,10 @@ test('bad options give a clear message, exit code 2 and no stack trace', () => {
     [['train', '--model', 'pse', '--lr', 'fast'], /--lr must be a number > 0/],
     [['train', '--model', 'pse', '--bogus'], /Unknown option '--bogus'/],
     [['train', '--model', 'pse', '--steps', '5', '--epochs', '1'], /either --steps or --epochs/],
-    [['train', '--model', 'pse', '--beta', '2'], /--beta applies to --model vae, beta-vae, tvae, scan and sparse-ae/],
+    // Model-option flags apply where the model's registered schema has the option.
+    [['train', '--model', 'pse', '--beta', '2'], /--beta applies to --model vae, beta-vae, scan, tvae, sparse-ae$/m],
+    [['train', '--model', 'vae', '--classifier-weight', '2'], /--classifier-weight applies to --model pse-star$/m],
+    [['train', '--model', 'classifier'], /unknown model 'classifier': choose one of vae, pse, pse-star, .*poe/],
     [['train', '--model', 'pse', '--backend', 'gpu9000'], /unknown backend 'gpu9000'/],
     [['eval', '--run', '/nonexistent/run'], /model directory \/nonexistent\/run does not exist/],
     [['eval'], /--run is required/],

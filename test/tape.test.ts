@@ -74,6 +74,37 @@ function bothEngines(params: ParamSet, objective: AnyObjective, c: Case, step = 
   return { tfTerms, tfGrads, tapeTerms, tapeGrads, trained: tape.trained };
 }
 
+/**
+ * Central finite differences of the tape's loss against its gradient, for a few entries of every
+ * parameter (float32 forward passes, so h is large and the tolerance loose; smooth objectives only).
+ */
+function assertFiniteDifferences(params: ParamSet, objective: AnyObjective, c: Case, step = 3): void {
+  const b = batchFor(c, 7);
+  const flat = new FlatParams(kernels, params);
+  const ops = new TapeOps(kernels, flat, b.rows, { pixels: b.pixels, labelDim: b.labelDim });
+  const tape = ops.compile(objective(ops));
+  const run = () => tape.run(b, Rng.for(11, 'step', step), step).loss;
+  run();
+  const grads = new Map(tape.trained.map((n) => [n, kernels.view(flat.grad(n)).slice()]));
+  const pick = new Rng(4);
+  const h = 1e-2;
+  for (const [name, g] of grads) {
+    const seg = flat.segment(name);
+    for (let t = 0; t < Math.min(4, seg.length); t++) {
+      const i = pick.int(seg.length);
+      const at = (flat.values.ptr >> 2) + seg.offset + i;
+      const v = kernels.heap()[at];
+      kernels.heap()[at] = v + h;
+      const up = run();
+      kernels.heap()[at] = v - h;
+      const down = run();
+      kernels.heap()[at] = v;
+      const fd = (up - down) / (2 * h);
+      assert.ok(Math.abs(fd - g[i]) <= 2e-2 * Math.max(Math.abs(g[i]), 0.05), `${name}[${i}]: finite difference ${fd} against gradient ${g[i]}`);
+    }
+  }
+}
+
 function assertAgree(r: ReturnType<typeof bothEngines>, tol = 1e-4): void {
   assert.deepEqual(Object.keys(r.tapeTerms).sort(), Object.keys(r.tfTerms).sort());
   for (const [k, v] of Object.entries(r.tfTerms)) assertClose(r.tapeTerms[k], v, tol * Math.max(1, Math.abs(v)), `term ${k}`);
@@ -298,4 +329,47 @@ test('tape: bad shapes are refused when the objective is recorded, naming the op
   assert.throws(() => o.add(o.param('w'), o.input('x')), /add: shapes \[4,3\] and \[2,5\] do not broadcast/);
   assert.throws(() => o.param('nope'), /no parameter nope/);
   assert.throws(() => o.compile({ total: o.param('w'), terms: {} }), /not a scalar/);
+});
+
+test('tape: the gradient of every op family matches central finite differences', () => {
+  // Smooth objectives (no ReLU kinks or clipping edges near the sampled points).
+  const params = paramsWith({ a: [5, 4], b: [4], c: [5, 1], s: [1, 1], m: [3, 6], v: [3, 3], w: [4, 3], t: [3, 4] }, 2);
+  const objective: AnyObjective = (o) => {
+    const x = o.sliceCols(o.input('x'), 0, 4);
+    let h = o.add(o.param('a'), o.param('b'));
+    h = o.mul(h, o.param('c'));
+    h = o.sub(h, o.unary('square', o.param('s')));
+    h = o.div(h, o.affine(o.unary('exp', x), 1, 0.5));
+    const pos = o.unary('softplus', h);
+    const smooth = o.add(o.mean(o.unary('log', o.affine(pos, 1, 0.1))), o.mean(o.unary('sqrt', o.affine(pos, 1, 0.1)), 0));
+    const sig = o.mean(o.unary('sigmoid', o.matMul(h, o.param('w'))));
+    const cat = o.concatRows([o.sliceRows(h, 1, 2), o.param('t')]);
+    const gathered = o.gatherRows(cat, o.host([3, 1], [], () => Float32Array.from([4, 0, 2])));
+    const bmm = o.batchMatMul(o.param('m'), o.param('v'), 2, 3, 1);
+    const targets = o.host([5, 3], [], () => Float32Array.from({ length: 15 }, (_, i) => (i % 3 === 1 ? 1 : 0)));
+    const ce = o.mean(o.softmaxCrossEntropy(o.sliceCols(h, 0, 3), targets));
+    const bern = o.bernoulliNll(o.concatCols([h, o.sliceCols(h, 0, 1)]), o.sliceCols(o.input('x'), 0, 5));
+    const total = [o.sum(smooth), sig, o.mean(o.unary('square', gathered)), o.mean(o.unary('square', bmm)), ce, o.affine(bern, 0.1)].reduce((acc, t) => o.add(acc, t));
+    return { total, terms: {} };
+  };
+  assertFiniteDifferences(params, objective, { rows: 5, pixels: 6, labelDim: 2 });
+
+  // A linear convolution, max-pooling and the full-covariance KL with a sample.
+  const p2 = new ParamSet();
+  const r = new Rng(8);
+  const K = 3;
+  const enc = new Mlp(p2, 'enc', [12, fullMomentsWidth(K)], r);
+  p2.add('conv.w', [9, 2], 'glorot', r);
+  p2.add('conv.b', [2], 'zeros', r);
+  const conv: AnyObjective = (o) => {
+    const g = { height: 6, width: 6, channels: 1, kernel: 3, stride: 2, pad: 1 };
+    const features = o.maxPool2(o.conv2d(o.input('x'), o.param('conv.w'), o.param('conv.b'), g, 'linear'), 3, 3, 2);
+    const q = fullFromMoments(o, enc.run(o, o.concatCols([features, o.sliceCols(o.input('x'), 0, 10)])), K);
+    const eye = new Float32Array(K * K);
+    for (let i = 0; i < K; i++) eye[i * K + i] = 1;
+    const prior = { kind: 'inverse-full' as const, mean: o.constant(new Float32Array(K), [1, K]), inverseTril: o.constant(eye, [1, K * K]), logDet: o.constant(new Float32Array(1), [1, 1]) };
+    const zs = sampleTerm(o, q, o.normal(K));
+    return { total: o.add(meanKl(o, q, prior), o.mean(o.unary('square', zs))), terms: {} };
+  };
+  assertFiniteDifferences(p2, conv, { rows: 3, pixels: 36, labelDim: 1 });
 });

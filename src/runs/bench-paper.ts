@@ -17,7 +17,7 @@ import { datasetHash } from '../data/dataset.js';
 import { loadDataset } from '../data/registry.js';
 import { getJudge } from '../eval/judge.js';
 import { readModelMeta } from '../models/persist.js';
-import { modelNames } from '../models/registry.js';
+import { getModelEntry, trainableModelNames } from '../models/registry.js';
 import { readCheckpoint } from '../train/checkpoint.js';
 import { CHECKPOINT_FILE, type TrainProgress } from '../train/trainer.js';
 import { type EvalReport, evaluateRun, trainRun } from './runs.js';
@@ -69,25 +69,14 @@ export const PAPER_TABLES: Record<string, { table: string; judge: string; rows: 
   },
 };
 
-const DISPLAY: Record<string, string> = {
-  cvae: 'CVAE',
-  jmvae: 'JMVAE',
-  trelbo: 'TrELBO',
-  scan: 'SCAN',
-  pse: 'PSE',
-  'pse-star': 'PSE*',
-  vae: 'VAE',
-  'beta-vae': 'β-VAE',
-};
-
 /** The tables' models: the baselines at `latent`, PSE and PSE* at `latent`, PSE* at twice it. */
 export function defaultBenchModels(latent: number): string[] {
   return ['cvae', 'jmvae', 'trelbo', 'scan', 'pse', 'pse-star', `pse-star@${2 * latent}`];
 }
 
-/** Models a bench can train: every registered image model. */
+/** Models a bench can train: every registered model but the judge. */
 export function benchableModels(): string[] {
-  return modelNames().filter((n) => n !== 'classifier');
+  return trainableModelNames();
 }
 
 /** Parses `NAME` or `NAME@LATENT` into a spec, failing clearly on an unknown model or a bad size. */
@@ -105,7 +94,8 @@ export function parseBenchModel(spec: string, latent: number): BenchModelSpec {
   if (!Number.isInteger(dim) || dim < 1 || dim > 1024) {
     throw new ProbsemError(`bench model '${spec}': the latent size must be an integer in [1, 1024], got '${m[2]}'`, 'BAD_OPTION');
   }
-  return { key: `${model}@${dim}`, model, latent: dim, label: `${DISPLAY[model] ?? model}${['cvae', 'jmvae', 'trelbo', 'scan'].includes(model) && dim === latent ? '' : ` (${dim}D)`}` };
+  const entry = getModelEntry(model);
+  return { key: `${model}@${dim}`, model, latent: dim, label: `${entry.displayName}${entry.kind === 'baseline' && dim === latent ? '' : ` (${dim}D)`}` };
 }
 
 export interface BenchPaperOptions {

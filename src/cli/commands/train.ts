@@ -1,6 +1,6 @@
 import { ProbsemError } from '../../core/errors.js';
 import type { EngineChoice } from '../../train/trainer.js';
-import { modelNames } from '../../models/registry.js';
+import { hasModelOption, modelsWithOption, trainableModelNames } from '../../models/registry.js';
 import { trainRun } from '../../runs/runs.js';
 import { parseLabelEncoding } from '../../text/labels.js';
 import { intOption, numOption, parse, strOption } from '../args.js';
@@ -12,7 +12,7 @@ export const trainCommand: Command = {
   summary: 'train a model on a dataset and save it to a run directory',
   help: `probsem train --model <pse-star|pse|informed|vae|…> [options]
 
-  --model NAME         ${modelNames().filter((n) => n !== 'classifier').join(', ')}
+  --model NAME         ${trainableModelNames().join(', ')}
   --dataset NAME|DIR   fashion-mnist (default), fashion-mnist-subset, mnist, or a folder of IDX files;
                        paired:<dataset>[?train=N&test=N&equal=allow|forbid&seed=S] for two-object
                        images (two images side by side, labelled with both classes)
@@ -95,9 +95,13 @@ export const trainCommand: Command = {
     };
     if (onNan !== 'stop' && onNan !== 'skip') throw new ProbsemError(`--on-nan must be stop or skip, got '${onNan}'`, 'BAD_OPTION');
     const model = strOption(v.model, 'model');
-    if (!modelNames().includes(model) || model === 'classifier') {
-      throw new ProbsemError(`unknown model '${model}': choose one of ${modelNames().filter((n) => n !== 'classifier').join(', ')}`, 'BAD_OPTION');
+    if (!trainableModelNames().includes(model)) {
+      throw new ProbsemError(`unknown model '${model}': choose one of ${trainableModelNames().join(', ')}`, 'BAD_OPTION');
     }
+    // A flag for a model option applies where the model's config schema has that option.
+    const optionFlag = (flag: string, option: string) => {
+      if (!hasModelOption(model, option)) throw new ProbsemError(`--${flag} applies to --model ${modelsWithOption(option).join(', ')}`, 'BAD_OPTION');
+    };
     if (v.steps !== undefined && v.epochs !== undefined) {
       throw new ProbsemError('give either --steps or --epochs, not both', 'BAD_OPTION');
     }
@@ -105,17 +109,15 @@ export const trainCommand: Command = {
     const seed = intOption(v.seed, 'seed', 0, 0);
     const modelOptions: Record<string, unknown> = {};
     if (v.beta !== undefined) {
-      if (!['vae', 'beta-vae', 'tvae', 'scan', 'sparse-ae'].includes(model)) throw new ProbsemError('--beta applies to --model vae, beta-vae, tvae, scan and sparse-ae', 'BAD_OPTION');
+      optionFlag('beta', 'beta');
       modelOptions.beta = numOption(v.beta, 'beta', 1, 0, Infinity, true);
     }
     if (v['label-lr-scale'] !== undefined) {
-      if (!['pse', 'pse-star', 'jmvae', 'trelbo', 'scan'].includes(model)) {
-        throw new ProbsemError('--label-lr-scale applies to pse, pse-star, jmvae, trelbo and scan', 'BAD_OPTION');
-      }
+      optionFlag('label-lr-scale', 'labelLrScale');
       modelOptions.labelLrScale = numOption(v['label-lr-scale'], 'label-lr-scale', 10, 0, Infinity, true);
     }
     if (v['classifier-weight'] !== undefined) {
-      if (model !== 'pse-star') throw new ProbsemError('--classifier-weight applies to pse-star only', 'BAD_OPTION');
+      optionFlag('classifier-weight', 'classifierWeight');
       modelOptions.classifierWeight = numOption(v['classifier-weight'], 'classifier-weight', 30, 0);
     }
     Object.assign(modelOptions, setOptions(v.set as string[] | undefined));

@@ -328,7 +328,7 @@ test('DeViSE: the fast path equals tfjs autodiff for every similarity; one step 
   }
   const m = createDevise({ inputDim: 784, numClasses: 10, labelDim: 7, classVectors: vectors, hidden: [16] }, new Rng(1));
   const w0 = m.params.serialize().blob.slice();
-  const stepper = new Stepper(m, 1e-2);
+  const stepper = await Stepper.create(m, 1e-2);
   const xt = tf.tensor2d(rng.fillUniform(new Float32Array(rows * 784), 0, 1), [rows, 784]);
   const yt = tf.tensor2d(y, [rows, 7]);
   const terms = stepper.step({ x: xt, y: yt, labels, rng }, 0);
@@ -340,7 +340,7 @@ test('DeViSE: the fast path equals tfjs autodiff for every similarity; one step 
   assert.throws(() => tf.tidy(() => void lossOf(held, { x: xt, y: yt, labels, rng }, 0)), /class \d is held out but appears in a training batch/);
   assert.throws(() => createDevise({ inputDim: 784, numClasses: 10, labelDim: 7, classVectors: vectors.slice(1) }, new Rng(1)), /classVectors must hold numClasses × labelDim/);
   tf.dispose([xt, yt]);
-  stepper.dispose();
+  await stepper.dispose();
   m.dispose();
   held.dispose();
 });

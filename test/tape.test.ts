@@ -219,6 +219,24 @@ test('tape: strided convolutions, max-pooling and a dense head match tfjs', () =
   assertAgree(bothEngines(params, objective, { rows: 3, pixels: 48, labelDim: 1 }));
 });
 
+test('tape: transposed convolutions (a decoder: dense, then two upsampling layers) match tfjs', () => {
+  const params = paramsWith({ 'fc.w': [5, 2 * 2 * 4], 'fc.b': [16], 'up1.w': [3 * 3 * 3, 4], 'up1.b': [3], 'up2.w': [4 * 4 * 1, 3], 'up2.b': [1] }, 6);
+  // 2×2×4 → 4×4×3 (kernel 3, stride 2, pad 1) → 8×8×1 (kernel 4, stride 2, pad 1).
+  const g1 = { height: 4, width: 4, channels: 3, kernel: 3, stride: 2, pad: 1 };
+  const g2 = { height: 8, width: 8, channels: 1, kernel: 4, stride: 2, pad: 1 };
+  const objective: AnyObjective = (o) => {
+    const h = o.dense(o.sliceCols(o.input('x'), 0, 5), o.param('fc.w'), o.param('fc.b'), 'relu');
+    const up = o.conv2dTranspose(h, o.param('up1.w'), o.param('up1.b'), g1, 'relu');
+    const logits = o.conv2dTranspose(up, o.param('up2.w'), o.param('up2.b'), g2, 'linear');
+    return { total: o.bernoulliNll(logits, o.input('x')), terms: {} };
+  };
+  assertAgree(bothEngines(params, objective, { rows: 3, pixels: 64, labelDim: 1 }));
+  assertFiniteDifferences(params, (o) => {
+    const up = o.conv2dTranspose(o.dense(o.sliceCols(o.input('x'), 0, 5), o.param('fc.w'), o.param('fc.b')), o.param('up1.w'), o.param('up1.b'), g1);
+    return { total: o.bernoulliNll(o.conv2dTranspose(up, o.param('up2.w'), o.param('up2.b'), g2), o.input('x')), terms: {} };
+  }, { rows: 3, pixels: 64, labelDim: 1 });
+});
+
 test('tape: full-covariance posteriors (moments, sample, KL against a fixed inverse factor) match tfjs', () => {
   const K = 3;
   const params = new ParamSet();

@@ -81,9 +81,11 @@ export class FlatParams {
     }
   }
 
-  /** Copies kernel memory back into the tfjs variables. */
-  push(): void {
+  /** Copies kernel memory back into the tfjs variables (all, or those named). */
+  push(names?: string[]): void {
+    const only = names ? new Set(names) : null;
     for (const [name, v] of this.params.entries()) {
+      if (only && !only.has(name)) continue;
       const s = this.segment(name);
       const t = tf.tensor(this.kernels.view(slice(this.values, s.offset, s.length)).slice(), s.shape, 'float32');
       v.assign(t);

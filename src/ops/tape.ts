@@ -336,6 +336,47 @@ export class TapeOps implements Ops<TapeNode> {
     return n;
   }
 
+  conv2dTranspose(x: TapeNode, w: TapeNode, b: TapeNode, g: ConvGeometry, act: DenseActivation = 'linear'): TapeNode {
+    const [count, width] = x.shape;
+    const [oh, ow] = convOutputShape(g);
+    const filters = w.shape[1];
+    const patch = g.kernel * g.kernel * g.channels;
+    if (w.shape[0] !== patch) throw new ProbsemError(`transposed convolution: filters [${w.shape}] for patches of ${patch}`, 'SHAPE');
+    if (width !== oh * ow * filters) throw new ProbsemError(`transposed convolution: rows of ${width} values, expected ${oh}×${ow}×${filters}`, 'SHAPE');
+    if (b.shape[0] !== 1 || b.shape[1] !== g.channels) throw new ProbsemError(`transposed convolution: bias [${b.shape}] for ${g.channels} channels`, 'SHAPE');
+    const rows = count * oh * ow;
+    const pixels = g.height * g.width * g.channels;
+    const k = this.kernels;
+    const relu = act === 'relu';
+    const n = this.node(`conv2dTranspose:${act}`, [count, pixels], [x, w, b]);
+    const cols = this.extra(rows * patch);
+    const gCols = this.extra(rows * patch);
+    const sums = this.extra(g.channels);
+    n.fwd = (h) => {
+      // Patch values x Wᵀ, scattered onto zeroed images, then bias and activation per channel.
+      k.matmul({ a: bufOf(x.value), b: bufOf(w.value), c: bufOf(cols), m: rows, n: patch, k: filters, transB: true });
+      const heap = k.heap();
+      heap.fill(0, n.value.off, n.value.off + n.size);
+      col2imAdd(heap, cols.off, count, g, heap, n.value.off);
+      const c = g.channels;
+      for (let i = 0; i < n.size; i++) {
+        const v = heap[n.value.off + i] + heap[b.value.off + (i % c)];
+        heap[n.value.off + i] = relu && v < 0 ? 0 : v;
+      }
+    };
+    n.bwd = (_h, acc) => {
+      const gOut = bufOf(n.grad!);
+      if (relu) k.reluBackward(gOut, bufOf(n.value), n.size);
+      if (b.grad) columnSumsInto(k, gOut, count * g.height * g.width, g.channels, b.grad, acc[2], sums);
+      // Padding positions of the patches are never written: zero since allocation.
+      const heap = k.heap();
+      im2colInto(heap, n.grad!.off, count, g, heap, gCols.off);
+      if (w.grad) k.matmul({ a: bufOf(gCols), b: bufOf(x.value), c: bufOf(w.grad), m: patch, n: filters, k: rows, transA: true, accumulate: acc[1] });
+      if (x.grad) k.matmul({ a: bufOf(gCols), b: bufOf(w.value), c: bufOf(x.grad), m: rows, n: filters, k: patch, accumulate: acc[0] });
+    };
+    return n;
+  }
+
   maxPool2(x: TapeNode, height: number, width: number, channels: number): TapeNode {
     const [count, w0] = x.shape;
     if (w0 !== height * width * channels) throw new ProbsemError(`maxPool2: rows of ${w0} values, expected ${height}×${width}×${channels}`, 'SHAPE');

@@ -135,6 +135,11 @@ export class TfOps implements Ops<T> {
     return conv2dOp(this.asMatrix(x), w as tf.Tensor2D, bias as tf.Tensor1D, g, !this.data.has(x), act);
   }
 
+  conv2dTranspose(x: T, w: T, b: T, g: ConvGeometry, act: DenseActivation = 'linear'): T {
+    const bias = b.rank === 1 ? b : tf.reshape(b, [this.shape(b)[1]]);
+    return conv2dTransposeOp(this.asMatrix(x), w as tf.Tensor2D, bias as tf.Tensor1D, g, !this.data.has(x), act);
+  }
+
   maxPool2(x: T, height: number, width: number, channels: number): T {
     const n = this.shape(x)[0];
     const pooled = tf.maxPool(tf.reshape(x, [n, height, width, channels]) as tf.Tensor4D, 2, 2, 'valid');
@@ -285,6 +290,47 @@ export function conv2dOp(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D, g: Conv
           dx = tf.tensor2d(col2im(dCols.dataSync() as Float32Array, n, g), [n, g.height * g.width * g.channels]);
           dCols.dispose();
         } else dx = tf.zeros([n, g.height * g.width * g.channels]);
+        return [dx, dw, db];
+      },
+    };
+  };
+  const f = tf.customGrad(body as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(x, w, b) as tf.Tensor2D;
+}
+
+/**
+ * act(convᵀ(x, W) + b): rows of the convolution's output shape [n, oh·ow·f] become images
+ * [n, h·w·c]. The patch values are one product, x as [n·oh·ow, f] times Wᵀ, scattered back onto
+ * the images (col2im); the gradients are the same two steps reversed (im2col of the image
+ * gradient, then products), with JavaScript patch moves as in `conv2dOp`.
+ */
+export function conv2dTransposeOp(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D, g: ConvGeometry, inputGrad: boolean, act: DenseActivation = 'linear'): tf.Tensor2D {
+  const n = x.shape[0];
+  const [oh, ow] = convOutputShape(g);
+  const filters = w.shape[1];
+  const rows = n * oh * ow;
+  const pixels = g.height * g.width * g.channels;
+  if (x.shape[1] !== oh * ow * filters) {
+    throw new ProbsemError(`transposed convolution: rows of ${x.shape[1]} values, expected ${oh}×${ow}×${filters}`, 'SHAPE');
+  }
+  const body = (xIn: tf.Tensor, wIn: tf.Tensor, bIn: tf.Tensor, save: tf.GradSaveFunc) => {
+    const xr = tf.reshape(xIn, [rows, filters]) as tf.Tensor2D;
+    const cols = tf.matMul(xr, wIn as tf.Tensor2D, false, true);
+    const images = tf.tensor2d(col2im(cols.dataSync() as Float32Array, n, g), [n, pixels]);
+    cols.dispose();
+    const pre = tf.add(tf.reshape(images, [n * g.height * g.width, g.channels]), bIn);
+    const out = act === 'relu' ? tf.relu(pre) : pre;
+    save([out, xr, wIn]);
+    return {
+      value: tf.reshape(out, [n, pixels]),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [ys, xs, ws] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+        const flat = tf.reshape(dy, [n * g.height * g.width, g.channels]) as tf.Tensor2D;
+        const gOut = act === 'relu' ? (tf.mul(flat, tf.step(ys, 0)) as tf.Tensor2D) : flat;
+        const db = tf.sum(gOut, 0);
+        const gCols = tf.tensor2d(im2col(gOut.dataSync() as Float32Array, n, g), [rows, g.kernel * g.kernel * g.channels]);
+        const dw = tf.matMul(gCols, xs, true, false);
+        const dx = inputGrad ? tf.reshape(tf.matMul(gCols, ws), [n, oh * ow * filters]) : tf.zeros([n, oh * ow * filters]);
         return [dx, dw, db];
       },
     };

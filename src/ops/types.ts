@@ -79,6 +79,13 @@ export interface Ops<T> {
   batchMatMul(a: T, b: T, m: number, k: number, n: number, transA?: boolean): T;
   /** act(conv(x, W) + b) on images stored as rows [n, h·w·c] (NHWC), giving [n, oh·ow·filters]; W [k·k·c, filters]. */
   conv2d(x: T, w: T, b: T, g: ConvGeometry, act?: DenseActivation): T;
+  /**
+   * The transposed convolution (a decoder's upsampling layer): the adjoint of the convolution `g`
+   * describes, which maps images [n, g.height·g.width·g.channels] to rows [n, oh·ow·f]; this maps
+   * rows x [n, oh·ow·f] back to act(images + b) [n, g.height·g.width·g.channels]. W is that
+   * convolution's filters [k·k·g.channels, f]; b [1, g.channels].
+   */
+  conv2dTranspose(x: T, w: T, b: T, g: ConvGeometry, act?: DenseActivation): T;
   /** 2×2 max-pooling, stride 2 (valid), of rows [n, h·w·c] → [n, ⌊h/2⌋·⌊w/2⌋·c]. */
   maxPool2(x: T, height: number, width: number, channels: number): T;
 

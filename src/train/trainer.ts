@@ -11,6 +11,8 @@ import { ensureDir, writeFileAtomicSync } from '../core/files.js';
 import { Rng } from '../core/random.js';
 import { Batcher, imagesToFloat, meanImage, oneHot, type Split } from '../data/dataset.js';
 import { type Batch, type Trainable, lossOf } from '../models/base.js';
+import { Kernels } from '../core/wasm/kernels.js';
+import { FlatParams } from '../ops/flat-params.js';
 import { Adam } from './adam.js';
 import { readCheckpoint, writeCheckpoint } from './checkpoint.js';
 import { type NonFinitePolicy, NonFiniteError, batchGradients, nonFiniteGradient, nonFiniteGrads, nonFiniteLoss } from './gradients.js';
@@ -114,19 +116,28 @@ export function makeRawBatch(split: Split, idx: Int32Array, pixels: number, numC
 }
 
 /**
- * One optimisation step: loss, gradients, non-finite guard, Adam update. Separate from the loop
- * so benchmarks time exactly what training does.
+ * The tfjs engine's step: the objective under tfjs autodiff gives the loss and gradients; after
+ * the non-finite guard, the gradients go into the flat gradient buffer and the one `Adam` (on
+ * probsem's kernels) updates the parameters it has gradients for, whose new values are written
+ * back into the tfjs variables. Separate from the loop so benchmarks time exactly what training does.
  */
 export class Stepper implements StepEngine {
   readonly kind = 'tfjs';
   readonly adam: Adam;
 
-  constructor(
+  private constructor(
     readonly model: Trainable,
+    private readonly kernels: Kernels,
+    private readonly flat: FlatParams,
     lr: number,
-    readonly seed = 0,
+    readonly seed: number,
   ) {
-    this.adam = new Adam(model.params.entries(), { lr }, (name) => model.params.lrScale(name));
+    this.adam = new Adam(kernels, flat, lr, (name) => model.params.lrScale(name));
+  }
+
+  static async create(model: Trainable, lr: number, seed = 0, threads?: number): Promise<Stepper> {
+    const kernels = await Kernels.create({ threads });
+    return new Stepper(model, kernels, new FlatParams(kernels, model.params), lr, seed);
   }
 
   setLrFactor(f: number): void {
@@ -140,7 +151,10 @@ export class Stepper implements StepEngine {
       if (!Number.isFinite(g.terms.loss)) throw nonFiniteLoss(step, g.terms);
       const badGrads = nonFiniteGrads(g.grads);
       if (badGrads.length > 0) throw nonFiniteGradient(step, badGrads);
-      this.adam.apply(g.grads);
+      const segments = this.flat.layout.filter((seg) => g.grads.has(seg.name));
+      for (const seg of segments) this.kernels.view(this.flat.grad(seg.name)).set(g.grads.get(seg.name)!.dataSync() as Float32Array);
+      this.adam.update(segments);
+      this.flat.push(segments.map((seg) => seg.name));
       return g.terms;
     } finally {
       g.dispose();
@@ -165,12 +179,14 @@ export class Stepper implements StepEngine {
     this.adam.load(t, manifest, blob, source);
   }
 
-  syncFromModel(): void {}
+  syncFromModel(): void {
+    this.flat.pull();
+  }
 
   syncToModel(): void {}
 
-  dispose(): void {
-    this.adam.dispose();
+  async dispose(): Promise<void> {
+    await this.kernels.dispose();
   }
 }
 
@@ -204,7 +220,7 @@ export async function train(
 export async function createStepEngine(model: Trainable, o: { lr: number; seed: number; engine?: EngineChoice; threads?: number }): Promise<StepEngine> {
   const choice = o.engine ?? 'auto';
   if (!['auto', 'fast', 'tfjs'].includes(choice)) throw new ProbsemError(`engine must be auto, fast or tfjs, got ${String(choice)}`, 'BAD_OPTION');
-  if (choice === 'tfjs') return new Stepper(model, o.lr, o.seed);
+  if (choice === 'tfjs') return Stepper.create(model, o.lr, o.seed, o.threads);
   return TapeStepper.create(model, { lr: o.lr, seed: o.seed, threads: o.threads });
 }
 

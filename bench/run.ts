@@ -3,9 +3,12 @@
  * same architecture and loss) on the same machine, in one run.
  *
  * - Training step (forward, backward, Adam, exactly as the trainer runs it, on a pool of synthetic
- *   batches) for PSE* at batch 100/500 and latent 10/20, and for the VAE and JMVAE steps. Every
- *   round runs each configuration once for probsem and once for PyTorch (A/B alternation), so
- *   drift on a shared machine hits both alike; the report gives medians.
+ *   batches) for PSE* at batch 100/500 and latent 10/20, for the VAE and JMVAE steps, and for a
+ *   VAE with a convolutional encoder ('vae-conv': encoderConv [32, 64], 5×5). Every round runs
+ *   each configuration once for probsem and once for PyTorch (A/B alternation), so drift on a
+ *   shared machine hits both alike; the report gives medians. PyTorch runs with this machine's
+ *   OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset, in its own command only. 'informed' and
+ *   'informed-conv' (no PyTorch twin) time probsem alone, e.g. against `--engine tfjs`.
  * - Evaluation throughput: images/s for encoding and for annotating 10,000 images.
  * - Resident memory before training and after 1,000 and 20,000 training steps.
  * - t-SNE (bench/tsne.ts; not with --quick): 10,000 points of dimension 20 mapped to 2-D,

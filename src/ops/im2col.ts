@@ -1,6 +1,6 @@
 /**
- * Convolution patches (im2col) and their adjoint (col2im) on plain float arrays, shared by both
- * op interpreters and the judge. Layout: activations are NHWC, flattened per image to rows of
+ * Convolution patches (im2col) and their adjoint (col2im) on plain float arrays, for the tfjs
+ * interpreter (the tape calls the same loops in wasm: kernels.c `im2col`, `col2im_add`). Layout: activations are NHWC, flattened per image to rows of
  * h·w·c; a patch row lists (ky, kx, channel) in row-major order, so filters [k·k·c, filters] are
  * conv2d's [k, k, c, filters] flattened.
  */
@@ -79,37 +79,4 @@ export function transposeRows(src: Float32Array, rows: number, cols: number): Fl
     for (let j = 0; j < cols; j++) out[j * rows + r] = src[off + j];
   }
   return out;
-}
-
-
-/** im2col written into `dst` from element `dstOff` (positions outside the image are left as they are: zero them once). */
-export function im2colInto(src: Float32Array, srcOff: number, n: number, g: ConvGeometry, dst: Float32Array, dstOff: number): void {
-  forEachSegment(n, g, (from, to, len) => dst.set(src.subarray(srcOff + from, srcOff + from + len), dstOff + to));
-}
-
-/** col2im added into `dst` from element `dstOff` (the loops of `forEachSegment` inlined: this runs every backward step). */
-export function col2imAdd(cols: Float32Array, colsOff: number, n: number, g: ConvGeometry, dst: Float32Array, dstOff: number): void {
-  const { height: h, width: w, channels: c, kernel: k, stride: s, pad: p } = g;
-  const [oh, ow] = convOutputShape(g);
-  const width = k * k * c;
-  let r = 0;
-  for (let i = 0; i < n; i++) {
-    const base = dstOff + i * h * w * c;
-    for (let y = 0; y < oh; y++) {
-      for (let x = 0; x < ow; x++, r++) {
-        const x0 = x * s - p;
-        const lo = Math.max(0, -x0);
-        const hi = Math.min(k, w - x0);
-        if (hi <= lo) continue;
-        const len = (hi - lo) * c;
-        for (let ky = 0; ky < k; ky++) {
-          const iy = y * s + ky - p;
-          if (iy < 0 || iy >= h) continue;
-          const to = base + (iy * w + x0 + lo) * c;
-          const from = colsOff + r * width + (ky * k + lo) * c;
-          for (let j = 0; j < len; j++) dst[to + j] += cols[from + j];
-        }
-      }
-    }
-  }
 }

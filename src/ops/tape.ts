@@ -18,7 +18,7 @@ import { ProbsemError } from '../core/errors.js';
 import type { Rng } from '../core/random.js';
 import type { Buf, Kernels } from '../core/wasm/kernels.js';
 import type { FlatParams } from './flat-params.js';
-import { type ConvGeometry, col2imAdd, convOutputShape, im2colInto } from './im2col.js';
+import { type ConvGeometry, convOutputShape } from './im2col.js';
 import { type CustomOp, type DenseActivation, type HostContext, type Objective, type Ops, type UnaryOp, broadcastShape } from './types.js';
 
 type Shape = [number, number];
@@ -304,8 +304,8 @@ export class TapeOps implements Ops<TapeNode> {
     const gCols = x.needsGrad ? this.extra(rows * patch) : null;
     const sums = this.extra(filters);
     const wT = this.extra(filters * patch);
-    n.fwd = (h) => {
-      im2colInto(h, x.value.off, count, g, h, cols.off);
+    n.fwd = () => {
+      k.im2col(x.value.off, count, g, cols.off);
       k.matmul({ a: bufOf(cols), b: bufOf(w.value), c: bufOf(n.value), m: rows, n: filters, k: patch, bias: bufOf(b.value), relu });
     };
     n.bwd = (_h, acc) => {
@@ -313,9 +313,8 @@ export class TapeOps implements Ops<TapeNode> {
       if (relu) k.reluBackward(gOut, bufOf(n.value), n.size);
       if (x.grad) {
         k.matmul({ a: gOut, b: bufOf(w.value), c: bufOf(gCols!), m: rows, n: patch, k: filters, transB: true });
-        const h = k.heap();
-        if (!acc[0]) h.fill(0, x.grad.off, x.grad.off + x.size);
-        col2imAdd(h, gCols!.off, count, g, h, x.grad.off);
+        if (!acc[0]) k.heap().fill(0, x.grad.off, x.grad.off + x.size);
+        k.col2imAdd(gCols!.off, count, g, x.grad.off);
       }
       if (w.grad) {
         // dW = colsᵀ g computed as (gᵀ cols)ᵀ: the product with the narrow operand transposed is
@@ -357,7 +356,7 @@ export class TapeOps implements Ops<TapeNode> {
       k.matmul({ a: bufOf(x.value), b: bufOf(w.value), c: bufOf(cols), m: rows, n: patch, k: filters, transB: true });
       const heap = k.heap();
       heap.fill(0, n.value.off, n.value.off + n.size);
-      col2imAdd(heap, cols.off, count, g, heap, n.value.off);
+      k.col2imAdd(cols.off, count, g, n.value.off);
       const c = g.channels;
       for (let i = 0; i < n.size; i++) {
         const v = heap[n.value.off + i] + heap[b.value.off + (i % c)];
@@ -369,8 +368,7 @@ export class TapeOps implements Ops<TapeNode> {
       if (relu) k.reluBackward(gOut, bufOf(n.value), n.size);
       if (b.grad) columnSumsInto(k, gOut, count * g.height * g.width, g.channels, b.grad, acc[2], sums);
       // Padding positions of the patches are never written: zero since allocation.
-      const heap = k.heap();
-      im2colInto(heap, n.grad!.off, count, g, heap, gCols.off);
+      k.im2col(n.grad!.off, count, g, gCols.off);
       if (w.grad) k.matmul({ a: bufOf(gCols), b: bufOf(x.value), c: bufOf(w.grad), m: patch, n: filters, k: rows, transA: true, accumulate: acc[1] });
       if (x.grad) k.matmul({ a: bufOf(gCols), b: bufOf(w.value), c: bufOf(x.grad), m: rows, n: filters, k: patch, accumulate: acc[0] });
     };

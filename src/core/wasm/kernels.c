@@ -308,6 +308,47 @@ EXPORT void sigmoid_backward_add(f32* g, const f32* gp, const f32* s, int n) {
 }
 
 /*
+ * Convolution patches (src/ops/im2col.ts has the layout). For every output position and window
+ * row, the columns inside the image are one run of values contiguous in both the image and the
+ * patch row; im2col copies the runs (positions outside the image are left as they are: zero the
+ * patch buffer once), col2im_add adds them back onto the images.
+ */
+static void patch_runs(f32* images, f32* cols, int n, int h, int w, int c, int k, int s, int p, int add) {
+  int oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1, width = k * k * c, r = 0;
+  for (int i = 0; i < n; i++) {
+    f32* img = images + (long)i * h * w * c;
+    for (int y = 0; y < oh; y++) {
+      for (int x = 0; x < ow; x++, r++) {
+        int x0 = x * s - p, lo = x0 < 0 ? -x0 : 0, hi = w - x0 < k ? w - x0 : k;
+        if (hi <= lo) continue;
+        int len = (hi - lo) * c;
+        for (int ky = 0; ky < k; ky++) {
+          int iy = y * s + ky - p;
+          if (iy < 0 || iy >= h) continue;
+          f32* at = img + (iy * w + x0 + lo) * c;
+          f32* patch = cols + (long)r * width + (ky * k + lo) * c;
+          if (!add) {
+            __builtin_memcpy(patch, at, (unsigned long)len * sizeof(f32));
+            continue;
+          }
+          int j = 0;
+          for (; j + 4 <= len; j += 4) wasm_v128_store(at + j, wasm_f32x4_add(wasm_v128_load(at + j), wasm_v128_load(patch + j)));
+          for (; j < len; j++) at[j] += patch[j];
+        }
+      }
+    }
+  }
+}
+
+EXPORT void im2col(const f32* src, int n, int h, int w, int c, int k, int s, int p, f32* dst) {
+  patch_runs((f32*)src, dst, n, h, w, c, k, s, p, 0);
+}
+
+EXPORT void col2im_add(const f32* cols, int n, int h, int w, int c, int k, int s, int p, f32* dst) {
+  patch_runs(dst, (f32*)cols, n, h, w, c, k, s, p, 1);
+}
+
+/*
  * Exact KL retrieval (src/index/kl-index.ts). Each item i has a row a(i, ·) of n values and a
  * constant c[i]; a query is a row b of n values; the kernels rank items by c[i] + Σ_j a(i, j) b(j)
  * (summed left to right from c[i]), smallest first. The index arranges these numbers so that the

@@ -30,6 +30,8 @@ interface KernelExports {
   transpose(src: number, rows: number, cols: number, dst: number): void;
   bernoulli_logits(l: number, x: number, g: number, probs: number, n: number, scale: number): number;
   sigmoid_backward_add(g: number, gp: number, s: number, n: number): void;
+  im2col(src: number, n: number, h: number, w: number, c: number, k: number, s: number, p: number, dst: number): void;
+  col2im_add(cols: number, n: number, h: number, w: number, c: number, k: number, s: number, p: number, dst: number): void;
   kl_scan(a: number, c: number, count: number, n: number, b: number, q: number, exclude: number, hv: number, hi: number, hn: number, m: number): void;
   kl_collect(a: number, c: number, count: number, n: number, b: number, exclude: number, thr: number, out: number, cap: number): number;
   __heap_base: WebAssembly.Global;
@@ -302,6 +304,19 @@ export class Kernels {
    */
   bernoulliLogits(l: Buf, x: Buf, g: Buf, probs: Buf | null, n: number, scale: number): number {
     return this.ex.bernoulli_logits(l.ptr, x.ptr, g.ptr, probs ? probs.ptr : 0, n, scale);
+  }
+
+  /**
+   * Convolution patches of n images at element offset `src` into rows at element offset `dst`
+   * (ops/im2col.ts's layout; positions outside the image are left as they are: zero them once).
+   */
+  im2col(src: number, n: number, g: { height: number; width: number; channels: number; kernel: number; stride: number; pad: number }, dst: number): void {
+    this.ex.im2col(4 * src, n, g.height, g.width, g.channels, g.kernel, g.stride, g.pad, 4 * dst);
+  }
+
+  /** The adjoint of `im2col`: patch rows at element offset `cols` added onto the images at `dst`. */
+  col2imAdd(cols: number, n: number, g: { height: number; width: number; channels: number; kernel: number; stride: number; pad: number }, dst: number): void {
+    this.ex.col2im_add(4 * cols, n, g.height, g.width, g.channels, g.kernel, g.stride, g.pad, 4 * dst);
   }
 
   /** g += gp · s · (1 − s) over n values (backward through a sigmoid with output s). */

@@ -2,13 +2,13 @@
  * The tape interpreter of the op vocabulary. `TapeOps` records an objective once for a batch
  * shape (and model phase) as a list of nodes; `compile` plans every buffer once in kernel memory;
  * `Tape.run` replays the forward pass and the backward pass on probsem's wasm kernels each step,
- * with no allocation and no tfjs op.
+ * with no kernel-memory allocation and no tfjs op.
  *
  * Each op registers its forward and its one backward here. Gradients are planned at compile
  * time: walking the backward order, the first contribution to a node's gradient overwrites its
  * buffer and later ones add, so nothing is zeroed per step. Parameters the loss does not reach
- * get no gradient at all and are reported as untrained (`trained`), so the optimizer leaves them
- * and their moments alone, as tfjs's Adam leaves variables without a gradient.
+ * get no gradient at all and are reported as untrained (`trained`), so Adam leaves them and their
+ * moments alone, as it does on the tfjs engine for variables autodiff gives no gradient.
  *
  * Fusions: dense layers run as one product with bias and ReLU; a `sigmoid` of logits that a
  * `bernoulliNll` also reads takes the probabilities the likelihood kernel computes anyway; the

@@ -2,7 +2,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { setupBackend } from './helpers.js';
-import { dense, denseConstInput, tidyRead } from '../src/core/ops.js';
+import { dense, tidyRead } from '../src/core/ops.js';
 import { Rng } from '../src/core/random.js';
 
 before(async () => {
@@ -31,19 +31,6 @@ for (const act of ['linear', 'relu', 'sigmoid'] as const) {
     g1.forEach((g, i) => assert.ok(maxDiff(g, g2[i]) < 1e-4, `gradient ${i} differs by ${maxDiff(g, g2[i])}`));
   });
 }
-
-test('denseConstInput gives the same weight gradients as dense, from a given transpose', () => {
-  const rng = new Rng(4);
-  const x = rand(rng, [9, 6]);
-  const w = rand(rng, [6, 3]);
-  const b = rand(rng, [3]) as unknown as tf.Tensor1D;
-  const weight = rand(rng, [9, 3]);
-  const l1 = (ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(dense(x, ww as tf.Tensor2D, bb as tf.Tensor1D, 'relu', false), weight)) as tf.Scalar;
-  const l2 = (ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(denseConstInput(x, tf.transpose(x), ww as tf.Tensor2D, bb as tf.Tensor1D, 'relu'), weight)) as tf.Scalar;
-  const g1 = tf.grads(l1)([w, b]);
-  const g2 = tf.grads(l2)([w, b]);
-  g1.forEach((g, i) => assert.ok(maxDiff(g, g2[i]) < 1e-4));
-});
 
 test('tidyRead returns the values and leaves no tensor behind, also when the function throws', () => {
   const before = tf.memory().numTensors;

@@ -60,35 +60,6 @@ export function normalTensor(rng: Rng, shape: number[]): tf.Tensor {
 }
 
 /**
- * y = act(x W + b) for an input that needs no gradient and whose transpose the caller already has
- * (e.g. im2col patches built in JavaScript): dW = xᵀ g uses `xT` directly, avoiding a large wasm
- * transpose.
- */
-export function denseConstInput(
-  x: tf.Tensor2D,
-  xT: tf.Tensor2D,
-  w: tf.Tensor2D,
-  b: tf.Tensor1D,
-  activation: 'linear' | 'relu' = 'linear',
-): tf.Tensor2D {
-  const body = (wIn: tf.Tensor, bIn: tf.Tensor, save: tf.GradSaveFunc) => {
-    const out = tf.fused.matMul({ a: x, b: wIn as tf.Tensor2D, bias: bIn as tf.Tensor1D, activation });
-    // Saving xT keeps it alive until the backward pass (a closure alone would not).
-    save([out, xT]);
-    return {
-      value: out,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        let g = dy as tf.Tensor2D;
-        if (activation === 'relu') g = tf.mul(g, tf.step(saved[0], 0)) as tf.Tensor2D;
-        return [tf.matMul(saved[1] as tf.Tensor2D, g), tf.sum(g, 0)];
-      },
-    };
-  };
-  const f = tf.customGrad(body as unknown as Parameters<typeof tf.customGrad>[0]);
-  return f(w, b) as tf.Tensor2D;
-}
-
-/**
  * Runs `fn` in a tidy scope and returns its tensor's values, freeing everything. Reading after the
  * scope matters: `tf.tidy` walks a returned container element by element looking for tensors,
  * which costs microseconds per element for a typed array.

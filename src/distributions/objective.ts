@@ -156,3 +156,17 @@ export function productOfExperts<T>(o: Ops<T>, experts: DiagTerm<T>[]): DiagTerm
   const total = o.affine(precision!, 1, 1);
   return { kind: 'diag', mean: o.div(weighted!, total), logVar: o.unary('neg', o.unary('log', total)) };
 }
+
+/** The share of rows whose highest score (the first maximum, as argMax) falls on the one-hot target's class, [1, 1]; no gradient. */
+export function accuracyTerm<T>(o: Ops<T>, scores: T, targets: T): T {
+  const [rows, c] = o.shape(scores);
+  return o.host([1, 1], [scores, targets], ([s, t]) => {
+    let correct = 0;
+    for (let i = 0; i < rows; i++) {
+      let best = 0;
+      for (let j = 1; j < c; j++) if (s[i * c + j] > s[i * c + best]) best = j;
+      if (t[i * c + best] === 1) correct++;
+    }
+    return Float32Array.of(correct / rows);
+  });
+}

@@ -123,11 +123,6 @@ export const ConvEncoderFields = {
 };
 export type ConvEncoderConfig = Partial<z.infer<z.ZodObject<typeof ConvEncoderFields>>>;
 
-/** Mean Bernoulli NLL and friends are averaged over the batch; this keeps the pattern in one place. */
-export function batchMean(t: tf.Tensor1D): tf.Scalar {
-  return tf.mean(t) as tf.Scalar;
-}
-
 /** Splits an encoder output [B, 2K] into (mean, logVar). */
 export function splitMoments(h: tf.Tensor2D, k: number): [tf.Tensor2D, tf.Tensor2D] {
   const [m, lv] = tf.split(h, [k, k], 1);

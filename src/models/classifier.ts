@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { Rng } from '../core/random.js';
-import { classTargets } from '../distributions/objective.js';
+import { accuracyTerm, classTargets } from '../distributions/objective.js';
 import { Mlp } from '../nn/mlp.js';
 import { ParamSet } from '../nn/params.js';
 import type { Objective, Ops } from '../ops/types.js';
@@ -134,15 +134,7 @@ export class Classifier implements Trainable {
     });
     const targets = classTargets(o, numClasses);
     const ce = o.mean(o.softmaxCrossEntropy(h, targets));
-    const accuracy = o.host([1, 1], [h, targets], ([logits, t]) => {
-      let correct = 0;
-      for (let i = 0; i < o.rows; i++) {
-        let best = 0;
-        for (let j = 1; j < numClasses; j++) if (logits[i * numClasses + j] > logits[i * numClasses + best]) best = j;
-        if (t[i * numClasses + best] === 1) correct++;
-      }
-      return Float32Array.of(correct / o.rows);
-    });
+    const accuracy = accuracyTerm(o, h, targets);
     return { total: ce, terms: { crossEntropy: ce, accuracy } };
   }
 }

@@ -14,6 +14,7 @@ import type { Rng } from '../core/random.js';
 import { Mlp } from '../nn/mlp.js';
 import { ParamSet } from '../nn/params.js';
 import { plainTfOps } from '../ops/tfjs.js';
+import { accuracyTerm } from '../distributions/objective.js';
 import type { Objective, Ops } from '../ops/types.js';
 import type { Trainable } from './base.js';
 
@@ -106,15 +107,7 @@ export class Devise implements Trainable {
     const sy = o.sum(o.mul(s, mask), 1);
     const hinge = o.mul(o.unary('relu', o.affine(o.sub(s, sy), 1, this.config.margin)), o.affine(mask, -1, 1));
     const total = o.affine(o.sum(hinge), 1 / o.rows);
-    const accuracy = o.host([1, 1], [s, mask], ([sv, m]) => {
-      let correct = 0;
-      for (let i = 0; i < o.rows; i++) {
-        let best = 0;
-        for (let j = 1; j < cPrime; j++) if (sv[i * cPrime + j] > sv[i * cPrime + best]) best = j;
-        if (m[i * cPrime + best] === 1) correct++;
-      }
-      return Float32Array.of(correct / o.rows);
-    });
+    const accuracy = accuracyTerm(o, s, mask);
     return { total, terms: { hinge: total, accuracy } };
   }
 

@@ -49,7 +49,7 @@ export abstract class EncoderDecoderModel<C extends ImageModelConfig> implements
   /** The image encoder's raw output for images x (moments before any split). */
   protected encoderOutput(x: tf.Tensor2D): tf.Tensor2D {
     if (!this.encoderConv) return this.encoder.apply(x, false);
-    return this.encoder.apply(this.encoderConv.apply(x), true);
+    return this.encoder.apply(this.encoderConv.apply(x), false);
   }
 
   /** Outputs of the image encoder: mean and log-variance (2K) unless a model's posterior needs more. */

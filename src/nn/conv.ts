@@ -1,13 +1,9 @@
 /**
- * Strided convolutions for image encoders, trainable on every backend. A layer is an im2col
- * product: the k×k patches of every output position are gathered in JavaScript into one matrix
- * and multiplied by the filters, and the input gradient is the product with the filters scattered
- * back onto the image (col2im).
- *
- * Why not tf.conv2d: on the wasm backend the filter gradient has no kernel, and the input gradient
- * (Conv2DBackpropInput) and the 3-D convolutions that could stand in are plain loops: a two-layer
- * encoder step on a batch of 28×56 images took 2.4–7.5 s with them, against ~0.4 s this way
- * (measured 2026-11-22). Without a gradient tape the backend's conv2d runs instead (2.5× faster).
+ * Strided convolutions for image encoders. In training (`run`, an objective's `conv2d` op) a layer
+ * is an im2col product with its own gradient (ops/tfjs.ts `conv2dOp`, ops/tape.ts): on the wasm
+ * backend tf.conv2d's filter gradient has no kernel and its input gradient is a plain loop (a
+ * two-layer encoder step on 28×56 images took 2.4–7.5 s with them, against ~0.4 s as products,
+ * measured 2026-11-22). Evaluation (`apply`) runs the backend's own conv2d (2.5× faster there).
  *
  * Layout: activations are NHWC, flattened per image to rows of h·w·c; a patch row lists
  * (ky, kx, channel) in row-major order, so the filters [k·k·c, filters] are conv2d's
@@ -19,17 +15,8 @@ import { Rng } from '../core/random.js';
 import type { Ops } from '../ops/types.js';
 import { ParamSet } from './params.js';
 import { type ConvGeometry, convOutputShape } from '../ops/im2col.js';
-import { conv2dOp } from '../ops/tfjs.js';
 
-export { type ConvGeometry, col2im, convOutputShape, im2col, transposeRows } from '../ops/im2col.js';
-
-/**
- * One convolution with bias and ReLU on rows [n, h·w·c], giving rows [n, oh·ow·filters].
- * `inputGrad: false` skips the gradient with respect to x (a first layer on data).
- */
-export function conv2dRelu(x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D, g: ConvGeometry, inputGrad: boolean): tf.Tensor2D {
-  return conv2dOp(x, w, b, g, inputGrad, 'relu');
-}
+export { type ConvGeometry, col2im, convOutputShape, im2col } from '../ops/im2col.js';
 
 /**
  * A stack of stride-2 k×k convolutions with ReLU ("same" padding, so each layer halves the image),
@@ -68,21 +55,8 @@ export class ConvStack {
     return h;
   }
 
-  /**
-   * Features [n, outputSize] of images [n, h·w]; `inputGrad` as for conv2dRelu. Outside a gradient
-   * tape (evaluation, retrieval) the backend's convolution computes the same values faster.
-   */
-  apply(x: tf.Tensor2D, inputGrad = false): tf.Tensor2D {
-    if (!tf.engine().isTapeOn()) return this.infer(x);
-    let h = x;
-    this.layers.forEach((l, i) => {
-      h = conv2dRelu(h, l.w as tf.Tensor2D, l.b as tf.Tensor1D, l.geometry, i > 0 || inputGrad);
-    });
-    return h;
-  }
-
-  /** The same features without a gradient, on the backend's own convolution. */
-  infer(x: tf.Tensor2D): tf.Tensor2D {
+  /** Features [n, outputSize] of images [n, h·w], without a gradient, on the backend's own convolution (training runs `run`). */
+  apply(x: tf.Tensor2D): tf.Tensor2D {
     return tf.tidy(() => {
       const n = x.shape[0];
       const g0 = this.layers[0].geometry;

@@ -70,13 +70,3 @@ export function col2im(cols: Float32Array, n: number, g: ConvGeometry): Float32A
   });
   return out;
 }
-
-/** A [rows, cols] row-major matrix transposed, in JavaScript (a large transpose is slow on wasm). */
-export function transposeRows(src: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) {
-    const off = r * cols;
-    for (let j = 0; j < cols; j++) out[j * rows + r] = src[off + j];
-  }
-  return out;
-}

@@ -70,11 +70,3 @@ export function nonFiniteGrads(grads: Map<string, tf.Tensor>): string[] {
   if (Number.isFinite(total)) return [];
   return [...grads.entries()].filter(([, g]) => !g.dataSync().every(Number.isFinite)).map(([n]) => n);
 }
-
-/** The same check on a flat gradient laid out in named segments. */
-export function nonFiniteFlatGrads(grad: Float32Array, layout: { name: string; offset: number; length: number }[]): string[] {
-  let sum = 0;
-  for (let i = 0; i < grad.length; i++) sum += grad[i];
-  if (Number.isFinite(sum)) return [];
-  return layout.filter((s) => !grad.subarray(s.offset, s.offset + s.length).every(Number.isFinite)).map((s) => s.name);
-}

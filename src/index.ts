@@ -1,4 +1,25 @@
-/** probsem's library entry point. */
+/**
+ * probsem's library entry point: the modelling core. The HTTP server is `probsem/server` and the
+ * figure renderer `probsem/plot`, so importing this stays light.
+ */
+export {
+  createModel,
+  train,
+  saveModel,
+  loadRun,
+  evaluate,
+  Run,
+  type ModelTypes,
+  type ModelName,
+  type CreateModelOptions,
+  type TrainOptions,
+  type TrainedModel,
+  type ImageInput,
+  type Embedding,
+  type Annotation,
+  type Hit,
+  type Generated,
+} from './api.js';
 export { initBackend, currentBackend } from './core/backend.js';
 export { ProbsemError, DataFormatError } from './core/errors.js';
 export { Rng, deriveSeed } from './core/random.js';
@@ -13,7 +34,7 @@ export type { Ops, Objective, CustomOp, HostContext } from './ops/types.js';
 export { TfOps, plainTfOps } from './ops/tfjs.js';
 export { TapeOps, Tape } from './ops/tape.js';
 export { diagFromMoments, fullFromMoments, sampleTerm, klTerm, meanKl, registerKlTerm, productOfExperts, classTargets, categoricalNllTerm } from './distributions/objective.js';
-export { createModel, modelNames, registerModel, trainableModelNames, type ModelEntry, type ModelKind } from './models/registry.js';
+export { modelNames, registerModel, trainableModelNames, type ModelEntry, type ModelKind } from './models/registry.js';
 export { Poe, PoeConfigSchema } from './models/poe.js';
 export { Vae, VaeConfigSchema } from './models/vae.js';
 export { Pse, PseConfigSchema } from './models/pse.js';
@@ -31,14 +52,12 @@ export { parsePairedSpec, makePairedDataset, type PairedOptions } from './data/p
 export { KlIndex, bruteForceKl, type ItemGaussians, type QueryGaussian as KlQuery, type SearchHit, type SearchOptions } from './index/kl-index.js';
 export { ClickHouseStore, parseClickHouseUrl } from './index/clickhouse.js';
 export { Classifier } from './models/classifier.js';
-export { saveModel, loadModel, readModelMeta } from './models/persist.js';
-export { train, type EngineChoice, type TrainOptions, type TrainProgress } from './train/trainer.js';
+export { loadModel, readModelMeta, type ModelFile, type ModelProvenance } from './models/persist.js';
+export { type EngineChoice, type TrainProgress, type TrainResult } from './train/trainer.js';
 export * from './eval/metrics.js';
 export { getJudge } from './eval/judge.js';
 export * from './runs/runs.js';
 export * from './runs/retrieval.js';
-export { createServer, type ServeOptions, type ProbsemServer } from './server/app.js';
-export { DEFAULT_LIMITS, type ServeLimits } from './server/limits.js';
 export { benchPaper, type BenchPaperOptions, type BenchPaperResult, type BenchSummary, PAPER_TABLES } from './runs/bench-paper.js';
 export { WordVectors, UnknownWordError, cosine, type OovPolicy, type Neighbour } from './text/word-vectors.js';
 export { readWordVectors, writeWordVectors } from './text/readers.js';
@@ -47,7 +66,6 @@ export * from './text/labels.js';
 export { phraseInputs, phraseGaussians, phraseNeighbours, generateForPhrases, queryForWords, runWordVectors } from './runs/words.js';
 export { welchTTest } from './eval/stats.js';
 export * from './analysis/projection.js';
-export * from './analysis/plot.js';
 export * from './analysis/train-log.js';
 export * from './analysis/figures.js';
 export { tsne, exactNeighbours, knnAccuracy, trustworthiness, type TsneOptions, type TsneResult } from './analysis/tsne.js';

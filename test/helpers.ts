@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../src/core/backend.js';
+import { registerGradients } from '../src/core/gradients.js';
 import { Rng } from '../src/core/random.js';
 import { Kernels } from '../src/core/wasm/kernels.js';
 import type { Trainable } from '../src/models/base.js';
@@ -10,6 +11,8 @@ import { batchGradients } from '../src/train/gradients.js';
 
 /** Tests run on the backend a user would get (wasm by default; PROBSEM_BACKEND overrides). */
 export async function setupBackend(): Promise<string> {
+  // Tests take tfjs gradients directly (tf.grad), as only the trainer does in the library.
+  registerGradients();
   return initBackend();
 }
 

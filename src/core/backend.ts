@@ -5,8 +5,6 @@
  * then `wasm` (the default here: SIMD, single-threaded in Node), then the pure-JS `cpu`.
  */
 import * as tf from '@tensorflow/tfjs-core';
-// Gradients are registered separately from ops in tfjs-core.
-import './gradients.js';
 import '@tensorflow/tfjs-backend-cpu';
 import { getThreadsCount, setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { unlinkSync } from 'node:fs';

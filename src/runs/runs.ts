@@ -195,6 +195,18 @@ export function loadImageModel(dir: string): { model: ImageModel; meta: ModelFil
   return { model: model as unknown as ImageModel, meta };
 }
 
+/**
+ * The dataset a command on a run uses: the one given, else the one the run records. Runs saved by
+ * older library code record none; they were Fashion-MNIST runs in practice, so that is used, but
+ * said aloud rather than assumed silently.
+ */
+export function runDatasetName(meta: ModelFile, given: string | undefined, onNotice?: (m: string) => void): string {
+  if (given !== undefined) return given;
+  if (meta.dataset?.name) return meta.dataset.name;
+  onNotice?.("this run records no dataset (saved by an older saveModel); using 'fashion-mnist' — pass --dataset to choose");
+  return 'fashion-mnist';
+}
+
 /** Fails clearly when a model and a dataset do not fit each other. */
 export function checkCompatible(meta: ModelFile, ds: Dataset): void {
   const inputDim = Number(meta.config.inputDim);
@@ -299,7 +311,7 @@ export function metricLearningMeasures(model: ImageModel, ds: Dataset, o: { trip
 export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<EvalReport> {
   const t0 = performance.now();
   const { model, meta } = loadImageModel(dir);
-  const ds = await loadDataset(o.dataset ?? meta.dataset?.name ?? 'fashion-mnist', { dataDir: o.dataDir, onNotice: o.onNotice });
+  const ds = await loadDataset(runDatasetName(meta, o.dataset, o.onNotice), { dataDir: o.dataDir, onNotice: o.onNotice });
   checkCompatible(meta, ds);
   const pixels = pixelsOf(ds);
   const seed = o.seed ?? 0;

@@ -8,7 +8,7 @@ import { decodePngToGrey, encodeGridPng } from '../data/png.js';
 import { ProbsemError } from '../core/errors.js';
 import type { ImageModel } from '../models/base.js';
 import type { ModelFile } from '../models/persist.js';
-import { annotateImage, checkCompatible, generateForLabel, labelIndex, loadImageModel, reconstruct } from '../runs/runs.js';
+import { annotateImage, checkCompatible, generateForLabel, labelIndex, loadImageModel, reconstruct, runDatasetName } from '../runs/runs.js';
 import { runWordVectors, splitQuery } from '../runs/words.js';
 import type { WordVectors } from '../text/word-vectors.js';
 import {
@@ -70,7 +70,7 @@ export class ModelService {
 
   static async load(runDir: string, o: ServiceOptions = {}): Promise<ModelService> {
     const { model, meta } = loadImageModel(runDir);
-    const ds = await loadDataset(o.dataset ?? meta.dataset?.name ?? 'fashion-mnist', { dataDir: o.dataDir, onNotice: o.onNotice });
+    const ds = await loadDataset(runDatasetName(meta, o.dataset, o.onNotice), { dataDir: o.dataDir, onNotice: o.onNotice });
     checkCompatible(meta, ds);
     let vectors: WordVectors | null = null;
     try {

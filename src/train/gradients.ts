@@ -1,6 +1,7 @@
 /** Loss terms and parameter gradients of one batch: the piece every step implementation shares. */
 import * as tf from '@tensorflow/tfjs-core';
 import { ProbsemError } from '../core/errors.js';
+import { registerGradients } from '../core/gradients.js';
 import { tidyRead } from '../core/ops.js';
 import { type Batch, type Trainable, lossOf } from '../models/base.js';
 
@@ -14,6 +15,7 @@ export interface BatchGradients {
 }
 
 export function batchGradients(model: Trainable, batch: Batch, step: number): BatchGradients {
+  registerGradients();
   const byVarName = new Map(model.params.entries().map(([n, v]) => [v.name, n]));
   let termTensors: Record<string, tf.Scalar> = {};
   const { value, grads } = tf.variableGrads(() => {

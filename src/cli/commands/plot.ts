@@ -7,7 +7,6 @@ import { loadDataset } from '../../data/registry.js';
 import { checkCompatible, loadImageModel } from '../../runs/runs.js';
 import { runWordVectors, splitQuery } from '../../runs/words.js';
 import { interpolationImages, latentMap } from '../../analysis/figures.js';
-import { curvesSpec, scatterPanelsSpec, writePlotPng } from '../../analysis/plot.js';
 import { projectionMethod } from '../../analysis/projection.js';
 import { logCurves, logTerms, readTrainLog } from '../../analysis/train-log.js';
 import { intOption, numOption, parse, strOption } from '../args.js';
@@ -117,6 +116,8 @@ async function plotLatent(argv: string[]): Promise<number> {
     used = used && used !== map.method ? 'mixed' : map.method;
     for (const c of ds.classNames) if (!classes.includes(c)) classes.push(c);
   }
+  // Vega and resvg load only when a figure is drawn: every other command starts faster.
+  const { scatterPanelsSpec, writePlotPng } = await import('../../analysis/plot.js');
   const spec = scatterPanelsSpec(panels, classes, { title: v.title as string | undefined, columns, width, height, pointSize });
   await ensureDir(dirname(out));
   const bytes = await writePlotPng(out, spec, { scale });
@@ -150,6 +151,7 @@ async function plotCurves(argv: string[]): Promise<number> {
       ? [...new Set(logs.flatMap(logTerms))]
       : String(v.terms).split(',').map((t) => t.trim()).filter(Boolean);
   if (terms.length === 0) throw new ProbsemError('--terms names no term', 'BAD_OPTION');
+  const { curvesSpec, writePlotPng } = await import('../../analysis/plot.js');
   const spec = curvesSpec(
     logs.flatMap((l, i) => logCurves(l, names[i])),
     {

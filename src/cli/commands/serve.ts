@@ -1,5 +1,4 @@
 import { ProbsemError } from '../../core/errors.js';
-import { createServer } from '../../server/app.js';
 import { DEFAULT_LIMITS } from '../../server/limits.js';
 import { intOption, parse, strOption } from '../args.js';
 import type { Command } from './index.js';
@@ -67,6 +66,8 @@ export const serveCommand: Command = {
       requestTimeoutMs: intOption(v.timeout, 'timeout', d.requestTimeoutMs / 1000, 1, 3600) * 1000,
       latentSample: intOption(v['latent-sample'], 'latent-sample', d.latentSample, 10, 100000),
     };
+    // fastify loads only for this command.
+    const { createServer } = await import('../../server/app.js');
     const server = await createServer({
       runDir,
       dataset: v.dataset as string | undefined,

@@ -3,7 +3,7 @@ import { ensureDir, writeFileAtomicSync } from '../../core/files.js';
 import { encodeGridPng } from '../../data/png.js';
 import { loadDataset } from '../../data/registry.js';
 import { latentArithmetic, parseOperand } from '../../runs/latent-arithmetic.js';
-import { checkCompatible, loadImageModel } from '../../runs/runs.js';
+import { checkCompatible, loadImageModel, runDatasetName } from '../../runs/runs.js';
 import { runWordVectors, splitQuery } from '../../runs/words.js';
 import { intOption, parse, strOption } from '../args.js';
 import type { Command } from './index.js';
@@ -38,7 +38,7 @@ export const arithmeticCommand: Command = {
     const { model, meta } = loadImageModel(strOption(v.run, 'run'));
     const needsData = [a, minus, plus].some((op) => op.kind === 'image') || !model.encodeLabels;
     const ds = needsData
-      ? await loadDataset(strOption(v.dataset, 'dataset', meta.dataset?.name ?? 'fashion-mnist'), { dataDir: v.data as string | undefined })
+      ? await loadDataset(runDatasetName(meta, v.dataset as string | undefined, (m) => process.stderr.write(`note: ${m}\n`)), { dataDir: v.data as string | undefined })
       : null;
     if (ds) checkCompatible(meta, ds);
     const words = [a, minus, plus].flatMap((op) => (op.kind === 'label' ? [op.text] : []));

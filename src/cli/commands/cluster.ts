@@ -2,7 +2,7 @@ import { ProbsemError } from '../../core/errors.js';
 import { datasetHash, pixelsOf } from '../../data/dataset.js';
 import { loadDataset } from '../../data/registry.js';
 import { encodeSplit } from '../../runs/retrieval.js';
-import { checkCompatible, loadImageModel } from '../../runs/runs.js';
+import { checkCompatible, loadImageModel, runDatasetName } from '../../runs/runs.js';
 import { kmeans, normalizedMutualInformation, purity } from '../../analysis/clustering.js';
 import { intOption, parse, strOption } from '../args.js';
 import type { Command } from './index.js';
@@ -40,7 +40,7 @@ export const clusterCommand: Command = {
     const seed = intOption(v.seed, 'seed', 0, 0);
     const restarts = intOption(v.restarts, 'restarts', 10, 1, 1000);
     const { model, meta } = loadImageModel(dir);
-    const ds = await loadDataset(strOption(v.dataset, 'dataset', meta.dataset?.name ?? 'fashion-mnist'), { dataDir: v.data as string | undefined, onNotice: note });
+    const ds = await loadDataset(runDatasetName(meta, v.dataset as string | undefined, (m) => process.stderr.write(`note: ${m}\n`)), { dataDir: v.data as string | undefined, onNotice: note });
     checkCompatible(meta, ds);
     if (meta.dataset?.hash && meta.dataset.hash !== datasetHash(ds)) {
       note(`${dir} was trained on ${meta.dataset.name} (${meta.dataset.source ?? 'another copy'}); clustering the ${split} split of ${ds.name} from ${ds.source}`);

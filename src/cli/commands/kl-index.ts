@@ -6,7 +6,7 @@ import { loadDataset } from '../../data/registry.js';
 import { ClickHouseStore } from '../../index/clickhouse.js';
 import { KlIndex, type QueryGaussian, type SearchHit } from '../../index/kl-index.js';
 import { encodeSplitGaussians } from '../../runs/retrieval.js';
-import { checkCompatible, loadImageModel } from '../../runs/runs.js';
+import { checkCompatible, loadImageModel, runDatasetName } from '../../runs/runs.js';
 import { queryForWords, runWordVectors, splitQuery } from '../../runs/words.js';
 import { intOption, parse, strOption } from '../args.js';
 import type { Command } from './index.js';
@@ -58,7 +58,7 @@ async function build(argv: string[]): Promise<number> {
   if (split !== 'test' && split !== 'train') throw new ProbsemError(`--split must be test or train, got '${split}'`, 'BAD_OPTION');
   const dir = strOption(v.run, 'run');
   const { model, meta } = loadImageModel(dir);
-  const ds = await loadDataset(strOption(v.dataset, 'dataset', meta.dataset?.name ?? 'fashion-mnist'), { dataDir: v.data as string | undefined });
+  const ds = await loadDataset(runDatasetName(meta, v.dataset as string | undefined, (m) => process.stderr.write(`note: ${m}\n`)), { dataDir: v.data as string | undefined });
   checkCompatible(meta, ds);
   const s = ds[split];
   const t0 = performance.now();

@@ -4,7 +4,7 @@ import { ensureDir, writeFileAtomicSync } from '../../core/files.js';
 import { type Dataset, datasetHash } from '../../data/dataset.js';
 import { encodeGridPng } from '../../data/png.js';
 import { loadDataset } from '../../data/registry.js';
-import { checkCompatible, loadImageModel } from '../../runs/runs.js';
+import { checkCompatible, loadImageModel, runDatasetName } from '../../runs/runs.js';
 import { runWordVectors, splitQuery } from '../../runs/words.js';
 import { interpolationImages, latentMap } from '../../analysis/figures.js';
 import { projectionMethod } from '../../analysis/projection.js';
@@ -102,7 +102,7 @@ async function plotLatent(argv: string[]): Promise<number> {
   const classes: string[] = [];
   let used = '';
   for (const [i, r] of runs.entries()) {
-    const name = strOption(v.dataset, 'dataset', r.meta.dataset?.name ?? 'fashion-mnist');
+    const name = runDatasetName(r.meta, v.dataset as string | undefined, note);
     if (!datasets.has(name)) datasets.set(name, loadDataset(name, { dataDir: v.data as string | undefined, onNotice: note }));
     const ds = await datasets.get(name)!;
     checkCompatible(r.meta, ds);

@@ -8,7 +8,7 @@ import { encodeGridPng } from '../../data/png.js';
 import { loadDataset } from '../../data/registry.js';
 import type { ImageModel } from '../../models/base.js';
 import { corruptRows } from '../../models/denoising-ae.js';
-import { checkCompatible, classLabelInputs, loadImageModel, reconstruct } from '../../runs/runs.js';
+import { checkCompatible, classLabelInputs, loadImageModel, reconstruct, runDatasetName } from '../../runs/runs.js';
 import { intOption, numOption, parse, strOption } from '../args.js';
 import type { Command } from './index.js';
 
@@ -56,7 +56,7 @@ export const reconstructCommand: Command = {
     const splitName = strOption(v.split, 'split', 'test');
     if (splitName !== 'test' && splitName !== 'train') throw new ProbsemError(`--split must be test or train, got '${splitName}'`, 'BAD_OPTION');
     const { model, meta } = loadImageModel(strOption(v.run, 'run'));
-    const ds = await loadDataset((v.dataset as string | undefined) ?? meta.dataset?.name ?? 'fashion-mnist', {
+    const ds = await loadDataset(runDatasetName(meta, v.dataset as string | undefined, (m) => process.stderr.write(`note: ${m}\n`)), {
       dataDir: v.data as string | undefined,
       onNotice: (m) => process.stderr.write(`note: ${m}\n`),
     });

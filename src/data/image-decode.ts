@@ -146,8 +146,8 @@ export async function decodeImage(buf: Uint8Array, o: DecodeImageOptions): Promi
   let rw: number;
   let rh: number;
   try {
-    // 'error' rather than sharp's default 'warning': cameras write JPEGs with harmless warnings
-    // (extraneous bytes), while truncation and real decode errors still fail.
+    // 'error' rather than sharp's default 'warning': a decoder warning alone does not refuse a
+    // picture that displays elsewhere; truncation and decode errors still fail.
     const { data, info } = await sharp(buf, { limitInputPixels: max, failOn: 'error' })
       .autoOrient()
       .resize({ width: W, height: H, fit: 'inside' })

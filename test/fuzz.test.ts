@@ -11,7 +11,8 @@ import fc from 'fast-check';
 import { setupBackend } from './helpers.js';
 import { ProbsemError } from '../src/core/errors.js';
 import { encodeIdx, parseIdx, readIdxFile } from '../src/data/idx.js';
-import { decodePngToGrey, encodeGridPng } from '../src/data/png.js';
+import { encodeGridPng } from '../src/data/png.js';
+import { decodeImage } from '../src/data/image-decode.js';
 import { createModel } from '../src/models/registry.js';
 import { loadModel, saveModel } from '../src/models/persist.js';
 import type { Trainable } from '../src/models/base.js';
@@ -24,7 +25,7 @@ import { Rng } from '../src/core/random.js';
 import { readWordVectors, writeWordVectors } from '../src/text/readers.js';
 import { decodeCache, encodeCache } from '../src/text/wordnet.js';
 import { WordVectors } from '../src/text/word-vectors.js';
-import { decodeJpegToGrey } from '../src/server/jpeg.js';
+import sharp from 'sharp';
 import { JPEG_COLOUR_45x37, JPEG_GREY_56 } from './server.jpegs.js';
 
 const RUNS = Number(process.env.PROBSEM_FUZZ_RUNS ?? 150);
@@ -154,27 +155,33 @@ test('IDX files: mutated gzip streams are rejected cleanly', async (t) => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('image decoder: mutated PNGs give 28×28 grey values in [0, 1] or a DataFormatError', (t) => {
+/** A mutated picture decodes to 28×28 values in [0, 1] or is refused with a ProbsemError, in bounded time. */
+async function decodesCleanly(tally: Tally, buf: Uint8Array): Promise<void> {
+  const t0 = performance.now();
+  await expectCleanlyAsync(
+    tally,
+    () => decodeImage(buf, { height: 28, width: 28, source: 'fuzz' }),
+    (r) => {
+      assert.equal(r.pixels.length, 784);
+      assert.ok(r.pixels.every((v) => v >= 0 && v <= 1), 'values in [0, 1]');
+    },
+  );
+  const ms = performance.now() - t0;
+  assert.ok(ms < MAX_CASE_MS, `a case took ${ms.toFixed(0)} ms`);
+}
+
+test('image decoder: mutated PNGs give 28×28 values in [0, 1] or a ProbsemError', async (t) => {
   const img = new Float32Array(4 * 28 * 28).map((_, i) => (i % 97) / 96);
   const base = new Uint8Array(encodeGridPng(img, 4, { height: 28, width: 28, cols: 2 }));
   const tally = { ok: 0, rejected: 0 };
-  fc.assert(
-    fc.property(mutated(base), (buf) =>
-      expectCleanly(
-        tally,
-        () => decodePngToGrey(buf, 28, 28, 'fuzz.png'),
-        (grey) => {
-          assert.equal(grey.length, 784);
-          assert.ok(grey.every((v) => v >= 0 && v <= 1), 'grey values in [0, 1]');
-        },
-      ),
-    ),
+  await fc.assert(
+    fc.asyncProperty(mutated(base), (buf) => decodesCleanly(tally, buf)),
     { numRuns: RUNS, seed: SEED, reporter: shortReport },
   );
   report(t, 'PNG decode', tally);
   // Nearly every mutation breaks a CRC, so valid outcomes are rare; the unmutated image must decode.
   assert.ok(tally.rejected > 0, 'some inputs were rejected');
-  assert.equal(decodePngToGrey(base, 28, 28, 'base.png').length, 784);
+  assert.equal((await decodeImage(base, { height: 28, width: 28 })).pixels.length, 784);
 });
 
 /** The small model every loader case starts from. */
@@ -341,24 +348,19 @@ test('WordNet vector cache: a mutated cache file is detected, never trusted', (t
   assert.ok(tally.rejected > 0);
 });
 
-test('image decoder: mutated JPEGs give 28×28 grey values in [0, 1] or a ProbsemError', (t) => {
-  const bases = [JPEG_GREY_56, JPEG_COLOUR_45x37].map((b64) => new Uint8Array(Buffer.from(b64, 'base64')));
+test('image decoder: mutated JPEGs (baseline, progressive), WebPs and GIFs give 28×28 values in [0, 1] or a ProbsemError', async (t) => {
+  const chromium = [JPEG_GREY_56, JPEG_COLOUR_45x37].map((b64) => new Uint8Array(Buffer.from(b64, 'base64')));
+  const picture = sharp(Buffer.from(JPEG_COLOUR_45x37, 'base64'));
+  const made = await Promise.all([picture.clone().jpeg({ progressive: true }).toBuffer(), picture.clone().webp().toBuffer(), picture.clone().gif().toBuffer()]);
+  const bases = [...chromium, ...made.map((b) => new Uint8Array(b))];
   const tally = { ok: 0, rejected: 0 };
-  fc.assert(
-    fc.property(
+  await fc.assert(
+    fc.asyncProperty(
       fc.nat({ max: bases.length - 1 }).chain((i) => mutated(bases[i])),
-      (buf) =>
-        expectCleanly(
-          tally,
-          () => decodeJpegToGrey(buf, 28, 28),
-          (grey) => {
-            assert.equal(grey.length, 784);
-            assert.ok(grey.every((v) => v >= 0 && v <= 1), 'grey values in [0, 1]');
-          },
-        ),
+      (buf) => decodesCleanly(tally, buf),
     ),
     { numRuns: RUNS, seed: SEED, reporter: shortReport },
   );
-  report(t, 'JPEG decode', tally);
+  report(t, 'JPEG/WebP/GIF decode', tally);
   assert.ok(tally.rejected > 0 && tally.ok > 0, `both outcomes (${tally.ok} valid, ${tally.rejected} rejected)`);
 });

@@ -1,4 +1,4 @@
-/** The library parts behind `probsem serve`: word queries and KL retrieval, PCA, the JPEG reader, the limiter. */
+/** The library parts behind `probsem serve`: word queries and KL retrieval, PCA, the limiter (pictures: image-decode.test.ts). */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
@@ -18,9 +18,7 @@ import {
   retrieveImages,
 } from '../src/runs/retrieval.js';
 import { pca2d, sampleIndices } from '../src/server/latent.js';
-import { decodeJpegLuma, decodeJpegToGrey } from '../src/server/jpeg.js';
 import { HttpError, Limiter } from '../src/server/limits.js';
-import { JPEG_GREY_56, JPEG_COLOUR_45x37 } from './server.jpegs.js';
 
 const CLASSES = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'];
 const meta = { model: 'pse-star', classNames: CLASSES, labelEncoding: 'onehot' } as unknown as ModelFile;
@@ -131,27 +129,6 @@ test('pca2d: recovers the main axes of an elongated cloud, deterministically; sa
   assert.deepEqual(s, [...s].sort((a, b) => a - b));
   assert.deepEqual(sampleIndices(1000, 50), s);
   assert.deepEqual(sampleIndices(10, 50), [...Array(10).keys()]);
-});
-
-test('JPEG reader: baseline grey and colour (4:2:0, odd size) JPEGs; refuses progressive and malformed ones with reasons', () => {
-  const grey = decodeJpegLuma(Buffer.from(JPEG_GREY_56, 'base64'), 1e6);
-  assert.equal(grey.w, 56);
-  assert.equal(grey.h, 56);
-  // The image is light-on-dark clothing: black corners, a bright middle.
-  assert.ok(grey.grey[0] < 0.05);
-  const mid = grey.grey.slice(20 * 56, 36 * 56).reduce((a, b) => a + b, 0) / (16 * 56);
-  assert.ok(mid > 0.2, `middle rows are bright: ${mid}`);
-  const colour = decodeJpegLuma(Buffer.from(JPEG_COLOUR_45x37, 'base64'), 1e6);
-  assert.deepEqual([colour.w, colour.h], [45, 37]);
-  assert.ok(colour.grey.every((v) => v >= 0 && v <= 1));
-  assert.equal(decodeJpegToGrey(Buffer.from(JPEG_GREY_56, 'base64'), 28, 28).length, 784);
-  assert.throws(() => decodeJpegLuma(Buffer.from(JPEG_GREY_56, 'base64'), 1000), /declares 56×56 pixels; at most 1000/);
-  const progressive = Buffer.from([0xff, 0xd8, 0xff, 0xc2, 0, 11, 8, 0, 28, 0, 28, 1, 1, 0x11, 0]);
-  assert.throws(() => decodeJpegLuma(progressive, 1e6), (e: Error & { code?: string }) => e.code === 'UNSUPPORTED_IMAGE' && /progressive/.test(e.message));
-  const full = Buffer.from(JPEG_GREY_56, 'base64');
-  assert.throws(() => decodeJpegLuma(full.subarray(0, full.length - 400), 1e6), /ends early/);
-  assert.throws(() => decodeJpegLuma(full.subarray(0, 30), 1e6), /not a valid JPEG/);
-  assert.throws(() => decodeJpegLuma(Buffer.from([0xff, 0xd8, 0xff, 0xd9]), 1e6), /no image data/);
 });
 
 test('Limiter: runs at most maxActive jobs in order, refuses beyond the queue (BUSY), times out waiting jobs (QUEUE_TIMEOUT)', async () => {

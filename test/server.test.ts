@@ -6,6 +6,7 @@ import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { PNG } from 'pngjs';
+import sharp from 'sharp';
 import { createServer, type ProbsemServer } from '../src/server/app.js';
 import { buildOpenApi } from '../src/server/openapi.js';
 import { imagesToFloat } from '../src/data/dataset.js';
@@ -118,6 +119,39 @@ test('annotate: a baseline JPEG upload decodes like the PNG it came from', async
   assert.equal(fromJpeg.status, 200, JSON.stringify(fromJpeg.body));
   assert.equal(fromJpeg.body.labels[0].label, fromPng.body.labels[0].label);
   assert.ok(Math.abs(fromJpeg.body.labels[0].probability - fromPng.body.labels[0].probability) < 0.05);
+  assert.deepEqual(fromJpeg.body.input, { format: 'JPEG', width: 56, height: 56, polarity: 'light-on-dark', inverted: false, note: 'the upload is 56×56 grey; converted to 28×28 grey' });
+});
+
+test('annotate: progressive JPEG, WebP and GIF uploads are read; a dark-on-light picture is inverted unless invert=false', async () => {
+  const png2 = (await call('/api/images/5?scale=2')).body as Buffer;
+  const want = (await postRaw('/api/annotate', png2, 'image/png')).body.labels[0].label;
+  const pic = sharp(png2);
+  for (const [type, buf] of [
+    ['image/jpeg', await pic.clone().jpeg({ progressive: true }).toBuffer()],
+    ['image/webp', await pic.clone().webp({ lossless: true }).toBuffer()],
+    ['image/gif', await pic.clone().gif().toBuffer()],
+  ] as const) {
+    const r = await postRaw('/api/annotate', buf, type);
+    assert.equal(r.status, 200, `${type}: ${JSON.stringify(r.body)}`);
+    assert.equal(r.body.labels[0].label, want, type);
+  }
+  const dark = await pic.clone().negate().jpeg().toBuffer();
+  const auto = await postRaw('/api/annotate', dark, 'image/jpeg');
+  assert.equal(auto.status, 200, JSON.stringify(auto.body));
+  assert.equal(auto.body.labels[0].label, want, 'the inverted picture is read like the original');
+  assert.equal(auto.body.input.polarity, 'dark-on-light');
+  assert.equal(auto.body.input.inverted, true);
+  assert.match(auto.body.input.note, /inverted \(dark-on-light detected\)/);
+  const kept = await postRaw('/api/annotate?invert=false', dark, 'image/jpeg');
+  assert.equal(kept.body.input.inverted, false);
+  assert.notDeepEqual(kept.body.labels, auto.body.labels);
+  const form = new FormData();
+  form.append('invert', 'false');
+  form.append('image', new Blob([dark], { type: 'image/jpeg' }), 'dark.jpg');
+  const multi = await call('/api/annotate', { method: 'POST', body: form });
+  assert.equal(multi.body.input.inverted, false, 'a multipart field overrides detection');
+  const b64 = await post('/api/annotate', { image: dark.toString('base64') });
+  assert.equal(b64.body.input.inverted, true, 'base64 JSON: detected too');
 });
 
 test('annotate limits: 413 over the upload cap, 400 with a reason for non-images, 415 for formats not read', async () => {
@@ -142,16 +176,17 @@ test('annotate limits: 413 over the upload cap, 400 with a reason for non-images
   assertError(await postRaw('/api/annotate', Buffer.from('hello, I am text'), 'image/png'), 400, 'BAD_IMAGE', /not an image/);
   assertError(await postRaw('/api/annotate', Buffer.alloc(0), 'image/png'), 400, 'BAD_IMAGE', /empty/);
   const png = (await call('/api/images/1')).body as Buffer;
-  assertError(await postRaw('/api/annotate', png.subarray(0, png.length - 20), 'image/png'), 400, 'BAD_IMAGE', /not a valid PNG/);
+  assertError(await postRaw('/api/annotate', png.subarray(0, png.length - 20), 'image/png'), 400, 'BAD_IMAGE', /^the upload is not a readable image \(corrupt or truncated PNG\)$/);
   const huge = Buffer.from(png);
   huge.writeUInt32BE(100_000, 16);
   huge.writeUInt32BE(100_000, 20);
   assertError(await postRaw('/api/annotate', huge, 'image/png'), 400, 'BAD_IMAGE', /declares 100000×100000 pixels/);
   const jpeg = Buffer.from(JPEG_GREY_56, 'base64');
-  assertError(await postRaw('/api/annotate', jpeg.subarray(0, 400), 'image/jpeg'), 400, 'BAD_IMAGE', /not a valid JPEG/);
-  const progressive = Buffer.from([0xff, 0xd8, 0xff, 0xc2, 0, 11, 8, 0, 28, 0, 28, 1, 1, 0x11, 0]);
-  assertError(await postRaw('/api/annotate', progressive, 'image/jpeg'), 415, 'UNSUPPORTED_IMAGE', /progressive/);
-  assertError(await postRaw('/api/annotate', Buffer.from('GIF89a\x01\x00\x01\x00'), 'image/gif'), 415, 'UNSUPPORTED_IMAGE', /GIF/);
+  assertError(await postRaw('/api/annotate', jpeg.subarray(0, 400), 'image/jpeg'), 400, 'BAD_IMAGE', /^the upload is not a readable image \(corrupt or truncated JPEG\)$/);
+  const headerOnly = Buffer.from([0xff, 0xd8, 0xff, 0xc2, 0, 11, 8, 0, 28, 0, 28, 1, 1, 0x11, 0]);
+  assertError(await postRaw('/api/annotate', headerOnly, 'image/jpeg'), 400, 'BAD_IMAGE', /corrupt or truncated JPEG/);
+  assertError(await postRaw('/api/annotate', Buffer.from('GIF89a\x01\x00\x01\x00'), 'image/gif'), 400, 'BAD_IMAGE', /corrupt or truncated GIF/);
+  assertError(await postRaw('/api/annotate', Buffer.from('BM\x00\x00\x00\x00'), 'image/bmp'), 415, 'UNSUPPORTED_IMAGE', /is a BMP image; probsem reads PNG, JPEG, WebP and GIF/);
   assertError(await postRaw('/api/annotate', Buffer.from('abc'), 'text/plain'), 415, 'UNSUPPORTED_MEDIA_TYPE');
   assertError(await post('/api/annotate', { image: '***not base64***' }), 400, 'BAD_IMAGE', /base64/);
 

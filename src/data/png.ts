@@ -1,6 +1,6 @@
-/** PNG in and out: image grids for reports, and user images decoded to model input. */
+/** PNG figures: image grids for reports and the CLI, with optional row captions and framed tiles. */
 import { PNG } from 'pngjs';
-import { DataFormatError } from '../core/errors.js';
+import { ADVANCE, GLYPH_HEIGHT, drawText, fontText, textWidth } from './font.js';
 
 export interface GridOptions {
   /** Images per row. */
@@ -11,7 +11,20 @@ export interface GridOptions {
   pad?: number;
   /** Integer upscaling factor. */
   scale?: number;
+  /** The grid cell of each image (default: image i in cell i), so a group can start on a new row. */
+  cells?: number[];
+  /** A caption per grid row, drawn in a column at the left ('' for none). */
+  rowLabels?: string[];
+  /** Images to frame in colour (the query of a similarity grid); makes the PNG RGB. */
+  highlight?: number[];
 }
+
+/** Captions longer than this are cut, so one long phrase cannot make the figure mostly margin. */
+const MAX_LABEL_CHARS = 24;
+const BACKGROUND = 96;
+const LABEL_INK = 255;
+/** Orange: visible against both black backgrounds and the grey padding. */
+const FRAME_RGB = [255, 150, 0];
 
 /**
  * Tiles grey images (values in [0, 1], row-major, `height*width` each) into one PNG, row by row.
@@ -21,98 +34,59 @@ export function encodeGridPng(images: Float32Array, count: number, opts: GridOpt
   const { cols, height: h, width: w } = opts;
   const pad = opts.pad ?? 2;
   const scale = opts.scale ?? 2;
-  const rows = Math.max(1, Math.ceil(count / cols));
+  const cells = opts.cells ?? Array.from({ length: count }, (_, i) => i);
+  const lastCell = cells.slice(0, count).reduce((m, c) => Math.max(m, c), -1);
+  const rows = Math.max(1, Math.ceil((lastCell + 1) / cols));
   const tileW = w * scale;
   const tileH = h * scale;
-  const W = cols * tileW + (cols + 1) * pad;
+  // Captions scale with the tiles: 7-pixel capitals beside 28-pixel tiles, 14 beside 56.
+  const textScale = Math.max(1, Math.round(tileH / 28));
+  const labels = (opts.rowLabels ?? []).slice(0, rows).map((l) => fontText(l, MAX_LABEL_CHARS));
+  const widest = Math.max(0, ...labels.map((l) => textWidth(l, textScale)));
+  const labelW = widest > 0 ? widest + 2 * ADVANCE * textScale : 0;
+  const W = labelW + cols * tileW + (cols + 1) * pad;
   const H = rows * tileH + (rows + 1) * pad;
-  const png = new PNG({ width: W, height: H, colorType: 0, inputColorType: 0, bitDepth: 8, inputHasAlpha: false });
-  const data = Buffer.alloc(W * H, 96);
+  const grey = new Uint8Array(W * H).fill(BACKGROUND);
+  const origin = (cell: number) => [labelW + pad + (cell % cols) * (tileW + pad), pad + Math.floor(cell / cols) * (tileH + pad)];
   for (let i = 0; i < count; i++) {
-    const r = Math.floor(i / cols);
-    const c = i % cols;
-    const ox = pad + c * (tileW + pad);
-    const oy = pad + r * (tileH + pad);
+    const [ox, oy] = origin(cells[i]);
     for (let y = 0; y < tileH; y++) {
       for (let x = 0; x < tileW; x++) {
         const v = images[i * h * w + Math.floor(y / scale) * w + Math.floor(x / scale)];
-        data[(oy + y) * W + ox + x] = Math.max(0, Math.min(255, Math.round(v * 255)));
+        grey[(oy + y) * W + ox + x] = Math.max(0, Math.min(255, Math.round(v * 255)));
       }
     }
   }
-  png.data = data;
-  return PNG.sync.write(png, { colorType: 0, inputColorType: 0, inputHasAlpha: false });
-}
+  labels.forEach((text, r) => {
+    const y = pad + r * (tileH + pad) + Math.floor((tileH - (GLYPH_HEIGHT - 2) * textScale) / 2);
+    drawText(grey, W, ADVANCE * textScale, y, text, LABEL_INK, textScale);
+  });
+  if (!opts.highlight?.length) return writePng(grey, W, H, 1);
 
-const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
-
-export interface DecodeOptions {
-  /** Invert grey values (for dark-on-light pictures; the datasets are light-on-dark). */
-  invert?: boolean;
-  /** Refuse images with more pixels than this (default 4096×4096). */
-  maxPixels?: number;
-}
-
-/**
- * Decodes a PNG to grey values in [0, 1], resized (area average) to height×width. Alpha is
- * composited over black, matching the datasets' black background.
- */
-export function decodePngToGrey(buf: Uint8Array, height: number, width: number, source: string, opts: DecodeOptions = {}): Float32Array {
-  if (buf.length < 8 || PNG_MAGIC.some((b, i) => buf[i] !== b)) {
-    throw new DataFormatError(`${source} is not a PNG image (wrong signature)`);
-  }
-  // Read the declared size from the IHDR chunk before decoding, so a hostile header cannot make
-  // the decoder allocate gigabytes.
-  if (buf.length >= 24) {
-    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-    const w = dv.getUint32(16);
-    const h = dv.getUint32(20);
-    const max = opts.maxPixels ?? 4096 * 4096;
-    if (w === 0 || h === 0 || w * h > max) {
-      throw new DataFormatError(`${source} declares ${w}×${h} pixels; at most ${max} are accepted`);
-    }
-  }
-  let png: PNG;
-  try {
-    png = PNG.sync.read(Buffer.from(buf));
-  } catch (e) {
-    throw new DataFormatError(`${source} is not a valid PNG: ${(e as Error).message}`);
-  }
-  const { width: W, height: H, data } = png;
-  const grey = new Float32Array(W * H);
-  for (let i = 0; i < W * H; i++) {
-    const a = data[i * 4 + 3] / 255;
-    const lum = (0.299 * data[i * 4] + 0.587 * data[i * 4 + 1] + 0.114 * data[i * 4 + 2]) / 255;
-    const v = lum * a;
-    grey[i] = opts.invert ? a * (1 - lum) : v;
-  }
-  return resizeArea(grey, H, W, height, width);
-}
-
-/** Area-average resize (good for downscaling photos or drawings to 28×28). */
-export function resizeArea(src: Float32Array, sh: number, sw: number, dh: number, dw: number): Float32Array {
-  if (sh === dh && sw === dw) return src;
-  const out = new Float32Array(dh * dw);
-  const fy = sh / dh;
-  const fx = sw / dw;
-  for (let y = 0; y < dh; y++) {
-    const y0 = y * fy;
-    const y1 = (y + 1) * fy;
-    for (let x = 0; x < dw; x++) {
-      const x0 = x * fx;
-      const x1 = (x + 1) * fx;
-      let sum = 0;
-      let area = 0;
-      for (let sy = Math.floor(y0); sy < Math.min(sh, Math.ceil(y1)); sy++) {
-        const wy = Math.min(y1, sy + 1) - Math.max(y0, sy);
-        for (let sx = Math.floor(x0); sx < Math.min(sw, Math.ceil(x1)); sx++) {
-          const wx = Math.min(x1, sx + 1) - Math.max(x0, sx);
-          sum += src[sy * sw + sx] * wx * wy;
-          area += wx * wy;
-        }
+  const rgb = new Uint8Array(W * H * 3);
+  for (let i = 0; i < W * H; i++) rgb.fill(grey[i], 3 * i, 3 * i + 3);
+  // The frame fills the padding around the tile, or lies over its edge when there is no padding.
+  const t = pad > 0 ? pad : Math.max(1, scale);
+  for (const i of opts.highlight) {
+    if (!(i >= 0 && i < count)) continue;
+    const [ox, oy] = origin(cells[i]);
+    const x0 = pad > 0 ? ox - t : ox;
+    const y0 = pad > 0 ? oy - t : oy;
+    const x1 = pad > 0 ? ox + tileW + t : ox + tileW;
+    const y1 = pad > 0 ? oy + tileH + t : oy + tileH;
+    for (let y = Math.max(0, y0); y < Math.min(H, y1); y++) {
+      for (let x = Math.max(labelW, x0); x < Math.min(W, x1); x++) {
+        if (x >= x0 + t && x < x1 - t && y >= y0 + t && y < y1 - t) continue;
+        rgb.set(FRAME_RGB, 3 * (y * W + x));
       }
-      out[y * dw + x] = area > 0 ? sum / area : 0;
     }
   }
-  return out;
+  return writePng(rgb, W, H, 3);
+}
+
+function writePng(data: Uint8Array, width: number, height: number, channels: 1 | 3): Buffer {
+  const colorType = channels === 1 ? 0 : 2;
+  const png = new PNG({ width, height, colorType, inputColorType: colorType, bitDepth: 8, inputHasAlpha: false });
+  png.data = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  return PNG.sync.write(png, { colorType, inputColorType: colorType, inputHasAlpha: false });
 }

@@ -184,7 +184,8 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
     },
   }, async (req: FastifyRequest) => {
     const q = req.query as { invert?: boolean; top?: number; reconstruct?: boolean };
-    let opts = { invert: Boolean(q.invert), top: q.top, reconstruct: Boolean(q.reconstruct) };
+    // invert absent: decided per picture (dark-on-light ones are inverted).
+    let opts = { invert: q.invert, top: q.top, reconstruct: Boolean(q.reconstruct) };
     let upload: Buffer | null = null;
     let pixels: unknown[] | null = null;
     let id: number | null = null;
@@ -203,7 +204,7 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
       const b = (req.body ?? {}) as { pixels?: unknown[]; image?: string; id?: number; invert?: boolean; top?: number; reconstruct?: boolean };
       const given = [b.pixels, b.image, b.id].filter((v) => v !== undefined).length;
       if (given !== 1) {
-        throw new HttpError(400, 'BAD_REQUEST', 'send an image: a PNG/JPEG body, a multipart file, or JSON with exactly one of `pixels`, `image` (base64) or `id`');
+        throw new HttpError(400, 'BAD_REQUEST', 'send an image: a PNG/JPEG/WebP/GIF body, a multipart file, or JSON with exactly one of `pixels`, `image` (base64) or `id`');
       }
       opts = { invert: b.invert ?? opts.invert, top: b.top ?? opts.top, reconstruct: b.reconstruct ?? opts.reconstruct };
       if (b.image !== undefined) upload = decodeBase64Image(b.image);
@@ -213,8 +214,9 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
     }
     return limiter.run(() => {
       if (id !== null) return service.annotateId(id, opts);
-      let grey = upload ? service.decodeUpload(upload, { invert: opts.invert, maxPixels: limits.maxImagePixels }) : service.checkPixels(pixels!);
-      if (!upload && opts.invert) grey = grey.map((v) => 1 - v);
+      if (upload) return service.annotateUpload(upload, { ...opts, maxPixels: limits.maxImagePixels });
+      let grey = service.checkPixels(pixels!);
+      if (opts.invert) grey = grey.map((v) => 1 - v);
       return service.annotate(grey, opts);
     });
   });

@@ -30,8 +30,7 @@ export function buildOpenApi(limits: ServeLimits = DEFAULT_LIMITS): Record<strin
       const content: Record<string, unknown> = { 'application/json': { schema: d.body } };
       if (d.uploads) {
         const bin = { schema: { type: 'string', format: 'binary' } };
-        content['image/png'] = bin;
-        content['image/jpeg'] = bin;
+        for (const type of ['image/png', 'image/jpeg', 'image/webp', 'image/gif']) content[type] = bin;
         content['multipart/form-data'] = {
           schema: {
             type: 'object',

@@ -102,14 +102,16 @@ export function routeDocs(l: ServeLimits): Record<string, RouteDoc> {
       path: '/api/annotate',
       summary: 'labels of an image, ranked, with probabilities',
       description:
-        `The image comes as the raw body (Content-Type image/png or image/jpeg), as a multipart/form-data file field, or as JSON: ` +
-        `\`pixels\` (${28 * 28} grey values in [0, 1], row-major, light on dark), \`image\` (base64 PNG/JPEG, optionally a data URL) or \`id\` (a test image). ` +
+        `The image comes as the raw body (Content-Type image/png, image/jpeg, image/webp or image/gif), as a multipart/form-data file field, or as JSON: ` +
+        `\`pixels\` (${28 * 28} grey values in [0, 1], row-major, light on dark), \`image\` (base64 picture, optionally a data URL) or \`id\` (a test image). ` +
+        `Pictures (PNG, JPEG, WebP, GIF's first frame) are turned grey, fitted into the model's size with the aspect kept, and inverted when ` +
+        `dark-on-light (a light border), as the training data are light-on-dark; \`input\` in the answer says what was converted. ` +
         `Probabilities are the softmax of log q(μ_x | l) over the labels. Uploads above ${l.maxUploadBytes} bytes get 413; ` +
-        `images above ${l.maxImagePixels} pixels or that do not decode get 400 with the reason; GIF/WebP/BMP/progressive JPEG get 415.`,
+        `images above ${l.maxImagePixels} pixels or that do not decode get 400 with the reason; BMP/TIFF/AVIF/SVG and other formats get 415.`,
       querystring: {
         type: 'object',
         properties: {
-          invert: { type: 'boolean', default: false, description: 'invert grey values (dark-on-light pictures)' },
+          invert: { type: 'boolean', description: 'true: invert grey values; false: never; absent: invert dark-on-light pictures (pixels: never)' },
           top: { type: 'integer', minimum: 1, maximum: 1000, description: 'keep the best N labels' },
           reconstruct: { type: 'boolean', default: false, description: 'also return the reconstruction as a PNG data URL' },
         },
@@ -135,6 +137,18 @@ export function routeDocs(l: ServeLimits): Record<string, RouteDoc> {
               labels: labelScores,
               image: { type: 'object', properties: { id: { type: 'integer' }, label: { type: 'string' } } },
               reconstruction: { type: 'string', description: 'PNG data URL' },
+              input: {
+                type: 'object',
+                description: 'for an uploaded picture: its format and size, the polarity detected, whether it was inverted, and a note on what was converted (null: nothing)',
+                properties: {
+                  format: { type: 'string' },
+                  width: { type: 'integer' },
+                  height: { type: 'integer' },
+                  polarity: { type: 'string', enum: ['light-on-dark', 'dark-on-light'] },
+                  inverted: { type: 'boolean' },
+                  note: { type: ['string', 'null'] },
+                },
+              },
             },
           },
         },

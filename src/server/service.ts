@@ -4,7 +4,8 @@
  */
 import { type Dataset, imagesToFloat, pixelsOf } from '../data/dataset.js';
 import { loadDataset } from '../data/registry.js';
-import { decodePngToGrey, encodeGridPng } from '../data/png.js';
+import { encodeGridPng } from '../data/png.js';
+import { type DecodedImage, decodeImage, describeConversion } from '../data/image-decode.js';
 import { ProbsemError } from '../core/errors.js';
 import type { ImageModel } from '../models/base.js';
 import type { ModelFile } from '../models/persist.js';
@@ -23,7 +24,6 @@ import {
 } from '../runs/retrieval.js';
 import { HttpError } from './limits.js';
 import { type Method, embedInWorker, pca2d, sampleIndices } from './latent.js';
-import { decodeJpegToGrey, isJpeg } from './jpeg.js';
 import type { AnnotateResponse, LatentResponse, LabelScore, ModelResponse, LimitsInfo } from './types.js';
 
 export interface ServiceOptions {
@@ -33,18 +33,6 @@ export interface ServiceOptions {
   onNotice?: (msg: string) => void;
   /** Test images the latent map uses. */
   latentSample?: number;
-}
-
-const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47];
-
-/** Names image formats we recognise but do not decode, for a precise 415. */
-function sniffOtherImage(b: Uint8Array): string | null {
-  const ascii = (o: number, n: number) => String.fromCharCode(...b.subarray(o, o + n));
-  if (ascii(0, 4) === 'GIF8') return 'GIF';
-  if (ascii(0, 4) === 'RIFF' && ascii(8, 4) === 'WEBP') return 'WebP';
-  if (ascii(0, 2) === 'BM') return 'BMP';
-  if (ascii(4, 8) === 'ftypavif' || ascii(4, 8) === 'ftypheic') return 'AVIF/HEIC';
-  return null;
 }
 
 export class ModelService {
@@ -116,24 +104,18 @@ export class ModelService {
   }
 
   /**
-   * Decodes an uploaded image to grey values at the model's size. PNG and baseline JPEG are read;
-   * anything else is a 400 (not an image) or 415 (an image format we do not read), with the reason.
+   * Decodes an uploaded picture to the model's input (see decodeImage: PNG, JPEG, WebP, GIF; inverted
+   * when dark-on-light unless `invert` says otherwise). Not an image or corrupt: 400; a format
+   * recognised but not read: 415; both with the reason.
    */
-  decodeUpload(buf: Uint8Array, opts: { invert?: boolean; maxPixels: number }): Float32Array {
-    if (buf.length === 0) throw new HttpError(400, 'BAD_IMAGE', 'the upload is empty');
+  async decodeUpload(buf: Uint8Array, opts: { invert?: boolean; maxPixels: number }): Promise<DecodedImage> {
     try {
-      if (PNG_MAGIC.every((b, i) => buf[i] === b)) {
-        return decodePngToGrey(buf, this.height, this.width, 'the upload', { invert: opts.invert, maxPixels: opts.maxPixels });
-      }
-      if (isJpeg(buf)) return decodeJpegToGrey(buf, this.height, this.width, { invert: opts.invert, maxPixels: opts.maxPixels });
+      return await decodeImage(buf, { height: this.height, width: this.width, invert: opts.invert, maxPixels: opts.maxPixels, source: 'the upload' });
     } catch (e) {
       if (e instanceof ProbsemError && e.code === 'UNSUPPORTED_IMAGE') throw new HttpError(415, 'UNSUPPORTED_IMAGE', e.message);
-      if (e instanceof ProbsemError) throw new HttpError(400, 'BAD_IMAGE', e.message);
+      if (e instanceof ProbsemError && e.code === 'DATA_FORMAT') throw new HttpError(400, 'BAD_IMAGE', e.message);
       throw e;
     }
-    const other = sniffOtherImage(buf);
-    if (other) throw new HttpError(415, 'UNSUPPORTED_IMAGE', `${other} images are not read; send a PNG or JPEG`);
-    throw new HttpError(400, 'BAD_IMAGE', 'the upload is not an image: it starts with neither the PNG nor the JPEG signature');
   }
 
   /** Grey values given directly: exactly height×width finite numbers in [0, 1]. */
@@ -169,6 +151,14 @@ export class ModelService {
     const labels: LabelScore[] = annotateImage(this.model, this.meta, grey).slice(0, o.top ?? this.meta.classNames.length);
     const res: AnnotateResponse = { labels };
     if (o.reconstruct) res.reconstruction = this.dataUrl(reconstruct(this.model, grey, this.pixels), 1);
+    return res;
+  }
+
+  /** An uploaded picture: its labels, and what was converted to make it model input. */
+  async annotateUpload(buf: Uint8Array, o: { invert?: boolean; maxPixels: number; reconstruct?: boolean; top?: number }): Promise<AnnotateResponse> {
+    const { pixels, conversion: c } = await this.decodeUpload(buf, o);
+    const res = this.annotate(pixels, o);
+    res.input = { format: c.format, width: c.width, height: c.height, polarity: c.polarity, inverted: c.inverted, note: describeConversion('the upload', c) };
     return res;
   }
 

@@ -57,6 +57,8 @@ export interface AnnotateResponse {
   image?: { id: number; label: string };
   /** With `reconstruct: true`: the posterior-mean reconstruction as a PNG data URL. */
   reconstruction?: string;
+  /** For an uploaded picture: what it was and what was converted (note: null when nothing). */
+  input?: { format: string; width: number; height: number; polarity: 'light-on-dark' | 'dark-on-light'; inverted: boolean; note: string | null };
 }
 
 export interface GenerateResponse {

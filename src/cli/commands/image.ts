@@ -2,27 +2,55 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ProbsemError } from '../../core/errors.js';
 import { ensureDir, writeFileAtomicSync } from '../../core/files.js';
-import { decodePngToGrey, encodeGridPng } from '../../data/png.js';
+import { decodeImage, describeConversion } from '../../data/image-decode.js';
+import { encodeGridPng } from '../../data/png.js';
 import { annotateImage, generateForLabel, loadImageModel } from '../../runs/runs.js';
 import { generateForPhrases, runWordVectors } from '../../runs/words.js';
-import { intOption, parse, strOption } from '../args.js';
+import { type Options, intOption, parse, strOption } from '../args.js';
 import type { Command } from './index.js';
 
-export const annotateCommand: Command = {
-  summary: 'rank the labels of an image (PNG) under a trained model',
-  help: `probsem annotate --run DIR image.png [--top 5] [--invert] [--json]
+/** The polarity flags of every command that reads a picture. */
+export const INVERT_OPTIONS: Options = { invert: { type: 'boolean' }, 'no-invert': { type: 'boolean' } };
 
-  --invert   for dark-on-light pictures (the training data are light-on-dark)`,
+export const INVERT_HELP = `  --invert       invert the picture (the training data are light-on-dark)
+  --no-invert    never invert it
+                 (default: invert when its border is light, i.e. dark-on-light)`;
+
+/** --invert / --no-invert as decodeImage's `invert` (undefined: detect). */
+export function invertChoice(v: Record<string, unknown>): boolean | undefined {
+  if (v.invert && v['no-invert']) throw new ProbsemError('give at most one of --invert and --no-invert', 'BAD_OPTION');
+  return v.invert ? true : v['no-invert'] ? false : undefined;
+}
+
+/**
+ * Reads a picture file (PNG, JPEG, WebP, GIF) as model input, printing one note on stderr when it
+ * had to be converted (colour, size, polarity), so a surprising answer can be traced to its input.
+ */
+export async function readPicture(file: string, height: number, width: number, invert: boolean | undefined): Promise<Float32Array> {
+  const { pixels, conversion } = await decodeImage(readFileSync(file), { height, width, invert, source: file });
+  const note = describeConversion(file, conversion);
+  if (note) process.stderr.write(`note: ${note}\n`);
+  return pixels;
+}
+
+export const annotateCommand: Command = {
+  summary: 'rank the labels of a picture (PNG, JPEG, WebP, GIF) under a trained model',
+  help: `probsem annotate --run DIR picture [--top 5] [--invert | --no-invert] [--json]
+
+  picture        PNG, JPEG, WebP or GIF (first frame), any size: converted to the model's
+                 grey H×W with the aspect kept; a note on stderr says what was converted
+${INVERT_HELP}`,
   async run(argv) {
-    const { values: v, positionals } = parse(argv, { run: { type: 'string' }, top: { type: 'string' }, invert: { type: 'boolean' }, json: { type: 'boolean' } }, true);
+    const { values: v, positionals } = parse(argv, { run: { type: 'string' }, top: { type: 'string' }, ...INVERT_OPTIONS, json: { type: 'boolean' } }, true);
     if (positionals.length !== 1) throw new ProbsemError('give exactly one image file', 'BAD_OPTION');
     const file = positionals[0];
+    const invert = invertChoice(v);
     if (!existsSync(file)) throw new ProbsemError(`image ${file} not found`, 'NOT_FOUND');
     if (!statSync(file).isFile()) throw new ProbsemError(`image ${file} is not a file`, 'BAD_OPTION');
     const { model, meta } = loadImageModel(strOption(v.run, 'run'));
     const h = meta.dataset?.height ?? 28;
     const w = meta.dataset?.width ?? 28;
-    const image = decodePngToGrey(readFileSync(file), h, w, file, { invert: Boolean(v.invert) });
+    const image = await readPicture(file, h, w, invert);
     const top = intOption(v.top, 'top', 5, 1, meta.classNames.length);
     const ranked = annotateImage(model, meta, image).slice(0, top);
     if (v.json) {
@@ -44,7 +72,8 @@ export const generateCommand: Command = {
   --label NAME   one of the run's classes, or two joined by '+' ("Trouser+Sneaker"): images from
                  that label set's distribution (informed priors: the prior the model trained with)
   --words LIST   comma-separated words or phrases, one row of --n images each; a run trained with
-                 --labels words takes any word its vectors know ("loafer, jeans, ankle boot")`,
+                 --labels words takes any word its vectors know ("loafer, jeans, ankle boot")
+  Each row is captioned at the left with its label or phrase.`,
   async run(argv) {
     const { values: v } = parse(argv, {
       run: { type: 'string' },
@@ -64,8 +93,11 @@ export const generateCommand: Command = {
     const w = meta.dataset?.width ?? 28;
     await ensureDir(dirname(out));
     if (v.label !== undefined) {
-      const images = generateForLabel(model, meta, strOption(v.label, 'label'), n, seed);
-      writeFileAtomicSync(out, encodeGridPng(images, n, { cols: intOption(v.cols, 'cols', Math.min(n, 8), 1, 1000), height: h, width: w }));
+      const label = strOption(v.label, 'label');
+      const images = generateForLabel(model, meta, label, n, seed);
+      const cols = intOption(v.cols, 'cols', Math.min(n, 8), 1, 1000);
+      const rowLabels = Array<string>(Math.ceil(n / cols)).fill(label);
+      writeFileAtomicSync(out, encodeGridPng(images, n, { cols, height: h, width: w, rowLabels }));
       process.stdout.write(`wrote ${n} images of '${v.label}' to ${out}\n`);
       return 0;
     }
@@ -73,8 +105,14 @@ export const generateCommand: Command = {
     if (phrases.length === 0 || phrases.length > 100) throw new ProbsemError('--words needs 1 to 100 comma-separated words or phrases', 'BAD_OPTION');
     const vectors = await runWordVectors(meta, phrases, { onNotice: (m) => process.stderr.write(`note: ${m}\n`) });
     const images = generateForPhrases(model, meta, phrases, vectors, n, seed);
-    writeFileAtomicSync(out, encodeGridPng(images, n * phrases.length, { cols: intOption(v.cols, 'cols', n, 1, 1000), height: h, width: w }));
-    process.stdout.write(`wrote ${n} images each of ${phrases.map((p) => `'${p}'`).join(', ')} (one row each) to ${out}\n`);
+    const cols = intOption(v.cols, 'cols', n, 1, 1000);
+    // Each phrase starts a new row (and takes several when --cols < --n), captioned on its first.
+    const rowsEach = Math.ceil(n / cols);
+    const cells = phrases.flatMap((_, p) => Array.from({ length: n }, (_, j) => p * rowsEach * cols + j));
+    const rowLabels = phrases.flatMap((p) => [p, ...Array<string>(rowsEach - 1).fill('')]);
+    writeFileAtomicSync(out, encodeGridPng(images, n * phrases.length, { cols, height: h, width: w, cells, rowLabels }));
+    const layout = rowsEach === 1 ? 'one row each' : `${rowsEach} rows each`;
+    process.stdout.write(`wrote ${n} images each of ${phrases.map((p) => `'${p}'`).join(', ')} (${layout}, captioned) to ${out}\n`);
     return 0;
   },
 };

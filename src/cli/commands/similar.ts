@@ -1,25 +1,28 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ProbsemError } from '../../core/errors.js';
 import { ensureDir, writeFileAtomicSync } from '../../core/files.js';
 import { imagesToFloat, pixelsOf } from '../../data/dataset.js';
-import { decodePngToGrey, encodeGridPng } from '../../data/png.js';
+import { encodeGridPng } from '../../data/png.js';
 import { loadDataset } from '../../data/registry.js';
 import { similarImages } from '../../runs/retrieval.js';
 import { checkCompatible, loadImageModel } from '../../runs/runs.js';
 import { intOption, parse, strOption } from '../args.js';
+import { INVERT_HELP, INVERT_OPTIONS, invertChoice, readPicture } from './image.js';
 import type { Command } from './index.js';
 
 export const similarCommand: Command = {
   summary: 'find the test images most (or least) similar to an image: KL between posteriors',
-  help: `probsem similar --run DIR --image <id|file.png> [--k 20] [--dissimilar] [--out grid.png] [--json]
+  help: `probsem similar --run DIR --image <id|picture> [--k 20] [--dissimilar] [--out grid.png] [--json]
 
-  --image ID|FILE  a test-split index of the run's dataset, or a PNG of the run's image size
+  --image ID|FILE  a test-split index of the run's dataset, or a picture (PNG, JPEG, WebP, GIF;
+                   converted to the run's image size, with a note on stderr)
   --k N            images to return (default 20)
   --dissimilar     the largest KL(q(z|query) ‖ q(z|x)) first instead of the smallest
   --dataset D      images to search (default: the test split of the run's dataset)
-  --out FILE       a PNG grid: the query first, then the results in order
-  --json           print ids, labels and KL values as JSON`,
+  --out FILE       a PNG grid: the query first, framed in orange, then the results in order
+  --json           print ids, labels and KL values as JSON
+${INVERT_HELP}`,
   async run(argv) {
     const { values: v } = parse(argv, {
       run: { type: 'string' },
@@ -30,7 +33,9 @@ export const similarCommand: Command = {
       data: { type: 'string' },
       out: { type: 'string' },
       json: { type: 'boolean' },
+      ...INVERT_OPTIONS,
     });
+    const invert = invertChoice(v);
     const { model, meta } = loadImageModel(strOption(v.run, 'run'));
     const k = intOption(v.k, 'k', 20, 1, 10000);
     const ds = await loadDataset(strOption(v.dataset, 'dataset', meta.dataset?.name ?? 'fashion-mnist'), { dataDir: v.data as string | undefined });
@@ -49,7 +54,7 @@ export const similarCommand: Command = {
     } else {
       if (!existsSync(spec)) throw new ProbsemError(`--image ${spec}: neither a test index nor an existing file`, 'NOT_FOUND');
       if (!statSync(spec).isFile()) throw new ProbsemError(`--image ${spec} is not a file`, 'BAD_OPTION');
-      image = decodePngToGrey(readFileSync(spec), ds.height, ds.width, spec);
+      image = await readPicture(spec, ds.height, ds.width, invert);
     }
     const r = similarImages(model, ds.test, pixels, image, k, { dissimilar: Boolean(v.dissimilar), exclude });
     const rows = r.ids.map((id, i) => ({ id, label: labelsOf(ds, id), kl: r.kl[i] }));
@@ -59,14 +64,15 @@ export const similarCommand: Command = {
       const tiles = new Float32Array((rows.length + 1) * pixels);
       tiles.set(image, 0);
       tiles.set(imagesToFloat(ds.test, r.ids, pixels), pixels);
-      writeFileAtomicSync(out, encodeGridPng(tiles, rows.length + 1, { cols: Math.min(ds.width > ds.height ? 7 : 11, rows.length + 1), height: ds.height, width: ds.width }));
+      const cols = Math.min(ds.width > ds.height ? 7 : 11, rows.length + 1);
+      writeFileAtomicSync(out, encodeGridPng(tiles, rows.length + 1, { cols, height: ds.height, width: ds.width, highlight: [0] }));
     }
     if (v.json) {
       process.stdout.write(JSON.stringify({ query: { image: spec, label }, k, dissimilar: Boolean(v.dissimilar), results: rows }) + '\n');
     } else {
       process.stdout.write(`query: ${spec}${label ? ` (${label})` : ''}; ${v.dissimilar ? 'most dissimilar' : 'most similar'} by KL(q(z|query) ‖ q(z|x))\n`);
       for (const row of rows) process.stdout.write(`${String(row.id).padStart(6)}  ${row.label.padEnd(24)} KL ${row.kl.toFixed(2)}\n`);
-      if (v.out !== undefined) process.stdout.write(`wrote the query and ${rows.length} images to ${v.out}\n`);
+      if (v.out !== undefined) process.stdout.write(`wrote the query (framed) and ${rows.length} images to ${v.out}\n`);
     }
     return 0;
   },

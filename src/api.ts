@@ -11,7 +11,8 @@ import { currentBackend } from './core/backend.js';
 import { ProbsemError } from './core/errors.js';
 import { type Dataset, type Split, datasetHash, pixelsOf } from './data/dataset.js';
 import { loadDataset } from './data/registry.js';
-import { decodePngToGrey, encodeGridPng } from './data/png.js';
+import { decodeImage } from './data/image-decode.js';
+import { encodeGridPng } from './data/png.js';
 import type { ImageModel, Trainable } from './models/base.js';
 import type { Autoencoder, AutoencoderConfigSchema } from './models/autoencoder.js';
 import type { BetaVae, BetaVaeConfigSchema } from './models/beta-vae.js';
@@ -229,8 +230,9 @@ function withConfig(model: Trainable): Trainable & { config: object } {
 }
 
 /**
- * An image for the one-call tasks: a file path, the bytes of an image file (PNG), or grey values
- * in [0, 1] at the run's size (row-major, light objects on a dark ground as in training).
+ * An image for the one-call tasks: a file path or the bytes of an image file (PNG, JPEG, WebP, GIF:
+ * made grey, fitted to the run's size, inverted when dark-on-light), or grey values in [0, 1] at
+ * the run's size (row-major, light objects on a dark ground as in training), used as they are.
  */
 export type ImageInput = string | Uint8Array | Float32Array | { data: ArrayLike<number>; height: number; width: number };
 
@@ -420,7 +422,7 @@ export class Run {
     if (typeof image === 'string') {
       if (!existsSync(image)) throw new ProbsemError(`image ${image} not found`, 'NOT_FOUND');
       if (!statSync(image).isFile()) throw new ProbsemError(`image ${image} is not a file`, 'BAD_OPTION');
-      return decodePngToGrey(readFileSync(image), height, width, image);
+      return (await decodeImage(readFileSync(image), { height, width, source: image })).pixels;
     }
     if (image instanceof Float32Array || !(image instanceof Uint8Array)) {
       const data = image instanceof Float32Array ? image : image.data;
@@ -434,7 +436,7 @@ export class Run {
       }
       return out;
     }
-    return decodePngToGrey(image, height, width, 'the image bytes');
+    return (await decodeImage(image, { height, width, source: 'the buffer' })).pixels;
   }
 }
 

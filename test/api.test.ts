@@ -54,7 +54,7 @@ test('train returns what saveModel records: the dataset, its hash and the traini
 test('embed gives the same posterior for pixels and for the same image as a PNG file or its bytes', async () => {
   const x = testImage(1);
   const file = join(dir, 'one.png');
-  writeFileSync(file, encodeGridPng(x, 1, { cols: 1, height: 28, width: 28, pad: 0 }));
+  writeFileSync(file, encodeGridPng(x, 1, { cols: 1, height: 28, width: 28, pad: 0, scale: 1 }));
   const a = await run.embed(x);
   const b = await run.embed(file);
   const c = await run.embed(readFileSync(file));
@@ -91,7 +91,7 @@ test('the tasks refuse bad images and words clearly', async () => {
   await assert.rejects(run.embed(new Float32Array(784).fill(2)), /pixel 0 is 2; grey values must be in \[0, 1\]/);
   await assert.rejects(run.embed({ data: new Float32Array(100), height: 10, width: 10 }), /is 10×10 but the run takes 28×28/);
   await assert.rejects(run.embed(join(dir, 'nope.png')), /not found/);
-  await assert.rejects(run.embed(new Uint8Array([1, 2, 3])), /not a PNG image/);
+  await assert.rejects(run.embed(new Uint8Array([1, 2, 3])), /the buffer is not an image/);
   await assert.rejects(run.retrieve('zebra'), /zebra/);
   await assert.rejects(run.similar(99999), /outside the test split/);
 });

@@ -1,5 +1,5 @@
 /**
- * The explorer page's files. `web/src/main.ts` is bundled with esbuild (tsx's own dependency) into
+ * The explorer page's files. `web/src/main.ts` is bundled with esbuild (a development dependency) into
  * memory when the server starts — no build step, nothing written — and the files of `web/public/`
  * are read once. Static requests are looked up by exact name in that in-memory table, so no
  * request path ever reaches the file system (no traversal by construction).
@@ -34,7 +34,23 @@ function asset(body: Buffer, name: string): Asset {
   return { body, type: TYPES[extname(name)] ?? 'application/octet-stream', etag: `"${createHash('sha256').update(body).digest('hex').slice(0, 16)}"` };
 }
 
-/** Bundles the page's TypeScript; falls back to a prebuilt web/dist/app.js when esbuild is missing. */
+/** esbuild's options for the page: one browser ES module (the server's in-memory build and `npm run build` share them). */
+export function webBuildOptions(webDir = WEB_DIR) {
+  return {
+    entryPoints: [join(webDir, 'src', 'main.ts')],
+    bundle: true,
+    format: 'esm' as const,
+    platform: 'browser' as const,
+    target: 'es2020',
+    logLevel: 'silent' as const,
+    legalComments: 'none' as const,
+  };
+}
+
+/**
+ * Bundles the page's TypeScript where esbuild is installed (a development checkout); an installed
+ * package has no esbuild and serves web/dist/app.js, which `npm run build` writes before packing.
+ */
 async function buildApp(webDir: string): Promise<Buffer> {
   const entry = join(webDir, 'src', 'main.ts');
   let esbuild: typeof import('esbuild') | null = null;
@@ -44,21 +60,12 @@ async function buildApp(webDir: string): Promise<Buffer> {
     esbuild = null;
   }
   if (esbuild && existsSync(entry)) {
-    const r = await esbuild.build({
-      entryPoints: [entry],
-      bundle: true,
-      write: false,
-      format: 'esm',
-      platform: 'browser',
-      target: 'es2020',
-      logLevel: 'silent',
-      legalComments: 'none',
-    });
+    const r = await esbuild.build({ ...webBuildOptions(webDir), write: false });
     return Buffer.from(r.outputFiles[0].contents);
   }
   const prebuilt = join(webDir, 'dist', 'app.js');
   if (existsSync(prebuilt)) return readFileSync(prebuilt);
-  throw new ProbsemError(`cannot build the explorer page: esbuild is not installed and ${prebuilt} does not exist`, 'NOT_FOUND');
+  throw new ProbsemError(`cannot build the explorer page: esbuild is not installed and ${prebuilt} does not exist (run npm run build)`, 'NOT_FOUND');
 }
 
 /** name → asset, for `GET /` (index.html) and `GET /static/<name>`. */

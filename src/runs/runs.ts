@@ -75,6 +75,8 @@ export interface TrainRunOptions {
   holdout?: string[];
   /** Learning-rate schedule over the run (default constant). */
   lrSchedule?: LrSchedule;
+  /** Stops training with a checkpoint of the current step (see TrainOptions.signal). */
+  signal?: AbortSignal;
 }
 
 export interface TrainRunResult {
@@ -158,6 +160,7 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
     onProgress: o.onProgress,
     onNotice: o.onNotice,
     onNonFinite: o.onNonFinite,
+    signal: o.signal,
   });
   const meta = saveModel(o.out, model, {
     classNames: ds.classNames,

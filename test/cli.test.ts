@@ -197,3 +197,26 @@ test('Ctrl-C during train checkpoints the current step, says how to resume (exit
   assert.match(resumed.stdout, /saved pse-star \(latent 2\) to .*: 2000 steps/);
   assert.equal(readCheckpoint(m[2]).header.step, 2000);
 });
+
+test('eval on data with no shipped or cached judge says, before training one, how to skip it', async () => {
+  // 100 real training images in a folder of their own: content no shipped judge was made for.
+  const ds = await loadDataset('fashion-mnist-subset');
+  const dir = tmp();
+  const take = (n: number, split: typeof ds.train) => ({ images: split.images.subarray(0, n * 784), labels: split.labels.subarray(0, n) });
+  for (const [prefix, n, split] of [['train', 100, ds.train], ['t10k', 20, ds.test]] as const) {
+    const { images, labels } = take(n, split);
+    await writeIdxFile(join(dir, `${prefix}-images-idx3-ubyte`), { dims: [n, 28, 28], data: images }, { gzip: false });
+    await writeIdxFile(join(dir, `${prefix}-labels-idx1-ubyte`), { dims: [n], data: labels }, { gzip: false });
+  }
+  writeFileSync(join(dir, 'classes.txt'), ds.classNames.join('\n'));
+  const run = join(tmp(), 'run');
+  let r = cli('train', '--model', 'pse-star', '--dataset', dir, '--latent', '2', '--steps', '2', '--batch', '20', '--out', run, '--quiet');
+  assert.equal(r.code, 0, r.err);
+  r = cli('eval', '--run', run, '--judge-epochs', '1', '--samples', '5', '--repeats', '1', '--triplets', '0');
+  assert.equal(r.code, 0, r.err);
+  const lines = r.err.split('\n');
+  const notice = lines.findIndex((l) => /^note: training the judge classifier for .* first \(1 epochs over 100 images.*; skip generation accuracy with --no-generation$/.test(l));
+  assert.ok(notice >= 0, r.err);
+  assert.ok(notice < lines.findIndex((l) => l.startsWith('train judge')), 'the notice comes before the training');
+  assert.match(r.out, /judge test accuracy/);
+});

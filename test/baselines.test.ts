@@ -12,7 +12,7 @@ import type { Dataset } from '../src/data/dataset.js';
 import { Rng } from '../src/core/random.js';
 import { createModel } from '../src/models/registry.js';
 import type { ImageModel, Trainable } from '../src/models/base.js';
-import { saveModel, loadModel } from '../src/models/persist.js';
+import { saveModel, loadModel, readModelMeta } from '../src/models/persist.js';
 import type { Classifier } from '../src/models/classifier.js';
 import type { Scan } from '../src/models/scan.js';
 import type { Jmvae } from '../src/models/jmvae.js';
@@ -21,7 +21,7 @@ import { readCheckpoint } from '../src/train/checkpoint.js';
 import { readEntry } from '../src/nn/params.js';
 import { batchGradients } from '../src/train/gradients.js';
 import { annotationAccuracy, generationAccuracy, oneHotLabelInputs, reconstructionError } from '../src/eval/metrics.js';
-import { judgeDir } from '../src/eval/judge.js';
+import { shippedJudgeDir } from '../src/eval/judge.js';
 import { evaluateRun, generateForLabel, loadImageModel, trainRun } from '../src/runs/runs.js';
 import { type BenchSummary, benchPaper, parseBenchModel } from '../src/runs/bench-paper.js';
 import { setOptions } from '../src/cli/commands/train.js';
@@ -55,14 +55,8 @@ const weights = (m: Trainable) => new Float32Array(m.params.serialize().blob.buf
 const snapshot = (m: Trainable) => new Map(m.params.entries().map(([n, v]) => [n, v.dataSync().slice() as Float32Array]));
 const changed = (a: Float32Array, b: Float32Array) => a.some((x, i) => x !== b[i]);
 
-/** An untrained tiny MLP judge placed in a cache directory, so evaluation never trains the real one. */
-function tinyJudgeCache(): string {
-  const cache = tmp();
-  const clf = createModel('classifier', { inputDim: 784, numClasses: 10, arch: 'mlp', hidden: [8], dropout: 0 }, 0) as Classifier;
-  saveModel(judgeDir(ds, cache), clf, { classNames: ds.classNames, metrics: { testAccuracy: 0.5 } });
-  clf.params.dispose();
-  return cache;
-}
+/** An empty judge cache: the subset's judge ships with probsem (data/judges), so evaluation trains none. */
+const emptyJudgeCache = tmp;
 
 /** Everything a model computes for fixed inputs, for comparing a model with its reloaded copy. */
 function outputs(m: ImageModel): number[] {
@@ -124,7 +118,7 @@ test('cvae: annotation is n/a; generation decodes N(0, I) noise with the label; 
   assert.throws(() => reconstructionError(m, ds.test, 784), /reconstructs an image given its label: pass the label inputs/);
   const dir = tmp();
   await trainRun({ model: 'cvae', dataset: 'fashion-mnist-subset', latent: 4, steps: 3, batchSize: 20, lr: 1e-3, seed: 0, out: dir, modelOptions: tinyOptions.cvae });
-  const report = await evaluateRun(dir, { samplesPerLabel: 10, repeats: 2, judgeCacheDir: tinyJudgeCache() });
+  const report = await evaluateRun(dir, { samplesPerLabel: 10, repeats: 2, judgeCacheDir: emptyJudgeCache() });
   assert.equal(report.annotationAccuracy, null);
   assert.equal(report.tripletAccuracy, null, 'no label-free embedding to measure triplets on');
   assert.ok(report.generationAccuracy !== null && report.generationAccuracy >= 0, 'generation accuracy is measured');
@@ -239,7 +233,7 @@ test('bench paper: options are validated with clear errors', async () => {
 test('bench paper: every cell in the JSON and report; finished cells are kept; a half-trained run resumes', async () => {
   const runsDir = tmp();
   const out = tmp();
-  const judgeCacheDir = tinyJudgeCache();
+  const judgeCacheDir = emptyJudgeCache();
   const latent = 3;
   const steps = 5;
   // A run interrupted after 2 of its 5 steps, as trainRun would have left it.
@@ -279,7 +273,7 @@ test('bench paper: every cell in the JSON and report; finished cells are kept; a
   }
   assert.equal(json.cells[0].annotationAccuracy, null, 'CVAE cannot annotate');
   assert.ok(json.cells[1].annotationAccuracy !== null);
-  assert.equal(json.judge?.accuracy, 0.5);
+  assert.deepEqual(json.judge, { accuracy: readModelMeta(shippedJudgeDir(ds)!).metrics?.testAccuracy, dir: shippedJudgeDir(ds) }, 'the shipped judge');
   assert.equal(loadModel(halfDir).meta.training?.steps, steps, 'the half-trained run was finished');
   const md = readFileSync(r.reportPath, 'utf8');
   assert.match(md, /\| CVAE \| [\d.]+ \| — \| n\/a \| — \| [\d.]+ \|/);

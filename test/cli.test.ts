@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { imagesToFloat } from '../src/data/dataset.js';
 import { encodeGridPng } from '../src/data/png.js';
 import { writeFileSync } from 'node:fs';
 import { writeIdxFile } from '../src/data/idx.js';
+import { readCheckpoint } from '../src/train/checkpoint.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'probsem-cli-'));
 const cache = tmp();
@@ -23,11 +24,17 @@ function cli(...args: string[]) {
 
 test('bad options give a clear message, exit code 2 and no stack trace', () => {
   const cases: [string[], RegExp][] = [
-    [['frobnicate'], /unknown command 'frobnicate'/],
+    [['frobnicate'], /unknown command 'frobnicate'\. Commands: train, /],
     [['train', '--model', 'nope'], /unknown model 'nope': choose one of vae, pse, pse-star/],
     [['train', '--model', 'pse', '--latent', '0'], /--latent must be an integer in \[1, 1024\], got '0'/],
     [['train', '--model', 'pse', '--lr', 'fast'], /--lr must be a number > 0/],
-    [['train', '--model', 'pse', '--bogus'], /Unknown option '--bogus'/],
+    [['train', '--model', 'pse', '--bogus'], /unknown option '--bogus'$/m],
+    // A near miss names the option or command meant; a far one suggests nothing.
+    [['train', '--model', 'pse', '--step', '10'], /unknown option '--step' \(did you mean --steps\?\)$/m],
+    [['eval', '--run', 'x', '--no-generaton'], /unknown option '--no-generaton' \(did you mean --no-generation\?\)$/m],
+    [['trian', '--steps', '10'], /unknown command 'trian' \(did you mean train\?\)/],
+    [['train', '--model', 'pse', '--dataset', '/tmp/probsem-no-such-dir'], /^probsem: no such directory: \/tmp\/probsem-no-such-dir$/m],
+    [['train', '--model', 'pse', '--dataset', 'fashion-mnst'], /unknown dataset 'fashion-mnst': known datasets are fashion-mnist, fashion-mnist-subset, mnist;/],
     [['train', '--model', 'pse', '--steps', '5', '--epochs', '1'], /either --steps or --epochs/],
     // Model-option flags apply where the model's registered schema has the option.
     [['train', '--model', 'pse', '--beta', '2'], /--beta applies to --model vae, beta-vae, scan, tvae, sparse-ae$/m],
@@ -153,4 +160,63 @@ test('input validation: out-of-range numbers, missing files, a dataset of anothe
   assert.notEqual(r.code, 0);
   assert.match(r.err, /14×14/);
   assert.match(r.err, /\n\s+at /, 'stack trace with --debug');
+});
+
+test('Ctrl-C during train checkpoints the current step, says how to resume (exit 130), and that command finishes the run', async () => {
+  const out = join(tmp(), 'run');
+  const args = ['train', '--model', 'pse-star', '--dataset', 'fashion-mnist-subset', '--latent', '2', '--batch', '10', '--steps', '2000',
+    '--set', 'encoderHidden=[16]', '--set', 'decoderHidden=[16]', '--set', 'classifierHidden=[16]', '--out', out];
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { env: { ...process.env, PROBSEM_CACHE: cache } });
+  let err = '';
+  let sent = false;
+  child.stderr.on('data', (d: Buffer) => {
+    err += d.toString();
+    // The first progress line (10 %) means the loop is running; interrupt it there.
+    if (!sent && /train pse-star \d+\/2000/.test(err)) {
+      sent = true;
+      child.kill('SIGINT');
+    }
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  assert.ok(sent, `no progress seen: ${err}`);
+  assert.equal(code, 130, err);
+  const m = /^stopped at step (\d+); checkpoint in (\S+); resume with: (probsem train .* --resume)$/m.exec(err);
+  assert.ok(m, err);
+  const step = Number(m[1]);
+  assert.ok(step >= 200 && step < 2000, `stopped at step ${step}`);
+  assert.equal(m[2], join(out, 'checkpoint.bin'));
+  assert.equal(readCheckpoint(m[2]).header.step, step, 'the checkpoint holds the step it names');
+  assert.ok(!existsSync(join(out, 'model.json')), 'an interrupted run saves no final model');
+
+  // The printed command, as a shell would run it, continues from that step to the end.
+  const resumed = spawnSync('bash', ['-c', m[3].replace(/^probsem /, `'${process.execPath}' --import tsx src/cli/main.ts `) + ' --quiet'], {
+    encoding: 'utf8',
+    env: { ...process.env, PROBSEM_CACHE: cache },
+  });
+  assert.equal(resumed.status, 0, resumed.stderr);
+  assert.match(resumed.stdout, /saved pse-star \(latent 2\) to .*: 2000 steps/);
+  assert.equal(readCheckpoint(m[2]).header.step, 2000);
+});
+
+test('eval on data with no shipped or cached judge says, before training one, how to skip it', async () => {
+  // 100 real training images in a folder of their own: content no shipped judge was made for.
+  const ds = await loadDataset('fashion-mnist-subset');
+  const dir = tmp();
+  const take = (n: number, split: typeof ds.train) => ({ images: split.images.subarray(0, n * 784), labels: split.labels.subarray(0, n) });
+  for (const [prefix, n, split] of [['train', 100, ds.train], ['t10k', 20, ds.test]] as const) {
+    const { images, labels } = take(n, split);
+    await writeIdxFile(join(dir, `${prefix}-images-idx3-ubyte`), { dims: [n, 28, 28], data: images }, { gzip: false });
+    await writeIdxFile(join(dir, `${prefix}-labels-idx1-ubyte`), { dims: [n], data: labels }, { gzip: false });
+  }
+  writeFileSync(join(dir, 'classes.txt'), ds.classNames.join('\n'));
+  const run = join(tmp(), 'run');
+  let r = cli('train', '--model', 'pse-star', '--dataset', dir, '--latent', '2', '--steps', '2', '--batch', '20', '--out', run, '--quiet');
+  assert.equal(r.code, 0, r.err);
+  r = cli('eval', '--run', run, '--judge-epochs', '1', '--samples', '5', '--repeats', '1', '--triplets', '0');
+  assert.equal(r.code, 0, r.err);
+  const lines = r.err.split('\n');
+  const notice = lines.findIndex((l) => /^note: training the judge classifier for .* first \(1 epochs over 100 images.*; skip generation accuracy with --no-generation$/.test(l));
+  assert.ok(notice >= 0, r.err);
+  assert.ok(notice < lines.findIndex((l) => l.startsWith('train judge')), 'the notice comes before the training');
+  assert.match(r.out, /judge test accuracy/);
 });

@@ -9,6 +9,7 @@ import { PNG } from 'pngjs';
 import sharp from 'sharp';
 import { createServer, type ProbsemServer } from '../src/server/app.js';
 import { buildOpenApi } from '../src/server/openapi.js';
+import type { Method } from '../src/server/latent.js';
 import { imagesToFloat } from '../src/data/dataset.js';
 import { trainTinyRun } from './server.fixture.js';
 import { JPEG_GREY_56 } from './server.jpegs.js';
@@ -270,9 +271,23 @@ test('images and reconstructions: PNG at a chosen scale; 404 beyond the split, 4
   assertError(await call('/api/images/1?scale=9'), 400, 'BAD_REQUEST', /scale must be <= 8/);
 });
 
+/**
+ * GET /api/latent, through a 503 LATENT_PENDING: the map is computed in the background and on a
+ * loaded machine can outlast one request's timeout. The wait awaits the service's own promise for
+ * the map (the one the route races against its timeout), so it ends exactly when the map exists.
+ */
+async function getLatent(method: Method) {
+  const first = await call(`/api/latent?method=${method}`);
+  if (first.status !== 503) return first;
+  assertError(first, 503, 'LATENT_PENDING', new RegExp(`the ${method} map is still being computed`));
+  assert.equal(first.headers.get('retry-after'), '5');
+  await srv.service.latent(method);
+  return call(`/api/latent?method=${method}`);
+}
+
 test('latent: PCA, t-SNE and UMAP maps with labels, computed once and cached; unknown methods refused', async () => {
-  for (const method of ['pca', 'tsne', 'umap']) {
-    const r = await call(`/api/latent?method=${method}`);
+  for (const method of ['pca', 'tsne', 'umap'] as const) {
+    const r = await getLatent(method);
     assert.equal(r.status, 200, JSON.stringify(r.body));
     const m = r.body;
     assert.equal(m.method, method);
@@ -288,6 +303,23 @@ test('latent: PCA, t-SNE and UMAP maps with labels, computed once and cached; un
   }
   assert.equal((await call('/api/latent')).body.method, 'pca', 'pca by default');
   assertError(await call('/api/latent?method=lda'), 400, 'BAD_REQUEST', /must be equal to one of the allowed values/);
+});
+
+test('latent: a map slower than the request timeout answers 503 LATENT_PENDING, then the map once it exists', async () => {
+  // A 20 ms timeout is far below a t-SNE worker's start-up, so the first answer is always the 503.
+  // inject() bypasses the HTTP server, whose own timeouts would also be 20 ms.
+  const slow = await createServer({ runDir: run, limits: { ...LIMITS, requestTimeoutMs: 20 } });
+  try {
+    const first = await slow.app.inject({ url: '/api/latent?method=tsne' });
+    assertError({ status: first.statusCode, body: first.json() }, 503, 'LATENT_PENDING', /the tsne map is still being computed/);
+    assert.equal(first.headers['retry-after'], '5');
+    const map = await slow.service.latent('tsne');
+    const ready = await slow.app.inject({ url: '/api/latent?method=tsne' });
+    assert.equal(ready.statusCode, 200);
+    assert.deepEqual(ready.json(), map);
+  } finally {
+    await slow.close();
+  }
 });
 
 test('interpolate: a strip of decoded frames between labels or images; steps bounded', async () => {

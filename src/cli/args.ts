@@ -12,12 +12,48 @@ export const COMMON: Options = {
 };
 
 export function parse(argv: string[], options: Options, allowPositionals = false) {
+  const all = { ...COMMON, ...options };
   try {
-    return parseArgs({ args: argv, options: { ...COMMON, ...options }, allowPositionals, strict: true });
+    return parseArgs({ args: argv, options: all, allowPositionals, strict: true });
   } catch (e) {
-    // node's messages are clear ("Unknown option '--foo'"); strip its error-code suffix.
-    throw new ProbsemError(String((e as Error).message).replace(/\. To specify a positional.*$/s, ''), 'BAD_OPTION');
+    const message = String((e as Error).message);
+    const unknown = (e as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /^Unknown option '([^']+)'/.exec(message) : null;
+    if (unknown) {
+      const near = nearest(unknown[1].replace(/^-+/, ''), Object.keys(all));
+      throw new ProbsemError(`unknown option '${unknown[1]}'${near ? ` (did you mean --${near}?)` : ''}`, 'BAD_OPTION');
+    }
+    // node's other messages are clear; strip its advice about positionals.
+    throw new ProbsemError(message.replace(/\. To specify a positional.*$/s, ''), 'BAD_OPTION');
   }
+}
+
+/** Optimal string alignment distance: edits, with a swap of neighbours counting as one. */
+export function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/**
+ * The candidate a mistyped word most likely meant, or undefined when none is close: within a third
+ * of the word's length in edits (at least one), or the only candidate it abbreviates (3+ letters).
+ */
+export function nearest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Math.max(1, Math.floor(word.length / 3)) + 1;
+  for (const c of candidates) {
+    const d = editDistance(word, c);
+    if (d < bestD) [best, bestD] = [c, d];
+  }
+  if (best) return best;
+  const prefixed = word.length >= 3 ? candidates.filter((c) => c.startsWith(word)) : [];
+  return prefixed.length === 1 ? prefixed[0] : undefined;
 }
 
 export function intOption(v: unknown, name: string, def: number | undefined, min = 1, max = Number.MAX_SAFE_INTEGER): number {

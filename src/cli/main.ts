@@ -2,6 +2,7 @@
 /** The `probsem` command line. Commands are thin: they parse options and call the library. */
 import { ProbsemError } from '../core/errors.js';
 import { initBackend } from '../core/backend.js';
+import { nearest } from './args.js';
 import { COMMANDS } from './commands/index.js';
 
 const USAGE = `probsem — probabilistic semantic embeddings of images and words
@@ -25,7 +26,10 @@ export async function main(argv: string[]): Promise<number> {
   const debug = rest.includes('--debug');
   try {
     const cmd = COMMANDS[name];
-    if (!cmd) throw new ProbsemError(`unknown command '${name}'. Commands: ${Object.keys(COMMANDS).join(', ')}`, 'BAD_OPTION');
+    if (!cmd) {
+      const near = nearest(name, Object.keys(COMMANDS));
+      throw new ProbsemError(`unknown command '${name}'${near ? ` (did you mean ${near}?)` : ''}. Commands: ${Object.keys(COMMANDS).join(', ')}`, 'BAD_OPTION');
+    }
     if (rest.includes('--help') || rest.includes('-h')) {
       process.stdout.write(cmd.help + '\n');
       return 0;

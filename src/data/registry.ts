@@ -143,9 +143,14 @@ export async function loadDataset(spec: string, opts: LoadOptions = {}): Promise
       'NOT_FOUND',
     );
   }
-  if (existsSync(spec)) return loadIdxDirectory(resolve(spec), spec);
+  if (existsSync(spec)) {
+    if (!statSync(spec).isDirectory()) throw new ProbsemError(`not a directory: ${spec} (a dataset is a directory of IDX files)`, 'NOT_FOUND');
+    return loadIdxDirectory(resolve(spec), spec);
+  }
+  // Something written as a path is a missing directory, not a misspelt dataset name.
+  if (/[\\/]|^\.|^~/.test(spec)) throw new ProbsemError(`no such directory: ${spec}`, 'NOT_FOUND');
   throw new ProbsemError(
-    `unknown dataset '${spec}': use one of ${DATASET_NAMES.join(', ')}, a directory of IDX files, or paired:<dataset>`,
+    `unknown dataset '${spec}': known datasets are ${DATASET_NAMES.join(', ')}; or give a directory of IDX files, or paired:<dataset>`,
     'NOT_FOUND',
   );
 }

@@ -20,7 +20,7 @@ import { Informed } from '../models/informed.js';
 import { type EngineChoice, type TrainProgress, CHECKPOINT_FILE, train } from '../train/trainer.js';
 import { readCheckpoint } from '../train/checkpoint.js';
 import type { LrSchedule } from '../train/schedule.js';
-import { getJudge } from '../eval/judge.js';
+import { type JudgeNoticeKind, getJudge } from '../eval/judge.js';
 import { type RetrievalMeasures, type TripletAccuracy, retrievalMeasures, tripletAccuracy } from '../eval/metric-learning.js';
 import { sampleTriplets } from '../data/triplets.js';
 import { encodeSplit } from './retrieval.js';
@@ -75,6 +75,8 @@ export interface TrainRunOptions {
   holdout?: string[];
   /** Learning-rate schedule over the run (default constant). */
   lrSchedule?: LrSchedule;
+  /** Stops training with a checkpoint of the current step (see TrainOptions.signal). */
+  signal?: AbortSignal;
 }
 
 export interface TrainRunResult {
@@ -158,6 +160,7 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
     onProgress: o.onProgress,
     onNotice: o.onNotice,
     onNonFinite: o.onNonFinite,
+    signal: o.signal,
   });
   const meta = saveModel(o.out, model, {
     classNames: ds.classNames,
@@ -241,7 +244,8 @@ export interface EvalOptions {
   onJudgeProgress?: (p: TrainProgress) => void;
   /** Generation progress: label-repeats done of total. */
   onGenerationProgress?: (done: number, total: number) => void;
-  onNotice?: (msg: string) => void;
+  /** Notices; `kind` tags the one sent before a judge is trained (passed through from getJudge). */
+  onNotice?: (msg: string, kind?: JudgeNoticeKind) => void;
   /** Test triplets for triplet accuracy (default 10,000; 0 skips the metric-learning measures). */
   triplets?: number;
   /** Margin of triplet accuracy (default: the run's own triplet margin, else 1). */

@@ -66,6 +66,22 @@ export interface TrainOptions {
   engine?: EngineChoice;
   /** Learning-rate schedule over the run's `steps` (default 'constant'). */
   lrSchedule?: LrSchedule;
+  /**
+   * Aborting it (Ctrl-C) ends training before the next step: the steps done are checkpointed
+   * (when outDir is set) and TrainingInterrupted is thrown. While one is given the loop yields to
+   * the event loop between steps, since a signal handler cannot run during a synchronous loop.
+   */
+  signal?: AbortSignal;
+}
+
+/** Training was stopped through TrainOptions.signal; `checkpoint` resumes it (null: no outDir). */
+export class TrainingInterrupted extends ProbsemError {
+  constructor(
+    readonly step: number,
+    readonly checkpoint: string | null,
+  ) {
+    super(`training stopped at step ${step}${checkpoint ? `; checkpoint in ${checkpoint}` : ''}`, 'INTERRUPTED');
+  }
 }
 
 export type EngineChoice = 'auto' | 'fast' | 'tfjs';
@@ -322,6 +338,13 @@ async function runLoop(
   const skipped: number[] = [];
 
   for (let step = start; step < end; step++) {
+    if (opts.signal) {
+      await new Promise((r) => setImmediate(r));
+      if (opts.signal.aborted) {
+        saveCheckpoint(step);
+        throw new TrainingInterrupted(step, ckptPath);
+      }
+    }
     const idx = batcher.indices(step);
     let terms: Record<string, number> | null = null;
     try {

@@ -1,10 +1,9 @@
 /**
  * The main job on the shipped data: train PSE* briefly on the Fashion-MNIST subset, evaluate it
- * and write a report folder. The judge classifier trains in a child process at the same time,
- * so both cores work.
+ * and write a report folder. Where no judge is shipped or cached, the judge classifier trains in a
+ * child process at the same time, so both cores work.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { currentBackend } from '../../core/backend.js';
@@ -13,7 +12,7 @@ import { ensureDir, writeFileAtomicSync } from '../../core/files.js';
 import { imagesToFloat, pixelsOf } from '../../data/dataset.js';
 import { loadDataset } from '../../data/registry.js';
 import { encodeGridPng } from '../../data/png.js';
-import { judgeDir } from '../../eval/judge.js';
+import { findJudge } from '../../eval/judge.js';
 import { type EvalReport, evaluateRun, generateForLabel, loadImageModel, reconstruct, trainRun } from '../../runs/runs.js';
 import { intOption, parse, strOption } from '../args.js';
 import { ProgressBar, fmtTime } from '../progress.js';
@@ -38,10 +37,9 @@ export const demoCommand: Command = {
     const pixels = pixelsOf(ds);
 
     // The judge trains beside the model on the other core (once; it is cached afterwards).
-    const judgeReady = existsSync(join(judgeDir(ds), 'model.json'))
-      ? Promise.resolve()
-      : runChild(['judge', '--dataset', DATASET, '--epochs', '6', '--quiet', '--backend', currentBackend()]);
-    if (!existsSync(join(judgeDir(ds), 'model.json'))) process.stderr.write('training the judge classifier in the background\n');
+    const haveJudge = findJudge(ds) !== null;
+    const judgeReady = haveJudge ? Promise.resolve() : runChild(['judge', '--dataset', DATASET, '--epochs', '6', '--quiet', '--backend', currentBackend()]);
+    if (!haveJudge) process.stderr.write('training the judge classifier in the background\n');
 
     const runDir = join(out, 'model');
     let bar: ProgressBar | null = null;

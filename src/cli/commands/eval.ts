@@ -13,7 +13,8 @@ export const evalCommand: Command = {
   --samples N          generated images per label per repeat (default 1000)
   --repeats N          generation repeats, for the standard deviation (default 5)
   --no-generation      skip generation accuracy (no judge needed)
-  --judge-epochs N     epochs for the judge if it must be trained first (default 8)
+  --judge-epochs N     epochs for the judge if it must be trained first (default 8; judges for
+                       fashion-mnist and fashion-mnist-subset ship with probsem)
   --seed N             evaluation seed (default 0)
   --triplets N         seeded test triplets for triplet accuracy (default 10000; 0 skips it and the
                        retrieval measures below)
@@ -51,7 +52,8 @@ export const evalCommand: Command = {
       tripletMargin: v['triplet-margin'] === undefined ? undefined : numOption(v['triplet-margin'], 'triplet-margin', 1, 0),
       retrievalQueries: intOption(v['retrieval-queries'], 'retrieval-queries', 1000, 1, 10_000_000),
       save: true,
-      onNotice: (m) => process.stderr.write(`note: ${m}\n`),
+      // Training a judge takes minutes where none is shipped or cached: say how to skip it before it starts.
+      onNotice: (m, kind) => process.stderr.write(`note: ${m}${kind === 'judge-training' ? '; skip generation accuracy with --no-generation' : ''}\n`),
       onGenerationProgress: (done, total) => {
         genBar ??= new ProgressBar('generation', total);
         genBar.update(done);

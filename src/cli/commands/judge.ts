@@ -8,7 +8,9 @@ export const judgeCommand: Command = {
   summary: "train (or show) the dataset's generation-accuracy judge classifier",
   help: `probsem judge [--dataset NAME|DIR] [--data DIR] [--epochs 8] [--quiet]
 
-Trains the judge once per dataset and keeps it in $PROBSEM_CACHE (default ~/.cache/probsem).`,
+Judges for fashion-mnist and fashion-mnist-subset ship with probsem (data/judges, made by
+scripts/train-judges.ts). For other data the judge is trained once per dataset content and kept in
+$PROBSEM_CACHE (default ~/.cache/probsem).`,
   async run(argv) {
     const { values: v } = parse(argv, { dataset: { type: 'string' }, data: { type: 'string' }, epochs: { type: 'string' }, quiet: { type: 'boolean' } });
     const ds = await loadDataset(strOption(v.dataset, 'dataset', 'fashion-mnist'), { dataDir: v.data as string | undefined });
@@ -21,7 +23,8 @@ Trains the judge once per dataset and keeps it in $PROBSEM_CACHE (default ~/.cac
         bar.update(p.step, `${p.msPerStep.toFixed(0)} ms/step`);
       },
     });
-    process.stdout.write(`judge for ${ds.name}: test accuracy ${(100 * j.testAccuracy).toFixed(2)}% (${j.dir})\n`);
+    const origin = { shipped: 'shipped with probsem', cache: 'cached', trained: 'trained now' }[j.origin];
+    process.stdout.write(`judge for ${ds.name}: test accuracy ${(100 * j.testAccuracy).toFixed(2)}% (${origin}: ${j.dir})\n`);
     return 0;
   },
 };

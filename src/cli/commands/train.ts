@@ -1,5 +1,5 @@
 import { ProbsemError } from '../../core/errors.js';
-import type { EngineChoice } from '../../train/trainer.js';
+import { type EngineChoice, TrainingInterrupted } from '../../train/trainer.js';
 import { hasModelOption, modelsWithOption, trainableModelNames } from '../../models/registry.js';
 import { trainRun } from '../../runs/runs.js';
 import { parseLabelEncoding } from '../../text/labels.js';
@@ -124,6 +124,13 @@ export const trainCommand: Command = {
     const out = strOption(v.out, 'out', `runs/${model}-${latent}d-s${seed}`);
     const steps = v.epochs === undefined ? intOption(v.steps, 'steps', 2000) : undefined;
     let bar: ProgressBar | null = null;
+    // Ctrl-C: finish the current step, checkpoint it, and say how to resume; a second one quits at once.
+    const stop = new AbortController();
+    const onSigint = () => {
+      process.stderr.write(`\nstopping: checkpointing the current step (Ctrl-C again to quit without it)\n`);
+      stop.abort();
+    };
+    process.once('SIGINT', onSigint);
     const r = await trainRun({
       model,
       dataset: strOption(v.dataset, 'dataset', 'fashion-mnist'),
@@ -152,7 +159,16 @@ export const trainCommand: Command = {
         bar ??= new ProgressBar(`train ${model}`, p.steps, process.stderr, !v.quiet);
         bar.update(p.step, `${p.msPerStep.toFixed(0)} ms/step · loss ${p.terms.loss?.toFixed(2) ?? "…"}`);
       },
-    });
+      signal: stop.signal,
+    })
+      .catch((e: unknown) => {
+        if (!(e instanceof TrainingInterrupted)) throw e;
+        process.stderr.write(`stopped at step ${e.step}; checkpoint in ${e.checkpoint}; resume with: ${resumeCommand(argv, v.out === undefined ? out : null)}\n`);
+        return null;
+      })
+      .finally(() => process.off('SIGINT', onSigint));
+    // 130: the shell's code for a command ended by SIGINT.
+    if (!r) return 130;
     const t = r.meta.training!;
     process.stdout.write(
       `saved ${model} (latent ${latent}) to ${out}: ${t.steps} steps in ${t.seconds.toFixed(1)} s on ${t.backend}; ` +
@@ -161,6 +177,13 @@ export const trainCommand: Command = {
     return 0;
   },
 };
+
+/** The command line that resumes an interrupted run: the same options, --resume instead of --force. */
+export function resumeCommand(argv: string[], defaultOut: string | null): string {
+  const args = [...argv.filter((a) => a !== '--force' && a !== '--resume'), ...(defaultOut ? ['--out', defaultOut] : []), '--resume'];
+  const quote = (a: string) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
+  return ['probsem', 'train', ...args].map(quote).join(' ');
+}
 
 /** `--set KEY=VALUE` pairs as model options: VALUE parsed as JSON where it is JSON, else a string. */
 export function setOptions(pairs: string[] | undefined): Record<string, unknown> {

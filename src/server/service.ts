@@ -17,7 +17,6 @@ import {
   encodeSplit,
   generateFromQuery,
   queryDistribution,
-  resolveWords,
   retrieveImages,
   UnknownWordError,
 } from '../runs/retrieval.js';
@@ -211,10 +210,9 @@ export class ModelService {
     return { labels, images };
   }
 
-  /** The labels some (already validated) words name, in order (word runs: the query's entries). */
+  /** The members of the (already validated) set query, in order: commas separate them. */
   private labelsOf(words: string[]): string[] {
-    if (this.meta.labels?.kind === 'words') return splitQuery(this.meta, words);
-    return resolveWords(this.meta, words).indices.map((i) => this.meta.classNames[i]);
+    return splitQuery(this.meta, words);
   }
 
   retrieve(words: string[], k: number) {

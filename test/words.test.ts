@@ -18,6 +18,7 @@ import { generateForPhrases, phraseGaussians, phraseInputs, phraseNeighbours, ru
 import { WORD_LABEL_LR_SCALE } from '../src/models/pse.js';
 import { encodeSplit, retrieveAnyOf, retrieveImages } from '../src/runs/retrieval.js';
 import { loadDataset } from '../src/data/registry.js';
+import { createServer } from '../src/server/app.js';
 
 before(async () => {
   await setupBackend();
@@ -105,6 +106,21 @@ test('a run trained on word vectors places unseen words, generates for them, and
   assert.deepEqual(phraseInputs(meta, ['ankle boots'], inflected), phraseInputs(meta, ['Ankle boot'], inflected));
   phraseInputs(meta, ['boots'], inflected);
   assert.deepEqual(notes, ["'boots' read as 'boot'"]);
+  // The explorer's interpolation takes any word the run's vectors know, and names near misses.
+  const srv = await createServer({ runDir: out, limits: { latentSample: 100 } });
+  try {
+    const strip = await srv.app.inject({ method: 'POST', url: '/api/interpolate', payload: { from: 'jeans', to: 'sweaters', steps: 3, scale: 1 } });
+    assert.equal(strip.statusCode, 200, strip.body);
+    assert.equal(strip.headers['content-type'], 'image/png');
+    const asClasses = await srv.app.inject({ method: 'POST', url: '/api/interpolate', payload: { from: 'Trouser', to: 'Pullover', steps: 3, scale: 1 } });
+    assert.notDeepEqual(strip.rawPayload, asClasses.rawPayload, 'unseen words are placed by their own vectors');
+    const typo = await srv.app.inject({ method: 'POST', url: '/api/interpolate', payload: { from: 'jeanz', to: 'bag' } });
+    assert.equal(typo.statusCode, 400);
+    assert.equal(typo.json().code, 'UNKNOWN_WORD');
+    assert.match(typo.json().message, /unknown word 'jeanz' \(did you mean 'jeans'\?\)/);
+  } finally {
+    await srv.close();
+  }
   // A misspelt class is suggested even where the vectors were streamed for other words.
   assert.throws(() => phraseInputs(meta, ['sneakr'], wv), /unknown word 'sneakr' \(did you mean 'sneaker'\?\)/);
 

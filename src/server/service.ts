@@ -225,7 +225,7 @@ export class ModelService {
     };
   }
 
-  /** A latent point for an interpolation end: a label's q(z|l) mean, or a test image's posterior mean. */
+  /** A latent point for an interpolation end: a word's q(z|words) mean (any word on word-vector runs), or a test image's posterior mean. */
   private endPoint(v: string | number): Float32Array {
     const k = this.model.latentDim;
     if (typeof v === 'number') {

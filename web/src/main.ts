@@ -2,6 +2,7 @@
  * The explorer page. Everything runs on the server (this page only calls its JSON API and shows
  * the results); no requests go anywhere else.
  */
+import { detectPolarity } from '../../src/data/polarity.js';
 import type {
   AnnotateResponse,
   ApiError,
@@ -358,17 +359,16 @@ function setupAnnotate(): void {
       const s = Math.min(canvas.width / bmp.width, canvas.height / bmp.height);
       const w = bmp.width * s;
       const h = bmp.height * s;
-      // Light pictures on dark backgrounds are what the models know: guess from the corners.
+      // Light pictures on dark backgrounds are what the models know: the CLI's and server's guess.
       const probe = document.createElement('canvas');
       probe.width = bmp.width;
       probe.height = bmp.height;
       const pctx = probe.getContext('2d')!;
       pctx.drawImage(bmp, 0, 0);
       const px = pctx.getImageData(0, 0, bmp.width, bmp.height).data;
-      let light = 0;
-      const corners = [0, bmp.width - 1, (bmp.height - 1) * bmp.width, bmp.height * bmp.width - 1];
-      for (const c of corners) light += (px[c * 4] + px[c * 4 + 1] + px[c * 4 + 2]) / 3 > 127 ? 1 : 0;
-      invert.checked = light >= 3;
+      const grey = new Float32Array(bmp.width * bmp.height);
+      for (let i = 0; i < grey.length; i++) grey[i] = (px[i * 4] + px[i * 4 + 1] + px[i * 4 + 2]) / 765;
+      invert.checked = detectPolarity(grey, bmp.height, bmp.width).polarity === 'dark-on-light';
       if (invert.checked) {
         ctx.fillStyle = '#fff';
         ctx.fillRect(0, 0, canvas.width, canvas.height);

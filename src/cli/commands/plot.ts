@@ -219,7 +219,7 @@ export const interpolateCommand: Command = {
     const h = meta.dataset?.height ?? 28;
     const w = meta.dataset?.width ?? 28;
     await ensureDir(dirname(out));
-    writeFileAtomicSync(out, encodeGridPng(images, steps * pairs.length, { cols: steps, height: h, width: w, scale }));
+    writeFileAtomicSync(out, encodeGridPng(images, steps * pairs.length, { cols: steps, height: h, width: w, scale, rowLabels: pairs.map((p) => `${p.from} > ${p.to}`) }));
     process.stdout.write(`wrote ${pairs.map((p) => `'${p.from}' → '${p.to}'`).join(', ')} in ${steps} steps${pairs.length > 1 ? ' (one row each)' : ''} to ${out}\n`);
     return 0;
   },

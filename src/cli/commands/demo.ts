@@ -36,7 +36,7 @@ export const demoCommand: Command = {
     const ds = await loadDataset(DATASET);
     const pixels = pixelsOf(ds);
 
-    // The judge trains beside the model on the other core (once; it is cached afterwards).
+    // Shipped judges need nothing; another dataset's judge trains beside the model on the other core (once; cached).
     const haveJudge = findJudge(ds) !== null;
     const judgeReady = haveJudge ? Promise.resolve() : runChild(['judge', '--dataset', DATASET, '--epochs', '6', '--quiet', '--backend', currentBackend()]);
     if (!haveJudge) process.stderr.write('training the judge classifier in the background\n');
@@ -59,7 +59,7 @@ export const demoCommand: Command = {
         bar.update(p.step, `${p.msPerStep.toFixed(0)} ms/step · loss ${p.terms.loss?.toFixed(1) ?? "…"}`);
       },
     });
-    process.stderr.write('waiting for the judge…\n');
+    if (!haveJudge) process.stderr.write('waiting for the judge…\n');
     await judgeReady;
     process.stderr.write('evaluating…\n');
     const report = await evaluateRun(runDir, { samplesPerLabel: 500, repeats: 3, seed, save: true });

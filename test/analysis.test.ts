@@ -169,8 +169,9 @@ test('interpolate: a strip per --from/--to pair, from q(z|from)\'s mean to q(z|t
   const out = join(tmp(), 'strip.png');
   assert.equal(await (interpolateCommand.run(['--run', runDir, '--from', 'sneaker', '--to', 'ankle boot', '--steps', '5', '--out', out])), 0);
   const png = readPng(out);
-  // 5 tiles of 28×2 pixels with 2-pixel padding, one row.
-  assert.equal(png.width, 5 * 56 + 6 * 2);
+  // A caption column ("sneaker > ankle boot"), then 5 tiles of 28×2 pixels with 2-pixel padding, one row.
+  const labelW = png.width - (5 * 56 + 6 * 2);
+  assert.ok(labelW > 20 * 5, `a caption column: ${labelW} pixels`);
   assert.equal(png.height, 56 + 2 * 2);
   const { model, meta } = loadImageModel(runDir);
   const images = interpolationImages(model, meta, [{ from: 'sneaker', to: 'ankle boot' }], 5);
@@ -178,13 +179,13 @@ test('interpolate: a strip per --from/--to pair, from q(z|from)\'s mean to q(z|t
   const b = queryDistribution(model, meta, ['Ankle boot']).mean;
   assert.deepEqual(images, decodeInterpolation(model, a, b, 5), 'the strip decodes the segment between the two label means');
   // The tile pixels are the decoded images (grey, scaled ×2, rounded to bytes).
-  const tile0 = Array.from({ length: 28 * 28 }, (_, i) => png.data[((2 + 2 * Math.floor(i / 28)) * png.width + 2 + 2 * (i % 28)) * 4]);
+  const tile0 = Array.from({ length: 28 * 28 }, (_, i) => png.data[((2 + 2 * Math.floor(i / 28)) * png.width + labelW + 2 + 2 * (i % 28)) * 4]);
   tile0.forEach((v, i) => assert.ok(Math.abs(v - Math.round(images[i] * 255)) <= 1, `pixel ${i}`));
 
   const two = join(tmp(), 'two.png');
   assert.equal(await (interpolateCommand.run(['--run', runDir, '--from', 'sneaker', '--to', 'ankle boot', '--from', 'T-shirt', '--to', 'shirt', '--out', two])), 0);
   const p2 = readPng(two);
-  assert.equal(p2.width, 8 * 56 + 9 * 2, '8 steps by default');
+  assert.equal(p2.width, labelW + 8 * 56 + 9 * 2, '8 steps by default, the longer caption as wide (both cut at 24 characters)');
   assert.equal(p2.height, 2 * 56 + 3 * 2, 'one row per pair');
 });
 

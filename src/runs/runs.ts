@@ -416,7 +416,7 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
     try {
       updateModelMeta(dir, { ...meta, metrics: { ...(meta.metrics ?? {}), ...report } });
     } catch (e) {
-      o.onNotice?.(`could not record the metrics in ${join(dir, 'model.json')} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); they are printed only`);
+      o.onNotice?.(`the metrics are printed only: ${(e as Error).message}`);
     }
   }
   return report;

@@ -4,13 +4,15 @@
  * `fashion-mnist` is looked for in: --data DIR, $PROBSEM_DATA, Debian's dataset-fashion-mnist
  * package, then the compact real subset shipped in this repository. `fashion-mnist-subset` is
  * that subset (the demo's default). `mnist` needs a directory (--data or $PROBSEM_DATA). Any other
- * spec is a directory holding IDX files with the standard names (optionally a classes.txt).
+ * spec is a directory holding IDX files with the standard names (optionally a classes.txt), or a
+ * user's pictures: `folder:DIR` and `manifest:FILE` (./image-folder.ts).
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ProbsemError } from '../core/errors.js';
 import { readIdxImagesAndLabels } from './idx.js';
+import { FOLDER_PREFIX, MANIFEST_PREFIX, loadImageSet } from './image-folder.js';
 import { PAIRED_PREFIX, makePairedDataset, parsePairedSpec } from './paired.js';
 import { type Dataset, FASHION_MNIST_CLASSES, MNIST_CLASSES, validateSplit } from './dataset.js';
 
@@ -27,6 +29,10 @@ export interface LoadOptions {
   dataDir?: string;
   /** Called with notices such as a fallback to the shipped subset. */
   onNotice?: (msg: string) => void;
+  /** folder:/manifest: datasets: skip unreadable pictures and list them (default), or stop. */
+  onBadImage?: 'skip' | 'error';
+  /** folder:/manifest: datasets: pictures decoded so far, on a first load. */
+  onProgress?: (done: number, total: number) => void;
 }
 
 interface IdxFiles {
@@ -117,6 +123,9 @@ export async function loadDataset(spec: string, opts: LoadOptions = {}): Promise
     const o = parsePairedSpec(spec);
     return makePairedDataset(await loadDataset(o.base, opts), o, spec);
   }
+  if (spec.startsWith(FOLDER_PREFIX) || spec.startsWith(MANIFEST_PREFIX)) {
+    return loadImageSet(spec, { onBadImage: opts.onBadImage, onNotice: opts.onNotice, onProgress: opts.onProgress });
+  }
   if (spec === 'fashion-mnist-subset') {
     return loadIdxDirectory(SHIPPED_SUBSET_DIR, spec, FASHION_MNIST_CLASSES);
   }
@@ -150,7 +159,7 @@ export async function loadDataset(spec: string, opts: LoadOptions = {}): Promise
   // Something written as a path is a missing directory, not a misspelt dataset name.
   if (/[\\/]|^\.|^~/.test(spec)) throw new ProbsemError(`no such directory: ${spec}`, 'NOT_FOUND');
   throw new ProbsemError(
-    `unknown dataset '${spec}': known datasets are ${DATASET_NAMES.join(', ')}; or give a directory of IDX files, or paired:<dataset>`,
+    `unknown dataset '${spec}': known datasets are ${DATASET_NAMES.join(', ')}; or give a directory of IDX files, folder:DIR (a subfolder of pictures per class), manifest:FILE (CSV or JSONL), or paired:<dataset>`,
     'NOT_FOUND',
   );
 }

@@ -16,7 +16,16 @@ export const MODEL_FORMAT = 'probsem-model';
 export const MODEL_FORMAT_VERSION = 1;
 
 export interface ModelProvenance {
-  dataset?: { name: string; source: string; hash: string; height: number; width: number; trainCount: number };
+  dataset?: {
+    name: string;
+    source: string;
+    hash: string;
+    height: number;
+    width: number;
+    trainCount: number;
+    /** Pictures of a folder:/manifest: dataset left out as unreadable, with the reason. */
+    skipped?: { path: string; reason: string }[];
+  };
   training?: {
     seed: number;
     steps: number;

@@ -77,6 +77,10 @@ export interface TrainRunOptions {
   lrSchedule?: LrSchedule;
   /** Stops training with a checkpoint of the current step (see TrainOptions.signal). */
   signal?: AbortSignal;
+  /** folder:/manifest: datasets: skip unreadable pictures (default, listed in model.json) or stop. */
+  onBadImage?: 'skip' | 'error';
+  /** folder:/manifest: datasets: pictures decoded so far on a first load. */
+  onDecodeProgress?: (done: number, total: number) => void;
 }
 
 export interface TrainRunResult {
@@ -87,7 +91,7 @@ export interface TrainRunResult {
 }
 
 export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
-  const ds = await loadDataset(o.dataset, { dataDir: o.dataDir, onNotice: o.onNotice });
+  const ds = await loadDataset(o.dataset, { dataDir: o.dataDir, onNotice: o.onNotice, onBadImage: o.onBadImage, onProgress: o.onDecodeProgress });
   const pixels = pixelsOf(ds);
   const stepsPerEpoch = Math.floor(ds.train.count / o.batchSize);
   if (o.batchSize > ds.train.count) {
@@ -173,6 +177,7 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
       height: ds.height,
       width: ds.width,
       trainCount: trainSplit.count,
+      ...('skipped' in ds && Array.isArray(ds.skipped) && ds.skipped.length > 0 ? { skipped: ds.skipped as { path: string; reason: string }[] } : {}),
     },
     training: {
       seed: o.seed,

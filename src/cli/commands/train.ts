@@ -5,6 +5,7 @@ import { trainRun } from '../../runs/runs.js';
 import { parseLabelEncoding } from '../../text/labels.js';
 import { intOption, numOption, parse, strOption } from '../args.js';
 import { ProgressBar } from '../progress.js';
+import { FOLDER_PREFIX, MANIFEST_PREFIX, imageSetName, parseImageSetSpec } from '../../data/image-folder.js';
 import type { Command } from './index.js';
 import { lrSchedule } from '../../train/schedule.js';
 
@@ -16,6 +17,10 @@ export const trainCommand: Command = {
   --dataset NAME|DIR   fashion-mnist (default), fashion-mnist-subset, mnist, or a folder of IDX files;
                        paired:<dataset>[?train=N&test=N&equal=allow|forbid&seed=S] for two-object
                        images (two images side by side, labelled with both classes)
+                       folder:DIR (a subfolder of PNG/JPEG/WebP/GIF pictures per class) or
+                       manifest:FILE (CSV or JSONL: path,label[,split]) for your own pictures
+  --image-size N|HxW   folder:/manifest: pictures are fitted to this size (default 28), grey
+  --on-bad-image P     folder:/manifest: skip (default; listed in model.json) or error
   --data DIR           where to look for the dataset's IDX files
   --latent N           latent dimension (default 10; the autoencoders' code size, 32 in lecture 003)
   --steps N            training steps (default 2000 unless --epochs is given)
@@ -74,6 +79,8 @@ export const trainCommand: Command = {
       engine: { type: 'string' },
       quiet: { type: 'boolean' },
       'on-nan': { type: 'string' },
+      'image-size': { type: 'string' },
+      'on-bad-image': { type: 'string' },
       set: { type: 'string', multiple: true },
       labels: { type: 'string' },
       'label-phrases': { type: 'string' },
@@ -94,6 +101,9 @@ export const trainCommand: Command = {
       return c;
     };
     if (onNan !== 'stop' && onNan !== 'skip') throw new ProbsemError(`--on-nan must be stop or skip, got '${onNan}'`, 'BAD_OPTION');
+    const onBadImage = strOption(v['on-bad-image'], 'on-bad-image', 'skip');
+    if (onBadImage !== 'skip' && onBadImage !== 'error') throw new ProbsemError(`--on-bad-image must be skip or error, got '${onBadImage}'`, 'BAD_OPTION');
+    const dataset = withImageSize(strOption(v.dataset, 'dataset', 'fashion-mnist'), v['image-size'] as string | undefined);
     const model = strOption(v.model, 'model');
     if (!trainableModelNames().includes(model)) {
       throw new ProbsemError(`unknown model '${model}': choose one of ${trainableModelNames().join(', ')}`, 'BAD_OPTION');
@@ -124,6 +134,7 @@ export const trainCommand: Command = {
     const out = strOption(v.out, 'out', `runs/${model}-${latent}d-s${seed}`);
     const steps = v.epochs === undefined ? intOption(v.steps, 'steps', 2000) : undefined;
     let bar: ProgressBar | null = null;
+    let decodeBar: ProgressBar | null = null;
     // Ctrl-C: finish the current step, checkpoint it, and say how to resume; a second one quits at once.
     const stop = new AbortController();
     const onSigint = () => {
@@ -133,8 +144,13 @@ export const trainCommand: Command = {
     process.once('SIGINT', onSigint);
     const r = await trainRun({
       model,
-      dataset: strOption(v.dataset, 'dataset', 'fashion-mnist'),
+      dataset,
       dataDir: v.data as string | undefined,
+      onBadImage,
+      onDecodeProgress: (done, total) => {
+        decodeBar ??= new ProgressBar('decode pictures', total, process.stderr, !v.quiet);
+        decodeBar.update(done);
+      },
       latent,
       steps,
       epochs: v.epochs === undefined ? undefined : intOption(v.epochs, 'epochs', 1),
@@ -203,4 +219,18 @@ export function setOptions(pairs: string[] | undefined): Record<string, unknown>
     out[key] = value;
   }
   return out;
+}
+
+/** Adds --image-size to a folder:/manifest: spec (as its size option); other datasets have a fixed size. */
+function withImageSize(spec: string, size: string | undefined): string {
+  if (size === undefined) return spec;
+  if (!spec.startsWith(FOLDER_PREFIX) && !spec.startsWith(MANIFEST_PREFIX)) {
+    throw new ProbsemError('--image-size applies to folder:DIR and manifest:FILE datasets; IDX datasets keep their own size', 'BAD_OPTION');
+  }
+  return imageSetName({ ...parseImageSetSpec(spec), ...sizeOption(size) });
+}
+
+function sizeOption(size: string): { height: number; width: number } {
+  const s = parseImageSetSpec(`folder:x?size=${size}`);
+  return { height: s.height, width: s.width };
 }

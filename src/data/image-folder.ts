@@ -1,0 +1,329 @@
+/**
+ * Datasets from a user's own pictures: `folder:DIR` (a subfolder per class) and `manifest:FILE`
+ * (CSV or JSONL naming each picture and its class, optionally its split). Pictures are decoded by
+ * the shared decoder (PNG, JPEG, WebP, GIF; grey, fitted and padded to the size asked for,
+ * dark-on-light pictures inverted), split train/test with a seeded shuffle unless the manifest
+ * says, and cached as IDX files keyed by the content of every picture and the options, so the
+ * next command on the same pictures starts at once. A picture that cannot be read is skipped and
+ * listed (or, with `onBadImage: 'error'`, stops the load naming it).
+ *
+ * Specs carry their options so a run records exactly what it trained on:
+ * `folder:DIR?size=32x32&test=0.2&seed=0` (defaults 28×28, 0.2, 0 are left out of the name).
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
+import { ProbsemError } from '../core/errors.js';
+import { writeFileAtomicSync } from '../core/files.js';
+import { Rng } from '../core/random.js';
+import type { Dataset, Split } from './dataset.js';
+import { encodeIdx, parseIdx } from './idx.js';
+
+export const FOLDER_PREFIX = 'folder:';
+export const MANIFEST_PREFIX = 'manifest:';
+
+const IMAGE_EXTENSIONS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.gif']);
+/** Class indices are stored in one byte, as in IDX label files. */
+const MAX_CLASSES = 256;
+
+export interface ImageSetSpec {
+  kind: 'folder' | 'manifest';
+  path: string;
+  height: number;
+  width: number;
+  /** Share of each class held out for testing (when the manifest gives no split). */
+  testFraction: number;
+  seed: number;
+}
+
+export interface ImageSetOptions {
+  /** 'skip' (default): leave unreadable pictures out and list them; 'error': stop at the first. */
+  onBadImage?: 'skip' | 'error';
+  /** Where decoded datasets are cached (default $PROBSEM_CACHE or ~/.cache/probsem). */
+  cacheDir?: string;
+  onNotice?: (msg: string) => void;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** A picture the load left out, and why. */
+export interface SkippedImage {
+  path: string;
+  reason: string;
+}
+
+export interface ImageDataset extends Dataset {
+  skipped: SkippedImage[];
+}
+
+interface Entry {
+  path: string;
+  label: string;
+  split?: 'train' | 'test';
+}
+
+/** Parses `folder:DIR[?size=HxW|N&test=F&seed=S]` or `manifest:FILE[?…]`. */
+export function parseImageSetSpec(spec: string): ImageSetSpec {
+  const kind = spec.startsWith(FOLDER_PREFIX) ? 'folder' : spec.startsWith(MANIFEST_PREFIX) ? 'manifest' : null;
+  if (!kind) throw new ProbsemError(`not an image-set spec: ${spec}`, 'BAD_OPTION');
+  const rest = spec.slice(kind === 'folder' ? FOLDER_PREFIX.length : MANIFEST_PREFIX.length);
+  const q = rest.lastIndexOf('?');
+  const path = q >= 0 ? rest.slice(0, q) : rest;
+  if (!path) throw new ProbsemError(`${kind}: needs a ${kind === 'folder' ? 'directory' : 'file'} after '${kind}:'`, 'BAD_OPTION');
+  const out: ImageSetSpec = { kind, path: resolve(path), height: 28, width: 28, testFraction: 0.2, seed: 0 };
+  for (const part of q >= 0 ? rest.slice(q + 1).split('&').filter(Boolean) : []) {
+    const [key, value = ''] = part.split('=');
+    if (key === 'size') {
+      const m = /^(\d+)(?:x(\d+))?$/.exec(value);
+      const h = m ? Number(m[1]) : NaN;
+      const w = m ? Number(m[2] ?? m[1]) : NaN;
+      if (!(h >= 8 && h <= 256 && w >= 8 && w <= 256)) throw new ProbsemError(`${kind}: size must be N or HxW with sides from 8 to 256, got '${value}'`, 'BAD_OPTION');
+      out.height = h;
+      out.width = w;
+    } else if (key === 'test') {
+      const f = Number(value);
+      if (!(f > 0 && f < 1)) throw new ProbsemError(`${kind}: test must be a fraction in (0, 1), got '${value}'`, 'BAD_OPTION');
+      out.testFraction = f;
+    } else if (key === 'seed') {
+      const s = Number(value);
+      if (!Number.isSafeInteger(s) || s < 0) throw new ProbsemError(`${kind}: seed must be a non-negative integer, got '${value}'`, 'BAD_OPTION');
+      out.seed = s;
+    } else {
+      throw new ProbsemError(`${kind}: unknown option '${key}' (size, test, seed)`, 'BAD_OPTION');
+    }
+  }
+  return out;
+}
+
+/** The canonical spec: absolute path, non-default options only, so equal datasets get equal names. */
+export function imageSetName(s: ImageSetSpec): string {
+  const opts: string[] = [];
+  if (s.height !== 28 || s.width !== 28) opts.push(`size=${s.height === s.width ? s.height : `${s.height}x${s.width}`}`);
+  if (s.testFraction !== 0.2) opts.push(`test=${s.testFraction}`);
+  if (s.seed !== 0) opts.push(`seed=${s.seed}`);
+  return `${s.kind}:${s.path}${opts.length ? `?${opts.join('&')}` : ''}`;
+}
+
+/** Loads a `folder:` or `manifest:` dataset, from the cache when the pictures are unchanged. */
+export async function loadImageSet(spec: string, o: ImageSetOptions = {}): Promise<ImageDataset> {
+  const s = parseImageSetSpec(spec);
+  const entries = s.kind === 'folder' ? folderEntries(s.path) : manifestEntries(s.path);
+  if (entries.length === 0) throw new ProbsemError(`${s.path}: no pictures found (PNG, JPEG, WebP or GIF)`, 'DATA_FORMAT');
+  const classNames = [...new Set(entries.map((e) => e.label))].sort((a, b) => a.localeCompare(b));
+  if (classNames.length < 2) throw new ProbsemError(`${s.path}: needs at least two classes, found ${classNames.length}`, 'DATA_FORMAT');
+  if (classNames.length > MAX_CLASSES) throw new ProbsemError(`${s.path}: ${classNames.length} classes; at most ${MAX_CLASSES} are supported`, 'DATA_FORMAT');
+
+  // The cache key covers every picture's bytes, its class and split, and the options.
+  const key = createHash('sha256');
+  key.update(JSON.stringify({ v: 1, height: s.height, width: s.width, test: s.testFraction, seed: s.seed, onBad: o.onBadImage ?? 'skip' }));
+  const contents: Buffer[] = [];
+  for (const e of entries) {
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(e.path);
+    } catch (err) {
+      bytes = Buffer.alloc(0);
+      if ((o.onBadImage ?? 'skip') === 'error') throw new ProbsemError(`cannot read ${e.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'NOT_FOUND');
+    }
+    contents.push(bytes);
+    key.update(`${e.path}\0${e.label}\0${e.split ?? ''}\0`).update(createHash('sha256').update(bytes).digest());
+  }
+  const name = imageSetName(s);
+  const dir = join(o.cacheDir ?? process.env.PROBSEM_CACHE ?? join(homedir(), '.cache', 'probsem'), 'datasets', key.digest('hex').slice(0, 24));
+  const cached = readCached(dir, name, s.path);
+  if (cached) return cached;
+
+  const { decodeImage } = await import('./image-decode.js');
+  const pixels = s.height * s.width;
+  const decoded: { entry: Entry; pixels: Uint8Array }[] = [];
+  const skipped: SkippedImage[] = [];
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i];
+    try {
+      if (contents[i].length === 0) throw new ProbsemError('the file is empty or unreadable', 'DATA_FORMAT');
+      const img = await decodeImage(contents[i], { height: s.height, width: s.width, source: e.path });
+      decoded.push({ entry: e, pixels: Uint8Array.from(img.pixels, (v) => Math.round(v * 255)) });
+    } catch (err) {
+      if (!(err instanceof ProbsemError)) throw err;
+      if ((o.onBadImage ?? 'skip') === 'error') throw err;
+      skipped.push({ path: e.path, reason: err.message });
+    }
+    if ((i + 1) % 200 === 0 || i + 1 === entries.length) o.onProgress?.(i + 1, entries.length);
+  }
+  if (skipped.length > 0) o.onNotice?.(`${skipped.length} of ${entries.length} pictures could not be read and were skipped (listed in the run's record); the first: ${skipped[0].path}: ${skipped[0].reason}`);
+
+  const byClass = new Map(classNames.map((c, i) => [c, i]));
+  const isTest = splitAssignment(decoded.map((d) => d.entry), s, byClass);
+  const build = (test: boolean): Split => {
+    const chosen = decoded.filter((_, i) => isTest[i] === test);
+    const images = new Uint8Array(chosen.length * pixels);
+    const labels = new Uint8Array(chosen.length);
+    chosen.forEach((d, i) => {
+      images.set(d.pixels, i * pixels);
+      labels[i] = byClass.get(d.entry.label)!;
+    });
+    return { images, labels, count: chosen.length };
+  };
+  const ds: ImageDataset = { name, source: s.path, height: s.height, width: s.width, classNames, train: build(false), test: build(true), skipped };
+  if (ds.train.count === 0 || ds.test.count === 0) {
+    throw new ProbsemError(`${s.path}: the split left ${ds.train.count} training and ${ds.test.count} test pictures; both need at least one`, 'DATA_FORMAT');
+  }
+  writeCache(dir, ds);
+  return ds;
+}
+
+/** A subfolder per class; pictures anywhere below it belong to it. Hidden files are ignored. */
+function folderEntries(root: string): Entry[] {
+  if (!existsSync(root)) throw new ProbsemError(`no such directory: ${root}`, 'NOT_FOUND');
+  if (!statSync(root).isDirectory()) throw new ProbsemError(`not a directory: ${root} (folder: takes a directory with a subfolder per class)`, 'NOT_FOUND');
+  const out: Entry[] = [];
+  const walk = (dir: string, label: string) => {
+    for (const name of readdirSync(dir).sort()) {
+      if (name.startsWith('.')) continue;
+      const p = join(dir, name);
+      const st = statSync(p);
+      if (st.isDirectory()) walk(p, label);
+      else if (st.isFile() && IMAGE_EXTENSIONS.has(extname(name).toLowerCase())) out.push({ path: p, label });
+    }
+  };
+  const classes = readdirSync(root).filter((n) => !n.startsWith('.') && statSync(join(root, n)).isDirectory());
+  if (classes.length === 0) throw new ProbsemError(`${root} has no subfolders: folder: takes a subfolder per class (${root}/cat/…, ${root}/dog/…)`, 'DATA_FORMAT');
+  for (const c of classes.sort()) walk(join(root, c), c);
+  return out;
+}
+
+const PATH_COLUMNS = ['path', 'image', 'file', 'filename'];
+const LABEL_COLUMNS = ['label', 'class', 'category'];
+
+/** CSV (with a header) or JSONL: a picture path (relative to the manifest) and its class; optionally its split. */
+function manifestEntries(file: string): Entry[] {
+  if (!existsSync(file)) throw new ProbsemError(`no such file: ${file}`, 'NOT_FOUND');
+  if (!statSync(file).isFile()) throw new ProbsemError(`not a file: ${file} (manifest: takes a CSV or JSONL file)`, 'NOT_FOUND');
+  const text = readFileSync(file, 'utf8');
+  const base = dirname(file);
+  const rows: Record<string, unknown>[] = [];
+  const jsonl = extname(file).toLowerCase() === '.jsonl' || text.trimStart().startsWith('{');
+  const lines = text.split(/\r?\n/);
+  if (jsonl) {
+    lines.forEach((line, i) => {
+      if (!line.trim()) return;
+      try {
+        const v = JSON.parse(line);
+        if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object');
+        rows.push(v);
+      } catch (e) {
+        throw new ProbsemError(`${basename(file)} line ${i + 1}: not a JSON object (${(e as Error).message})`, 'DATA_FORMAT');
+      }
+    });
+  } else {
+    const header = splitCsvLine(lines[0] ?? '').map((h) => h.trim().toLowerCase());
+    lines.slice(1).forEach((line, i) => {
+      if (!line.trim()) return;
+      const cells = splitCsvLine(line);
+      if (cells.length !== header.length) throw new ProbsemError(`${basename(file)} line ${i + 2}: ${cells.length} fields, the header has ${header.length}`, 'DATA_FORMAT');
+      rows.push(Object.fromEntries(header.map((h, j) => [h, cells[j]])));
+    });
+  }
+  return rows.map((r, i) => {
+    const where = `${basename(file)} ${jsonl ? 'line' : 'row'} ${i + 1}`;
+    const lower = Object.fromEntries(Object.entries(r).map(([k, v]) => [k.toLowerCase(), v]));
+    const p = PATH_COLUMNS.map((c) => lower[c]).find((v) => typeof v === 'string' && v.trim());
+    if (typeof p !== 'string') throw new ProbsemError(`${where}: no picture path (a column named ${PATH_COLUMNS.join(', ')})`, 'DATA_FORMAT');
+    if (lower.tags !== undefined || lower.phrase !== undefined) {
+      throw new ProbsemError(`${where}: tag sets and phrases per picture are not supported yet; give one class per picture (a column named ${LABEL_COLUMNS.join(', ')})`, 'DATA_FORMAT');
+    }
+    const label = LABEL_COLUMNS.map((c) => lower[c]).find((v) => (typeof v === 'string' && v.trim()) || typeof v === 'number');
+    if (label === undefined) throw new ProbsemError(`${where}: no class (a column named ${LABEL_COLUMNS.join(', ')})`, 'DATA_FORMAT');
+    const split = lower.split === undefined || lower.split === '' ? undefined : String(lower.split).trim().toLowerCase();
+    if (split !== undefined && split !== 'train' && split !== 'test') throw new ProbsemError(`${where}: split must be train or test, got '${split}'`, 'DATA_FORMAT');
+    return { path: isAbsolute(p) ? p : join(base, p.trim()), label: String(label).trim(), split: split as Entry['split'] };
+  });
+}
+
+/** One CSV line: commas separate fields; double quotes enclose fields with commas or quotes ("" is a quote). */
+export function splitCsvLine(line: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const ch = line[i];
+    if (quoted) {
+      if (ch === '"' && line[i + 1] === '"') {
+        cur += '"';
+        i++;
+      } else if (ch === '"') quoted = false;
+      else cur += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ',') {
+      out.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  out.push(cur);
+  return out.map((c) => c.trim());
+}
+
+/**
+ * Test membership per entry: the manifest's split where it gives one; otherwise a seeded shuffle
+ * within each class holding out round(fraction × count) of it (at least one when the class has two).
+ */
+function splitAssignment(entries: Entry[], s: ImageSetSpec, byClass: Map<string, number>): boolean[] {
+  const isTest = entries.map((e) => e.split === 'test');
+  const free = new Map<number, number[]>();
+  entries.forEach((e, i) => {
+    if (e.split !== undefined) return;
+    const c = byClass.get(e.label)!;
+    if (!free.has(c)) free.set(c, []);
+    free.get(c)!.push(i);
+  });
+  for (const [c, idx] of free) {
+    const rng = Rng.for(s.seed, 'image-set-split', c);
+    const order = rng.permutation(idx.length);
+    const n = idx.length >= 2 ? Math.max(1, Math.round(s.testFraction * idx.length)) : 0;
+    for (let k = 0; k < n; k++) isTest[idx[order[k]]] = true;
+  }
+  return isTest;
+}
+
+const CACHE_FILES = ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'];
+
+function writeCache(dir: string, ds: ImageDataset): void {
+  // Written to a sibling and renamed, so a cache folder is complete or absent.
+  const tmp = `${dir}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  const [ti, tl, si, sl] = CACHE_FILES.map((f) => join(tmp, f));
+  writeFileAtomicSync(ti, encodeIdx({ dims: [ds.train.count, ds.height, ds.width], data: ds.train.images }));
+  writeFileAtomicSync(tl, encodeIdx({ dims: [ds.train.count], data: ds.train.labels }));
+  writeFileAtomicSync(si, encodeIdx({ dims: [ds.test.count, ds.height, ds.width], data: ds.test.images }));
+  writeFileAtomicSync(sl, encodeIdx({ dims: [ds.test.count], data: ds.test.labels }));
+  writeFileAtomicSync(join(tmp, 'dataset.json'), JSON.stringify({ classNames: ds.classNames, skipped: ds.skipped }, null, 2) + '\n');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dirname(dir), { recursive: true });
+  renameSync(tmp, dir);
+}
+
+function readCached(dir: string, name: string, source: string): ImageDataset | null {
+  if (!existsSync(join(dir, 'dataset.json'))) return null;
+  try {
+    const meta = JSON.parse(readFileSync(join(dir, 'dataset.json'), 'utf8')) as { classNames: string[]; skipped: SkippedImage[] };
+    const [ti, tl, si, sl] = CACHE_FILES.map((f) => parseIdx(readFileSync(join(dir, f)), join(dir, f)));
+    const [tn, h, w] = ti.dims;
+    const [sn] = si.dims;
+    if (tl.dims[0] !== tn || sl.dims[0] !== sn || si.dims[1] !== h || si.dims[2] !== w) return null;
+    if (![...tl.data, ...sl.data].every((c) => c < meta.classNames.length)) return null;
+    return {
+      name,
+      source,
+      height: h,
+      width: w,
+      classNames: meta.classNames,
+      train: { images: ti.data, labels: tl.data, count: tn },
+      test: { images: si.data, labels: sl.data, count: sn },
+      skipped: meta.skipped,
+    };
+  } catch {
+    // A damaged cache is rebuilt from the pictures.
+    return null;
+  }
+}

@@ -33,17 +33,19 @@ export function kl(p: Gaussian, q: Gaussian): tf.Tensor1D {
   return fn(p, q);
 }
 
-/** 0.5 Σ [log σq² − log σp² + (σp² + (μp − μq)²)/σq² − 1] */
+/**
+ * 0.5 Σ [log σq² − log σp² + (σp² + (μp − μq)²)/σq² − 1], written per dimension as
+ * (eˣ − 1 − x) + (μp − μq)²/σq² with x = log σp² − log σq²: each part is ≥ 0, so rounding cannot
+ * make a divergence negative (summed as written, KL(p ‖ p) came out near −4e-7), and the first
+ * part is clamped at 0 where expm1's rounding dips below x.
+ */
 function klDiagDiag(p: Gaussian, q: Gaussian): tf.Tensor1D {
   const pd = p as DiagGaussian;
   const qd = q as DiagGaussian;
   return tf.tidy(() => {
-    const invVarQ = tf.exp(tf.neg(qd.logVar));
-    const t = tf.add(
-      tf.sub(qd.logVar, pd.logVar),
-      tf.mul(tf.add(tf.exp(pd.logVar), tf.squaredDifference(pd.mean, qd.mean)), invVarQ),
-    );
-    let out = tf.mul(tf.sum(tf.sub(t, 1), 1), 0.5) as tf.Tensor1D;
+    const x = tf.sub(pd.logVar, qd.logVar);
+    const t = tf.add(tf.relu(tf.sub(tf.expm1(x), x)), tf.mul(tf.squaredDifference(pd.mean, qd.mean), tf.exp(tf.neg(qd.logVar))));
+    let out = tf.mul(tf.sum(t, 1), 0.5) as tf.Tensor1D;
     // A broadcast pair of single rows still yields one value per row of the larger batch.
     const batch = Math.max(p.batch, q.batch);
     if (out.shape[0] !== batch) out = tf.tile(out, [batch]);

@@ -8,6 +8,7 @@ import { TSNE } from '@saehrimnir/druidjs';
 import { setupBackend } from './helpers.js';
 import { attraction, exactNeighbours, knnAccuracy, perplexityAffinities, repulsion, trustworthiness, tsne } from '../src/analysis/tsne.js';
 import { kmeans, normalizedMutualInformation, purity } from '../src/analysis/clustering.js';
+import { agglomerative } from '../src/analysis/agglomerative.js';
 import { project2d } from '../src/analysis/projection.js';
 import { clusterCommand } from '../src/cli/commands/cluster.js';
 import { Rng } from '../src/core/random.js';
@@ -361,4 +362,10 @@ test('probsem cluster: k-means of a run’s test means, NMI and purity as the li
   await assert.rejects(clusterCommand.run(['--run', runDir, '--split', 'val']), /--split must be test or train, got 'val'/);
   await assert.rejects(clusterCommand.run(['--run', runDir, '--k', '0']), /--k must be an integer in \[1, \d+\], got '0'/);
   await assert.rejects(clusterCommand.run(['--k', '3']), /--run is required/);
+  // Agglomerative clustering of the same means, as the library computes it.
+  const ward = JSON.parse((await capture(() => clusterCommand.run(['--run', runDir, '--method', 'ward', '--json']))).out);
+  assert.equal(ward.method, 'ward');
+  assert.equal(ward.nmi, normalizedMutualInformation(agglomerative(post.mean, post.count, post.dim, { k: 10, linkage: 'ward' }).assignments, ds.test.labels));
+  assert.ok(ward.nmi > 0.1, `Ward NMI ${ward.nmi}`);
+  await assert.rejects(clusterCommand.run(['--run', runDir, '--method', 'single']), /--method must be kmeans, ward or average, got 'single'/);
 });

@@ -21,6 +21,7 @@ import { type EngineChoice, type TrainProgress, CHECKPOINT_FILE, train } from '.
 import { readCheckpoint } from '../train/checkpoint.js';
 import type { LrSchedule } from '../train/schedule.js';
 import { type JudgeNoticeKind, getJudge } from '../eval/judge.js';
+import { type NllResult, generativePrior, importanceSampledNll } from '../eval/likelihood.js';
 import { type RetrievalMeasures, type TripletAccuracy, retrievalMeasures, tripletAccuracy } from '../eval/metric-learning.js';
 import { sampleTriplets } from '../data/triplets.js';
 import { encodeSplit } from './retrieval.js';
@@ -257,6 +258,11 @@ export interface EvalOptions {
   tripletMargin?: number;
   /** Test queries, a seeded sample, for precision@1 / R-precision / MAP@R against the training means (default 1000). */
   retrievalQueries?: number;
+  /** Importance samples per test image for the NLL (`likelihood.ts`); absent or 0: not measured (it costs K decoder passes per image). */
+  nllSamples?: number;
+  /** Measure the NLL on the first N test images only (default all). */
+  nllImages?: number;
+  onNllProgress?: (done: number, total: number) => void;
 }
 
 /** Metric-learning measures of a run's posterior means (single-label datasets). */
@@ -297,6 +303,8 @@ export interface EvalReport {
   pairRetrievalPrecisionAt20Margin?: { mean: number; perPair: Record<string, number> } | null;
   /** Share of seeded test triplets with zero triplet loss on the posterior means (TVAE's measure). */
   tripletAccuracy?: number | null;
+  /** Importance-sampled NLL and the negative ELBO from the same draws, in nats (absent unless asked for; null where the model has none). */
+  nll?: (NllResult & { seed: number }) | null;
   metricLearning?: MetricLearningReport | null;
   seconds: number;
 }
@@ -387,6 +395,16 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
       onProgress: o.onGenerationProgress,
     });
   }
+  let nll: EvalReport['nll'];
+  if (o.nllSamples) {
+    const prior = generativePrior(meta.model);
+    if (prior && !paired) {
+      nll = { ...importanceSampledNll(model, ds.test, pixels, { samples: o.nllSamples, images: o.nllImages, classInputs: labels, seed, onProgress: o.onNllProgress }), seed };
+    } else {
+      nll = null;
+      o.onNotice?.(paired ? 'the NLL is not measured on two-object images' : `the NLL is not defined here for a ${meta.model} model`);
+    }
+  }
   labels.dispose();
   const report: EvalReport = {
     model: meta.model,
@@ -414,6 +432,7 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
       : {}),
     tripletAccuracy: metric?.triplet.accuracy ?? null,
     metricLearning: metric,
+    ...(nll !== undefined ? { nll } : {}),
     seconds: (performance.now() - t0) / 1000,
   };
   if (o.save) {

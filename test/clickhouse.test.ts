@@ -10,6 +10,8 @@ import { existsSync } from 'node:fs';
 import { ProbsemError } from '../src/core/errors.js';
 import { ClickHouseStore, parseClickHouseUrl } from '../src/index/clickhouse.js';
 import { SCAN_STATS } from '../src/index/internal.js';
+import { checkIndexRun } from '../src/cli/commands/kl-index.js';
+import type { ModelFile } from '../src/models/persist.js';
 import { findClickHouseServer, startLocalClickHouse, type LocalClickHouse } from '../src/index/clickhouse-server.js';
 import { bruteForceKl, KlIndex, type ItemGaussians, type QueryGaussian } from '../src/index/kl-index.js';
 import { randomDiagItems, randomFullItems, randomQueries, topK } from '../bench/index.js';
@@ -98,6 +100,22 @@ test('ClickHouse store: upload, count and exact search equal the in-process inde
       const before = SCAN_STATS.clickhouseSecondStatements;
       await check(store, index, items, qs, 10);
       assert.ok(SCAN_STATS.clickhouseSecondStatements > before, 'the second statement was exercised');
+    });
+
+    await t.test('the table records the run and dataset hashes; a query from a retrained run is refused', async () => {
+      const run = { weights: { sha256: 'a'.repeat(64) }, contentSha256: 'b'.repeat(64) } as ModelFile;
+      const meta = { run: '/runs/r', runWeightsSha256: run.weights.sha256, runContentSha256: run.contentSha256, datasetHash: 'c'.repeat(16) };
+      const store = await ClickHouseStore.open(local.url('probsem_test.hashes'));
+      await store.upload(KlIndex.build(randomDiagItems(20, 3, 140), { meta }));
+      const fresh = await ClickHouseStore.open(local.url('probsem_test.hashes'));
+      const recorded = (await fresh.info()).meta;
+      assert.deepEqual(recorded, meta);
+      const notes: string[] = [];
+      checkIndexRun(recorded, run, '/runs/r', 'the table', (m) => notes.push(m));
+      assert.deepEqual(notes, []);
+      const retrained = { ...run, weights: { sha256: 'd'.repeat(64) } } as ModelFile;
+      assert.throws(() => checkIndexRun(recorded, retrained, '/runs/r', 'the table', () => {}), (e: unknown) => e instanceof ProbsemError && e.code === 'STALE_INDEX' && /a{64}, but \/runs\/r has d{64}/.test(e.message));
+      await store.drop();
     });
 
     await t.test('clear errors: missing table, wrong dimension, existing table', async () => {

@@ -220,7 +220,9 @@ test('model directory loader: mutated model.json or weights.bin load correctly o
   saveModel(dir, m, { classNames: Array.from({ length: 10 }, (_, i) => `c${i}`) });
   const json = readFileSync(join(dir, 'model.json'), 'utf8');
   const weights = new Uint8Array(readFileSync(join(dir, 'weights.bin')));
-  const meta = JSON.parse(json) as unknown;
+  // Older files have no content checksum, so the checks behind it still face hostile input: fuzz both.
+  const { contentSha256, ...meta } = JSON.parse(json) as Record<string, unknown>;
+  const oldJson = JSON.stringify(meta, null, 2);
   const tally = { ok: 0, rejected: 0 };
   const rss0 = memoryMb();
   const check = (jsonText: string | Uint8Array, w: Uint8Array) => {
@@ -240,9 +242,12 @@ test('model directory loader: mutated model.json or weights.bin load correctly o
   fc.assert(
     fc.property(
       fc.oneof(
-        fc.tuple(fc.nat(), hostileValue).map(([pick, v]) => ({ json: JSON.stringify(replaceAt(meta, pick, v)), w: weights })),
-        mutated(new TextEncoder().encode(json)).map((j) => ({ json: j as string | Uint8Array, w: weights })),
-        mutated(weights).map((w) => ({ json: json as string | Uint8Array, w })),
+        fc.tuple(fc.nat(), hostileValue, fc.boolean()).map(([pick, v, old]) => {
+          const m = replaceAt(meta, pick, v);
+          return { json: JSON.stringify(old || m === null || typeof m !== 'object' ? m : { ...m, contentSha256 }), w: weights };
+        }),
+        fc.constantFrom(json, oldJson).chain((base) => mutated(new TextEncoder().encode(base))).map((j) => ({ json: j as string | Uint8Array, w: weights })),
+        fc.tuple(mutated(weights), fc.constantFrom(json, oldJson)).map(([w, j]) => ({ json: j as string | Uint8Array, w })),
       ),
       ({ json: j, w }) => check(j, w),
     ),
@@ -270,9 +275,23 @@ test('checkpoint reader: mutated checkpoints are read and loaded correctly or re
     o.blob,
   );
   const base = new Uint8Array(readFileSync(path));
+  // Older checkpoints have no header checksum, so the header checks behind it still face hostile input.
+  const hlen = Buffer.from(base).readUInt32LE(8);
+  const { headerSha256: _, ...oldHeader } = JSON.parse(Buffer.from(base).toString('utf8', 12, 12 + hlen)) as Record<string, unknown>;
+  const withHeader = (h: object) => {
+    const json = Buffer.from(JSON.stringify(h));
+    const len = Buffer.alloc(4);
+    len.writeUInt32LE(json.length);
+    return new Uint8Array(Buffer.concat([base.subarray(0, 8), len, json, base.subarray(12 + hlen)]));
+  };
   const tally = { ok: 0, rejected: 0 };
+  const cases = fc.oneof(
+    { arbitrary: fc.constantFrom(base, withHeader(oldHeader)).chain(mutated), weight: 9 },
+    // An edit an older checkpoint cannot detect (and need not: any step is a step) must still read.
+    { arbitrary: fc.nat({ max: 1e6 }).map((step) => withHeader({ ...oldHeader, step })), weight: 1 },
+  );
   fc.assert(
-    fc.property(mutated(base), (buf) => {
+    fc.property(cases, (buf) => {
       writeFileSync(path, buf);
       expectCleanly(
         tally,

@@ -1,13 +1,21 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ProbsemError } from '../src/core/errors.js';
-import { SCAN_STATS } from '../src/index/internal.js';
+import { INDEX_ITEMS, SCAN_STATS } from '../src/index/internal.js';
 import { bruteForceKl, KlIndex, type ItemGaussians, type QueryGaussian, type SearchHit } from '../src/index/kl-index.js';
 import { itemVector, prepareQuery, vectorLength } from '../src/index/kl-math.js';
 import { randomDiagItems, randomFullItems, randomQueries, topK } from '../bench/index.js';
+import { setupBackend } from './helpers.js';
+import { datasetHash } from '../src/data/dataset.js';
+import { loadDataset } from '../src/data/registry.js';
+import type { Trainable } from '../src/models/base.js';
+import { createModel } from '../src/models/registry.js';
+import { saveModel } from '../src/models/persist.js';
 
 /** KL(p ‖ q) from explicit matrices: Gauss–Jordan inverse and LU determinants, in double precision. */
 function naiveKl(muP: ArrayLike<number>, covP: ArrayLike<number>, muQ: ArrayLike<number>, covQ: ArrayLike<number>, d: number): number {
@@ -312,4 +320,82 @@ test('bad inputs: dimension mismatch, k, exclude, NaN and non-positive-definite 
   throwsCode(() => KlIndex.build({ ...full, scaleTril: badL }), 'BAD_INPUT', /item 1: scaleTril\[1\]\[1\].*positive/);
   throwsCode(() => KlIndex.build(items, { ids: new Int32Array(3) }), 'SHAPE', /ids has 3 entries/);
   throwsCode(() => KlIndex.build(items, { labels: { perItem: 2, values: new Int32Array(5) } }), 'SHAPE', /labels\.values has 5/);
+});
+
+/** The file's checksum recomputed after an edit, as a careful forger would. */
+function resign(file: Buffer): Buffer {
+  createHash('sha256').update(file.subarray(0, 32)).update(file.subarray(64)).digest().copy(file, 32);
+  return file;
+}
+
+test('labels must be class indices: a label of -5 with a recomputed checksum is refused at load', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'probsem-index-labels-'));
+  const path = join(dir, 'l.klindex');
+  const items = randomDiagItems(6, 2, 70);
+  const labels = { perItem: 1, values: Int32Array.from([0, 1, 2, 0, 1, 2]) };
+  KlIndex.build(items, { labels, meta: { classNames: ['a', 'b', 'c'] } }).save(path);
+  assert.deepEqual(Array.from(KlIndex.load(path).labels!.values), [0, 1, 2, 0, 1, 2]);
+  const file = readFileSync(path);
+  const at = 64 + 4 * (6 * 2 + 6 * 2 + 6) + 4 * 4; // mean, variance, ids, then the fifth label
+  for (const bad of [-5, 3]) {
+    const edited = Buffer.from(file);
+    edited.writeInt32LE(bad, at);
+    writeFileSync(path, resign(edited));
+    throwsCode(() => KlIndex.load(path), 'DATA_FORMAT', new RegExp(`l\\.klindex is not a valid KL index: label ${bad} \\(label entry 4\\) is not a class index in \\[0, 3\\)`));
+  }
+  throwsCode(() => KlIndex.build(items, { labels: { perItem: 1, values: Int32Array.from([0, 1, 2, 0, -5, 2]) }, meta: { classNames: ['a', 'b', 'c'] } }), 'BAD_INPUT', /label -5/);
+  // Without a class list the labels are the caller's own integers.
+  assert.doesNotThrow(() => KlIndex.build(items, { labels: { perItem: 1, values: Int32Array.from([0, 1, 2, 0, -5, 2]) } }));
+});
+
+test('an index path that is a FIFO, a directory or /dev/zero is refused without reading it', { timeout: 30_000 }, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'probsem-index-odd-'));
+  const fifo = join(dir, 'fifo.klindex');
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+  throwsCode(() => KlIndex.load(fifo), 'DATA_FORMAT', /KL index .*fifo\.klindex is a FIFO, not a regular file/);
+  throwsCode(() => KlIndex.load(dir), 'DATA_FORMAT', /is a directory, not a regular file/);
+  const zero = join(dir, 'zero.klindex');
+  symlinkSync('/dev/zero', zero);
+  throwsCode(() => KlIndex.load(zero), 'DATA_FORMAT', /zero\.klindex is a character device, not a regular file/);
+});
+
+test('index query refuses a run retrained in place since the index was built, naming both hashes', async () => {
+  await setupBackend();
+  const dir = mkdtempSync(join(tmpdir(), 'probsem-index-stale-'));
+  const run = join(dir, 'run');
+  const idx = join(dir, 'run.klindex');
+  const ds = await loadDataset('fashion-mnist-subset');
+  const save = (seed: number) => {
+    const m = createModel('pse-star', { inputDim: 784, numClasses: 10, latent: 3, encoderHidden: [8], decoderHidden: [8] }, seed) as Trainable & { config: object };
+    const dataset = { name: ds.name, source: ds.source, hash: datasetHash(ds), height: 28, width: 28, trainCount: ds.train.count };
+    return saveModel(run, m, { classNames: ds.classNames, dataset });
+  };
+  const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { encoding: 'utf8' });
+  const first = save(1);
+  let r = cli('index', 'build', '--run', run, '--out', idx);
+  assert.equal(r.status, 0, r.stderr);
+  const recorded = KlIndex.load(idx).meta;
+  assert.equal(recorded.runWeightsSha256, first.weights.sha256);
+  assert.equal(recorded.runContentSha256, first.contentSha256);
+  assert.equal(recorded.datasetHash, datasetHash(ds));
+  r = cli('index', 'query', idx, '--words', 'Sneaker', '--k', '3');
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr, '');
+
+  const second = save(2); // retrained in place: same directory, other weights
+  r = cli('index', 'query', idx, '--words', 'Sneaker', '--k', '3');
+  assert.equal(r.status, 2, r.stdout);
+  assert.equal(r.stdout, '', 'no neighbours printed');
+  assert.match(r.stderr, new RegExp(`was built from a run whose weights sha256 is ${first.weights.sha256}, but .*run has ${second.weights.sha256} \\(retrained or replaced\\); rebuild the index`));
+  assert.doesNotMatch(r.stderr, /\n\s+at /);
+  r = cli('index', 'query', idx, '--words', 'Sneaker', '--run', run);
+  assert.equal(r.status, 2, 'a run named on the command line is checked too');
+
+  // An index from before these fields: used, with a notice that it cannot be checked.
+  const { runWeightsSha256: _w, runContentSha256: _c, datasetHash: _d, ...oldMeta } = recorded;
+  const stored = INDEX_ITEMS.get(KlIndex.load(idx))!;
+  KlIndex.build(stored, { labels: KlIndex.load(idx).labels!, meta: oldMeta }).save(idx);
+  r = cli('index', 'query', idx, '--words', 'Sneaker', '--k', '3');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /^note: .*run\.klindex predates run checksums: it cannot tell whether .*run changed since it was built; rebuild it/m);
 });

@@ -174,7 +174,11 @@ test('damaged model directories fail with a clear error', async () => {
   assert.throws(() => loadModel(dir), /does not match the checksum/);
 
   dir = make();
-  const meta = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'));
+  const saved = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8'));
+  writeFileSync(join(dir, 'model.json'), JSON.stringify({ ...saved, config: { ...saved.config, latent: 5 } }));
+  assert.throws(() => loadModel(dir), /model\.json was changed after saving/);
+  // Without the content checksum (as older probsem wrote them) the checks behind it still hold.
+  const { contentSha256: _, ...meta } = saved;
   writeFileSync(join(dir, 'model.json'), JSON.stringify({ ...meta, model: 'no-such-model' }));
   assert.throws(() => loadModel(dir), /unknown model 'no-such-model'/);
 

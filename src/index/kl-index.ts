@@ -22,9 +22,8 @@
  * few items are badly conditioned (a global bound would be set by the worst of them).
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { ProbsemError } from '../core/errors.js';
-import { writeFileAtomicSync } from '../core/files.js';
+import { RegularFile, writeFileAtomicSync } from '../core/files.js';
 import { Kernels, type Buf } from '../core/wasm/kernels.js';
 import { INDEX_ITEMS, SCAN_STATS } from './internal.js';
 import { exactKl, FullScratch, itemVector, prepareQuery, validateItems, vectorLength, type ItemGaussians, type PreparedQuery, type QueryGaussian } from './kl-math.js';
@@ -204,6 +203,7 @@ export class KlIndex {
     } catch (err) {
       throw new ProbsemError(`meta must be JSON-serialisable: ${(err as Error).message}`, 'BAD_INPUT');
     }
+    if (labels) validateLabels(labels.values, metaCopy);
     return new KlIndex(own, ids, labels, metaCopy);
   }
 
@@ -358,35 +358,38 @@ export class KlIndex {
   }
 
   static load(path: string): KlIndex {
+    // Only a regular file, read no further than its header declares (+1 byte to tell a longer file).
+    const f = RegularFile.open(path, 'KL index', 'DATA_FORMAT');
     let file: Buffer;
     try {
-      file = readFileSync(path);
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw new ProbsemError(`cannot read KL index ${path}: ${e.code ?? ''} ${e.message}`.trim(), 'IO');
+      file = f.read(0, HEADER_BYTES);
+      const bad = (why: string) => new ProbsemError(`${path} is not a valid KL index: ${why}`, 'DATA_FORMAT');
+      if (file.length < HEADER_BYTES) throw bad(`the file has ${file.length} bytes, shorter than the ${HEADER_BYTES}-byte header (truncated?)`);
+      if (file.toString('latin1', 0, 8) !== MAGIC) throw bad(`bad magic ${JSON.stringify(file.toString('latin1', 0, 8))} (expected "${MAGIC}")`);
+      const version = file.readUInt32LE(8);
+      if (version !== VERSION) throw bad(`format version ${version}, this probsem reads version ${VERSION}`);
+      let h: IndexHeader;
+      try {
+        h = parseHeader(file);
+      } catch (err) {
+        throw bad((err as Error).message);
+      }
+      if (f.size !== h.bytes) {
+        throw bad(
+          `the header (${h.kind}, dim ${h.dim}, count ${h.count}, ${h.perItem} labels per item, ${h.metaLen} meta bytes) implies ${h.bytes} bytes but the file has ${f.size}` +
+            (f.size < h.bytes ? ' (truncated)' : ''),
+        );
+      }
+      file = f.read(0, h.bytes + 1);
+      if (file.length !== h.bytes) throw bad(`the file changed size while being read`);
+      return KlIndex.fromBytes(file, h, bad);
+    } finally {
+      f.close();
     }
-    const bad = (why: string) => new ProbsemError(`${path} is not a valid KL index: ${why}`, 'DATA_FORMAT');
-    if (file.length < HEADER_BYTES) throw bad(`the file has ${file.length} bytes, shorter than the ${HEADER_BYTES}-byte header (truncated?)`);
-    if (file.toString('latin1', 0, 8) !== MAGIC) throw bad(`bad magic ${JSON.stringify(file.toString('latin1', 0, 8))} (expected "${MAGIC}")`);
-    const version = file.readUInt32LE(8);
-    if (version !== VERSION) throw bad(`format version ${version}, this probsem reads version ${VERSION}`);
-    const kindCode = file.readUInt32LE(12);
-    if (kindCode !== 1 && kindCode !== 2) throw bad(`unknown kind code ${kindCode} (1 diag, 2 full)`);
-    const kind = kindCode === 1 ? 'diag' : 'full';
-    const dim = file.readUInt32LE(16);
-    const count = file.readUInt32LE(20);
-    const perItem = file.readUInt32LE(24);
-    const metaLen = file.readUInt32LE(28);
-    if (dim < 1) throw bad('dim is 0');
-    const meanN = count * dim;
-    const spreadN = kind === 'diag' ? count * dim : count * dim * dim;
-    const expected = HEADER_BYTES + 4 * (meanN + spreadN + count + count * perItem) + metaLen;
-    if (file.length !== expected) {
-      throw bad(
-        `the header (${kind}, dim ${dim}, count ${count}, ${perItem} labels per item, ${metaLen} meta bytes) implies ${expected} bytes but the file has ${file.length}` +
-          (file.length < expected ? ' (truncated)' : ''),
-      );
-    }
+  }
+
+  private static fromBytes(file: Buffer, h: IndexHeader, bad: (why: string) => ProbsemError): KlIndex {
+    const { kind, dim, count, perItem, metaLen, meanN, spreadN } = h;
     if (!checksum(file).equals(file.subarray(32, 64))) throw bad('checksum mismatch (the file is corrupted)');
     let off = HEADER_BYTES;
     const take = <T>(ctor: { new (b: ArrayBuffer): T }, len: number): T => {
@@ -405,13 +408,55 @@ export class KlIndex {
     } catch (err) {
       throw bad(`meta is not JSON: ${(err as Error).message}`);
     }
+    if (meta === null || typeof meta !== 'object' || Array.isArray(meta)) throw bad('meta is not a JSON object');
     const items: ItemGaussians = kind === 'diag' ? { kind, dim, count, mean, variance: spread } : { kind, dim, count, mean, scaleTril: spread };
     try {
       validateItems(items);
+      if (perItem > 0) validateLabels(labelValues, meta);
     } catch (err) {
       throw bad((err as Error).message);
     }
     return new KlIndex(items, ids, perItem > 0 ? { perItem, values: labelValues } : null, meta);
+  }
+}
+
+interface IndexHeader {
+  kind: 'diag' | 'full';
+  dim: number;
+  count: number;
+  perItem: number;
+  metaLen: number;
+  meanN: number;
+  spreadN: number;
+  /** The file size the fields imply, checked before anything of that size is read. */
+  bytes: number;
+}
+
+function parseHeader(header: Buffer): IndexHeader {
+  const kindCode = header.readUInt32LE(12);
+  if (kindCode !== 1 && kindCode !== 2) throw new ProbsemError(`unknown kind code ${kindCode} (1 diag, 2 full)`, 'DATA_FORMAT');
+  const kind = kindCode === 1 ? 'diag' : 'full';
+  const dim = header.readUInt32LE(16);
+  const count = header.readUInt32LE(20);
+  const perItem = header.readUInt32LE(24);
+  const metaLen = header.readUInt32LE(28);
+  if (dim < 1) throw new ProbsemError('dim is 0', 'DATA_FORMAT');
+  const meanN = count * dim;
+  const spreadN = kind === 'diag' ? count * dim : count * dim * dim;
+  return { kind, dim, count, perItem, metaLen, meanN, spreadN, bytes: HEADER_BYTES + 4 * (meanN + spreadN + count + count * perItem) + metaLen };
+}
+
+/**
+ * Where the meta names the classes (`classNames`, as `probsem index build` records), every label
+ * must be a class index: a label outside [0, classes) would print as a bare number, or as nothing.
+ */
+function validateLabels(values: Int32Array, meta: Record<string, unknown>): void {
+  const names = meta.classNames;
+  if (names === undefined) return;
+  if (!Array.isArray(names) || !names.every((c) => typeof c === 'string')) throw new ProbsemError('meta.classNames must be a list of class names', 'BAD_INPUT');
+  const bad = values.findIndex((c) => !(c >= 0 && c < names.length));
+  if (bad >= 0) {
+    throw new ProbsemError(`label ${values[bad]} (label entry ${bad}) is not a class index in [0, ${names.length})`, 'BAD_INPUT');
   }
 }
 

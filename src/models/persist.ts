@@ -2,11 +2,13 @@
  * Model directories: `model.json` (name, config, vocabulary, provenance, weight manifest with a
  * checksum) and `weights.bin` (float32 blob). Both are written atomically, weights first, so
  * model.json never points at weights that are not complete; a mismatch is caught by the checksum.
+ * `contentSha256` covers model.json itself (all but the fields that change after saving), so an
+ * edited class list, config or manifest is refused rather than loaded silently wrong.
  */
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ProbsemError } from '../core/errors.js';
-import { sha256, writeFileAtomicSync } from '../core/files.js';
+import { canonicalJson, readExactFileSync, readSmallFileSync, sha256, writeFileAtomicSync } from '../core/files.js';
 import { type TensorEntry, validateManifest, withParameterBudget } from '../nn/params.js';
 import type { LabelEncodingInfo } from '../text/labels.js';
 import type { Trainable } from './base.js';
@@ -58,6 +60,25 @@ export interface ModelFile extends ModelProvenance {
   library: { name: 'probsem'; version: string };
   createdAt: string;
   weights: { file: string; bytes: number; sha256: string; tensors: TensorEntry[] };
+  /** SHA-256 of the canonical JSON of every field but those in UNHASHED (absent in older files). */
+  contentSha256?: string;
+}
+
+/** Left out of `contentSha256`: eval records metrics after saving; createdAt is not content. */
+const UNHASHED = new Set(['metrics', 'createdAt', 'contentSha256']);
+/** model.json is small (word vectors included); anything far larger is not one. */
+const MAX_MODEL_JSON_BYTES = 256 * 2 ** 20;
+
+/** The checksum `contentSha256` should hold for `meta` (as parsed from, or about to be written to, JSON). */
+export function modelContentSha256(meta: object): string {
+  const fields = Object.fromEntries(Object.entries(meta).filter(([k]) => !UNHASHED.has(k)));
+  // Through JSON first, so the value hashed at saving is the one read back (-0, NaN, undefined).
+  return sha256(canonicalJson(JSON.parse(JSON.stringify(fields))));
+}
+
+export interface ModelReadOptions {
+  /** Told (one line) when model.json predates `contentSha256`, so only its weights are verified. */
+  onNotice?: (message: string) => void;
 }
 
 export interface LoadedModel<T extends Trainable = Trainable> {
@@ -90,6 +111,7 @@ export function saveModel(
     createdAt: new Date().toISOString(),
     weights: { file: 'weights.bin', bytes: blob.byteLength, sha256: sha256(blob), tensors: manifest },
   };
+  meta.contentSha256 = modelContentSha256(meta);
   mkdirSync(dir, { recursive: true });
   writeFileAtomicSync(join(dir, 'weights.bin'), blob);
   writeFileAtomicSync(join(dir, 'model.json'), JSON.stringify(meta, null, 2) + '\n');
@@ -98,10 +120,14 @@ export function saveModel(
 
 /** Rewrites model.json only (e.g. to record evaluation metrics), keeping the weights. */
 export function updateModelMeta(dir: string, meta: ModelFile): void {
+  // Only unhashed fields may change here; anything else would leave a file that no longer loads.
+  if (meta.contentSha256 !== undefined && meta.contentSha256 !== modelContentSha256(meta)) {
+    throw new ProbsemError(`refusing to rewrite ${join(dir, 'model.json')}: the update changes fields its content checksum covers`, 'MODEL_FORMAT');
+  }
   writeFileAtomicSync(join(dir, 'model.json'), JSON.stringify(meta, null, 2) + '\n');
 }
 
-export function readModelMeta(dir: string): ModelFile {
+export function readModelMeta(dir: string, opts: ModelReadOptions = {}): ModelFile {
   const jsonPath = join(dir, 'model.json');
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new ProbsemError(`model directory ${dir} does not exist`, 'NOT_FOUND');
@@ -110,8 +136,15 @@ export function readModelMeta(dir: string): ModelFile {
     throw new ProbsemError(`${dir} is not a model directory: model.json is missing`, 'NOT_FOUND');
   }
   let meta: ModelFile;
+  let text: string;
   try {
-    meta = JSON.parse(readFileSync(jsonPath, 'utf8')) as ModelFile;
+    text = readSmallFileSync(jsonPath, MAX_MODEL_JSON_BYTES, 'model file', 'MODEL_FORMAT').toString('utf8');
+  } catch (e) {
+    if (e instanceof ProbsemError) throw e;
+    throw new ProbsemError(`${jsonPath} is not readable as text: ${(e as Error).message}`, 'MODEL_FORMAT');
+  }
+  try {
+    meta = JSON.parse(text) as ModelFile;
   } catch (e) {
     throw new ProbsemError(`${jsonPath} is not valid JSON: ${(e as Error).message}`, 'MODEL_FORMAT');
   }
@@ -124,10 +157,12 @@ export function readModelMeta(dir: string): ModelFile {
       'MODEL_FORMAT',
     );
   }
+  checkContent(meta, jsonPath, opts);
   if (!meta.weights || typeof meta.weights !== 'object' || typeof meta.weights.sha256 !== 'string' || !Number.isSafeInteger(meta.weights.bytes)) {
     throw new ProbsemError(`${jsonPath} lacks a valid weights manifest`, 'MODEL_FORMAT');
   }
-  validateManifest(meta.weights.tensors, jsonPath);
+  if (meta.weights.bytes % 4 !== 0) throw new ProbsemError(`${jsonPath}: the weights size ${meta.weights.bytes} is not a whole number of float32 values`, 'MODEL_FORMAT');
+  validateManifest(meta.weights.tensors, jsonPath, meta.weights.bytes / 4);
   if (!Array.isArray(meta.classNames) || !meta.classNames.every((c) => typeof c === 'string')) {
     throw new ProbsemError(`${jsonPath} lacks classNames`, 'MODEL_FORMAT');
   }
@@ -148,21 +183,36 @@ export function readModelMeta(dir: string): ModelFile {
   return meta;
 }
 
-export function loadModel<T extends Trainable = Trainable>(dir: string): LoadedModel<T> {
-  const meta = readModelMeta(dir);
+/** Verifies `contentSha256` where the file has one; older files load as before (with a notice). */
+function checkContent(meta: ModelFile, jsonPath: string, opts: ModelReadOptions): void {
+  if (meta.contentSha256 === undefined) {
+    opts.onNotice?.(`${jsonPath} predates content checksums (an older probsem saved it): only its weights are verified`);
+    return;
+  }
+  let actual: string;
+  try {
+    actual = modelContentSha256(meta);
+  } catch (e) {
+    // canonicalJson recurses: a pathologically nested file overflows the stack.
+    throw new ProbsemError(`${jsonPath} cannot be checked: ${(e as Error).message}`, 'MODEL_FORMAT');
+  }
+  if (meta.contentSha256 !== actual) {
+    throw new ProbsemError(
+      `${jsonPath} was changed after saving: its content does not match its contentSha256 (model, config, class names, labels, holdout, provenance and the weights manifest are covered; only metrics and createdAt may change)`,
+      'MODEL_FORMAT',
+    );
+  }
+}
+
+export function loadModel<T extends Trainable = Trainable>(dir: string, opts: ModelReadOptions = {}): LoadedModel<T> {
+  const meta = readModelMeta(dir, opts);
   getModelEntry(meta.model); // clear error for an unknown model name
   if (typeof meta.weights.file !== 'string' || /[\\/]/.test(meta.weights.file)) {
     throw new ProbsemError(`${dir}/model.json names an invalid weights file`, 'MODEL_FORMAT');
   }
   const weightsPath = join(dir, meta.weights.file);
   if (!existsSync(weightsPath)) throw new ProbsemError(`${weightsPath} is missing`, 'NOT_FOUND');
-  const blob = new Uint8Array(readFileSync(weightsPath));
-  if (blob.byteLength !== meta.weights.bytes) {
-    throw new ProbsemError(
-      `${weightsPath} is ${blob.byteLength} bytes but model.json expects ${meta.weights.bytes} (truncated or replaced)`,
-      'MODEL_FORMAT',
-    );
-  }
+  const blob = readExactFileSync(weightsPath, meta.weights.bytes, 'weights file', 'MODEL_FORMAT', 'model.json');
   if (sha256(blob) !== meta.weights.sha256) {
     throw new ProbsemError(`${weightsPath} does not match the checksum in model.json (corrupted or tampered with)`, 'MODEL_FORMAT');
   }

@@ -104,7 +104,7 @@ export class ParamSet {
 
   /** Overwrites every parameter from a blob; names and shapes must match exactly. */
   load(manifest: TensorEntry[], blob: Uint8Array, source: string): void {
-    validateManifest(manifest, source);
+    validateManifest(manifest, source, blob.byteLength / 4);
     const byName = new Map(manifest.map((e) => [e.name, e]));
     for (const [name, v] of this.vars) {
       const e = byName.get(name);
@@ -148,8 +148,14 @@ export function serializeTensors(list: [string, tf.Tensor][]): { manifest: Tenso
   return { manifest, blob: new Uint8Array(all.buffer) };
 }
 
-/** Checks a manifest read from a file is an array of well-formed entries, before anything trusts it. */
-export function validateManifest(manifest: unknown, source: string): asserts manifest is TensorEntry[] {
+/**
+ * Checks a manifest read from a file is an array of well-formed entries, before anything trusts it.
+ * With `totalValues` (the blob's length in float32 values) the entries must also tile the blob
+ * exactly: each length matches its shape, names are distinct, and sorted by offset they start at
+ * 0, follow each other without gap or overlap and end at the blob's end. A shifted offset or a
+ * stretched length would otherwise read a neighbour's values without any error.
+ */
+export function validateManifest(manifest: unknown, source: string, totalValues?: number): asserts manifest is TensorEntry[] {
   if (!Array.isArray(manifest)) throw new ProbsemError(`${source}: the tensor manifest is not a list`, 'MODEL_FORMAT');
   const nat = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
   manifest.forEach((e: Partial<TensorEntry> | null, i) => {
@@ -158,6 +164,29 @@ export function validateManifest(manifest: unknown, source: string): asserts man
       Array.isArray(e.shape) && e.shape.length <= 8 && e.shape.every(nat);
     if (!ok) throw new ProbsemError(`${source}: tensor manifest entry ${i} is malformed`, 'MODEL_FORMAT');
   });
+  if (totalValues === undefined) return;
+  const entries = manifest as TensorEntry[];
+  const names = new Set<string>();
+  for (const e of entries) {
+    if (names.has(e.name)) throw new ProbsemError(`${source}: tensor ${e.name} is listed twice in the manifest`, 'MODEL_FORMAT');
+    names.add(e.name);
+    if (e.shape.reduce((a, b) => a * b, 1) !== e.length) {
+      throw new ProbsemError(`${source}: tensor ${e.name} has shape [${e.shape}] but length ${e.length}`, 'MODEL_FORMAT');
+    }
+  }
+  let end = 0;
+  for (const e of [...entries].sort((a, b) => a.offset - b.offset)) {
+    if (e.offset !== end) {
+      throw new ProbsemError(
+        `${source}: tensor ${e.name} starts at value ${e.offset} but the previous one ends at ${end} (${e.offset < end ? 'overlap' : 'gap'}); the manifest does not match the weights`,
+        'MODEL_FORMAT',
+      );
+    }
+    end += e.length;
+  }
+  if (end !== totalValues) {
+    throw new ProbsemError(`${source}: the manifest covers ${end} values but the weights hold ${totalValues}; the two do not match`, 'MODEL_FORMAT');
+  }
 }
 
 export function readEntry(e: TensorEntry, blob: Uint8Array, source: string): Float32Array {

@@ -91,7 +91,7 @@ export class Adam {
   }
 
   load(t: number, manifest: TensorEntry[], blob: Uint8Array, source: string): void {
-    validateManifest(manifest, source);
+    validateManifest(manifest, source, blob.byteLength / 4);
     if (!Number.isSafeInteger(t) || t < 0) throw new ProbsemError(`${source}: optimizer step count ${t} is invalid`, 'MODEL_FORMAT');
     const byName = new Map(manifest.map((e) => [e.name, e]));
     const m = this.kernels.view(this.m);

@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ProbsemError } from '../../core/errors.js';
-import { pixelsOf } from '../../data/dataset.js';
+import { datasetHash, pixelsOf } from '../../data/dataset.js';
 import { loadDataset } from '../../data/registry.js';
 import { ClickHouseStore } from '../../index/clickhouse.js';
 import { KlIndex, type QueryGaussian, type SearchHit } from '../../index/kl-index.js';
+import type { ModelFile } from '../../models/persist.js';
 import { encodeSplitGaussians } from '../../runs/retrieval.js';
 import { checkCompatible, loadImageModel, runDatasetName } from '../../runs/runs.js';
 import { queryForWords, runWordVectors, splitQuery } from '../../runs/words.js';
@@ -31,7 +32,9 @@ query
                    several members are one Gaussian covering them all
   --queries FILE   many queries, one per line, searched as one batch
   --k N            results per query (default 10)
-  --run DIR        the model that turns words into a query (default: the one the index records)
+  --run DIR        the model that turns words into a query (default: the one the index records);
+                   it must be the run the index was built from (its weights' sha256 is checked:
+                   a run retrained since is refused, rebuild the index)
   --json           print JSON: per query the words and [{id, labels, kl}]`;
 
 export const indexCommand: Command = {
@@ -72,7 +75,17 @@ async function build(argv: string[]): Promise<number> {
   }
   const index = KlIndex.build(items, {
     labels: { perItem, values: labels },
-    meta: { run: resolve(dir), model: meta.model, dataset: ds.name, split, classNames: ds.classNames },
+    meta: {
+      run: resolve(dir),
+      model: meta.model,
+      // What the index was built from, so a query can tell a run retrained in place (checkIndexRun).
+      runWeightsSha256: meta.weights.sha256,
+      ...(meta.contentSha256 ? { runContentSha256: meta.contentSha256 } : {}),
+      dataset: ds.name,
+      datasetHash: datasetHash(ds),
+      split,
+      classNames: ds.classNames,
+    },
   });
   const encodeMs = performance.now() - t0;
   if (v.out !== undefined) index.save(String(v.out));
@@ -114,6 +127,7 @@ async function query(argv: string[]): Promise<number> {
   const info = index ? { meta: index.meta, dim: index.dim } : await store!.info();
   const runDir = strOption(v.run, 'run', typeof info.meta.run === 'string' ? info.meta.run : undefined);
   const { model, meta } = loadImageModel(runDir);
+  checkIndexRun(info.meta, meta, runDir, index ? positionals[0] : String(v.store), (m) => process.stderr.write(`note: ${m}\n`));
   if (model.latentDim !== info.dim) throw new ProbsemError(`the run ${runDir} has latent ${model.latentDim} but the index holds ${info.dim}-dimensional Gaussians`, 'SHAPE');
   const vectors = await runWordVectors(meta, texts.flatMap((t) => splitQuery(meta, [t])), { onNotice: (m) => process.stderr.write(`note: ${m}\n`) });
   const queries: QueryGaussian[] = texts.map((t) => {
@@ -126,10 +140,13 @@ async function query(argv: string[]): Promise<number> {
   const results: SearchHit[][] = index ? index.searchBatch(queries, k) : await Promise.all(queries.map((q) => store!.search(q, k)));
   const ms = performance.now() - t0;
   const classNames = (info.meta.classNames as string[] | undefined) ?? meta.classNames;
+  // KlIndex.load checks labels against the index's own class list; one without is checked here.
+  const bad = index?.labels?.values.findIndex((c) => !(c >= 0 && c < classNames.length)) ?? -1;
+  if (bad >= 0) throw new ProbsemError(`${positionals[0]}: label ${index!.labels!.values[bad]} is not a class of ${runDir} (${classNames.length} classes)`, 'DATA_FORMAT');
   const labelsOf = (hit: SearchHit): string[] => {
     const l = index?.labels;
     if (!l) return [];
-    return Array.from(l.values.subarray(hit.index * l.perItem, (hit.index + 1) * l.perItem), (c) => classNames[c] ?? String(c));
+    return Array.from(l.values.subarray(hit.index * l.perItem, (hit.index + 1) * l.perItem), (c) => classNames[c]);
   };
   if (v.json) {
     process.stdout.write(JSON.stringify({ k, ms, queries: texts.map((t, i) => ({ words: t, results: results[i].map((h) => ({ id: h.id, labels: labelsOf(h), kl: h.kl })) })) }) + '\n');
@@ -141,4 +158,27 @@ async function query(argv: string[]): Promise<number> {
   });
   process.stdout.write(`${texts.length} quer${texts.length === 1 ? 'y' : 'ies'} in ${ms.toFixed(1)} ms\n`);
   return 0;
+}
+
+/**
+ * Refuses a run that is not the one the index was built from: same directory but retrained in
+ * place, or another run altogether. The index stores posteriors in that run's latent space, so
+ * queries from any other weights return confident nonsense. An index from before these fields were
+ * recorded cannot be checked; it is used with a notice rather than refused, as it is not known to
+ * be wrong and a rebuild is the remedy either way.
+ */
+export function checkIndexRun(recorded: Record<string, unknown>, run: ModelFile, runDir: string, where: string, onNotice: (m: string) => void): void {
+  const weights = recorded.runWeightsSha256;
+  if (weights === undefined) {
+    onNotice(`${where} predates run checksums: it cannot tell whether ${runDir} changed since it was built; rebuild it with probsem index build to be sure`);
+    return;
+  }
+  const stale = (what: string, was: unknown, now: string) =>
+    new ProbsemError(
+      `${where} was built from a run whose ${what} sha256 is ${String(was)}, but ${runDir} has ${now} (retrained or replaced); rebuild the index: probsem index build --run ${runDir}`,
+      'STALE_INDEX',
+    );
+  if (weights !== run.weights.sha256) throw stale('weights', weights, run.weights.sha256);
+  const content = recorded.runContentSha256;
+  if (content !== undefined && run.contentSha256 !== undefined && content !== run.contentSha256) throw stale('model.json content', content, run.contentSha256);
 }

@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { ProbsemError } from '../core/errors.js';
+import { FeatureMoments, frechetDistance } from './fid.js';
 import { normalTensor, tidyRead } from '../core/ops.js';
 import { Rng } from '../core/random.js';
 import { imagesToFloat, oneHot, type Split } from '../data/dataset.js';
@@ -287,7 +288,14 @@ export function generationAccuracy(
   model: ImageModel,
   judge: Classifier,
   labelInputs: tf.Tensor2D,
-  opts: { samplesPerLabel: number; repeats: number; seed: number; onProgress?: (done: number, total: number) => void },
+  opts: {
+    samplesPerLabel: number;
+    repeats: number;
+    seed: number;
+    onProgress?: (done: number, total: number) => void;
+    /** One per label: the judge's features of the first repeat's images are added (for its Fréchet distance). */
+    features?: FeatureMoments[];
+  },
 ): GenerationResult {
   if (!model.encodeLabels && !model.generateLogits) throw new ProbsemError(`${model.name} cannot generate from labels`, 'BAD_OPTION');
   const numClasses = labelInputs.shape[0];
@@ -320,6 +328,7 @@ export function generationAccuracy(
             logits = model.decode(tf.add(mean, tf.mul(std, eps)) as tf.Tensor2D);
           }
           const images = tf.sigmoid(logits) as tf.Tensor2D;
+          if (r === 0 && opts.features) opts.features[c].add(judge.features(images).dataSync(), n);
           return tf.sum(tf.cast(tf.equal(tf.argMax(judge.logits(images), 1), c), 'float32')).dataSync()[0];
         });
       }
@@ -333,6 +342,51 @@ export function generationAccuracy(
   const mean = accs.reduce((a, b) => a + b, 0) / accs.length;
   const sd = accs.length > 1 ? Math.sqrt(accs.reduce((a, b) => a + (b - mean) ** 2, 0) / (accs.length - 1)) : 0;
   return { accuracy: mean, sd, repeats: opts.repeats, samplesPerLabel: opts.samplesPerLabel, perLabel };
+}
+
+/** The judge's Fréchet distance of generated images, overall and per label (see fid.ts). */
+export interface JudgeFid {
+  overall: number;
+  perLabel: number[];
+  /** Generated images per label, and the test images they are compared with. */
+  generatedPerLabel: number;
+  realImages: number;
+}
+
+/** Fréchet distances between the judge's features of generated images (per label) and of the split's real images of each class. */
+export function judgeFid(judge: Classifier, generated: FeatureMoments[], split: Split, pixels: number): JudgeFid {
+  const dim = generated[0].dim;
+  const real = generated.map(() => new FeatureMoments(dim));
+  const all = new FeatureMoments(dim);
+  for (let s = 0; s < split.count; s += EVAL_BATCH) {
+    const idx = Array.from({ length: Math.min(EVAL_BATCH, split.count - s) }, (_, i) => s + i);
+    const t = tf.tidy(() => judge.features(tf.tensor2d(imagesToFloat(split, idx, pixels), [idx.length, pixels])));
+    const f = t.dataSync() as Float32Array;
+    t.dispose();
+    all.add(f, idx.length);
+    idx.forEach((i, r) => {
+      const c = split.labels[i];
+      if (c < real.length) real[c].add(f.subarray(r * dim, (r + 1) * dim), 1);
+    });
+  }
+  const gAll = new FeatureMoments(dim);
+  for (const g of generated) {
+    // Pool the per-label sums: the overall generated distribution is their equal mixture.
+    for (let i = 0; i < g.sum.length; i++) gAll.sum[i] += g.sum[i];
+    for (let i = 0; i < g.outer.length; i++) gAll.outer[i] += g.outer[i];
+    gAll.count += g.count;
+  }
+  const fd = (a: FeatureMoments, b: FeatureMoments) => {
+    const x = a.moments();
+    const y = b.moments();
+    return frechetDistance(x.mean, x.cov, y.mean, y.cov);
+  };
+  return {
+    overall: fd(gAll, all),
+    perLabel: generated.map((g, c) => (real[c].count >= 2 ? fd(g, real[c]) : NaN)),
+    generatedPerLabel: generated[0].count,
+    realImages: split.count,
+  };
 }
 
 export interface ZeroShotResult {

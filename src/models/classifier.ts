@@ -81,6 +81,17 @@ export class Classifier implements Trainable {
     return tf.tidy(() => this.forward(x));
   }
 
+  /** Penultimate-layer activations (the last layer's input), for the judge's Fréchet distance. */
+  features(x: tf.Tensor2D): tf.Tensor2D {
+    return tf.tidy(() => {
+      let h = this.conv ? this.convolveForInference(x) : x;
+      this.layers.slice(0, -1).forEach((layer, i) => {
+        h = layer.apply(h, i > 0 || this.conv !== null);
+      });
+      return h;
+    });
+  }
+
   private forward(x: tf.Tensor2D): tf.Tensor2D {
     let h = this.conv ? this.convolveForInference(x) : x;
     this.layers.forEach((layer, i) => {

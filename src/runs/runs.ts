@@ -22,12 +22,15 @@ import { readCheckpoint } from '../train/checkpoint.js';
 import type { LrSchedule } from '../train/schedule.js';
 import { type JudgeNoticeKind, getJudge } from '../eval/judge.js';
 import { type NllResult, generativePrior, importanceSampledNll } from '../eval/likelihood.js';
+import { FeatureMoments } from '../eval/fid.js';
 import { type RetrievalMeasures, type TripletAccuracy, retrievalMeasures, tripletAccuracy } from '../eval/metric-learning.js';
 import { sampleTriplets } from '../data/triplets.js';
 import { encodeSplit } from './retrieval.js';
 import {
   annotationAccuracy,
   generationAccuracy,
+  type JudgeFid,
+  judgeFid,
   labelSetQuery,
   pairedAccuracy,
   pairRetrievalPrecisionAtK,
@@ -287,6 +290,11 @@ export interface EvalReport {
   generationSamplesPerLabel: number | null;
   generationRepeats: number | null;
   judgeAccuracy: number | null;
+  /**
+   * Fréchet distance between the judge's penultimate features of generated images (the first
+   * repeat's) and of the real test images, overall and per label; null without generation.
+   */
+  judgeFid?: { overall: number; perLabel: Record<string, number>; generatedPerLabel: number; realImages: number } | null;
   /** Precision@20 of retrieving test images for each label, ranked by KL(q(z|l) ‖ q(z|x)). */
   retrievalPrecisionAt20?: { mean: number; perLabel: Record<string, number> } | null;
   /** The same, ranked by the annotation posterior p(l|x). */
@@ -379,6 +387,7 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
           seed,
         });
   let gen = null;
+  let fid: JudgeFid | null = null;
   let judgeAccuracy: number | null = null;
   if (canGenerate && !o.skipGeneration) {
     const judge = await getJudge(ds, {
@@ -388,12 +397,16 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
       onNotice: o.onNotice,
     });
     judgeAccuracy = judge.testAccuracy;
+    const featureDim = tf.tidy(() => judge.classifier.features(tf.zeros([1, pixels])).shape[1]);
+    const features = ds.classNames.map(() => new FeatureMoments(featureDim));
     gen = generationAccuracy(model, judge.classifier, labels, {
       samplesPerLabel: o.samplesPerLabel ?? 1000,
       repeats: o.repeats ?? 5,
       seed,
       onProgress: o.onGenerationProgress,
+      features,
     });
+    fid = judgeFid(judge.classifier, features, ds.test, pixels);
   }
   let nll: EvalReport['nll'];
   if (o.nllSamples) {
@@ -419,6 +432,7 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
     generationSamplesPerLabel: gen?.samplesPerLabel ?? null,
     generationRepeats: gen?.repeats ?? null,
     judgeAccuracy,
+    judgeFid: fid ? { overall: fid.overall, perLabel: Object.fromEntries(ds.classNames.map((c, i) => [c, fid!.perLabel[i]])), generatedPerLabel: fid.generatedPerLabel, realImages: fid.realImages } : null,
     retrievalPrecisionAt20: perClass(retrieval),
     retrievalPrecisionAt20Posterior: perClass(retrievalPost),
     zeroShot,

@@ -91,6 +91,7 @@ export const evalCommand: Command = {
           `  generation accuracy   ${pct(r.generationAccuracy)}${r.generationSd !== null ? ` ± ${(100 * r.generationSd).toFixed(2)}` : ''}` +
             (r.generationRepeats ? ` (${r.generationSamplesPerLabel}/label × ${r.generationRepeats})` : ''),
           `  judge test accuracy   ${pct(r.judgeAccuracy)}`,
+          ...(r.judgeFid ? [`  judge FID             ${r.judgeFid.overall.toFixed(2)} (judge features of ${r.judgeFid.generatedPerLabel}/label generated against ${r.judgeFid.realImages} test images; per label in --json)`] : []),
           ...(r.pairedTop2Accuracy !== undefined
             ? [
                 `  paired top-2 accuracy ${pct(r.pairedTop2Accuracy ?? null)} (annotation above: top label among the two)`,

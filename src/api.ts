@@ -22,6 +22,7 @@ import type { DenoisingAe, DenoisingAeConfigSchema } from './models/denoising-ae
 import type { Informed, InformedConfigSchema } from './models/informed.js';
 import type { Jmvae, JmvaeConfigSchema } from './models/jmvae.js';
 import type { Poe, PoeConfigSchema } from './models/poe.js';
+import type { Mopoe, MopoeConfigSchema } from './models/mopoe.js';
 import type { PseStar, PseStarConfigSchema } from './models/pse-star.js';
 import type { Pse, PseConfigSchema } from './models/pse.js';
 import type { Scan, ScanConfigSchema } from './models/scan.js';
@@ -51,6 +52,7 @@ export interface ModelTypes {
   informed: { model: Informed; config: z.input<typeof InformedConfigSchema> };
   tvae: { model: Tvae; config: z.input<typeof TvaeConfigSchema> };
   poe: { model: Poe; config: z.input<typeof PoeConfigSchema> };
+  mopoe: { model: Mopoe; config: z.input<typeof MopoeConfigSchema> };
   ae: { model: Autoencoder; config: z.input<typeof AutoencoderConfigSchema> };
   'denoising-ae': { model: DenoisingAe; config: z.input<typeof DenoisingAeConfigSchema> };
   'sparse-ae': { model: SparseAe; config: z.input<typeof SparseAeConfigSchema> };

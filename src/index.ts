@@ -38,6 +38,7 @@ export { TapeOps, Tape } from './ops/tape.js';
 export { diagFromMoments, fullFromMoments, sampleTerm, klTerm, meanKl, registerKlTerm, productOfExperts, classTargets, categoricalNllTerm } from './distributions/objective.js';
 export { modelNames, registerModel, trainableModelNames, type ModelEntry, type ModelKind } from './models/registry.js';
 export { Poe, PoeConfigSchema } from './models/poe.js';
+export { Mopoe, MopoeConfigSchema } from './models/mopoe.js';
 export { Vae, VaeConfigSchema } from './models/vae.js';
 export { Pse, PseConfigSchema } from './models/pse.js';
 export { PseStar, PseStarConfigSchema } from './models/pse-star.js';

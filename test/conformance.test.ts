@@ -68,6 +68,8 @@ const cases: [string, object, number][] = [
   ['informed', { latent: 10, encoderConv: [4, 6], encoderKernel: 3, imageHeight: 28, encoderHidden: [20], decoderHidden: [24], priorMean: 'mean' }, 10],
   ['vae', { latent: 3, encoderConv: [5], encoderKernel: 5, imageHeight: 28, encoderHidden: [12], decoderHidden: [14] }, 10],
   ['poe', { latent: 4, encoderHidden: [20], decoderHidden: [22] }, 10],
+  ['mopoe', { latent: 4, encoderHidden: [20], decoderHidden: [22] }, 10],
+  ['mopoe', { latent: 3, labelHidden: [6], labelDecoderHidden: [5], labelWeight: 5, encoderHidden: [10], decoderHidden: [12] }, 7],
   ['poe', { latent: 3, labelHidden: [6], labelDecoderHidden: [5], labelWeight: 5, encoderConv: [3], encoderKernel: 3, imageHeight: 28, encoderHidden: [10], decoderHidden: [12] }, 7],
   ['ae', { latent: 6, encoderHidden: [20], decoderHidden: [22] }, 10],
   ['denoising-ae', { latent: 5, encoderHidden: [20], decoderHidden: [22], noiseSd: 0.3 }, 10],
@@ -153,13 +155,14 @@ for (const [name, [extra, labelDim]] of firstCase) {
   });
 }
 
-// PSE*, TrELBO (shared decoders), PoE and SCAN (frozen stages, 60 % of the steps in stage 1) on both engines.
+// PSE*, TrELBO (shared decoders), PoE, MoPoE and SCAN (frozen stages, 60 % of the steps in stage 1) on both engines.
 // A label encoder at 10× the learning rate gets well past chance in 300 steps (at 1× both models
 // still annotate at ~0.3, where a few test images decide the comparison).
 const realRuns: [string, object, number][] = [
   ['pse-star', {}, 0.7],
   ['trelbo', { labelLrScale: 10 }, 0.5],
   ['poe', {}, 0.5],
+  ['mopoe', {}, 0.5],
   ['scan', { stage1Steps: 180, labelLrScale: 10 }, 0.4],
 ];
 for (const [name, extra, minAcc] of realRuns) {

@@ -27,6 +27,7 @@ const PRIORS: Record<string, GenerativePrior> = {
   trelbo: 'standard',
   scan: 'standard',
   poe: 'standard',
+  mopoe: 'standard',
   pse: 'label-mixture',
   'pse-star': 'label-mixture',
 };

@@ -50,7 +50,7 @@ export const PoeConfigSchema = ImageModelConfigSchema.extend({
 export type PoeConfig = z.infer<typeof PoeConfigSchema>;
 
 export class Poe extends EncoderDecoderModel<PoeConfig> {
-  readonly name = 'poe';
+  readonly name: string = 'poe';
   protected readonly labelEncoder: Mlp;
   protected readonly labelDecoder: Mlp;
 

@@ -18,6 +18,7 @@ import { Autoencoder, AutoencoderConfigSchema } from './autoencoder.js';
 import { DenoisingAe, DenoisingAeConfigSchema } from './denoising-ae.js';
 import { SparseAe, SparseAeConfigSchema } from './sparse-ae.js';
 import { Poe, PoeConfigSchema } from './poe.js';
+import { Mopoe, MopoeConfigSchema } from './mopoe.js';
 
 /**
  * What a registered model is: 'model' (an image model of probsem's own), 'baseline' (a
@@ -169,6 +170,14 @@ registerModel('poe', {
   create: (c, rng) => new Poe(c as never, rng),
   prepareRun: preparePseRun,
   description: 'PoE (MVAE): product-of-experts posterior of image and label experts; joint, image and label ELBOs',
+});
+registerModel('mopoe', {
+  displayName: 'MoPoE',
+  kind: 'model',
+  schema: MopoeConfigSchema,
+  create: (c, rng) => new Mopoe(c as never, rng),
+  prepareRun: preparePseRun,
+  description: 'MoPoE: mixture over {image, label, both} of products of experts (PoE\'s experts and decoders); every subset reconstructs both modalities',
 });
 registerModel('ae', {
   displayName: 'Autoencoder',

@@ -88,6 +88,23 @@ test('symmetricEigenQR: a matrix built from known eigenpairs (one repeated), agr
   assert.throws(() => symmetricEigenQR(new Float64Array([1, NaN, NaN, 1]), 2), /entry 1 is NaN/);
 });
 
+test('symmetricEigenQR converges on a graded, rank-deficient matrix where the neighbour-relative test alone stalls', () => {
+  // From a small judge's FID (√C₁ C₂ √C₁ over near-dead features): entries from 1e-3 down to 1e-124.
+  // Stored as the upper triangle in float64; the old stopping rule gave up after 60·n QR steps on it.
+  const k = 117;
+  const upper = new Float64Array(new Uint8Array(readFileSync(new URL('./fixtures/eigen-graded-117.f64', import.meta.url))).buffer);
+  const a = new Float64Array(k * k);
+  let t = 0;
+  for (let i = 0; i < k; i++) for (let j = i; j < k; j++) a[i * k + j] = a[j * k + i] = upper[t++];
+  const { values, vectors } = symmetricEigenQR(a, k);
+  // numpy.linalg.eigvalsh: the three leading eigenvalues; the rest are below 1e-18.
+  const numpy = [0.0013018284685366976, 1.0578587903578873e-5, 3.86697353765348e-8];
+  numpy.forEach((v, i) => assert.ok(Math.abs(values[i] - v) < 1e-15, `λ${i + 1} = ${values[i]}, numpy ${v}`));
+  assert.ok(Math.max(...values.slice(3).map(Math.abs)) < 1e-17);
+  const av = matmul(a, vectors, k, k, k);
+  for (let i = 0; i < k; i++) assert.ok(Math.abs(av[i * k] - values[0] * vectors[i * k]) < 1e-16);
+});
+
 test('svdViaGram and inverseSqrtSymmetric against closed forms; triangular solves', () => {
   // A = U diag(4, 2, 0.5) Vᵀ with U the first 3 columns of a 5×5 reflection and V a 3×3 one.
   const u5 = reflection([2, 1, -1, 0.5, 1]);

@@ -229,7 +229,13 @@ export function symmetricEigenQR(a: Float64Array, n: number): { values: Float64A
  */
 function tridiagonalQR(d: Float64Array, e: Float64Array, zt: Float64Array, n: number): void {
   const eps = 2.220446049250313e-16;
-  const negligible = (i: number) => Math.abs(e[i]) <= eps * (Math.abs(d[i]) + Math.abs(d[i + 1])) || Math.abs(e[i]) < 1e-300;
+  // Relative to its neighbours keeps small eigenvalues accurate; the floor relative to the whole
+  // matrix (what EISPACK's tql2 uses) ends the iteration on blocks many orders below the rest,
+  // where shifts computed near underflow stop making progress.
+  let norm = 0;
+  for (let i = 0; i < n; i++) norm = Math.max(norm, Math.abs(d[i]) + (i > 0 ? Math.abs(e[i - 1]) : 0) + (i < n - 1 ? Math.abs(e[i]) : 0));
+  const floor = eps * eps * norm;
+  const negligible = (i: number) => Math.abs(e[i]) <= eps * (Math.abs(d[i]) + Math.abs(d[i + 1])) || Math.abs(e[i]) <= floor || Math.abs(e[i]) < 1e-300;
   let h = n - 1;
   let iterations = 0;
   while (h > 0) {

@@ -79,11 +79,22 @@ export function frechetDistance(m1: Float64Array, c1: Float64Array, m2: Float64A
   if (m2.length !== d || c1.length !== d * d || c2.length !== d * d) throw new ProbsemError('frechetDistance: mismatched dimensions');
   let dist = 0;
   for (let i = 0; i < d; i++) dist += (m1[i] - m2[i]) ** 2 + c1[i * d + i] + c2[i * d + i];
-  const s1 = sqrtPsd(c1, d);
-  const inner = matmul(matmul(s1, c2, d, d, d), s1, d, d, d);
+  // Features constant in both sets (dead ReLUs) add only their mean difference, counted above;
+  // the matrix terms are taken over the others, which keeps them well-posed for small judges.
+  const keep: number[] = [];
+  for (let i = 0; i < d; i++) if (c1[i * d + i] > 0 || c2[i * d + i] > 0) keep.push(i);
+  const e = keep.length;
+  if (e === 0) return Math.max(0, dist);
+  const sub = (c: Float64Array) => {
+    const out = new Float64Array(e * e);
+    keep.forEach((a, i) => keep.forEach((b, j) => (out[i * e + j] = c[a * d + b])));
+    return out;
+  };
+  const s1 = sqrtPsd(sub(c1), e);
+  const inner = matmul(matmul(s1, sub(c2), e, e, e), s1, e, e, e);
   // Symmetrise away the products' rounding before the eigen-decomposition.
-  for (let i = 0; i < d; i++) for (let j = 0; j < i; j++) inner[i * d + j] = inner[j * d + i] = 0.5 * (inner[i * d + j] + inner[j * d + i]);
-  const { values } = eigen(inner, d);
+  for (let i = 0; i < e; i++) for (let j = 0; j < i; j++) inner[i * e + j] = inner[j * e + i] = 0.5 * (inner[i * e + j] + inner[j * e + i]);
+  const { values } = eigen(inner, e);
   let tr = 0;
   for (const v of values) tr += Math.sqrt(Math.max(0, v));
   return Math.max(0, dist - 2 * tr);

@@ -406,7 +406,14 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
       onProgress: o.onGenerationProgress,
       features,
     });
-    fid = judgeFid(judge.classifier, features, ds.test, pixels);
+    try {
+      fid = judgeFid(judge.classifier, features, ds.test, pixels);
+    } catch (e) {
+      // A degenerate judge (a few images, one epoch) can make the feature covariances ill-posed:
+      // lose this one measure, not the evaluation.
+      if (!(e instanceof ProbsemError)) throw e;
+      o.onNotice?.(`the judge FID could not be computed: ${e.message}`);
+    }
   }
   let nll: EvalReport['nll'];
   if (o.nllSamples) {

@@ -23,6 +23,7 @@ import type { Informed, InformedConfigSchema } from './models/informed.js';
 import type { Jmvae, JmvaeConfigSchema } from './models/jmvae.js';
 import type { Poe, PoeConfigSchema } from './models/poe.js';
 import type { Mopoe, MopoeConfigSchema } from './models/mopoe.js';
+import type { Mmvae, MmvaeConfigSchema } from './models/mmvae.js';
 import type { PseStar, PseStarConfigSchema } from './models/pse-star.js';
 import type { Pse, PseConfigSchema } from './models/pse.js';
 import type { Scan, ScanConfigSchema } from './models/scan.js';
@@ -53,6 +54,7 @@ export interface ModelTypes {
   tvae: { model: Tvae; config: z.input<typeof TvaeConfigSchema> };
   poe: { model: Poe; config: z.input<typeof PoeConfigSchema> };
   mopoe: { model: Mopoe; config: z.input<typeof MopoeConfigSchema> };
+  mmvae: { model: Mmvae; config: z.input<typeof MmvaeConfigSchema> };
   ae: { model: Autoencoder; config: z.input<typeof AutoencoderConfigSchema> };
   'denoising-ae': { model: DenoisingAe; config: z.input<typeof DenoisingAeConfigSchema> };
   'sparse-ae': { model: SparseAe; config: z.input<typeof SparseAeConfigSchema> };

@@ -39,6 +39,7 @@ export { diagFromMoments, fullFromMoments, sampleTerm, klTerm, meanKl, registerK
 export { modelNames, registerModel, trainableModelNames, type ModelEntry, type ModelKind } from './models/registry.js';
 export { Poe, PoeConfigSchema } from './models/poe.js';
 export { Mopoe, MopoeConfigSchema } from './models/mopoe.js';
+export { Mmvae, MmvaeConfigSchema } from './models/mmvae.js';
 export { Vae, VaeConfigSchema } from './models/vae.js';
 export { Pse, PseConfigSchema } from './models/pse.js';
 export { PseStar, PseStarConfigSchema } from './models/pse-star.js';

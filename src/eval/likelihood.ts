@@ -28,6 +28,7 @@ const PRIORS: Record<string, GenerativePrior> = {
   scan: 'standard',
   poe: 'standard',
   mopoe: 'standard',
+  mmvae: 'standard',
   pse: 'label-mixture',
   'pse-star': 'label-mixture',
 };

@@ -19,6 +19,7 @@ import { DenoisingAe, DenoisingAeConfigSchema } from './denoising-ae.js';
 import { SparseAe, SparseAeConfigSchema } from './sparse-ae.js';
 import { Poe, PoeConfigSchema } from './poe.js';
 import { Mopoe, MopoeConfigSchema } from './mopoe.js';
+import { Mmvae, MmvaeConfigSchema } from './mmvae.js';
 
 /**
  * What a registered model is: 'model' (an image model of probsem's own), 'baseline' (a
@@ -178,6 +179,14 @@ registerModel('mopoe', {
   create: (c, rng) => new Mopoe(c as never, rng),
   prepareRun: preparePseRun,
   description: 'MoPoE: mixture over {image, label, both} of products of experts (PoE\'s experts and decoders); every subset reconstructs both modalities',
+});
+registerModel('mmvae', {
+  displayName: 'MMVAE',
+  kind: 'model',
+  schema: MmvaeConfigSchema,
+  create: (c, rng) => new Mmvae(c as never, rng),
+  prepareRun: preparePseRun,
+  description: 'MMVAE: equal-weight mixture of the image and label experts; each expert\'s sample reconstructs both modalities (stratified ELBO, one sample each)',
 });
 registerModel('ae', {
   displayName: 'Autoencoder',

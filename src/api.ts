@@ -28,6 +28,7 @@ import type { PseStar, PseStarConfigSchema } from './models/pse-star.js';
 import type { Pse, PseConfigSchema } from './models/pse.js';
 import type { Scan, ScanConfigSchema } from './models/scan.js';
 import type { SparseAe, SparseAeConfigSchema } from './models/sparse-ae.js';
+import type { BimodalAe, BimodalAeConfigSchema } from './models/bimodal-ae.js';
 import type { Trelbo, TrelboConfigSchema } from './models/trelbo.js';
 import type { Tvae, TvaeConfigSchema } from './models/tvae.js';
 import type { Vae, VaeConfigSchema } from './models/vae.js';
@@ -58,6 +59,7 @@ export interface ModelTypes {
   ae: { model: Autoencoder; config: z.input<typeof AutoencoderConfigSchema> };
   'denoising-ae': { model: DenoisingAe; config: z.input<typeof DenoisingAeConfigSchema> };
   'sparse-ae': { model: SparseAe; config: z.input<typeof SparseAeConfigSchema> };
+  'bimodal-ae': { model: BimodalAe; config: z.input<typeof BimodalAeConfigSchema> };
   classifier: { model: Classifier; config: z.input<typeof ClassifierConfigSchema> };
 }
 export type ModelName = keyof ModelTypes;

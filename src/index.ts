@@ -52,6 +52,7 @@ export { Informed, InformedConfigSchema, prepareInformedRun } from './models/inf
 export { Autoencoder, AutoencoderConfigSchema, POINT_MASS_LOG_VAR } from './models/autoencoder.js';
 export { DenoisingAe, DenoisingAeConfigSchema, corruptImages, corruptRows } from './models/denoising-ae.js';
 export { SparseAe, SparseAeConfigSchema, sparsityPenalty } from './models/sparse-ae.js';
+export { BimodalAe, BimodalAeConfigSchema, prepareBimodalRun } from './models/bimodal-ae.js';
 export { parsePairedSpec, makePairedDataset, type PairedOptions } from './data/paired.js';
 export { KlIndex, bruteForceKl, type ItemGaussians, type QueryGaussian as KlQuery, type SearchHit, type SearchOptions } from './index/kl-index.js';
 export { ClickHouseStore, parseClickHouseUrl } from './index/clickhouse.js';

@@ -15,6 +15,7 @@ import { oneHot } from '../src/data/dataset.js';
 import { createModel, modelNames } from '../src/models/registry.js';
 import { createDcca } from '../src/models/dcca.js';
 import { createDevise } from '../src/models/devise.js';
+import { createUse } from '../src/models/use.js';
 import { type ImageModel, type Trainable, lossOf } from '../src/models/base.js';
 import { loadModel, saveModel } from '../src/models/persist.js';
 import { makeRawBatch, train } from '../src/train/trainer.js';
@@ -38,6 +39,8 @@ const FACTORIES: Record<string, (extra: object, labelDim: number) => Trainable> 
   devise: (extra, labelDim) =>
     createDevise({ inputDim: 784, numClasses: 10, labelDim, classVectors: labelDim === 10 ? Array.from(oneHot(Int32Array.from({ length: 10 }, (_, i) => i), 10)) : WORDS, hidden: [20], ...extra }, new Rng(3)),
   dcca: (extra, labelDim) => createDcca({ inputDim: 784, labelDim, outDim: 4, imageHidden: [24], ...extra }, new Rng(3)),
+  use: (extra, labelDim) =>
+    createUse({ inputDim: 784, numClasses: 10, labelDim, classVectors: labelDim === 10 ? Array.from(oneHot(Int32Array.from({ length: 10 }, (_, i) => i), 10)) : WORDS, hidden: [20], embedDim: 6, ...extra }, new Rng(3)),
 };
 
 function build(name: string, extra: object, labelDim: number): Trainable {
@@ -73,6 +76,8 @@ const cases: [string, object, number][] = [
   ['mmvae', { latent: 4, encoderHidden: [20], decoderHidden: [22] }, 10],
   ['mmvae', { latent: 3, labelHidden: [6], labelDecoderHidden: [5], labelWeight: 5, encoderConv: [3], encoderKernel: 3, imageHeight: 28, encoderHidden: [10], decoderHidden: [12] }, 7],
   ['poe', { latent: 3, labelHidden: [6], labelDecoderHidden: [5], labelWeight: 5, encoderConv: [3], encoderKernel: 3, imageHeight: 28, encoderHidden: [10], decoderHidden: [12] }, 7],
+  ['bimodal-ae', { latent: 6, encoderHidden: [20], decoderHidden: [22], labelHidden: [5], labelDecoderHidden: [4] }, 10],
+  ['bimodal-ae', { latent: 5, encoderHidden: [18], decoderHidden: [21], labelHidden: [], labelDecoderHidden: [], labelKind: 'words', codeActivation: 'relu', labelWeight: 3 }, 7],
   ['ae', { latent: 6, encoderHidden: [20], decoderHidden: [22] }, 10],
   ['denoising-ae', { latent: 5, encoderHidden: [20], decoderHidden: [22], noiseSd: 0.3 }, 10],
   ['sparse-ae', { latent: 5, encoderHidden: [20], decoderHidden: [22], rho: 0.1, beta: 2 }, 10],
@@ -81,6 +86,9 @@ const cases: [string, object, number][] = [
   ['devise', { similarity: 'cosine' }, 10],
   ['devise', { similarity: 'dot', margin: 0.5 }, 7],
   ['devise', { similarity: 'l2' }, 7],
+  ['use', { hierarchy: { parentOf: [0, 0, -1, 1, 1, 1, 0, 2, 2, -1], members: [[0, 1, 6], [3, 4, 5], [7, 8]] } }, 10],
+  ['use', { hierarchy: { parentOf: [0, 0, 0, -1, -1, 1, 0, 1, -1, 1], members: [[0, 1, 2, 6], [5, 7, 9]] }, margin: 0.5, residualWeight: 0.1 }, 7],
+  ['use', { ontologyWeight: 0, residualWeight: 0 }, 7],
   ['dcca', {}, 10],
   ['dcca', { labelHidden: [5], topK: 2 }, 7],
 ];

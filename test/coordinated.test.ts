@@ -430,6 +430,18 @@ test('the runner: CCA annotation on the subset, zero-shot with word vectors for 
   assert.ok(dv.zeroShot!.unseenAccuracy > 0.85, `DeViSE zero-shot ${dv.zeroShot!.unseenAccuracy}`);
 });
 
+test('zero-shot with word vectors: use (label map Vᵀv) and bimodal-ae (decoded vector) tell two held-out classes apart', async () => {
+  const words = { kind: 'words' as const, source: visualVectorFile() };
+  const holdout = ['Ankle boot', 'Pullover'];
+  // The visual vectors are not WordNet nouns' phrases ('boot' is): the taxonomy still comes from WordNet.
+  const u = await coordinateRun({ method: 'use', dataset: 'fashion-mnist-subset', labels: words, labelPhrases: 'Ankle boot=boot', holdout, steps: 400, hidden: [64] });
+  assert.ok(u.zeroShot!.unseenAccuracy > 0.85, `use zero-shot ${u.zeroShot!.unseenAccuracy}`);
+  assert.ok(u.hierarchy!.parents.every((p) => !p.classes.includes('Pullover') || p.classes.length >= 2));
+  const b = await coordinateRun({ method: 'bimodal-ae', dataset: 'fashion-mnist-subset', labels: words, labelPhrases: 'Ankle boot=boot', holdout, steps: 400, hidden: [128] });
+  assert.equal(b.options.labelKind, 'words');
+  assert.ok(b.zeroShot!.unseenAccuracy > 0.75, `bimodal-ae zero-shot ${b.zeroShot!.unseenAccuracy}`);
+});
+
 test('the runner: kernel CCA and Deep CCA annotate in their canonical spaces', async () => {
   let seenSpace = 0;
   const k = await coordinateRun({
@@ -474,7 +486,7 @@ test('bad inputs give clear errors', async () => {
   assert.throws(() => fitCca(flat, y, 100, 3, 2, { r1: 0 }), /Σ11 \+ r1·I is not positive definite/);
   assert.throws(() => fitKcca(x, y, 100, 3, 2, { r1: 0 }), /r1 must be a finite number > 0, got 0/);
   assert.throws(() => fitKcca(x, y, 100, 3, 2, { bandwidth: -2 }), /bandwidth must be a number > 0/);
-  await assert.rejects(coordinateRun({ method: 'pca', dataset: 'fashion-mnist-subset' }), /unknown method 'pca': choose one of cca, kcca, dcca, devise/);
+  await assert.rejects(coordinateRun({ method: 'pca', dataset: 'fashion-mnist-subset' }), /unknown method 'pca': choose one of cca, kcca, dcca, devise, use, bimodal-ae/);
   await assert.rejects(
     coordinateRun({ method: 'cca', dataset: 'fashion-mnist-subset', holdout: ['Sandal'] }),
     /--holdout needs word-vector labels/,

@@ -16,7 +16,11 @@ import { loadDataset } from '../data/registry.js';
 import type { ImageModel } from '../models/base.js';
 import { createDcca } from '../models/dcca.js';
 import { type DeviseSimilarity, createDevise } from '../models/devise.js';
-import { type LabelEncodingInfo, type LabelEncodingSpec, buildLabelEncoding, classInputRows, labelInputWidth } from '../text/labels.js';
+import { BimodalAe, BimodalAeConfigSchema } from '../models/bimodal-ae.js';
+import type { Trainable } from '../models/base.js';
+import { createUse } from '../models/use.js';
+import { type ClassHierarchy, wordNetHierarchy } from '../text/ontology.js';
+import { type LabelEncodingInfo, type LabelEncodingSpec, buildLabelEncoding, classInputRows, labelInputWidth, labelPhrases } from '../text/labels.js';
 import type { OovPolicy } from '../text/word-vectors.js';
 import { type EngineChoice, train } from '../train/trainer.js';
 import { type ZeroShotResult, annotationAccuracy, zeroShotAccuracy } from '../eval/metrics.js';
@@ -36,7 +40,7 @@ import {
 import { type LabelKernel, fitKcca, kccaProjectX, kccaProjectY } from './kcca.js';
 import { resolveHoldout } from '../runs/runs.js';
 
-export const COORDINATE_METHODS = ['cca', 'kcca', 'dcca', 'devise'] as const;
+export const COORDINATE_METHODS = ['cca', 'kcca', 'dcca', 'devise', 'use', 'bimodal-ae'] as const;
 export type CoordinateMethod = (typeof COORDINATE_METHODS)[number];
 
 /** Checks a method name, or fails listing the known ones. */
@@ -91,9 +95,17 @@ export interface CoordinateOptions {
   topK?: number;
   /** dcca and devise: 'auto' (probsem's kernels; default), 'fast' or 'tfjs'. */
   engine?: EngineChoice;
-  /** devise: hinge margin and similarity. */
+  /** devise, use: hinge margin; devise: similarity. */
   margin?: number;
   similarity?: DeviseSimilarity;
+  /** use: embedding width (default 64), the taxonomy ('wordnet', default, or 'none'), its two weights. */
+  embedDim?: number;
+  ontology?: 'wordnet' | 'none';
+  ontologyWeight?: number;
+  residualWeight?: number;
+  /** bimodal-ae: shared code width (default 64) and the label reconstruction's weight (default 50). */
+  latent?: number;
+  labelWeight?: number;
   /** Writes report.json here (and, for dcca/devise, the training log). */
   out?: string;
   onProgress?: (p: CoordinateProgress) => void;
@@ -133,7 +145,9 @@ export interface CoordinateReport {
   /** The same pairs' correlations on the test images of the training classes. */
   testCorrelations: number[] | null;
   totalTestCorrelation: number | null;
-  /** dcca, devise: what training did. */
+  /** use: the taxonomy its terms used (parents and their classes), or null. */
+  hierarchy: { source: string; parents: { name: string; classes: string[] }[] } | null;
+  /** dcca, devise, use, bimodal-ae: what training did. */
   training: { steps: number; batchSize: number; lr: number; engine: string; seconds: number; finalTerms: Record<string, number> } | null;
   /** Every option that shaped the result, defaults filled in. */
   options: Record<string, unknown>;
@@ -148,6 +162,7 @@ interface Fitted {
   /** Canonical variates of images (n×k) and of label vectors, for test correlations. */
   variates?: SharedSpace;
   training?: CoordinateReport['training'];
+  hierarchy?: CoordinateReport['hierarchy'];
   options: Record<string, unknown>;
   dispose?: () => void;
 }
@@ -157,6 +172,8 @@ const OPTIONS_OF: Record<CoordinateMethod, readonly (keyof CoordinateOptions)[]>
   kcca: ['components', 'scoring', 'r1', 'r2', 'subsample', 'bandwidth', 'labelKernel', 'labelBandwidth'],
   dcca: ['components', 'scoring', 'r1', 'r2', 'steps', 'epochs', 'batchSize', 'lr', 'hidden', 'outDim', 'labelHidden', 'topK', 'engine'],
   devise: ['steps', 'epochs', 'batchSize', 'lr', 'hidden', 'margin', 'similarity', 'engine'],
+  use: ['steps', 'epochs', 'batchSize', 'lr', 'hidden', 'margin', 'embedDim', 'ontology', 'ontologyWeight', 'residualWeight', 'engine'],
+  'bimodal-ae': ['steps', 'epochs', 'batchSize', 'lr', 'hidden', 'labelHidden', 'latent', 'labelWeight', 'engine'],
 };
 const METHOD_OPTIONS = new Set(Object.values(OPTIONS_OF).flat());
 
@@ -192,8 +209,9 @@ export async function coordinateRun(o: CoordinateOptions): Promise<CoordinateRep
   const trainSplit = heldOut.length > 0 ? withoutClasses(ds.train, new Set(heldOut), pixels) : ds.train;
 
   const t0 = performance.now();
-  const ctx: FitContext = { o, method, seed, pixels, labelDim, classRows, numClasses, seen, trainSplit };
-  const fitted = method === 'devise' ? await fitDevise(ctx) : method === 'dcca' ? await fitDccaMethod(ctx) : fitLinearOrKernel(ctx);
+  const ctx: FitContext = { o, method, seed, pixels, labelDim, classRows, numClasses, seen, trainSplit, classNames: ds.classNames, labelKind: info.kind };
+  const fitters: Partial<Record<CoordinateMethod, (c: FitContext) => Promise<Fitted>>> = { devise: fitDevise, dcca: fitDccaMethod, use: fitUse, 'bimodal-ae': fitBimodal };
+  const fitted = await (fitters[method] ?? (async (c: FitContext) => fitLinearOrKernel(c)))(ctx);
   const fitSeconds = (performance.now() - t0) / 1000;
 
   try {
@@ -259,6 +277,7 @@ async function evaluateAndReport(
     testCorrelations,
     totalTestCorrelation: testCorrelations ? totalCorrelation(testCorrelations) : null,
     training: fitted.training ?? null,
+    hierarchy: fitted.hierarchy ?? null,
     options: fitted.options,
     seconds: { fit: fitSeconds, evaluate: (performance.now() - t1) / 1000 },
   };
@@ -306,6 +325,8 @@ interface FitContext {
   numClasses: number;
   seen: number[];
   trainSplit: Split;
+  classNames: string[];
+  labelKind: 'onehot' | 'words';
 }
 
 /** Both views of a split: grey values (n×pixels) and each image's class row (n×labelDim). */
@@ -432,11 +453,42 @@ function labelInputsFor(classRows: Float32Array, labelDim: number) {
   };
 }
 
+/** Batch size, steps (default 10 epochs) and learning rate of a trained method. */
+function minibatchSchedule(ctx: FitContext, defaultBatch: number): { batchSize: number; steps: number; lr: number } {
+  const batchSize = ctx.o.batchSize ?? defaultBatch;
+  return { batchSize, steps: trainingLength(ctx.o, ctx.trainSplit.count, batchSize, 10), lr: ctx.o.lr ?? 1e-3 };
+}
+
+/** Trains a coordinated model on the training split with the method's label inputs; disposes it on failure. */
+async function trainCoordinated(
+  ctx: FitContext,
+  model: Trainable,
+  run: { steps: number; batchSize: number; lr: number; config: unknown; term: string; dispose: () => void },
+): Promise<NonNullable<CoordinateReport['training']>> {
+  const { o } = ctx;
+  try {
+    const result = await train(model, ctx.trainSplit, { pixels: ctx.pixels, numClasses: ctx.numClasses }, {
+      steps: run.steps,
+      batchSize: run.batchSize,
+      lr: run.lr,
+      seed: ctx.seed,
+      outDir: o.out,
+      engine: o.engine,
+      labelInputs: labelInputsFor(ctx.classRows, ctx.labelDim),
+      config: run.config,
+      onNotice: o.onNotice,
+      onProgress: (p) => o.onProgress?.({ stage: 'train', done: p.step, total: p.steps, info: `${p.msPerStep.toFixed(0)} ms/step · ${run.term} ${p.terms[run.term]?.toFixed(3) ?? '…'}` }),
+    });
+    return { steps: run.steps, batchSize: run.batchSize, lr: run.lr, engine: result.engine, seconds: result.seconds, finalTerms: result.finalTerms };
+  } catch (e) {
+    run.dispose();
+    throw e;
+  }
+}
+
 async function fitDevise(ctx: FitContext): Promise<Fitted> {
-  const { o, pixels, labelDim, trainSplit } = ctx;
-  const batchSize = o.batchSize ?? 100;
-  const steps = trainingLength(o, trainSplit.count, batchSize, 10);
-  const lr = o.lr ?? 1e-3;
+  const { o, pixels, labelDim } = ctx;
+  const { batchSize, steps, lr } = minibatchSchedule(ctx, 100);
   const model = createDevise(
     {
       inputDim: pixels,
@@ -450,39 +502,87 @@ async function fitDevise(ctx: FitContext): Promise<Fitted> {
     },
     Rng.for(ctx.seed, 'init', 'devise'),
   );
-  let result;
-  try {
-    result = await train(model, trainSplit, { pixels, numClasses: ctx.numClasses }, {
-      steps,
-      batchSize,
-      lr,
-      seed: ctx.seed,
-      outDir: o.out,
-      engine: o.engine,
-      labelInputs: labelInputsFor(ctx.classRows, labelDim),
-      // The checkpoint records the config; the class vectors themselves are the label encoding's.
-      config: { ...model.config, classVectors: `[${ctx.numClasses}×${labelDim}]` },
-      onNotice: o.onNotice,
-      onProgress: (p) => o.onProgress?.({ stage: 'train', done: p.step, total: p.steps, info: `${p.msPerStep.toFixed(0)} ms/step · hinge ${p.terms.hinge?.toFixed(3) ?? '…'}` }),
-    });
-  } catch (e) {
-    model.dispose();
-    throw e;
-  }
+  // The checkpoint records the config; the class vectors themselves are the label encoding's.
+  const config = { ...model.config, classVectors: `[${ctx.numClasses}×${labelDim}]` };
+  const training = await trainCoordinated(ctx, model, { steps, batchSize, lr, config, term: 'hinge', dispose: () => model.dispose() });
   const { classVectors: _omit, ...shown } = model.config;
   return {
     scorer: (x, labelInputs) => model.scoreLabels(x, labelInputs),
-    training: { steps, batchSize, lr, engine: result.engine, seconds: result.seconds, finalTerms: result.finalTerms },
+    training,
     options: { ...shown, steps, batchSize, lr },
     dispose: () => model.dispose(),
   };
 }
 
+/** The taxonomy `use` trains with: WordNet's, over the classes' phrases (as the word labels read them). */
+function hierarchyFor(ctx: FitContext): ClassHierarchy | null {
+  if ((ctx.o.ontology ?? 'wordnet') === 'none') return null;
+  try {
+    return wordNetHierarchy(labelPhrases(ctx.classNames, ctx.o.labelPhrases ?? {}));
+  } catch (e) {
+    throw new ProbsemError(`${(e as Error).message}; or train without a taxonomy (--ontology none)`, 'BAD_OPTION');
+  }
+}
+
+async function fitUse(ctx: FitContext): Promise<Fitted> {
+  const { o, pixels, labelDim } = ctx;
+  const { batchSize, steps, lr } = minibatchSchedule(ctx, 100);
+  const h = hierarchyFor(ctx);
+  const model = createUse(
+    {
+      inputDim: pixels,
+      numClasses: ctx.numClasses,
+      labelDim,
+      classVectors: Array.from(ctx.classRows),
+      trainClasses: ctx.seen,
+      ...(h ? { hierarchy: { parentOf: h.parentOf, members: h.members } } : {}),
+      ...(o.hidden ? { hidden: o.hidden } : {}),
+      ...(o.embedDim !== undefined ? { embedDim: o.embedDim } : {}),
+      ...(o.margin !== undefined ? { margin: o.margin } : {}),
+      ...(o.ontologyWeight !== undefined ? { ontologyWeight: o.ontologyWeight } : {}),
+      ...(o.residualWeight !== undefined ? { residualWeight: o.residualWeight } : {}),
+    },
+    Rng.for(ctx.seed, 'init', 'use'),
+  );
+  const config = { ...model.config, classVectors: `[${ctx.numClasses}×${labelDim}]` };
+  const training = await trainCoordinated(ctx, model, { steps, batchSize, lr, config, term: 'classHinge', dispose: () => model.dispose() });
+  const { classVectors: _omit, hierarchy: _h, ...shown } = model.config;
+  return {
+    scorer: (x, labelInputs) => model.scoreLabels(x, labelInputs),
+    training,
+    hierarchy: h ? { source: h.source, parents: h.parents.map((name, p) => ({ name, classes: h.members[p].map((c) => ctx.classNames[c]) })) } : null,
+    options: { ...shown, ontology: h ? h.source : 'none', steps, batchSize, lr },
+    dispose: () => model.dispose(),
+  };
+}
+
+async function fitBimodal(ctx: FitContext): Promise<Fitted> {
+  const { o, pixels, labelDim } = ctx;
+  const { batchSize, steps, lr } = minibatchSchedule(ctx, 100);
+  const config = BimodalAeConfigSchema.parse({
+    inputDim: pixels,
+    numClasses: ctx.numClasses,
+    labelDim,
+    labelKind: ctx.labelKind,
+    ...(o.hidden ? { encoderHidden: o.hidden, decoderHidden: [...o.hidden].reverse() } : {}),
+    ...(o.labelHidden ? { labelHidden: o.labelHidden, labelDecoderHidden: [...o.labelHidden].reverse() } : {}),
+    ...(o.latent !== undefined ? { latent: o.latent } : {}),
+    ...(o.labelWeight !== undefined ? { labelWeight: o.labelWeight } : {}),
+  });
+  const model = new BimodalAe(config, Rng.for(ctx.seed, 'init', 'bimodal-ae'));
+  const dispose = () => model.params.dispose();
+  const training = await trainCoordinated(ctx, model, { steps, batchSize, lr, config, term: 'labelLoss', dispose });
+  return {
+    scorer: (x, labelInputs) => model.scoreLabels(x, labelInputs),
+    training,
+    options: { ...config, steps, batchSize, lr },
+    dispose,
+  };
+}
+
 async function fitDccaMethod(ctx: FitContext): Promise<Fitted> {
   const { o, pixels, labelDim, trainSplit } = ctx;
-  const batchSize = o.batchSize ?? 1000;
-  const steps = trainingLength(o, trainSplit.count, batchSize, 10);
-  const lr = o.lr ?? 1e-3;
+  const { batchSize, steps, lr } = minibatchSchedule(ctx, 1000);
   const outDim = o.outDim ?? Math.max(1, ctx.seen.length - 1);
   const model = createDcca(
     {

@@ -24,16 +24,21 @@ export type DeviseSimilarity = (typeof DEVISE_SIMILARITIES)[number];
 
 const positiveInt = z.number().int().positive();
 
+/** The fields of every embedding trained against fixed class vectors (DeViSE, USE). */
+export const ClassVectorFields = {
+  inputDim: positiveInt,
+  numClasses: positiveInt,
+  /** Width of a class vector (numClasses for one-hot rows). */
+  labelDim: positiveInt,
+  /** The class vectors, row-major [numClasses × labelDim] (fixed, not trained). */
+  classVectors: z.array(z.number().finite()),
+  /** Classes the loss ranks against (default: all); held-out classes are left out. */
+  trainClasses: z.array(z.number().int().nonnegative()).optional(),
+};
+
 export const DeviseConfigSchema = z
   .object({
-    inputDim: positiveInt,
-    numClasses: positiveInt,
-    /** Width of a class vector (numClasses for one-hot rows). */
-    labelDim: positiveInt,
-    /** The class vectors, row-major [numClasses × labelDim] (fixed, not trained). */
-    classVectors: z.array(z.number().finite()),
-    /** Classes whose vectors the loss ranks against (default: all); held-out classes are left out. */
-    trainClasses: z.array(z.number().int().nonnegative()).optional(),
+    ...ClassVectorFields,
     hidden: z.array(positiveInt).default([512]),
     /** Cosine by default: on a validation split of the training set it beat DeViSE's dot product (88.4 vs 87.5 %). */
     similarity: z.enum(DEVISE_SIMILARITIES).default('cosine'),
@@ -125,14 +130,18 @@ function similarityMatrix<T>(o: Ops<T>, f: T, v: T, similarity: DeviseSimilarity
       return o.matMul(f, v, false, true);
     case 'cosine':
       return o.matMul(o.div(f, norm(f)), o.div(v, norm(v)), false, true);
-    case 'l2': {
-      const ff = o.sum(o.unary('square', f), 1);
-      // Σ_t v_ct² as a row [1, C]: ones [1, d] times (v²)ᵀ.
-      const d = o.shape(v)[1];
-      const vv = o.matMul(o.constant(new Float32Array(d).fill(1), [1, d], `ones-${d}`), o.unary('square', v), false, true);
-      return o.unary('neg', o.add(o.sub(ff, o.affine(o.matMul(f, v, false, true), 2)), vv));
-    }
+    case 'l2':
+      return o.unary('neg', squaredDistanceMatrix(o, f, v));
   }
+}
+
+/** ‖f_n − v_c‖² for points f [N, d] and vectors v [C, d]: [N, C]. */
+export function squaredDistanceMatrix<T>(o: Ops<T>, f: T, v: T): T {
+  const ff = o.sum(o.unary('square', f), 1);
+  // Σ_t v_ct² as a row [1, C]: ones [1, d] times (v²)ᵀ.
+  const d = o.shape(v)[1];
+  const vv = o.matMul(o.constant(new Float32Array(d).fill(1), [1, d], `ones-${d}`), o.unary('square', v), false, true);
+  return o.add(o.sub(ff, o.affine(o.matMul(f, v, false, true), 2)), vv);
 }
 
 /** Builds a DeViSE from a config, with the schema's defaults and a clear error for a bad one. */

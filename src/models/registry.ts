@@ -20,6 +20,7 @@ import { SparseAe, SparseAeConfigSchema } from './sparse-ae.js';
 import { Poe, PoeConfigSchema } from './poe.js';
 import { Mopoe, MopoeConfigSchema } from './mopoe.js';
 import { Mmvae, MmvaeConfigSchema } from './mmvae.js';
+import { BimodalAe, BimodalAeConfigSchema, prepareBimodalRun } from './bimodal-ae.js';
 
 /**
  * What a registered model is: 'model' (an image model of probsem's own), 'baseline' (a
@@ -208,6 +209,14 @@ registerModel('sparse-ae', {
   schema: SparseAeConfigSchema,
   create: (c, rng) => new SparseAe(c as never, rng),
   description: 'sparse autoencoder: sigmoid code, penalty beta·Σ KL(rho ‖ mean activation) (defaults rho 0.05, beta 3)',
+});
+registerModel('bimodal-ae', {
+  displayName: 'Bimodal AE',
+  kind: 'model',
+  schema: BimodalAeConfigSchema,
+  create: (c, rng) => new BimodalAe(c as never, rng),
+  prepareRun: prepareBimodalRun,
+  description: 'bimodal deep autoencoder (Ngiam et al.): image and label paths into one shared code, both reconstructed; a third of each batch sees the image alone, a third the label alone',
 });
 registerModel('classifier', {
   displayName: 'Judge classifier',

@@ -7,13 +7,14 @@ import { ProgressBar } from '../progress.js';
 import type { Command } from './index.js';
 
 export const coordinateCommand: Command = {
-  summary: 'coordinated image-label spaces: CCA, kernel CCA, Deep CCA, DeViSE; annotation and zero-shot accuracy',
-  help: `probsem coordinate --method cca|kcca|dcca|devise [options]
+  summary: 'coordinated image-label spaces: CCA, kernel CCA, Deep CCA, DeViSE, USE, bimodal AE; annotation and zero-shot accuracy',
+  help: `probsem coordinate --method cca|kcca|dcca|devise|use|bimodal-ae [options]
 
 Fits on the training split (without --holdout classes) and annotates the test images with the
 nearest label in the shared space.
 
-  --method M           cca, kcca, dcca or devise
+  --method M           cca, kcca, dcca, devise, use (unified semantic embedding with a WordNet
+                       taxonomy) or bimodal-ae (Ngiam's bimodal deep autoencoder)
   --dataset NAME|DIR   fashion-mnist (default), fashion-mnist-subset, mnist, or a folder of IDX files
   --data DIR           where to look for the dataset's IDX files
   --labels ENC         onehot (default), words (built-in WordNet vectors) or words:FILE
@@ -22,7 +23,7 @@ nearest label in the shared space.
   --holdout A,B        train without these classes; reports zeroShot (needs --labels words)
   --seed N             random seed (default 0)
   --json               print the report as one JSON object
-  --out DIR            also write DIR/report.json (dcca, devise: and the training log)
+  --out DIR            also write DIR/report.json (trained methods: and the training log)
   --quiet              no progress output
 
  shared space (cca, kcca, dcca):
@@ -37,11 +38,12 @@ nearest label in the shared space.
   --bandwidth X        RBF σ on images (default: median pairwise distance in the subsample)
   --label-kernel K     linear (default) or rbf on the label side
   --label-bandwidth X  its σ (default: median distance between distinct label vectors)
- dcca, devise (trained with Adam):
+ dcca, devise, use, bimodal-ae (trained with Adam):
   --steps N | --epochs N  training length (default 10 epochs)
-  --batch N            minibatch (dcca default 1000, devise 100)
+  --batch N            minibatch (dcca default 1000, the others 100)
   --lr X               learning rate (default 0.001)
-  --hidden A,B         image-net hidden layers (dcca default 512,128; devise default 512)
+  --hidden A,B         image-net hidden layers (dcca default 512,128; devise, use, bimodal-ae 512;
+                       bimodal-ae's image decoder mirrors them)
   --engine E           auto (default: probsem's kernels), fast or tfjs
  dcca:
   --out-dim N          output width of both nets (default: training classes − 1)
@@ -49,7 +51,16 @@ nearest label in the shared space.
   --top-k K            canonical correlations summed in the objective (default: out-dim)
  devise:
   --similarity S       cosine (default), dot (DeViSE's) or l2 (negative squared distance)
-  --margin X           hinge margin (default 0.1)`,
+  --margin X           hinge margin (default 0.1; use: 1, in squared distance)
+ use:
+  --embed-dim N        width of the shared space (default 64)
+  --ontology O         wordnet (default: parents from WordNet hypernyms of the class phrases) or none
+  --ontology-weight X  weight of "nearer the parent than its other children" (default 1)
+  --residual-weight X  weight of the L1 residual of each class from its parent (default 0.001)
+ bimodal-ae:
+  --latent N           width of the shared code (default 64)
+  --label-hidden A,B   hidden layers of the label path and (mirrored) the label decoder (default 64)
+  --label-weight X     weight of the label's reconstruction (default 50)`,
   async run(argv) {
     const { values: v } = parse(argv, {
       method: { type: 'string' },
@@ -83,6 +94,12 @@ nearest label in the shared space.
       'top-k': { type: 'string' },
       similarity: { type: 'string' },
       margin: { type: 'string' },
+      'embed-dim': { type: 'string' },
+      ontology: { type: 'string' },
+      'ontology-weight': { type: 'string' },
+      'residual-weight': { type: 'string' },
+      latent: { type: 'string' },
+      'label-weight': { type: 'string' },
     });
     const method = coordinateMethod(strOption(v.method, 'method'));
     const labels = parseLabelEncoding(strOption(v.labels, 'labels', 'onehot'));
@@ -139,6 +156,12 @@ nearest label in the shared space.
       topK: int('top-k', 1),
       similarity: choice('similarity', ['dot', 'cosine', 'l2'] as const),
       margin: num('margin', 0, true),
+      embedDim: int('embed-dim', 1),
+      ontology: choice('ontology', ['wordnet', 'none'] as const),
+      ontologyWeight: num('ontology-weight', 0, false),
+      residualWeight: num('residual-weight', 0, false),
+      latent: int('latent', 1),
+      labelWeight: num('label-weight', 0, false),
     } satisfies Partial<CoordinateOptions>);
     let bar: ProgressBar | null = null;
     let lastInfo = '';
@@ -184,6 +207,9 @@ function summary(r: CoordinateReport): string {
       `canonical correlations (train): ${r.canonicalCorrelations.map((c) => c.toFixed(3)).join(' ')} — total ${r.totalCorrelation!.toFixed(3)}`,
       `same pairs on test images:      ${r.testCorrelations.map((c) => c.toFixed(3)).join(' ')} — total ${r.totalTestCorrelation!.toFixed(3)}`,
     );
+  }
+  if (r.hierarchy) {
+    lines.push(`taxonomy (${r.hierarchy.source}): ` + r.hierarchy.parents.map((p) => `${p.name} ⊃ {${p.classes.join(', ')}}`).join('; '));
   }
   if (r.training) {
     lines.push(

@@ -67,6 +67,7 @@ export { benchPaper, type BenchPaperOptions, type BenchPaperResult, type BenchSu
 export { WordVectors, UnknownWordError, cosine, type OovPolicy, type Neighbour } from './text/word-vectors.js';
 export { readWordVectors, writeWordVectors } from './text/readers.js';
 export { loadWordNetVectors, buildWordNetVectors } from './text/wordnet.js';
+export { wordNetHierarchy, datasetHierarchy, type ClassHierarchy } from './text/ontology.js';
 export * from './text/labels.js';
 export { phraseInputs, phraseGaussians, phraseNeighbours, generateForPhrases, queryForWords, runWordVectors } from './runs/words.js';
 export { welchTTest } from './eval/stats.js';
@@ -79,6 +80,7 @@ export { fitCca, projectX, projectY, totalCorrelation, sharedSpaceScores, column
 export { fitKcca, kccaProjectX, kccaProjectY, type KccaFit, type KccaOptions, type LabelKernel } from './analysis/kcca.js';
 export { Dcca, DccaConfigSchema, createDcca, correlationObjective, type CorrelationObjective } from './models/dcca.js';
 export { Devise, DeviseConfigSchema, createDevise, DEVISE_SIMILARITIES, type DeviseSimilarity } from './models/devise.js';
+export { Use, UseConfigSchema, createUse } from './models/use.js';
 export { coordinateRun, coordinateMethod, COORDINATE_METHODS, type CoordinateOptions, type CoordinateReport } from './analysis/coordinated.js';
 export { Tvae, TvaeConfigSchema, tripletLossOnMeans } from './models/tvae.js';
 export { sampleTriplets, batchTriplets, checkTriplets, TRIPLET_MINING, type Triplets, type TripletMining } from './data/triplets.js';

@@ -14,7 +14,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Rng } from '../core/random.js';
 import { DiagGaussian } from '../distributions/gaussian.js';
-import { type DiagTerm, categoricalNllTerm, diagFromMoments, sampleTerm } from '../distributions/objective.js';
+import { type DiagTerm, diagFromMoments, sampleTerm } from '../distributions/objective.js';
 import { plainTfOps } from '../ops/tfjs.js';
 import type { Objective, Ops } from '../ops/types.js';
 import { Poe, PoeConfigSchema, type PoeConfig } from './poe.js';
@@ -45,34 +45,16 @@ export class Mmvae extends Poe {
   override objective<T>(o: Ops<T>): Objective<T> {
     const k = this.latentDim;
     const experts = [diagFromMoments(o, this.runEncoder(o, o.input('x')), k), diagFromMoments(o, this.labelEncoder.run(o, o.input('y')), k)];
-    const w = this.config.labelWeight;
     const parts = experts.map((q) => {
       const zs = sampleTerm(o, q, o.normal(k));
       // log q_mix(z) = log ½ + log(e^a + e^b), with log(e^a + e^b) = a + softplus(b − a).
       const [a, b] = experts.map((e) => diagLogDensity(o, e, zs));
       const logMix = o.affine(o.add(a, o.unary('softplus', o.sub(b, a))), 1, -Math.LN2);
       const logPrior = o.affine(o.sum(o.unary('square', zs), 1), -0.5);
-      return {
-        kl: o.mean(o.sub(logMix, logPrior)),
-        recon: o.bernoulliNll(this.decoder.run(o, zs), o.input('x')),
-        labelNll: categoricalNllTerm(o, this.labelDecoder.run(o, zs), this.config.numClasses),
-      };
+      return { kl: o.mean(o.sub(logMix, logPrior)), ...this.reconstructBoth(o, zs) };
     });
-    const half = (pick: (p: (typeof parts)[number]) => T) => o.affine(o.add(pick(parts[0]), pick(parts[1])), 0.5);
-    const recon = half((p) => p.recon);
-    const labelNll = half((p) => p.labelNll);
-    const kl = half((p) => p.kl);
-    return {
-      total: o.add(o.add(recon, o.affine(labelNll, w)), kl),
-      terms: {
-        recon,
-        labelNll,
-        kl,
-        // Cross-modal terms: the image from the label's sample, the label from the image's.
-        imageFromLabel: parts[1].recon,
-        labelFromImage: parts[0].labelNll,
-      },
-    };
+    // Cross-modal terms: the image from the label's sample, the label from the image's.
+    return this.mixtureObjective(o, parts, { imageFromLabel: parts[1].recon, labelFromImage: parts[0].labelNll });
   }
 
   /** q(z|l): the label expert alone. */

@@ -11,7 +11,7 @@
  * Evaluation is PoE's: q(z|x) and q(z|l) are the single-expert subsets' products with the prior.
  */
 import type { Rng } from '../core/random.js';
-import { categoricalNllTerm, diagFromMoments, meanKl, productOfExperts, sampleTerm } from '../distributions/objective.js';
+import { diagFromMoments, meanKl, productOfExperts, sampleTerm } from '../distributions/objective.js';
 import type { Objective, Ops } from '../ops/types.js';
 import { Poe, PoeConfigSchema, type PoeConfig } from './poe.js';
 
@@ -30,31 +30,12 @@ export class Mopoe extends Poe {
     const imageExpert = diagFromMoments(o, this.runEncoder(o, o.input('x')), k);
     const labelExpert = diagFromMoments(o, this.labelEncoder.run(o, o.input('y')), k);
     const prior = this.priorTerm(o);
-    const w = this.config.labelWeight;
     const subset = (experts: (typeof imageExpert)[]) => {
       const q = productOfExperts(o, experts);
-      const zs = sampleTerm(o, q, o.normal(k));
-      return {
-        kl: meanKl(o, q, prior),
-        recon: o.bernoulliNll(this.decoder.run(o, zs), o.input('x')),
-        labelNll: categoricalNllTerm(o, this.labelDecoder.run(o, zs), this.config.numClasses),
-      };
+      return { kl: meanKl(o, q, prior), ...this.reconstructBoth(o, sampleTerm(o, q, o.normal(k))) };
     };
     const parts = [subset([imageExpert, labelExpert]), subset([imageExpert]), subset([labelExpert])];
-    const mean = (pick: (p: (typeof parts)[number]) => T) => o.affine(o.add(o.add(pick(parts[0]), pick(parts[1])), pick(parts[2])), 1 / 3);
-    const recon = mean((p) => p.recon);
-    const labelNll = mean((p) => p.labelNll);
-    const kl = mean((p) => p.kl);
-    return {
-      total: o.add(o.add(recon, o.affine(labelNll, w)), kl),
-      terms: {
-        recon,
-        labelNll,
-        kl,
-        // Cross-modal terms: the image from the label alone, the label from the image alone.
-        imageFromLabel: parts[2].recon,
-        labelFromImage: parts[1].labelNll,
-      },
-    };
+    // Cross-modal terms: the image from the label alone, the label from the image alone.
+    return this.mixtureObjective(o, parts, { imageFromLabel: parts[2].recon, labelFromImage: parts[1].labelNll });
   }
 }

@@ -104,6 +104,29 @@ export class Poe extends EncoderDecoderModel<PoeConfig> {
     };
   }
 
+  /** Both modalities' negative log-likelihoods from latent samples zs: the image and the label decoders. */
+  protected reconstructBoth<T>(o: Ops<T>, zs: T): { recon: T; labelNll: T } {
+    return {
+      recon: o.bernoulliNll(this.decoder.run(o, zs), o.input('x')),
+      labelNll: categoricalNllTerm(o, this.labelDecoder.run(o, zs), this.config.numClasses),
+    };
+  }
+
+  /**
+   * The objective of the mixture models (MoPoE, MMVAE): every mixture component's terms averaged
+   * with equal weights, the label weighted by w, and the cross-modal terms logged beside them.
+   */
+  protected mixtureObjective<T>(o: Ops<T>, parts: { recon: T; labelNll: T; kl: T }[], cross: { imageFromLabel: T; labelFromImage: T }): Objective<T> {
+    const mean = (pick: (p: (typeof parts)[number]) => T) => o.affine(parts.map(pick).reduce((a, b) => o.add(a, b)), 1 / parts.length);
+    const recon = mean((p) => p.recon);
+    const labelNll = mean((p) => p.labelNll);
+    const kl = mean((p) => p.kl);
+    return {
+      total: o.add(o.add(recon, o.affine(labelNll, this.config.labelWeight)), kl),
+      terms: { recon, labelNll, kl, ...cross },
+    };
+  }
+
   /** q(z|l): the label expert times the prior. */
   encodeLabels(y: tf.Tensor2D): DiagGaussian {
     return this.expertTimesPrior(() => this.labelEncoder.apply(y, false));

@@ -63,7 +63,7 @@ export interface ModelTypes {
 export type ModelName = keyof ModelTypes;
 
 /** Config fields `createModel` fills from its options: the dataset's sizes, SCAN's stage split from `steps`. */
-type FromDataset = 'inputDim' | 'numClasses' | 'height' | 'imageHeight' | 'stage1Steps';
+type FromDataset = 'inputDim' | 'numClasses' | 'height' | 'imageHeight' | 'imageChannels' | 'stage1Steps';
 type Optional<T, K extends PropertyKey> = Omit<T, K & keyof T> & Partial<Pick<T, K & keyof T>>;
 
 export interface CreateModelOptions {
@@ -97,7 +97,10 @@ export function createModel(name: ModelName, config: object, o: CreateModelOptio
     const shape = (getModelEntry(name).schema as { shape?: Record<string, unknown> }).shape ?? {};
     const fill: Record<string, unknown> = { inputDim: pixelsOf(ds), numClasses: ds.classNames.length };
     // Only the fields this model's schema has: the schemas are strict.
-    if ('imageHeight' in shape && full.encoderConv !== undefined) fill.imageHeight = ds.height;
+    if ('imageHeight' in shape && full.encoderConv !== undefined) {
+      fill.imageHeight = ds.height;
+      if ((ds.channels ?? 1) !== 1) fill.imageChannels = ds.channels;
+    }
     if ('height' in shape) fill.height = ds.height;
     full = { ...fill, ...full };
   }
@@ -209,7 +212,7 @@ export async function train(
 }
 
 function datasetRecord(ds: Dataset): NonNullable<ModelProvenance['dataset']> {
-  return { name: ds.name, source: ds.source, hash: datasetHash(ds), height: ds.height, width: ds.width, trainCount: ds.train.count };
+  return { name: ds.name, source: ds.source, hash: datasetHash(ds), height: ds.height, width: ds.width, ...((ds.channels ?? 1) !== 1 ? { channels: ds.channels } : {}), trainCount: ds.train.count };
 }
 
 /**

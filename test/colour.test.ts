@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -122,4 +122,29 @@ test('train --channels: added to folder and CIFAR specs, refused for grey IDX da
   assert.equal(ok.status, 0, ok.stderr);
   const meta = JSON.parse(readFileSync(join(out, 'model.json'), 'utf8'));
   assert.deepEqual([meta.dataset.name, meta.config.inputDim, meta.classNames.length], [`cifar100:${dir}?labels=coarse&channels=1`, 1024, 3]);
+});
+
+test('colour runs: annotate takes a picture in colour, generate and reconstruct write RGB grids', { timeout: 300_000 }, async () => {
+  const run = join(root, 'rgb');
+  assert.ok(existsSync(join(run, 'model.json')), 'needs the RGB run of the PSE* test');
+  const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { encoding: 'utf8', env: { ...process.env, PROBSEM_CACHE: cache } });
+  for (const [name] of COLOURS) {
+    const a = cli('annotate', '--run', run, join(PICS, name, '1.png'), '--json');
+    assert.equal(a.status, 0, a.stderr);
+    assert.equal(JSON.parse(a.stdout).labels[0].label, name);
+  }
+  const gen = join(root, 'gen.png');
+  const g = cli('generate', '--run', run, '--label', 'green', '--n', '4', '--out', gen);
+  assert.equal(g.status, 0, g.stderr);
+  const rec = join(root, 'rec.png');
+  const r = cli('reconstruct', '--run', run, '--n', '4', '--out', rec);
+  assert.equal(r.status, 0, r.stderr);
+  for (const file of [gen, rec]) {
+    const { data, info } = await sharp(file).raw().toBuffer({ resolveWithObject: true });
+    assert.equal(info.channels, 3, file);
+    // Some pixels are clearly coloured (grey grids would have r = g = b everywhere).
+    let coloured = 0;
+    for (let i = 0; i < data.length; i += 3) if (Math.max(data[i], data[i + 1], data[i + 2]) - Math.min(data[i], data[i + 1], data[i + 2]) > 40) coloured++;
+    assert.ok(coloured > 50, `${file}: ${coloured} coloured pixels`);
+  }
 });

@@ -199,6 +199,13 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
   return { dir: o.out, meta, dataset: ds, model };
 }
 
+/** The height, width and channels of the images a run takes (28×28 grey where it records no dataset). */
+export function runImageShape(meta: ModelFile): { height: number; width: number; channels: 1 | 3 } {
+  const channels = meta.dataset?.channels === 3 ? 3 : 1;
+  const height = meta.dataset?.height ?? 28;
+  return { height, width: meta.dataset?.width ?? Number(meta.config.inputDim) / (height * channels), channels };
+}
+
 /** Loads a run's model and checks it is an image model. */
 export function loadImageModel(dir: string): { model: ImageModel; meta: ModelFile } {
   const { model, meta } = loadModel(dir);

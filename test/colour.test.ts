@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -14,6 +14,7 @@ import { Rng } from '../src/core/random.js';
 import { datasetHash, pixelsOf } from '../src/data/dataset.js';
 import { loadDataset } from '../src/data/registry.js';
 import { evaluateRun, trainRun } from '../src/runs/runs.js';
+import { ModelService } from '../src/server/service.js';
 import { setupBackend } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'probsem-colour-'));
@@ -139,7 +140,14 @@ test('colour runs: annotate takes a picture in colour, generate and reconstruct 
   const rec = join(root, 'rec.png');
   const r = cli('reconstruct', '--run', run, '--n', '4', '--out', rec);
   assert.equal(r.status, 0, r.stderr);
-  for (const file of [gen, rec]) {
+  // The server's PNGs and uploads too.
+  const service = await ModelService.load(run);
+  const served = join(root, 'served.png');
+  writeFileSync(served, service.reconstructionPng(0, 4));
+  const upload = await service.decodeUpload(readFileSync(join(PICS, 'blue', '2.png')), { maxPixels: 1e6 });
+  assert.equal(upload.pixels.length, 16 * 16 * 3);
+  assert.equal(service.annotate(upload.pixels, {}).labels[0].label, 'blue');
+  for (const file of [gen, rec, served]) {
     const { data, info } = await sharp(file).raw().toBuffer({ resolveWithObject: true });
     assert.equal(info.channels, 3, file);
     // Some pixels are clearly coloured (grey grids would have r = g = b everywhere).

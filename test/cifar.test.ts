@@ -88,6 +88,20 @@ test('cifar100: fine labels by default, coarse as an option or cifar100-coarse:,
   }
 });
 
+test('paired:cifar10: colour images side by side, each row r, g, b per pixel', async () => {
+  const base = await loadDataset(`cifar10:${join(FIX, 'cifar-10-batches-bin')}`);
+  const p = await loadDataset(`paired:cifar10:${join(FIX, 'cifar-10-batches-bin')}?train=4&test=2`);
+  assert.deepEqual([p.height, p.width, p.channels, pixelsOf(p)], [32, 64, 3, 6144]);
+  // Row r of a paired image is row r of the first image (96 values), then row r of the second.
+  const baseRow = (i: number, r: number) => base.train.images.subarray(i * 3072 + r * 96, i * 3072 + (r + 1) * 96).join();
+  const pairRow = (n: number, r: number, half: 0 | 1) => p.train.images.subarray(n * 6144 + r * 192 + half * 96, n * 6144 + r * 192 + (half + 1) * 96).join();
+  const sources = (label: number) => [...Array(base.train.count).keys()].filter((i) => base.train.labels[i] === label);
+  for (let n = 0; n < p.train.count; n++) {
+    assert.ok(sources(p.train.labels[n]).some((i) => [0, 5, 31].every((r) => baseRow(i, r) === pairRow(n, r, 0))), `pair ${n}, left half`);
+    assert.ok(sources(p.train.labels2![n]).some((i) => [0, 7, 31].every((r) => baseRow(i, r) === pairRow(n, r, 1))), `pair ${n}, right half`);
+  }
+});
+
 test('CIFAR specs: canonical names and clear refusals of bad options', () => {
   assert.equal(cifarName(parseCifarSpec('cifar100-coarse:/d?channels=1')), 'cifar100:/d?labels=coarse&channels=1');
   assert.equal(cifarName(parseCifarSpec('cifar10:/d?channels=3')), 'cifar10:/d');

@@ -34,7 +34,7 @@ import type { Tvae, TvaeConfigSchema } from './models/tvae.js';
 import type { Vae, VaeConfigSchema } from './models/vae.js';
 import { type ModelFile, type ModelProvenance, loadModel, saveModel as saveModelFiles } from './models/persist.js';
 import { createModel as createRegisteredModel, getModelEntry } from './models/registry.js';
-import { type EvalOptions, type EvalReport, annotateImage, evaluateRun } from './runs/runs.js';
+import { type EvalOptions, type EvalReport, annotateImage, evaluateRun, runImageShape } from './runs/runs.js';
 import { type SplitPosteriors, encodeSplit, encodeSplitGaussians, queryDistribution, retrieveImages, similarImages } from './runs/retrieval.js';
 import { generateForPhrases, runWordVectors } from './runs/words.js';
 import type { LabelEncodingInfo } from './text/labels.js';
@@ -65,7 +65,7 @@ export interface ModelTypes {
 export type ModelName = keyof ModelTypes;
 
 /** Config fields `createModel` fills from its options: the dataset's sizes, SCAN's stage split from `steps`. */
-type FromDataset = 'inputDim' | 'numClasses' | 'height' | 'imageHeight' | 'stage1Steps';
+type FromDataset = 'inputDim' | 'numClasses' | 'height' | 'imageHeight' | 'imageChannels' | 'stage1Steps';
 type Optional<T, K extends PropertyKey> = Omit<T, K & keyof T> & Partial<Pick<T, K & keyof T>>;
 
 export interface CreateModelOptions {
@@ -99,7 +99,10 @@ export function createModel(name: ModelName, config: object, o: CreateModelOptio
     const shape = (getModelEntry(name).schema as { shape?: Record<string, unknown> }).shape ?? {};
     const fill: Record<string, unknown> = { inputDim: pixelsOf(ds), numClasses: ds.classNames.length };
     // Only the fields this model's schema has: the schemas are strict.
-    if ('imageHeight' in shape && full.encoderConv !== undefined) fill.imageHeight = ds.height;
+    if ('imageHeight' in shape && full.encoderConv !== undefined) {
+      fill.imageHeight = ds.height;
+      if ((ds.channels ?? 1) !== 1) fill.imageChannels = ds.channels;
+    }
     if ('height' in shape) fill.height = ds.height;
     full = { ...fill, ...full };
   }
@@ -211,7 +214,7 @@ export async function train(
 }
 
 function datasetRecord(ds: Dataset): NonNullable<ModelProvenance['dataset']> {
-  return { name: ds.name, source: ds.source, hash: datasetHash(ds), height: ds.height, width: ds.width, trainCount: ds.train.count };
+  return { name: ds.name, source: ds.source, hash: datasetHash(ds), height: ds.height, width: ds.width, ...((ds.channels ?? 1) !== 1 ? { channels: ds.channels } : {}), trainCount: ds.train.count };
 }
 
 /**
@@ -271,6 +274,8 @@ export interface Generated {
   rows: { phrase: string; images: Float32Array }[];
   height: number;
   width: number;
+  /** 3: each image is RGB per pixel; 1: grey. */
+  channels: 1 | 3;
   /** The images as one PNG grid, a row per phrase. */
   png(): Uint8Array;
 }
@@ -302,17 +307,16 @@ export class Run {
     return this.model.latentDim;
   }
 
-  /** Image height and width the model takes. */
-  get imageSize(): { height: number; width: number } {
-    const height = this.meta.dataset?.height ?? 28;
-    return { height, width: this.meta.dataset?.width ?? Number(this.model.config.inputDim) / height };
+  /** Image height, width and channels (3: RGB per pixel, 1: grey) the model takes. */
+  get imageSize(): { height: number; width: number; channels: 1 | 3 } {
+    return runImageShape(this.meta);
   }
 
   /** q(z|x) of each image: means and variances (and Cholesky factors for full-covariance models). */
   async embed(images: ImageInput | ImageInput[]): Promise<Embedding> {
     const list = Array.isArray(images) ? images : [images];
-    const { height, width } = this.imageSize;
-    const pixels = height * width;
+    const { height, width, channels } = this.imageSize;
+    const pixels = height * width * channels;
     const x = new Float32Array(list.length * pixels);
     for (let i = 0; i < list.length; i++) x.set(await this.pixels(list[i]), i * pixels);
     const count = list.length;
@@ -348,10 +352,10 @@ export class Run {
     const n = options.n ?? 8;
     const vectors = await runWordVectors(this.meta, list, { onNotice: options.onNotice });
     const all = generateForPhrases(this.model, this.meta, list, vectors, n, options.seed ?? 0);
-    const { height, width } = this.imageSize;
-    const per = n * height * width;
+    const { height, width, channels } = this.imageSize;
+    const per = n * height * width * channels;
     const rows = list.map((phrase, i) => ({ phrase, images: all.slice(i * per, (i + 1) * per) }));
-    return { rows, height, width, png: () => encodeGridPng(all, n * list.length, { cols: n, height, width }) };
+    return { rows, height, width, channels, png: () => encodeGridPng(all, n * list.length, { cols: n, height, width, channels }) };
   }
 
   /**
@@ -423,26 +427,28 @@ export class Run {
   }
 
   private async pixels(image: ImageInput): Promise<Float32Array> {
-    const { height, width } = this.imageSize;
-    const pixels = height * width;
+    const { height, width, channels } = this.imageSize;
+    const pixels = height * width * channels;
+    // Colour runs take pictures as they are, as their datasets were read.
+    const decode = (bytes: Uint8Array, source: string) => decodeImage(bytes, { height, width, channels, asIs: channels === 3, source });
     if (typeof image === 'string') {
       if (!existsSync(image)) throw new ProbsemError(`image ${image} not found`, 'NOT_FOUND');
       if (!statSync(image).isFile()) throw new ProbsemError(`image ${image} is not a file`, 'BAD_OPTION');
-      return (await decodeImage(readFileSync(image), { height, width, source: image })).pixels;
+      return (await decode(readFileSync(image), image)).pixels;
     }
     if (image instanceof Float32Array || !(image instanceof Uint8Array)) {
       const data = image instanceof Float32Array ? image : image.data;
       if (!(image instanceof Float32Array) && (image.height !== height || image.width !== width)) {
         throw new ProbsemError(`the image is ${image.height}×${image.width} but the run takes ${height}×${width}; pass a file or its bytes to have it resized`, 'SHAPE');
       }
-      if (data.length !== pixels) throw new ProbsemError(`the image has ${data.length} values but the run takes ${height}×${width} = ${pixels}`, 'SHAPE');
+      if (data.length !== pixels) throw new ProbsemError(`the image has ${data.length} values but the run takes ${height}×${width}${channels === 3 ? '×3 (RGB per pixel)' : ''} = ${pixels}`, 'SHAPE');
       const out = Float32Array.from(data);
       for (let i = 0; i < out.length; i++) {
         if (!(out[i] >= 0 && out[i] <= 1)) throw new ProbsemError(`pixel ${i} is ${out[i]}; grey values must be in [0, 1]`, 'BAD_INPUT');
       }
       return out;
     }
-    return (await decodeImage(image, { height, width, source: 'the buffer' })).pixels;
+    return (await decode(image, 'the buffer')).pixels;
   }
 }
 

@@ -134,7 +134,7 @@ test('manifest: CSV and JSONL with paths relative to the manifest, a split colum
 
 test('spec parsing and CSV fields', () => {
   const s = parseImageSetSpec('folder:/x/y?size=64&test=0.25&seed=2');
-  assert.deepEqual(s, { kind: 'folder', path: '/x/y', height: 64, width: 64, testFraction: 0.25, seed: 2 });
+  assert.deepEqual(s, { kind: 'folder', path: '/x/y', height: 64, width: 64, testFraction: 0.25, seed: 2, channels: 1 });
   assert.equal(imageSetName(s), 'folder:/x/y?size=64&test=0.25&seed=2');
   assert.equal(imageSetName(parseImageSetSpec('manifest:/m.csv?size=28')), 'manifest:/m.csv');
   assert.deepEqual(splitCsvLine('a,"b, c","d ""e"""'), ['a', 'b, c', 'd "e"']);

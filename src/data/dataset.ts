@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { ProbsemError } from '../core/errors.js';
 import { Rng } from '../core/random.js';
 
-/** One split: `count` images of height×width bytes and one class index per image. */
+/** One split: `count` images of height×width×channels bytes (channels interleaved per pixel) and one class index per image. */
 export interface Split {
   images: Uint8Array;
   labels: Uint8Array;
@@ -19,6 +19,8 @@ export interface Dataset {
   source: string;
   height: number;
   width: number;
+  /** 3 for RGB (stored per pixel: r, g, b), absent or 1 for grey. */
+  channels?: 1 | 3;
   classNames: string[];
   train: Split;
   test: Split;
@@ -38,8 +40,9 @@ export const FASHION_MNIST_CLASSES = [
 ];
 export const MNIST_CLASSES = ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'];
 
-export function pixelsOf(ds: Pick<Dataset, 'height' | 'width'>): number {
-  return ds.height * ds.width;
+/** Values per image: height × width × channels (a model's inputDim). */
+export function pixelsOf(ds: Pick<Dataset, 'height' | 'width' | 'channels'>): number {
+  return ds.height * ds.width * (ds.channels ?? 1);
 }
 
 /** Content hash of a dataset (both splits), recorded in model provenance. */
@@ -50,7 +53,8 @@ export function datasetHash(ds: Dataset): string {
     h.update(s.labels);
     if (s.labels2) h.update(s.labels2);
   }
-  h.update(JSON.stringify([ds.height, ds.width, ds.classNames]));
+  // Grey datasets keep the hash they had before colour existed.
+  h.update(JSON.stringify((ds.channels ?? 1) === 1 ? [ds.height, ds.width, ds.classNames] : [ds.height, ds.width, ds.channels, ds.classNames]));
   return h.digest('hex').slice(0, 16);
 }
 

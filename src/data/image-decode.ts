@@ -16,6 +16,11 @@ export interface DecodeImageOptions {
   channels?: 1 | 3;
   /** true or false force it; absent: invert when the picture is dark-on-light (the data are light-on-dark). */
   invert?: boolean;
+  /**
+   * Keep the picture's own look (colour photographs, emoji): never inverted or levelled, transparent
+   * pixels composited on white. Without it the picture is made light-on-dark like the grey datasets.
+   */
+  asIs?: boolean;
   /** Refuse pictures with more pixels than this (default 4096×4096), before decoding them. */
   maxPixels?: number;
   /** How messages name the input ("photo.jpg", "the upload"). */
@@ -180,7 +185,7 @@ export async function decodeImage(buf: Uint8Array, o: DecodeImageOptions): Promi
     // JPEG chroma noise on a grey picture stays within a few levels.
     if (a > 0 && Math.max(Math.abs(r - g), Math.abs(g - b), Math.abs(r - b)) > 12) colour = true;
   }
-  const alphaOn = transparent ? (alphaSum > 0 && lightSum / alphaSum > 0.5 ? 'black' : 'white') : null;
+  const alphaOn = !transparent ? null : !o.asIs && alphaSum > 0 && lightSum / alphaSum > 0.5 ? 'black' : 'white';
   const bg = alphaOn === 'black' ? 0 : 1;
   const rgb = new Float32Array(n * 3);
   const luma = new Float32Array(n);
@@ -191,13 +196,13 @@ export async function decodeImage(buf: Uint8Array, o: DecodeImageOptions): Promi
   }
 
   const guess = detectPolarity(luma, rh, rw);
-  const inverted = o.invert ?? guess.polarity === 'dark-on-light';
+  const inverted = o.asIs ? false : (o.invert ?? guess.polarity === 'dark-on-light');
   const plane = channels === 1 ? luma : rgb;
   if (inverted) for (let i = 0; i < plane.length; i++) plane[i] = 1 - plane[i];
   let fill = inverted ? 1 - guess.background : guess.background;
   // Paper and walls are grey, not white: stretch so the background is black, as in the datasets.
   // Not when it is still light (inversion refused), which would wash the picture out.
-  const levelled = fill > 0.02 && fill < 0.5;
+  const levelled = !o.asIs && fill > 0.02 && fill < 0.5;
   if (levelled) {
     for (let i = 0; i < plane.length; i++) plane[i] = Math.max(0, (plane[i] - fill) / (1 - fill));
     fill = 0;
@@ -224,7 +229,7 @@ export async function decodeImage(buf: Uint8Array, o: DecodeImageOptions): Promi
       padded: rw !== W || rh !== H,
       polarity: guess.polarity,
       inverted,
-      invertDecision: o.invert === undefined ? 'auto' : 'asked',
+      invertDecision: o.invert === undefined && !o.asIs ? 'auto' : 'asked',
       levelled,
       output: { height: H, width: W, channels },
     },

@@ -8,7 +8,9 @@
  * listed (or, with `onBadImage: 'error'`, stops the load naming it).
  *
  * Specs carry their options so a run records exactly what it trained on:
- * `folder:DIR?size=32x32&test=0.2&seed=0` (defaults 28×28, 0.2, 0 are left out of the name).
+ * `folder:DIR?size=32x32&test=0.2&seed=0&channels=3` (defaults 28×28, 0.2, 0, 1 are left out of
+ * the name). With `channels=3` pictures are kept in colour as they are (RGB per pixel, transparency
+ * on white, never inverted); grey pictures (the default) are luminance, made light-on-dark.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
@@ -35,6 +37,8 @@ export interface ImageSetSpec {
   /** Share of each class held out for testing (when the manifest gives no split). */
   testFraction: number;
   seed: number;
+  /** 1: grey (luminance), 3: RGB. */
+  channels: 1 | 3;
 }
 
 export interface ImageSetOptions {
@@ -62,7 +66,7 @@ interface Entry {
   split?: 'train' | 'test';
 }
 
-/** Parses `folder:DIR[?size=HxW|N&test=F&seed=S]` or `manifest:FILE[?…]`. */
+/** Parses `folder:DIR[?size=HxW|N&test=F&seed=S&channels=1|3]` or `manifest:FILE[?…]`. */
 export function parseImageSetSpec(spec: string): ImageSetSpec {
   const kind = spec.startsWith(FOLDER_PREFIX) ? 'folder' : spec.startsWith(MANIFEST_PREFIX) ? 'manifest' : null;
   if (!kind) throw new ProbsemError(`not an image-set spec: ${spec}`, 'BAD_OPTION');
@@ -70,7 +74,7 @@ export function parseImageSetSpec(spec: string): ImageSetSpec {
   const q = rest.lastIndexOf('?');
   const path = q >= 0 ? rest.slice(0, q) : rest;
   if (!path) throw new ProbsemError(`${kind}: needs a ${kind === 'folder' ? 'directory' : 'file'} after '${kind}:'`, 'BAD_OPTION');
-  const out: ImageSetSpec = { kind, path: resolve(path), height: 28, width: 28, testFraction: 0.2, seed: 0 };
+  const out: ImageSetSpec = { kind, path: resolve(path), height: 28, width: 28, testFraction: 0.2, seed: 0, channels: 1 };
   for (const part of q >= 0 ? rest.slice(q + 1).split('&').filter(Boolean) : []) {
     const [key, value = ''] = part.split('=');
     if (key === 'size') {
@@ -88,8 +92,11 @@ export function parseImageSetSpec(spec: string): ImageSetSpec {
       const s = Number(value);
       if (!Number.isSafeInteger(s) || s < 0) throw new ProbsemError(`${kind}: seed must be a non-negative integer, got '${value}'`, 'BAD_OPTION');
       out.seed = s;
+    } else if (key === 'channels') {
+      if (value !== '1' && value !== '3') throw new ProbsemError(`${kind}: channels must be 1 (grey) or 3 (RGB), got '${value}'`, 'BAD_OPTION');
+      out.channels = Number(value) as 1 | 3;
     } else {
-      throw new ProbsemError(`${kind}: unknown option '${key}' (size, test, seed)`, 'BAD_OPTION');
+      throw new ProbsemError(`${kind}: unknown option '${key}' (size, test, seed, channels)`, 'BAD_OPTION');
     }
   }
   return out;
@@ -101,6 +108,7 @@ export function imageSetName(s: ImageSetSpec): string {
   if (s.height !== 28 || s.width !== 28) opts.push(`size=${s.height === s.width ? s.height : `${s.height}x${s.width}`}`);
   if (s.testFraction !== 0.2) opts.push(`test=${s.testFraction}`);
   if (s.seed !== 0) opts.push(`seed=${s.seed}`);
+  if (s.channels !== 1) opts.push(`channels=${s.channels}`);
   return `${s.kind}:${s.path}${opts.length ? `?${opts.join('&')}` : ''}`;
 }
 
@@ -115,7 +123,8 @@ export async function loadImageSet(spec: string, o: ImageSetOptions = {}): Promi
 
   // The cache key covers every picture's bytes, its class and split, and the options.
   const key = createHash('sha256');
-  key.update(JSON.stringify({ v: 1, height: s.height, width: s.width, test: s.testFraction, seed: s.seed, onBad: o.onBadImage ?? 'skip' }));
+  // Grey sets keep the keys they had before colour existed.
+  key.update(JSON.stringify({ v: 1, height: s.height, width: s.width, test: s.testFraction, seed: s.seed, onBad: o.onBadImage ?? 'skip', ...(s.channels === 1 ? {} : { channels: s.channels }) }));
   const contents: Buffer[] = [];
   for (const e of entries) {
     let bytes: Buffer;
@@ -134,14 +143,14 @@ export async function loadImageSet(spec: string, o: ImageSetOptions = {}): Promi
   if (cached) return cached;
 
   const { decodeImage } = await import('./image-decode.js');
-  const pixels = s.height * s.width;
+  const pixels = s.height * s.width * s.channels;
   const decoded: { entry: Entry; pixels: Uint8Array }[] = [];
   const skipped: SkippedImage[] = [];
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i];
     try {
       if (contents[i].length === 0) throw new ProbsemError('the file is empty or unreadable', 'DATA_FORMAT');
-      const img = await decodeImage(contents[i], { height: s.height, width: s.width, source: e.path });
+      const img = await decodeImage(contents[i], { height: s.height, width: s.width, channels: s.channels, asIs: s.channels === 3, source: e.path });
       decoded.push({ entry: e, pixels: Uint8Array.from(img.pixels, (v) => Math.round(v * 255)) });
     } catch (err) {
       if (!(err instanceof ProbsemError)) throw err;
@@ -164,7 +173,7 @@ export async function loadImageSet(spec: string, o: ImageSetOptions = {}): Promi
     });
     return { images, labels, count: chosen.length };
   };
-  const ds: ImageDataset = { name, source: s.path, height: s.height, width: s.width, classNames, train: build(false), test: build(true), skipped };
+  const ds: ImageDataset = { name, source: s.path, height: s.height, width: s.width, ...colour(s.channels), classNames, train: build(false), test: build(true), skipped };
   if (ds.train.count === 0 || ds.test.count === 0) {
     throw new ProbsemError(`${s.path}: the split left ${ds.train.count} training and ${ds.test.count} test pictures; both need at least one`, 'DATA_FORMAT');
   }
@@ -285,6 +294,9 @@ function splitAssignment(entries: Entry[], s: ImageSetSpec, byClass: Map<string,
   return isTest;
 }
 
+/** The dataset's channels field: present for colour only, so grey sets look as they always did. */
+const colour = (channels: number): Pick<Dataset, 'channels'> => (channels === 3 ? { channels: 3 } : {});
+
 const CACHE_FILES = ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'];
 
 function writeCache(dir: string, ds: ImageDataset): void {
@@ -293,9 +305,11 @@ function writeCache(dir: string, ds: ImageDataset): void {
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
   const [ti, tl, si, sl] = CACHE_FILES.map((f) => join(tmp, f));
-  writeFileAtomicSync(ti, encodeIdx({ dims: [ds.train.count, ds.height, ds.width], data: ds.train.images }));
+  // Colour images as [n, h, w, 3]: IDX's row-major order is the per-pixel RGB the dataset holds.
+  const shape = [ds.height, ds.width, ...((ds.channels ?? 1) === 3 ? [3] : [])];
+  writeFileAtomicSync(ti, encodeIdx({ dims: [ds.train.count, ...shape], data: ds.train.images }));
   writeFileAtomicSync(tl, encodeIdx({ dims: [ds.train.count], data: ds.train.labels }));
-  writeFileAtomicSync(si, encodeIdx({ dims: [ds.test.count, ds.height, ds.width], data: ds.test.images }));
+  writeFileAtomicSync(si, encodeIdx({ dims: [ds.test.count, ...shape], data: ds.test.images }));
   writeFileAtomicSync(sl, encodeIdx({ dims: [ds.test.count], data: ds.test.labels }));
   writeFileAtomicSync(join(tmp, 'dataset.json'), JSON.stringify({ classNames: ds.classNames, skipped: ds.skipped }, null, 2) + '\n');
   rmSync(dir, { recursive: true, force: true });
@@ -308,15 +322,16 @@ function readCached(dir: string, name: string, source: string): ImageDataset | n
   try {
     const meta = JSON.parse(readFileSync(join(dir, 'dataset.json'), 'utf8')) as { classNames: string[]; skipped: SkippedImage[] };
     const [ti, tl, si, sl] = CACHE_FILES.map((f) => parseIdx(readFileSync(join(dir, f)), join(dir, f)));
-    const [tn, h, w] = ti.dims;
+    const [tn, h, w, c = 1] = ti.dims;
     const [sn] = si.dims;
-    if (tl.dims[0] !== tn || sl.dims[0] !== sn || si.dims[1] !== h || si.dims[2] !== w) return null;
+    if (tl.dims[0] !== tn || sl.dims[0] !== sn || si.dims[1] !== h || si.dims[2] !== w || (si.dims[3] ?? 1) !== c) return null;
     if (![...tl.data, ...sl.data].every((c) => c < meta.classNames.length)) return null;
     return {
       name,
       source,
       height: h,
       width: w,
+      ...colour(c),
       classNames: meta.classNames,
       train: { images: ti.data, labels: tl.data, count: tn },
       test: { images: si.data, labels: sl.data, count: sn },

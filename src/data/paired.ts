@@ -60,18 +60,22 @@ export function parsePairedSpec(spec: string): PairedOptions {
 /** Builds the two-object dataset from its loaded base. */
 export function makePairedDataset(base: Dataset, o: PairedOptions, name: string): Dataset {
   if (base.train.labels2 || base.test.labels2) throw new ProbsemError(`${base.name} is already a two-object dataset`, 'BAD_OPTION');
-  const pairs = (split: Split, count: number, purpose: string): Split => pairSplit(split, base.height, base.width, count, o, purpose);
+  // Colour images hold their channels per pixel: a row is width × channels values.
+  const rowValues = base.width * (base.channels ?? 1);
+  const pairs = (split: Split, count: number, purpose: string): Split => pairSplit(split, base.height, rowValues, count, o, purpose);
   return {
     name,
     source: base.source,
     height: base.height,
     width: 2 * base.width,
+    ...((base.channels ?? 1) !== 1 ? { channels: base.channels } : {}),
     classNames: base.classNames,
     train: pairs(base.train, o.train ?? base.train.count, 'paired-train'),
     test: pairs(base.test, o.test ?? base.test.count, 'paired-test'),
   };
 }
 
+/** Pairs images of h rows of w values each (w = width × channels), side by side. */
 function pairSplit(src: Split, h: number, w: number, count: number, o: PairedOptions, purpose: string): Split {
   if (src.count < 2) throw new ProbsemError(`cannot pair a split of ${src.count} image(s)`, 'BAD_OPTION');
   if (o.equal === 'forbid') {

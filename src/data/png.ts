@@ -17,6 +17,8 @@ export interface GridOptions {
   rowLabels?: string[];
   /** Images to frame in colour (the query of a similarity grid); makes the PNG RGB. */
   highlight?: number[];
+  /** 3: the images are RGB (r, g, b per pixel) and the PNG is too; 1 (default): grey. */
+  channels?: 1 | 3;
 }
 
 /** Captions longer than this are cut, so one long phrase cannot make the figure mostly margin. */
@@ -27,7 +29,8 @@ const LABEL_INK = 255;
 const FRAME_RGB = [255, 150, 0];
 
 /**
- * Tiles grey images (values in [0, 1], row-major, `height*width` each) into one PNG, row by row.
+ * Tiles images (values in [0, 1], row-major, `height*width*channels` each, grey by default) into
+ * one PNG, row by row.
  * Padding is mid-grey so black-background images stay distinguishable.
  */
 export function encodeGridPng(images: Float32Array, count: number, opts: GridOptions): Buffer {
@@ -48,26 +51,33 @@ export function encodeGridPng(images: Float32Array, count: number, opts: GridOpt
   const H = rows * tileH + (rows + 1) * pad;
   const grey = new Uint8Array(W * H).fill(BACKGROUND);
   const origin = (cell: number) => [labelW + pad + (cell % cols) * (tileW + pad), pad + Math.floor(cell / cols) * (tileH + pad)];
-  for (let i = 0; i < count; i++) {
-    const [ox, oy] = origin(cells[i]);
-    for (let y = 0; y < tileH; y++) {
-      for (let x = 0; x < tileW; x++) {
-        const v = images[i * h * w + Math.floor(y / scale) * w + Math.floor(x / scale)];
-        grey[(oy + y) * W + ox + x] = Math.max(0, Math.min(255, Math.round(v * 255)));
+  const C = opts.channels ?? 1;
+  /** Paints every tile into a canvas of `C` values per pixel. */
+  const paintTiles = (canvas: Uint8Array) => {
+    for (let i = 0; i < count; i++) {
+      const [ox, oy] = origin(cells[i]);
+      for (let y = 0; y < tileH; y++) {
+        for (let x = 0; x < tileW; x++) {
+          const src = (i * h * w + Math.floor(y / scale) * w + Math.floor(x / scale)) * C;
+          const dst = ((oy + y) * W + ox + x) * C;
+          for (let c = 0; c < C; c++) canvas[dst + c] = Math.max(0, Math.min(255, Math.round(images[src + c] * 255)));
+        }
       }
     }
-  }
+  };
+  if (C === 1) paintTiles(grey);
   labels.forEach((text, r) => {
     const y = pad + r * (tileH + pad) + Math.floor((tileH - (GLYPH_HEIGHT - 2) * textScale) / 2);
     drawText(grey, W, ADVANCE * textScale, y, text, LABEL_INK, textScale);
   });
-  if (!opts.highlight?.length) return writePng(grey, W, H, 1);
+  if (C === 1 && !opts.highlight?.length) return writePng(grey, W, H, 1);
 
   const rgb = new Uint8Array(W * H * 3);
   for (let i = 0; i < W * H; i++) rgb.fill(grey[i], 3 * i, 3 * i + 3);
+  if (C === 3) paintTiles(rgb);
   // The frame fills the padding around the tile, or lies over its edge when there is no padding.
   const t = pad > 0 ? pad : Math.max(1, scale);
-  for (const i of opts.highlight) {
+  for (const i of opts.highlight ?? []) {
     if (!(i >= 0 && i < count)) continue;
     const [ox, oy] = origin(cells[i]);
     const x0 = pad > 0 ? ox - t : ox;

@@ -5,7 +5,8 @@
  * package, then the compact real subset shipped in this repository. `fashion-mnist-subset` is
  * that subset (the demo's default). `mnist` needs a directory (--data or $PROBSEM_DATA). Any other
  * spec is a directory holding IDX files with the standard names (optionally a classes.txt), or a
- * user's pictures: `folder:DIR` and `manifest:FILE` (./image-folder.ts).
+ * user's pictures: `folder:DIR` and `manifest:FILE` (./image-folder.ts), or the CIFAR files:
+ * `cifar10:DIR`, `cifar100:DIR` (./cifar.ts).
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
@@ -13,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { ProbsemError } from '../core/errors.js';
 import { readIdxImagesAndLabels } from './idx.js';
 import { FOLDER_PREFIX, MANIFEST_PREFIX, loadImageSet } from './image-folder.js';
+import { isCifarSpec, loadCifar } from './cifar.js';
 import { PAIRED_PREFIX, makePairedDataset, parsePairedSpec } from './paired.js';
 import { type Dataset, FASHION_MNIST_CLASSES, MNIST_CLASSES, validateSplit } from './dataset.js';
 
@@ -126,6 +128,7 @@ export async function loadDataset(spec: string, opts: LoadOptions = {}): Promise
   if (spec.startsWith(FOLDER_PREFIX) || spec.startsWith(MANIFEST_PREFIX)) {
     return loadImageSet(spec, { onBadImage: opts.onBadImage, onNotice: opts.onNotice, onProgress: opts.onProgress });
   }
+  if (isCifarSpec(spec)) return loadCifar(spec);
   if (spec === 'fashion-mnist-subset') {
     return loadIdxDirectory(SHIPPED_SUBSET_DIR, spec, FASHION_MNIST_CLASSES);
   }
@@ -159,7 +162,7 @@ export async function loadDataset(spec: string, opts: LoadOptions = {}): Promise
   // Something written as a path is a missing directory, not a misspelt dataset name.
   if (/[\\/]|^\.|^~/.test(spec)) throw new ProbsemError(`no such directory: ${spec}`, 'NOT_FOUND');
   throw new ProbsemError(
-    `unknown dataset '${spec}': known datasets are ${DATASET_NAMES.join(', ')}; or give a directory of IDX files, folder:DIR (a subfolder of pictures per class), manifest:FILE (CSV or JSONL), or paired:<dataset>`,
+    `unknown dataset '${spec}': known datasets are ${DATASET_NAMES.join(', ')}; or give a directory of IDX files, folder:DIR (a subfolder of pictures per class), manifest:FILE (CSV or JSONL), cifar10:DIR or cifar100:DIR (the CIFAR files), or paired:<dataset>`,
     'NOT_FOUND',
   );
 }

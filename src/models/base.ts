@@ -118,8 +118,10 @@ export const ConvEncoderFields = {
   encoderConv: z.array(positiveInt).min(1).max(4).optional(),
   /** Kernel size of those convolutions (odd; "same" padding). */
   encoderKernel: z.number().int().min(1).max(9).refine((k) => k % 2 === 1, 'encoderKernel must be odd').default(5),
-  /** Image height in pixels (width = inputDim / height); filled from the dataset by `probsem train`. */
+  /** Image height in pixels (width = inputDim / (height × channels)); filled from the dataset by `probsem train`. */
   imageHeight: positiveInt.optional(),
+  /** Values per pixel: 3 for RGB (stored per pixel), absent or 1 for grey; filled from the dataset. */
+  imageChannels: z.union([z.literal(1), z.literal(3)]).optional(),
 };
 export type ConvEncoderConfig = Partial<z.infer<z.ZodObject<typeof ConvEncoderFields>>>;
 

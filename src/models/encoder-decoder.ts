@@ -113,8 +113,10 @@ export abstract class EncoderDecoderModel<C extends ImageModelConfig> implements
 function convFront(params: ParamSet, config: ImageModelConfig & ConvEncoderConfig, rng: Rng): ConvStack | null {
   if (!config.encoderConv) return null;
   const height = config.imageHeight;
-  if (!height || config.inputDim % height !== 0) {
-    throw new ProbsemError(`a convolutional encoder needs imageHeight, a divisor of the ${config.inputDim} pixels (got ${String(height)})`, 'BAD_OPTION');
+  const channels = config.imageChannels ?? 1;
+  if (!height || config.inputDim % (height * channels) !== 0) {
+    const what = channels === 1 ? `imageHeight, a divisor of the ${config.inputDim} pixels (got ${String(height)})` : `imageHeight × imageChannels (${String(height)} × ${channels}) to divide the ${config.inputDim} input values`;
+    throw new ProbsemError(`a convolutional encoder needs ${what}`, 'BAD_OPTION');
   }
-  return new ConvStack(params, 'encoder', { height, width: config.inputDim / height }, config.encoderConv, config.encoderKernel ?? 5, rng);
+  return new ConvStack(params, 'encoder', { height, width: config.inputDim / (height * channels), channels }, config.encoderConv, config.encoderKernel ?? 5, rng);
 }

@@ -24,6 +24,8 @@ export interface ModelProvenance {
     hash: string;
     height: number;
     width: number;
+    /** 3 for RGB runs; absent for grey. */
+    channels?: number;
     trainCount: number;
     /** Pictures of a folder:/manifest: dataset left out as unreadable, with the reason. */
     skipped?: { path: string; reason: string }[];

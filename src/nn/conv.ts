@@ -27,12 +27,12 @@ export class ConvStack {
   /** Values per image after the last layer. */
   readonly outputSize: number;
 
-  constructor(params: ParamSet, prefix: string, image: { height: number; width: number }, filters: number[], kernel: number, rng: Rng) {
+  constructor(params: ParamSet, prefix: string, image: { height: number; width: number; channels?: number }, filters: number[], kernel: number, rng: Rng) {
     if (filters.length === 0) throw new ProbsemError('a convolution stack needs at least one layer', 'BAD_OPTION');
     if (!(kernel >= 1 && kernel % 2 === 1)) throw new ProbsemError(`convolution kernel must be an odd size, got ${kernel}`, 'BAD_OPTION');
     let h = image.height;
     let w = image.width;
-    let c = 1;
+    let c = image.channels ?? 1;
     filters.forEach((f, i) => {
       const geometry: ConvGeometry = { height: h, width: w, channels: c, kernel, stride: 2, pad: (kernel - 1) / 2 };
       [h, w] = convOutputShape(geometry);
@@ -55,12 +55,12 @@ export class ConvStack {
     return h;
   }
 
-  /** Features [n, outputSize] of images [n, h·w], without a gradient, on the backend's own convolution (training runs `run`). */
+  /** Features [n, outputSize] of images [n, h·w·c], without a gradient, on the backend's own convolution (training runs `run`). */
   apply(x: tf.Tensor2D): tf.Tensor2D {
     return tf.tidy(() => {
       const n = x.shape[0];
       const g0 = this.layers[0].geometry;
-      let h = tf.reshape(x, [n, g0.height, g0.width, 1]) as tf.Tensor4D;
+      let h = tf.reshape(x, [n, g0.height, g0.width, g0.channels]) as tf.Tensor4D;
       for (const l of this.layers) {
         const g = l.geometry;
         const filter = tf.reshape(l.w, [g.kernel, g.kernel, g.channels, l.w.shape[1] as number]) as tf.Tensor4D;

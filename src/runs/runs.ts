@@ -124,7 +124,7 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
     ...(labels.kind === 'words' ? { labelDim } : {}),
     latent: o.latent,
     // A convolutional encoder needs the image's shape, which only the dataset knows.
-    ...(o.modelOptions?.encoderConv !== undefined ? { imageHeight: ds.height } : {}),
+    ...(o.modelOptions?.encoderConv !== undefined ? { imageHeight: ds.height, ...((ds.channels ?? 1) !== 1 ? { imageChannels: ds.channels } : {}) } : {}),
     ...(o.modelOptions ?? {}),
   };
   const ckptPath = join(o.out, CHECKPOINT_FILE);
@@ -180,6 +180,7 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
       hash: datasetHash(ds),
       height: ds.height,
       width: ds.width,
+      ...((ds.channels ?? 1) !== 1 ? { channels: ds.channels } : {}),
       trainCount: trainSplit.count,
       ...('skipped' in ds && Array.isArray(ds.skipped) && ds.skipped.length > 0 ? { skipped: ds.skipped as { path: string; reason: string }[] } : {}),
     },
@@ -196,6 +197,13 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
     },
   });
   return { dir: o.out, meta, dataset: ds, model };
+}
+
+/** The height, width and channels of the images a run takes (28×28 grey where it records no dataset). */
+export function runImageShape(meta: ModelFile): { height: number; width: number; channels: 1 | 3 } {
+  const channels = meta.dataset?.channels === 3 ? 3 : 1;
+  const height = meta.dataset?.height ?? 28;
+  return { height, width: meta.dataset?.width ?? Number(meta.config.inputDim) / (height * channels), channels };
 }
 
 /** Loads a run's model and checks it is an image model. */
@@ -226,7 +234,7 @@ export function checkCompatible(meta: ModelFile, ds: Dataset): void {
     const h = meta.dataset?.height;
     const w = meta.dataset?.width;
     throw new ProbsemError(
-      `the model expects ${h && w ? `${h}×${w} images` : `${inputDim}-pixel images`} but dataset ${ds.name} has ${ds.height}×${ds.width} images`,
+      `the model expects ${h && w ? `${h}×${w}${meta.dataset?.channels === 3 ? ' RGB' : ''} images` : `${inputDim}-value images`} but dataset ${ds.name} has ${ds.height}×${ds.width}${ds.channels === 3 ? ' RGB' : ''} images`,
       'BAD_OPTION',
     );
   }

@@ -37,6 +37,8 @@ export interface ServiceOptions {
 export class ModelService {
   readonly height: number;
   readonly width: number;
+  /** 3: RGB per pixel (a colour run); 1: grey. */
+  readonly channels: 1 | 3;
   readonly pixels: number;
   private posteriorsCache: SplitPosteriors | null = null;
   private readonly latentCache = new Map<Method, Promise<LatentResponse>>();
@@ -52,6 +54,7 @@ export class ModelService {
   ) {
     this.height = dataset.height;
     this.width = dataset.width;
+    this.channels = dataset.channels ?? 1;
     this.pixels = pixelsOf(dataset);
   }
 
@@ -109,7 +112,9 @@ export class ModelService {
    */
   async decodeUpload(buf: Uint8Array, opts: { invert?: boolean; maxPixels: number }): Promise<DecodedImage> {
     try {
-      return await decodeImage(buf, { height: this.height, width: this.width, invert: opts.invert, maxPixels: opts.maxPixels, source: 'the upload' });
+      // Colour runs take pictures as they are, as their datasets were read.
+      const colour = { channels: this.channels, asIs: this.channels === 3 };
+      return await decodeImage(buf, { height: this.height, width: this.width, ...colour, invert: opts.invert, maxPixels: opts.maxPixels, source: 'the upload' });
     } catch (e) {
       if (e instanceof ProbsemError && e.code === 'UNSUPPORTED_IMAGE') throw new HttpError(415, 'UNSUPPORTED_IMAGE', e.message);
       if (e instanceof ProbsemError && e.code === 'DATA_FORMAT') throw new HttpError(400, 'BAD_IMAGE', e.message);
@@ -120,7 +125,7 @@ export class ModelService {
   /** Grey values given directly: exactly height×width finite numbers in [0, 1]. */
   checkPixels(values: unknown[]): Float32Array {
     if (values.length !== this.pixels) {
-      throw new HttpError(400, 'BAD_PIXELS', `pixels must hold ${this.pixels} values (${this.height}×${this.width}), got ${values.length}`);
+      throw new HttpError(400, 'BAD_PIXELS', `pixels must hold ${this.pixels} values (${this.height}×${this.width}${this.channels === 3 ? '×3, RGB per pixel' : ''}), got ${values.length}`);
     }
     const out = new Float32Array(this.pixels);
     for (let i = 0; i < values.length; i++) {
@@ -228,20 +233,20 @@ export class ModelService {
 
   interpolate(from: string | number, to: string | number, steps: number, scale: number): Buffer {
     const images = decodeInterpolation(this.model, this.endPoint(from), this.endPoint(to), steps);
-    return encodeGridPng(images, steps, { cols: steps, height: this.height, width: this.width, scale, pad: 0 });
+    return encodeGridPng(images, steps, { cols: steps, height: this.height, width: this.width, channels: this.channels, scale, pad: 0 });
   }
 
   imagePng(id: number, scale: number): Buffer {
-    return encodeGridPng(this.testImage(id), 1, { cols: 1, height: this.height, width: this.width, scale, pad: 0 });
+    return encodeGridPng(this.testImage(id), 1, { cols: 1, height: this.height, width: this.width, channels: this.channels, scale, pad: 0 });
   }
 
   reconstructionPng(id: number, scale: number): Buffer {
     const r = reconstruct(this.model, this.testImage(id), this.pixels);
-    return encodeGridPng(r, 1, { cols: 1, height: this.height, width: this.width, scale, pad: 0 });
+    return encodeGridPng(r, 1, { cols: 1, height: this.height, width: this.width, channels: this.channels, scale, pad: 0 });
   }
 
   dataUrl(pixels: Float32Array, scale: number): string {
-    const png = encodeGridPng(pixels, 1, { cols: 1, height: this.height, width: this.width, scale, pad: 0 });
+    const png = encodeGridPng(pixels, 1, { cols: 1, height: this.height, width: this.width, channels: this.channels, scale, pad: 0 });
     return `data:image/png;base64,${png.toString('base64')}`;
   }
 

@@ -3,7 +3,7 @@ import { ensureDir, writeFileAtomicSync } from '../../core/files.js';
 import { encodeGridPng } from '../../data/png.js';
 import { loadDataset } from '../../data/registry.js';
 import { latentArithmetic, parseOperand } from '../../runs/latent-arithmetic.js';
-import { checkCompatible, loadImageModel, runDatasetName } from '../../runs/runs.js';
+import { checkCompatible, loadImageModel, runDatasetName, runImageShape } from '../../runs/runs.js';
 import { runWordVectors, splitQuery } from '../../runs/words.js';
 import { intOption, parse, strOption } from '../args.js';
 import type { Command } from './index.js';
@@ -47,7 +47,7 @@ export const arithmeticCommand: Command = {
     const out = v.out as string | undefined;
     if (out) {
       await ensureDir(dirname(out));
-      writeFileAtomicSync(out, encodeGridPng(r.images, 4, { cols: 4, height: meta.dataset?.height ?? 28, width: meta.dataset?.width ?? 28, scale }));
+      writeFileAtomicSync(out, encodeGridPng(r.images, 4, { cols: 4, ...runImageShape(meta), scale }));
     }
     const show = (op: typeof a) => (op.kind === 'image' ? `#${op.id}` : `'${op.text}'`);
     if (v.json) {

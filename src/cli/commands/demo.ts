@@ -69,14 +69,14 @@ export const demoCommand: Command = {
     const perLabel = 10;
     const gen = new Float32Array(ds.classNames.length * perLabel * pixels);
     ds.classNames.forEach((c, i) => gen.set(generateForLabel(model, meta, c, perLabel, seed), i * perLabel * pixels));
-    writeFileAtomicSync(join(out, 'generated.png'), encodeGridPng(gen, ds.classNames.length * perLabel, { cols: perLabel, height: ds.height, width: ds.width, rowLabels: ds.classNames }));
+    writeFileAtomicSync(join(out, 'generated.png'), encodeGridPng(gen, ds.classNames.length * perLabel, { cols: perLabel, height: ds.height, width: ds.width, channels: ds.channels, rowLabels: ds.classNames }));
     const idx = Int32Array.from({ length: 16 }, (_, i) => i);
     const originals = imagesToFloat(ds.test, idx, pixels);
     const recons = reconstruct(model, originals, pixels);
     const pairs = new Float32Array(32 * pixels);
     pairs.set(originals, 0);
     pairs.set(recons, 16 * pixels);
-    writeFileAtomicSync(join(out, 'reconstructions.png'), encodeGridPng(pairs, 32, { cols: 16, height: ds.height, width: ds.width, rowLabels: ['test', 'recon.'] }));
+    writeFileAtomicSync(join(out, 'reconstructions.png'), encodeGridPng(pairs, 32, { cols: 16, height: ds.height, width: ds.width, channels: ds.channels, rowLabels: ['test', 'recon.'] }));
 
     const seconds = (Date.now() - t0) / 1000;
     writeFileAtomicSync(join(out, 'metrics.json'), JSON.stringify({ ...report, trainSteps: steps, latent, seed, totalSeconds: seconds }, null, 2) + '\n');

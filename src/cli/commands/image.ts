@@ -4,7 +4,7 @@ import { ProbsemError } from '../../core/errors.js';
 import { ensureDir, writeFileAtomicSync } from '../../core/files.js';
 import { decodeImage, describeConversion } from '../../data/image-decode.js';
 import { encodeGridPng } from '../../data/png.js';
-import { annotateImage, generateForLabel, loadImageModel } from '../../runs/runs.js';
+import { annotateImage, generateForLabel, loadImageModel, runImageShape } from '../../runs/runs.js';
 import { generateForPhrases, runWordVectors } from '../../runs/words.js';
 import { type Options, intOption, parse, strOption } from '../args.js';
 import type { Command } from './index.js';
@@ -26,8 +26,9 @@ export function invertChoice(v: Record<string, unknown>): boolean | undefined {
  * Reads a picture file (PNG, JPEG, WebP, GIF) as model input, printing one note on stderr when it
  * had to be converted (colour, size, polarity), so a surprising answer can be traced to its input.
  */
-export async function readPicture(file: string, height: number, width: number, invert: boolean | undefined): Promise<Float32Array> {
-  const { pixels, conversion } = await decodeImage(readFileSync(file), { height, width, invert, source: file });
+export async function readPicture(file: string, height: number, width: number, invert: boolean | undefined, channels: 1 | 3 = 1): Promise<Float32Array> {
+  // Colour runs take pictures as they are (as their datasets were read).
+  const { pixels, conversion } = await decodeImage(readFileSync(file), { height, width, invert, channels, asIs: channels === 3, source: file });
   const note = describeConversion(file, conversion);
   if (note) process.stderr.write(`note: ${note}\n`);
   return pixels;
@@ -48,9 +49,8 @@ ${INVERT_HELP}`,
     if (!existsSync(file)) throw new ProbsemError(`image ${file} not found`, 'NOT_FOUND');
     if (!statSync(file).isFile()) throw new ProbsemError(`image ${file} is not a file`, 'BAD_OPTION');
     const { model, meta } = loadImageModel(strOption(v.run, 'run'));
-    const h = meta.dataset?.height ?? 28;
-    const w = meta.dataset?.width ?? 28;
-    const image = await readPicture(file, h, w, invert);
+    const { height: h, width: w, channels } = runImageShape(meta);
+    const image = await readPicture(file, h, w, invert, channels);
     const top = intOption(v.top, 'top', 5, 1, meta.classNames.length);
     const ranked = annotateImage(model, meta, image).slice(0, top);
     if (v.json) {
@@ -89,15 +89,14 @@ export const generateCommand: Command = {
     const out = strOption(v.out, 'out');
     const seed = intOption(v.seed, 'seed', 0, 0);
     const { model, meta } = loadImageModel(strOption(v.run, 'run'));
-    const h = meta.dataset?.height ?? 28;
-    const w = meta.dataset?.width ?? 28;
+    const { height: h, width: w, channels } = runImageShape(meta);
     await ensureDir(dirname(out));
     if (v.label !== undefined) {
       const label = strOption(v.label, 'label');
       const images = generateForLabel(model, meta, label, n, seed);
       const cols = intOption(v.cols, 'cols', Math.min(n, 8), 1, 1000);
       const rowLabels = Array<string>(Math.ceil(n / cols)).fill(label);
-      writeFileAtomicSync(out, encodeGridPng(images, n, { cols, height: h, width: w, rowLabels }));
+      writeFileAtomicSync(out, encodeGridPng(images, n, { cols, height: h, width: w, channels, rowLabels }));
       process.stdout.write(`wrote ${n} images of '${v.label}' to ${out}\n`);
       return 0;
     }
@@ -110,7 +109,7 @@ export const generateCommand: Command = {
     const rowsEach = Math.ceil(n / cols);
     const cells = phrases.flatMap((_, p) => Array.from({ length: n }, (_, j) => p * rowsEach * cols + j));
     const rowLabels = phrases.flatMap((p) => [p, ...Array<string>(rowsEach - 1).fill('')]);
-    writeFileAtomicSync(out, encodeGridPng(images, n * phrases.length, { cols, height: h, width: w, cells, rowLabels }));
+    writeFileAtomicSync(out, encodeGridPng(images, n * phrases.length, { cols, height: h, width: w, channels, cells, rowLabels }));
     const layout = rowsEach === 1 ? 'one row each' : `${rowsEach} rows each`;
     process.stdout.write(`wrote ${n} images each of ${phrases.map((p) => `'${p}'`).join(', ')} (${layout}, captioned) to ${out}\n`);
     return 0;

@@ -4,7 +4,7 @@ import { ensureDir, writeFileAtomicSync } from '../../core/files.js';
 import { type Dataset, datasetHash } from '../../data/dataset.js';
 import { encodeGridPng } from '../../data/png.js';
 import { loadDataset } from '../../data/registry.js';
-import { checkCompatible, loadImageModel, runDatasetName } from '../../runs/runs.js';
+import { checkCompatible, loadImageModel, runDatasetName, runImageShape } from '../../runs/runs.js';
 import { runWordVectors, splitQuery } from '../../runs/words.js';
 import { interpolationImages, latentMap } from '../../analysis/figures.js';
 import { projectionMethod } from '../../analysis/projection.js';
@@ -216,10 +216,9 @@ export const interpolateCommand: Command = {
     const pairs = from.map((f, i) => ({ from: f, to: to[i] }));
     const vectors = await runWordVectors(meta, splitQuery(meta, [...from, ...to]), { onNotice: note });
     const images = interpolationImages(model, meta, pairs, steps, vectors);
-    const h = meta.dataset?.height ?? 28;
-    const w = meta.dataset?.width ?? 28;
+    const { height: h, width: w, channels } = runImageShape(meta);
     await ensureDir(dirname(out));
-    writeFileAtomicSync(out, encodeGridPng(images, steps * pairs.length, { cols: steps, height: h, width: w, scale, rowLabels: pairs.map((p) => `${p.from} > ${p.to}`) }));
+    writeFileAtomicSync(out, encodeGridPng(images, steps * pairs.length, { cols: steps, height: h, width: w, channels, scale, rowLabels: pairs.map((p) => `${p.from} > ${p.to}`) }));
     process.stdout.write(`wrote ${pairs.map((p) => `'${p.from}' → '${p.to}'`).join(', ')} in ${steps} steps${pairs.length > 1 ? ' (one row each)' : ''} to ${out}\n`);
     return 0;
   },

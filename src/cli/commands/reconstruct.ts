@@ -87,7 +87,7 @@ export const reconstructCommand: Command = {
       });
     }
     await ensureDir(dirname(out));
-    writeFileAtomicSync(out, encodeGridPng(tiles, tiles.length / pixels, { cols, height: ds.height, width: ds.width }));
+    writeFileAtomicSync(out, encodeGridPng(tiles, tiles.length / pixels, { cols, height: ds.height, width: ds.width, channels: ds.channels }));
     process.stdout.write(
       `wrote ${n} ${splitName} images of ${ds.name} and their reconstructions by ${meta.model} to ${out} ` +
         `(rows: ${noise > 0 ? `input with noise sd ${noise}, reconstruction, clean original` : 'original, reconstruction'})\n`,

@@ -72,7 +72,7 @@ export const retrieveCommand: Command = {
     if (v.out !== undefined) {
       const out = String(v.out);
       await ensureDir(dirname(out));
-      writeFileAtomicSync(out, encodeGridPng(imagesToFloat(ds.test, r.ids, pixels), r.ids.length, { cols: Math.min(10, r.ids.length), height: ds.height, width: ds.width }));
+      writeFileAtomicSync(out, encodeGridPng(imagesToFloat(ds.test, r.ids, pixels), r.ids.length, { cols: Math.min(10, r.ids.length), height: ds.height, width: ds.width, channels: ds.channels }));
     }
     const l2 = ds.test.labels2;
     const rows = r.ids.map((id, i) => ({

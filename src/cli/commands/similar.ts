@@ -54,7 +54,7 @@ ${INVERT_HELP}`,
     } else {
       if (!existsSync(spec)) throw new ProbsemError(`--image ${spec}: neither a test index nor an existing file`, 'NOT_FOUND');
       if (!statSync(spec).isFile()) throw new ProbsemError(`--image ${spec} is not a file`, 'BAD_OPTION');
-      image = await readPicture(spec, ds.height, ds.width, invert);
+      image = await readPicture(spec, ds.height, ds.width, invert, ds.channels ?? 1);
     }
     const r = similarImages(model, ds.test, pixels, image, k, { dissimilar: Boolean(v.dissimilar), exclude });
     const rows = r.ids.map((id, i) => ({ id, label: labelsOf(ds, id), kl: r.kl[i] }));
@@ -65,7 +65,7 @@ ${INVERT_HELP}`,
       tiles.set(image, 0);
       tiles.set(imagesToFloat(ds.test, r.ids, pixels), pixels);
       const cols = Math.min(ds.width > ds.height ? 7 : 11, rows.length + 1);
-      writeFileAtomicSync(out, encodeGridPng(tiles, rows.length + 1, { cols, height: ds.height, width: ds.width, highlight: [0] }));
+      writeFileAtomicSync(out, encodeGridPng(tiles, rows.length + 1, { cols, height: ds.height, width: ds.width, channels: ds.channels, highlight: [0] }));
     }
     if (v.json) {
       process.stdout.write(JSON.stringify({ query: { image: spec, label }, k, dissimilar: Boolean(v.dissimilar), results: rows }) + '\n');

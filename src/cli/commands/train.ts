@@ -6,6 +6,7 @@ import { parseLabelEncoding } from '../../text/labels.js';
 import { intOption, numOption, parse, strOption } from '../args.js';
 import { ProgressBar } from '../progress.js';
 import { FOLDER_PREFIX, MANIFEST_PREFIX, imageSetName, parseImageSetSpec } from '../../data/image-folder.js';
+import { cifarName, isCifarSpec, parseCifarSpec } from '../../data/cifar.js';
 import type { Command } from './index.js';
 import { lrSchedule } from '../../train/schedule.js';
 
@@ -18,8 +19,11 @@ export const trainCommand: Command = {
                        paired:<dataset>[?train=N&test=N&equal=allow|forbid&seed=S] for two-object
                        images (two images side by side, labelled with both classes)
                        folder:DIR (a subfolder of PNG/JPEG/WebP/GIF pictures per class) or
-                       manifest:FILE (CSV or JSONL: path,label[,split]) for your own pictures
-  --image-size N|HxW   folder:/manifest: pictures are fitted to this size (default 28), grey
+                       manifest:FILE (CSV or JSONL: path,label[,split]) for your own pictures;
+                       cifar10:DIR, cifar100:DIR (fine labels), cifar100-coarse:DIR for the CIFAR
+                       files (binary or python format; DIR is the extracted folder or holds it)
+  --image-size N|HxW   folder:/manifest: pictures are fitted to this size (default 28)
+  --channels 1|3       folder:/manifest: grey (default) or RGB; cifar: RGB (default) or grey
   --on-bad-image P     folder:/manifest: skip (default; listed in model.json) or error
   --data DIR           where to look for the dataset's IDX files
   --latent N           latent dimension (default 10; the autoencoders' code size, 32 in lecture 003)
@@ -80,6 +84,7 @@ export const trainCommand: Command = {
       quiet: { type: 'boolean' },
       'on-nan': { type: 'string' },
       'image-size': { type: 'string' },
+      channels: { type: 'string' },
       'on-bad-image': { type: 'string' },
       set: { type: 'string', multiple: true },
       labels: { type: 'string' },
@@ -103,7 +108,7 @@ export const trainCommand: Command = {
     if (onNan !== 'stop' && onNan !== 'skip') throw new ProbsemError(`--on-nan must be stop or skip, got '${onNan}'`, 'BAD_OPTION');
     const onBadImage = strOption(v['on-bad-image'], 'on-bad-image', 'skip');
     if (onBadImage !== 'skip' && onBadImage !== 'error') throw new ProbsemError(`--on-bad-image must be skip or error, got '${onBadImage}'`, 'BAD_OPTION');
-    const dataset = withImageSize(strOption(v.dataset, 'dataset', 'fashion-mnist'), v['image-size'] as string | undefined);
+    const dataset = withImageOptions(strOption(v.dataset, 'dataset', 'fashion-mnist'), v['image-size'] as string | undefined, v.channels as string | undefined);
     const model = strOption(v.model, 'model');
     if (!trainableModelNames().includes(model)) {
       throw new ProbsemError(`unknown model '${model}': choose one of ${trainableModelNames().join(', ')}`, 'BAD_OPTION');
@@ -221,13 +226,23 @@ export function setOptions(pairs: string[] | undefined): Record<string, unknown>
   return out;
 }
 
-/** Adds --image-size to a folder:/manifest: spec (as its size option); other datasets have a fixed size. */
-function withImageSize(spec: string, size: string | undefined): string {
-  if (size === undefined) return spec;
-  if (!spec.startsWith(FOLDER_PREFIX) && !spec.startsWith(MANIFEST_PREFIX)) {
-    throw new ProbsemError('--image-size applies to folder:DIR and manifest:FILE datasets; IDX datasets keep their own size', 'BAD_OPTION');
+/**
+ * Adds --image-size (folder:/manifest:) and --channels (those and cifar) to the spec as its options,
+ * so the run records them in its dataset name; other datasets have a fixed size and grey images.
+ */
+function withImageOptions(spec: string, size: string | undefined, channels: string | undefined): string {
+  const imageSet = spec.startsWith(FOLDER_PREFIX) || spec.startsWith(MANIFEST_PREFIX);
+  if (size !== undefined && !imageSet) {
+    throw new ProbsemError('--image-size applies to folder:DIR and manifest:FILE datasets; IDX and CIFAR datasets keep their own size', 'BAD_OPTION');
   }
-  return imageSetName({ ...parseImageSetSpec(spec), ...sizeOption(size) });
+  if (channels !== undefined && channels !== '1' && channels !== '3') throw new ProbsemError(`--channels must be 1 (grey) or 3 (RGB), got '${channels}'`, 'BAD_OPTION');
+  const c = channels === undefined ? {} : { channels: Number(channels) as 1 | 3 };
+  if (isCifarSpec(spec)) return cifarName({ ...parseCifarSpec(spec), ...c });
+  if (channels !== undefined && !imageSet) {
+    throw new ProbsemError('--channels applies to folder:DIR, manifest:FILE and cifar datasets; IDX datasets are grey', 'BAD_OPTION');
+  }
+  if (!imageSet) return spec;
+  return imageSetName({ ...parseImageSetSpec(spec), ...(size === undefined ? {} : sizeOption(size)), ...c });
 }
 
 function sizeOption(size: string): { height: number; width: number } {

@@ -11,6 +11,8 @@ import { parseCifarSpec, cifarName } from '../src/data/cifar.js';
 import { type Dataset, datasetHash, pixelsOf } from '../src/data/dataset.js';
 import { PyBytes, dictGet, isNdArray, readPickle } from '../src/data/pickle.js';
 import { loadDataset } from '../src/data/registry.js';
+import { coordinateRun } from '../src/analysis/coordinated.js';
+import { setupBackend } from './helpers.js';
 
 const FIX = join(import.meta.dirname, 'fixtures', 'cifar');
 const tmp = mkdtempSync(join(tmpdir(), 'probsem-cifar-'));
@@ -78,7 +80,10 @@ test('cifar100: fine labels by default, coarse as an option or cifar100-coarse:,
     assert.deepEqual([...fine.test.labels], [2, 4, 0], dir);
     assertImage(fine, 'train', 2, 7, 2);
     assertImage(fine, 'test', 1, 8, 1);
+    // The superclasses stay with the fine labels as the dataset's own hierarchy (fine % 3 here).
+    assert.deepEqual(fine.hierarchy, { parents: ['aquatic_mammals', 'fish', 'flowers'], parentOf: [0, 1, 2, 0, 1, 2] }, dir);
     const coarse = await loadDataset(`cifar100:${join(FIX, dir)}?labels=coarse`);
+    assert.equal(coarse.hierarchy, undefined);
     assert.deepEqual(coarse.classNames, ['aquatic_mammals', 'fish', 'flowers']);
     assert.deepEqual([...coarse.train.labels], [1, 0, 2, 1], dir);
     assert.deepEqual(coarse.train.images, fine.train.images);
@@ -175,4 +180,15 @@ test('pickle reader: the opcodes of CIFAR files and Python 3 re-pickles', () => 
   const labels = dictGet(batch, 'labels');
   assert.ok(isNdArray(labels) && labels.dtype === 'i8');
   assert.deepEqual(labels.data, [1, 2]);
+});
+
+test('use on CIFAR-100 takes the superclasses as its taxonomy; --ontology dataset on a dataset without one is refused', async () => {
+  await setupBackend();
+  const r = await coordinateRun({ method: 'use', dataset: `cifar100:${join(FIX, 'cifar-100-binary')}`, steps: 2, batchSize: 2, hidden: [8], embedDim: 4 });
+  assert.equal(r.hierarchy?.source, 'dataset');
+  assert.deepEqual(r.hierarchy?.parents.map((p) => p.classes), [['apple', 'bear'], ['aquarium_fish', 'beaver'], ['baby', 'bed']]);
+  await assert.rejects(
+    coordinateRun({ method: 'use', dataset: `cifar10:${join(FIX, 'cifar-10-batches-bin')}`, steps: 1, batchSize: 2, ontology: 'dataset' }),
+    /states no hierarchy of its own: use --ontology wordnet or none/,
+  );
 });

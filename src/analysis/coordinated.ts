@@ -19,7 +19,7 @@ import { type DeviseSimilarity, createDevise } from '../models/devise.js';
 import { BimodalAe, BimodalAeConfigSchema } from '../models/bimodal-ae.js';
 import type { Trainable } from '../models/base.js';
 import { createUse } from '../models/use.js';
-import { type ClassHierarchy, wordNetHierarchy } from '../text/ontology.js';
+import { type ClassHierarchy, datasetHierarchy, wordNetHierarchy } from '../text/ontology.js';
 import { type LabelEncodingInfo, type LabelEncodingSpec, buildLabelEncoding, classInputRows, labelInputWidth, labelPhrases } from '../text/labels.js';
 import type { OovPolicy } from '../text/word-vectors.js';
 import { type EngineChoice, train } from '../train/trainer.js';
@@ -98,9 +98,12 @@ export interface CoordinateOptions {
   /** devise, use: hinge margin; devise: similarity. */
   margin?: number;
   similarity?: DeviseSimilarity;
-  /** use: embedding width (default 64), the taxonomy ('wordnet', default, or 'none'), its two weights. */
+  /**
+   * use: embedding width (default 64); the taxonomy — 'auto' (default: the dataset's own, such as
+   * CIFAR-100's superclasses, else WordNet's), 'dataset', 'wordnet' or 'none' — and its two weights.
+   */
   embedDim?: number;
-  ontology?: 'wordnet' | 'none';
+  ontology?: 'auto' | 'dataset' | 'wordnet' | 'none';
   ontologyWeight?: number;
   residualWeight?: number;
   /** bimodal-ae: shared code width (default 64) and the label reconstruction's weight (default 50). */
@@ -209,7 +212,7 @@ export async function coordinateRun(o: CoordinateOptions): Promise<CoordinateRep
   const trainSplit = heldOut.length > 0 ? withoutClasses(ds.train, new Set(heldOut), pixels) : ds.train;
 
   const t0 = performance.now();
-  const ctx: FitContext = { o, method, seed, pixels, labelDim, classRows, numClasses, seen, trainSplit, classNames: ds.classNames, labelKind: info.kind };
+  const ctx: FitContext = { o, method, seed, pixels, labelDim, classRows, numClasses, seen, trainSplit, classNames: ds.classNames, labelKind: info.kind, datasetHierarchy: ds.hierarchy };
   const fitters: Partial<Record<CoordinateMethod, (c: FitContext) => Promise<Fitted>>> = { devise: fitDevise, dcca: fitDccaMethod, use: fitUse, 'bimodal-ae': fitBimodal };
   const fitted = await (fitters[method] ?? (async (c: FitContext) => fitLinearOrKernel(c)))(ctx);
   const fitSeconds = (performance.now() - t0) / 1000;
@@ -327,6 +330,7 @@ interface FitContext {
   trainSplit: Split;
   classNames: string[];
   labelKind: 'onehot' | 'words';
+  datasetHierarchy?: Dataset['hierarchy'];
 }
 
 /** Both views of a split: grey values (n×pixels) and each image's class row (n×labelDim). */
@@ -514,9 +518,16 @@ async function fitDevise(ctx: FitContext): Promise<Fitted> {
   };
 }
 
-/** The taxonomy `use` trains with: WordNet's, over the classes' phrases (as the word labels read them). */
+/**
+ * The taxonomy `use` trains with: the dataset's own where it has one (and `ontology` allows), else
+ * WordNet's over the classes' phrases (as the word labels read them).
+ */
 function hierarchyFor(ctx: FitContext): ClassHierarchy | null {
-  if ((ctx.o.ontology ?? 'wordnet') === 'none') return null;
+  const choice = ctx.o.ontology ?? 'auto';
+  if (choice === 'none') return null;
+  const own = ctx.datasetHierarchy;
+  if (choice === 'dataset' && !own) throw new ProbsemError('this dataset states no hierarchy of its own: use --ontology wordnet or none', 'BAD_OPTION');
+  if (own && choice !== 'wordnet') return datasetHierarchy(own.parentOf, own.parents);
   try {
     return wordNetHierarchy(labelPhrases(ctx.classNames, ctx.o.labelPhrases ?? {}));
   } catch (e) {

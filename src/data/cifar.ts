@@ -123,8 +123,10 @@ export function loadCifar(spec: string): Dataset {
   const s = parseCifarSpec(spec);
   const layout = findLayout(s);
   const classNames = classNamesOf(s, layout);
+  const fineToCoarse = new Map<number, number>();
   const read = (files: string[]): Split => {
     const parts = files.map((f) => (layout.format === 'binary' ? readBinaryBatch : readPickledBatch)(join(layout.dir, f), s));
+    parts.forEach((p, k) => p.coarse && noteSuperclasses(fineToCoarse, p, join(layout.dir, files[k])));
     const split = toSplit(parts, s.channels);
     for (let i = 0; i < split.count; i++) {
       if (split.labels[i] >= classNames.length) {
@@ -134,6 +136,8 @@ export function loadCifar(spec: string): Dataset {
     }
     return split;
   };
+  const train = read(layout.train);
+  const test = read([layout.test]);
   return {
     name: cifarName(s),
     source: layout.dir,
@@ -141,15 +145,36 @@ export function loadCifar(spec: string): Dataset {
     width: SIDE,
     channels: s.channels,
     classNames,
-    train: read(layout.train),
-    test: read([layout.test]),
+    train,
+    test,
+    ...(fineToCoarse.size > 0 ? { hierarchy: superclassHierarchy(s, layout, classNames.length, fineToCoarse) } : {}),
   };
+}
+
+/** Records each fine class's superclass, refusing a file where one fine class has two. */
+function noteSuperclasses(fineToCoarse: Map<number, number>, b: Batch, file: string): void {
+  for (let i = 0; i < b.count; i++) {
+    const known = fineToCoarse.get(b.labels[i]);
+    if (known === undefined) fineToCoarse.set(b.labels[i], b.coarse![i]);
+    else if (known !== b.coarse![i]) throw new DataFormatError(`${file}: image ${i} puts fine class ${b.labels[i]} in superclass ${b.coarse![i]}, earlier images in ${known}`);
+  }
+}
+
+/** CIFAR-100's own taxonomy: the 20 superclasses over the fine classes (a class never seen gets none). */
+function superclassHierarchy(s: CifarSpec, l: Layout, classes: number, fineToCoarse: Map<number, number>): NonNullable<Dataset['hierarchy']> {
+  const parents = classNamesOf({ ...s, labels: 'coarse' }, l);
+  const parentOf = Array.from({ length: classes }, (_, c) => fineToCoarse.get(c) ?? -1);
+  const bad = parentOf.findIndex((p) => p >= parents.length);
+  if (bad >= 0) throw new DataFormatError(`${l.dir}: fine class ${bad} has superclass ${parentOf[bad]}, but there are ${parents.length} superclass names`);
+  return { parents, parentOf };
 }
 
 interface Batch {
   /** Channel-planar images, [count, 3072]. */
   planar: Uint8Array;
   labels: Uint8Array;
+  /** CIFAR-100 with fine labels: each image's superclass too. */
+  coarse?: Uint8Array;
   count: number;
 }
 
@@ -175,12 +200,14 @@ function readBinaryBatch(file: string, s: CifarSpec): Batch {
   const planar = new Uint8Array(count * IMAGE_BYTES);
   const labels = new Uint8Array(count);
   // CIFAR-100 records start with the coarse label, then the fine one.
-  const labelAt = s.variant === 'cifar100' && s.labels === 'fine' ? 1 : 0;
+  const fine = s.variant === 'cifar100' && s.labels === 'fine';
+  const coarse = fine ? new Uint8Array(count) : undefined;
   for (let i = 0; i < count; i++) {
-    labels[i] = buf[i * record + labelAt];
+    labels[i] = buf[i * record + (fine ? 1 : 0)];
+    if (coarse) coarse[i] = buf[i * record];
     planar.set(buf.subarray(i * record + head, (i + 1) * record), i * IMAGE_BYTES);
   }
-  return { planar, labels, count };
+  return { planar, labels, coarse, count };
 }
 
 function readPickledBatch(file: string, s: CifarSpec): Batch {
@@ -191,18 +218,22 @@ function readPickledBatch(file: string, s: CifarSpec): Batch {
     const got = isNdArray(data) ? `a ${data.dtype} array of shape (${data.shape.join(', ')})` : data === undefined ? 'nothing' : 'something else';
     throw new DataFormatError(`${file}: 'data' should be a uint8 array of shape (N, ${IMAGE_BYTES}), found ${got}`);
   }
-  const key = s.variant === 'cifar10' ? 'labels' : `${s.labels}_labels`;
-  const raw = dictGet(obj, key);
-  const list = isNdArray(raw) && raw.shape.length === 1 ? Array.from(raw.data) : Array.isArray(raw) ? raw : null;
   const count = data.shape[0];
-  if (!list) throw new DataFormatError(`${file}: no '${key}' list (keys: ${[...obj.keys()].map((k) => pyText(k as PyValue) ?? String(k)).join(', ')})`);
-  if (list.length !== count) throw new DataFormatError(`${file}: ${list.length} ${key} for ${count} images`);
-  const labels = new Uint8Array(count);
-  list.forEach((l, i) => {
-    if (typeof l !== 'number' || !Number.isInteger(l) || l < 0 || l > 255) throw new DataFormatError(`${file}: ${key}[${i}] is ${String(l)}, not a class index`);
-    labels[i] = l;
-  });
-  return { planar: data.data as Uint8Array, labels, count };
+  const labelsOf = (key: string): Uint8Array => {
+    const raw = dictGet(obj, key);
+    const list = isNdArray(raw) && raw.shape.length === 1 ? Array.from(raw.data) : Array.isArray(raw) ? raw : null;
+    if (!list) throw new DataFormatError(`${file}: no '${key}' list (keys: ${[...obj.keys()].map((k) => pyText(k as PyValue) ?? String(k)).join(', ')})`);
+    if (list.length !== count) throw new DataFormatError(`${file}: ${list.length} ${key} for ${count} images`);
+    const labels = new Uint8Array(count);
+    list.forEach((l, i) => {
+      if (typeof l !== 'number' || !Number.isInteger(l) || l < 0 || l > 255) throw new DataFormatError(`${file}: ${key}[${i}] is ${String(l)}, not a class index`);
+      labels[i] = l;
+    });
+    return labels;
+  };
+  const labels = labelsOf(s.variant === 'cifar10' ? 'labels' : `${s.labels}_labels`);
+  const coarse = s.variant === 'cifar100' && s.labels === 'fine' ? labelsOf('coarse_labels') : undefined;
+  return { planar: data.data as Uint8Array, labels, coarse, count };
 }
 
 /** Joins batches, converting channel-planar pixels to per-pixel RGB or to luminance. */

@@ -24,6 +24,8 @@ export interface Dataset {
   classNames: string[];
   train: Split;
   test: Split;
+  /** A taxonomy the dataset states itself (CIFAR-100's superclasses): each class's parent, −1 for none. */
+  hierarchy?: { parents: string[]; parentOf: number[] };
 }
 
 export const FASHION_MNIST_CLASSES = [

@@ -54,7 +54,9 @@ nearest label in the shared space.
   --margin X           hinge margin (default 0.1; use: 1, in squared distance)
  use:
   --embed-dim N        width of the shared space (default 64)
-  --ontology O         wordnet (default: parents from WordNet hypernyms of the class phrases) or none
+  --ontology O         auto (default: the dataset's own hierarchy, e.g. CIFAR-100's superclasses,
+                       else WordNet's), dataset, wordnet (parents from WordNet hypernyms of the
+                       class phrases) or none
   --ontology-weight X  weight of "nearer the parent than its other children" (default 1)
   --residual-weight X  weight of the L1 residual of each class from its parent (default 0.001)
  bimodal-ae:
@@ -157,7 +159,7 @@ nearest label in the shared space.
       similarity: choice('similarity', ['dot', 'cosine', 'l2'] as const),
       margin: num('margin', 0, true),
       embedDim: int('embed-dim', 1),
-      ontology: choice('ontology', ['wordnet', 'none'] as const),
+      ontology: choice('ontology', ['auto', 'dataset', 'wordnet', 'none'] as const),
       ontologyWeight: num('ontology-weight', 0, false),
       residualWeight: num('residual-weight', 0, false),
       latent: int('latent', 1),

@@ -113,8 +113,15 @@ test('coordinate: use and bimodal-ae annotate the subset, use reports its WordNe
   assert.equal(u.hierarchy?.source, 'wordnet-3.1');
   assert.ok(u.hierarchy!.parents.some((p) => p.classes.includes('Sandal') && p.classes.includes('Sneaker')));
   assert.ok(u.training!.finalTerms.ontologyHinge >= 0);
+  // Mistakes are counted over the classes with a parent (all but Bag): at most all wrong annotations, and most of them.
+  const t = u.taxonomyErrors!;
+  const wrong = Math.round((1 - u.annotationAccuracy) * u.testImages);
+  const bags = ds.test.labels.filter((c) => c === 8).length;
+  assert.ok(t.errors <= wrong && t.errors >= wrong - bags, `${t.errors} of ${wrong}`);
+  assert.ok(t.siblingShare > 0.5 && t.siblingShare <= 1, `sibling share ${t.siblingShare}`);
   const flat = await coordinateRun({ method: 'use', dataset: 'fashion-mnist-subset', steps: 50, hidden: [16], ontology: 'none' });
   assert.equal(flat.hierarchy, null);
+  assert.equal(flat.taxonomyErrors?.source, 'wordnet-3.1', 'a run without a taxonomy is still measured against one');
   assert.equal(flat.training!.finalTerms.ontologyHinge, undefined);
   const b = await coordinateRun({ method: 'bimodal-ae', dataset: 'fashion-mnist-subset', steps: 400, hidden: [128], seed: 0 });
   assert.ok(b.annotationAccuracy >= 0.72, `bimodal-ae annotation ${b.annotationAccuracy}`);

@@ -150,6 +150,12 @@ export interface CoordinateReport {
   totalTestCorrelation: number | null;
   /** use: the taxonomy its terms used (parents and their classes), or null. */
   hierarchy: { source: string; parents: { name: string; classes: string[] }[] } | null;
+  /**
+   * use: of the test images annotated wrongly whose class has a parent, the share given a class
+   * under the same parent (a sibling: a "semantic" mistake); measured with the taxonomy even when
+   * training used none (--ontology none), so the two can be compared.
+   */
+  taxonomyErrors: { siblingShare: number; errors: number; source: string } | null;
   /** dcca, devise, use, bimodal-ae: what training did. */
   training: { steps: number; batchSize: number; lr: number; engine: string; seconds: number; finalTerms: Record<string, number> } | null;
   /** Every option that shaped the result, defaults filled in. */
@@ -166,6 +172,8 @@ interface Fitted {
   variates?: SharedSpace;
   training?: CoordinateReport['training'];
   hierarchy?: CoordinateReport['hierarchy'];
+  /** The taxonomy mistakes are measured against (use). */
+  measuredBy?: ClassHierarchy | null;
   options: Record<string, unknown>;
   dispose?: () => void;
 }
@@ -243,8 +251,10 @@ async function evaluateAndReport(
   const scoring = { name: method, scoreLabels: fitted.scorer } as unknown as ImageModel;
   let annotation: number;
   let zeroShot: CoordinateReport['zeroShot'] = null;
+  let taxonomyErrors: CoordinateReport['taxonomyErrors'] = null;
   try {
     annotation = annotationAccuracy(scoring, ds.test, pixels, labelInputs);
+    if (fitted.measuredBy) taxonomyErrors = siblingMistakes(fitted.scorer, ds, pixels, labelInputs, fitted.measuredBy);
     if (heldOut.length > 0) {
       zeroShot = {
         heldOut: heldOut.map((c) => ds.classNames[c]),
@@ -281,6 +291,7 @@ async function evaluateAndReport(
     totalTestCorrelation: testCorrelations ? totalCorrelation(testCorrelations) : null,
     training: fitted.training ?? null,
     hierarchy: fitted.hierarchy ?? null,
+    taxonomyErrors,
     options: fitted.options,
     seconds: { fit: fitSeconds, evaluate: (performance.now() - t1) / 1000 },
   };
@@ -316,6 +327,37 @@ function unseenPerClass(scorer: Scorer, ds: Dataset, pixels: number, labelInputs
     out[ds.classNames[cls]] = idx.length ? ok / idx.length : NaN;
   }
   return out;
+}
+
+/** The best-scoring label of every test image, in batches of 500. */
+function predictions(scorer: Scorer, split: Split, pixels: number, labelInputs: tf.Tensor2D): Int32Array {
+  const c = labelInputs.shape[0];
+  const out = new Int32Array(split.count);
+  for (let s = 0; s < split.count; s += 500) {
+    const part = Int32Array.from({ length: Math.min(500, split.count - s) }, (_, i) => s + i);
+    const scores = readTensor(() => scorer(tf.tensor2d(imagesToFloat(split, part, pixels), [part.length, pixels]), labelInputs));
+    for (let r = 0; r < part.length; r++) {
+      let best = 0;
+      for (let k = 1; k < c; k++) if (scores[r * c + k] > scores[r * c + best]) best = k;
+      out[s + r] = best;
+    }
+  }
+  return out;
+}
+
+/** Of the wrongly annotated test images whose class has a parent, the share labelled with one of its siblings. */
+function siblingMistakes(scorer: Scorer, ds: Dataset, pixels: number, labelInputs: tf.Tensor2D, h: ClassHierarchy): NonNullable<CoordinateReport['taxonomyErrors']> {
+  const pred = predictions(scorer, ds.test, pixels, labelInputs);
+  let errors = 0;
+  let sibling = 0;
+  pred.forEach((p, i) => {
+    const truth = ds.test.labels[i];
+    const parent = h.parentOf[truth];
+    if (p === truth || parent < 0) return;
+    errors++;
+    if (h.members[parent].includes(p)) sibling++;
+  });
+  return { siblingShare: errors ? sibling / errors : NaN, errors, source: h.source };
 }
 
 interface FitContext {
@@ -535,6 +577,15 @@ function hierarchyFor(ctx: FitContext): ClassHierarchy | null {
   }
 }
 
+/** The taxonomy a run without one is measured against: what 'auto' would have trained with, if any. */
+function measuringHierarchy(ctx: FitContext): ClassHierarchy | null {
+  try {
+    return hierarchyFor({ ...ctx, o: { ...ctx.o, ontology: 'auto' } });
+  } catch {
+    return null;
+  }
+}
+
 async function fitUse(ctx: FitContext): Promise<Fitted> {
   const { o, pixels, labelDim } = ctx;
   const { batchSize, steps, lr } = minibatchSchedule(ctx, 100);
@@ -562,6 +613,7 @@ async function fitUse(ctx: FitContext): Promise<Fitted> {
     scorer: (x, labelInputs) => model.scoreLabels(x, labelInputs),
     training,
     hierarchy: h ? { source: h.source, parents: h.parents.map((name, p) => ({ name, classes: h.members[p].map((c) => ctx.classNames[c]) })) } : null,
+    measuredBy: h ?? measuringHierarchy(ctx),
     options: { ...shown, ontology: h ? h.source : 'none', steps, batchSize, lr },
     dispose: () => model.dispose(),
   };

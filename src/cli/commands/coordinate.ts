@@ -213,6 +213,10 @@ function summary(r: CoordinateReport): string {
   if (r.hierarchy) {
     lines.push(`taxonomy (${r.hierarchy.source}): ` + r.hierarchy.parents.map((p) => `${p.name} ⊃ {${p.classes.join(', ')}}`).join('; '));
   }
+  if (r.taxonomyErrors) {
+    const t = r.taxonomyErrors;
+    lines.push(`mistakes within the true class's parent (${t.source}): ${pct(t.siblingShare)} of ${t.errors} wrong annotations of classes with a parent`);
+  }
   if (r.training) {
     lines.push(
       `training: ${r.training.steps} steps of ${r.training.batchSize} (${r.training.engine}) in ${r.training.seconds.toFixed(1)} s; final ` +

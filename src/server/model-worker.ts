@@ -10,7 +10,11 @@ import { initBackend } from '../core/backend.js';
 import { ModelService } from './service.js';
 import { type JobMessage, type WorkerReply, type WorkerSetup, toWire } from './pool.js';
 
-/** Linux: a thread's own id from /proc/thread-self (…/task/TID), so only this thread is reniced. */
+/**
+ * Linux: a thread's own id from /proc/thread-self (…/task/TID), so only this thread is reniced.
+ * Nice 10, not 19: at 19 the workers starve behind other busy processes (measured: the flood of
+ * bench/serve-load.ts took 20 % longer with no gain for /api/health).
+ */
 function lowerPriority(): void {
   try {
     const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());

@@ -5,7 +5,9 @@
  * while /api/health is polled, reporting health p50/p99, 5xx answers and the server's RSS before,
  * right after and a while after.
  *
- *   npx tsx bench/serve-load.ts [--run DIR] [--requests 200] [--big 20] [--rounds 1] [--json] [--out FILE]
+ *   npx tsx bench/serve-load.ts [--run DIR] [--requests 200] [--big 20] [--generate 0] [--rounds 1] [--json] [--out FILE]
+ *
+ * --generate N adds N `generate n=64` requests (heavy model work) to the backlog.
  *
  * Without --run it trains a small PSE* (latent 10, 300 steps on the shipped subset, ~40 s) first.
  * Bounded: every request has a 60 s timeout, the whole run a 5-minute deadline, and the server
@@ -29,6 +31,7 @@ const { values: v } = parseArgs({
     requests: { type: 'string', default: '200' },
     rounds: { type: 'string', default: '1' },
     big: { type: 'string', default: '20' },
+    generate: { type: 'string', default: '0' },
     json: { type: 'boolean', default: false },
     out: { type: 'string' },
   },
@@ -37,6 +40,8 @@ const N = Number(v.requests);
 const ROUNDS = Number(v.rounds);
 const BIG = Number(v.big);
 if (!Number.isInteger(BIG) || BIG < 0 || BIG > 200) throw new Error('--big must be an integer in [0, 200]');
+const GEN = Number(v.generate);
+if (!Number.isInteger(GEN) || GEN < 0 || GEN > 1000) throw new Error('--generate must be an integer in [0, 1000]');
 if (!Number.isInteger(N) || N < 1 || N > 2000) throw new Error('--requests must be an integer in [1, 2000]');
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1 || ROUNDS > 10) throw new Error('--rounds must be an integer in [1, 10]');
 const deadline = setTimeout(() => {
@@ -97,22 +102,25 @@ function serverRssMiB(): number | null {
   }
 }
 
-async function annotate(png: Buffer): Promise<{ ms: number; ok: boolean; status: number; err?: string }> {
+type Outcome = { ms: number; ok: boolean; status: number; err?: string };
+
+/** One timed POST; `good` judges a 200's JSON body. */
+async function timedPost(path: string, type: string, body: BodyInit, good: (b: Record<string, unknown>) => boolean): Promise<Outcome> {
   const t0 = performance.now();
   try {
-    const res = await fetch(`${base}/api/annotate`, {
-      method: 'POST',
-      headers: { 'content-type': 'image/png' },
-      body: png as unknown as BodyInit,
-      signal: AbortSignal.timeout(60_000),
-    });
-    const body = (await res.json()) as { labels?: unknown[]; message?: string };
-    const ok = res.status === 200 && Array.isArray(body.labels) && body.labels.length === ds.classNames.length;
-    return { ms: performance.now() - t0, ok, status: res.status, err: ok ? undefined : body.message };
+    const res = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': type }, body, signal: AbortSignal.timeout(60_000) });
+    const b = (await res.json()) as Record<string, unknown>;
+    const ok = res.status === 200 && good(b);
+    return { ms: performance.now() - t0, ok, status: res.status, err: ok ? undefined : String(b.message) };
   } catch (e) {
     return { ms: performance.now() - t0, ok: false, status: 0, err: (e as Error).message };
   }
 }
+
+const annotate = (png: Buffer) =>
+  timedPost('/api/annotate', 'image/png', png as unknown as BodyInit, (b) => Array.isArray(b.labels) && b.labels.length === ds.classNames.length);
+const generate = (seed: number) =>
+  timedPost('/api/generate', 'application/json', JSON.stringify({ label: ds.classNames[seed % ds.classNames.length], n: 64, seed }), (b) => Array.isArray(b.images) && b.images.length === 64);
 
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 
@@ -171,7 +179,11 @@ const pollerDone = new Promise((r) => poller.once('exit', r));
 await new Promise((r) => setTimeout(r, 500));
 const floodStart = Date.now();
 const t0 = performance.now();
-const flood = await Promise.all([...payloads.map((p) => annotate(p)), ...Array.from({ length: BIG }, () => annotate(bigPng))]);
+const flood = await Promise.all([
+  ...payloads.map((p) => annotate(p)),
+  ...Array.from({ length: BIG }, () => annotate(bigPng)),
+  ...Array.from({ length: GEN }, (_, i) => generate(i)),
+]);
 const floodWall = (performance.now() - t0) / 1000;
 poller.stdin!.write('stop\n');
 await pollerDone;
@@ -188,6 +200,7 @@ const statuses = [...flood.map((x) => x.status), ...healthStatuses];
 const backlog = {
   annotate: N,
   bigUploads: BIG,
+  generate64: GEN,
   bigPngBytes: bigPng.length,
   wall_s: Number(floodWall.toFixed(2)),
   errors: flood.filter((x) => !x.ok).length,
@@ -220,7 +233,7 @@ else {
   }
   const b = backlog;
   process.stdout.write(
-    `\nbacklog: ${b.annotate} annotate + ${b.bigUploads} × 2048×2048 16-bit RGBA PNG at once, ${b.wall_s} s; errors ${b.errors}, 5xx ${b.status5xx}\n` +
+    `\nbacklog: ${b.annotate} annotate + ${b.bigUploads} × 2048×2048 16-bit RGBA PNG + ${b.generate64} generate n=64 at once, ${b.wall_s} s; errors ${b.errors}, 5xx ${b.status5xx}\n` +
       `health over ${b.healthPolls} polls: p50 ${b.health_p50_ms} ms, p99 ${b.health_p99_ms} ms, max ${b.health_max_ms} ms\n` +
       `server RSS: ${b.rss_before_mib} MiB before, ${b.rss_after_mib} MiB right after, ${b.rss_after_10s_mib} MiB 10 s later; load average ${b.loadavg_before.join(' ')} → ${b.loadavg_after.join(' ')}\n`,
   );

@@ -727,8 +727,12 @@ test('security: a token is required on every /api call when set; foreign Origin 
       assert.equal((await r.json()).code, 'FORBIDDEN_ORIGIN');
     }
     assert.equal((await gen({ 'sec-fetch-site': 'cross-site' })).status, 403);
-    // The page is served without a token (it holds no data); the API needs it.
+    // The page is served without a token (it holds no data); the API needs it, which the page
+    // sends as a same-site cookie (set from its #token= address) so that <img> requests carry it.
     assert.equal((await fetch(`${b}/`)).status, 200);
+    assert.equal((await fetch(`${b}/api/images/1`, { headers: { cookie: 'a=1; probsem_token=s3cret-token' } })).status, 200);
+    assert.equal((await fetch(`${b}/api/images/1`, { headers: { cookie: 'probsem_token=s3cret' } })).status, 401);
+    assert.equal((await fetch(`${b}/api/images/1`, { headers: { cookie: 'probsem_token=%E0%A4%A' } })).status, 401);
   } finally {
     await s.close();
   }

@@ -87,11 +87,24 @@ function hostName(v: string, withScheme: boolean): string | null {
   }
 }
 
-/** A constant-time comparison of a bearer token with the expected one (both hashed to equal lengths). */
-function bearerMatches(header: string | undefined, expected: Buffer): boolean {
-  const m = /^Bearer +(\S+)$/i.exec(header ?? '');
-  const given = createHash('sha256').update(m ? m[1] : '').digest();
-  return timingSafeEqual(given, expected) && m !== null;
+/** The cookie the explorer page keeps the token in (set from the page's #token= address). */
+export const TOKEN_COOKIE = 'probsem_token';
+
+/**
+ * Whether a request carries the token: `Authorization: Bearer …`, or the page's same-site cookie
+ * (an <img> cannot send a header). Compared in constant time (both sides hashed to equal lengths).
+ */
+function tokenMatches(headers: http.IncomingHttpHeaders, expected: Buffer): boolean {
+  const same = (v: string | undefined) => v !== undefined && timingSafeEqual(createHash('sha256').update(v).digest(), expected);
+  const bearer = /^Bearer +(\S+)$/i.exec(headers.authorization ?? '')?.[1];
+  const cookie = new RegExp(`(?:^|;\\s*)${TOKEN_COOKIE}=([^;]*)`).exec(headers.cookie ?? '')?.[1];
+  let fromCookie: string | undefined;
+  try {
+    fromCookie = cookie === undefined ? undefined : decodeURIComponent(cookie);
+  } catch {
+    fromCookie = undefined;
+  }
+  return same(bearer) || same(fromCookie);
 }
 
 /** Maps anything thrown in a handler to a status, a code and a message. */
@@ -227,8 +240,8 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
       }
       if (req.headers['sec-fetch-site'] === 'cross-site') throw new HttpError(403, 'FORBIDDEN_ORIGIN', 'cross-site requests are not accepted');
     }
-    if (tokenHash && req.url.startsWith('/api/') && !bearerMatches(req.headers.authorization, tokenHash)) {
-      throw new HttpError(401, 'UNAUTHORIZED', 'this server needs a token: send the header Authorization: Bearer <token>', {}, { 'www-authenticate': 'Bearer' });
+    if (tokenHash && req.url.startsWith('/api/') && !tokenMatches(req.headers, tokenHash)) {
+      throw new HttpError(401, 'UNAUTHORIZED', 'this server needs a token: send the header Authorization: Bearer <token> (the page: open it as /#token=<token>)', {}, { 'www-authenticate': 'Bearer' });
     }
     // Refuse declared oversized bodies before reading them (multipart bypasses bodyLimit).
     const len = Number(req.headers['content-length']);

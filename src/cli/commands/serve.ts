@@ -119,7 +119,9 @@ export const serveCommand: Command = {
     process.stdout.write(`probsem serve: ${m.model} (latent ${server.service.model.latentDim}) from ${runDir}\n`);
     process.stdout.write(`probsem serve: listening on http://${shown}:${actualPort}/\n`);
     if (!isLoopback(host)) {
-      process.stderr.write(`probsem: listening on ${host}, not only the loopback interface: /api calls need the token (Authorization: Bearer …)\n`);
+      process.stderr.write(
+        `probsem: listening on ${host}, not only the loopback interface: /api calls need the token (Authorization: Bearer …); open the page as http://${shown}:${actualPort}/#token=TOKEN\n`,
+      );
     }
     // Graceful shutdown: stop accepting, finish running requests, then exit.
     await new Promise<void>((resolve) => {

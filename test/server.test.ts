@@ -520,19 +520,18 @@ async function bigPng(width: number, height: number, o: { channels: 1 | 4; depth
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)];
 
-test('backlog: model jobs and decoding run in the worker pool; /api/health answers within 100 ms meanwhile', async () => {
-  // Long jobs (generate n=100 is most of a second of model work and PNG encoding): on the event
-  // loop each would hold health up for its whole length.
-  const s = await createServer({ runDir: run, limits: { ...LIMITS, maxN: 100, maxConcurrent: 2, latentSample: 50, requestTimeoutMs: 60_000 } });
+test('backlog: model jobs and decoding run in the worker pool; /api/health answers within 100 ms meanwhile', async (t) => {
+  // Long jobs (generate n=400: about a second of model work and PNG encoding): on the event loop
+  // each held health up for its whole length.
+  const s = await createServer({ runDir: run, limits: { ...LIMITS, maxN: 400, maxConcurrent: 2, latentSample: 50, requestTimeoutMs: 120_000 } });
   const b = await listen(s);
   try {
-    assert.equal(s.pool.size, 2, 'one worker per concurrent job');
     const big = await bigPng(2048, 2048, { channels: 4, depth: 16 });
     assert.ok(big.length < LIMITS.maxUploadBytes, `${big.length} bytes`);
     const statuses: number[] = [];
     const jobs = [
-      ...Array.from({ length: 8 }, (_, i) =>
-        fetch(`${b}/api/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ label: 'Bag', n: 100, seed: i }) }),
+      ...Array.from({ length: 4 }, (_, i) =>
+        fetch(`${b}/api/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ label: 'Bag', n: 400, seed: i }) }),
       ),
       ...Array.from({ length: 6 }, () => fetch(`${b}/api/annotate`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: big as unknown as BodyInit })),
     ].map((p) => p.then(async (r) => (await r.arrayBuffer(), statuses.push(r.status))));
@@ -553,9 +552,11 @@ test('backlog: model jobs and decoding run in the worker pool; /api/health answe
     assert.ok(times.length >= 5, `only ${times.length} health polls`);
     // The median is the claim (on the event loop each poll waited for a whole job); the maximum
     // has slack for other processes on a shared machine (load averages of 12 on 2 cores seen).
+    t.diagnostic(msg);
     assert.ok(pct(times, 50) < 100, msg);
     assert.ok(Math.max(...times) < 1500, msg);
-    assert.ok(s.pool.started >= 14);
+    assert.equal(s.pool.size, 2, 'one worker per concurrent job');
+    assert.ok(s.pool.started >= 10);
   } finally {
     await s.close();
   }

@@ -802,3 +802,24 @@ test('a PNG whose data inflates past its declared size is refused in plain words
   assert.doesNotMatch(msg, /should not go down|assert/i);
   if (r.status !== 200) assertError(r, 400, 'BAD_IMAGE', /^the upload is not a readable image \(corrupt or truncated PNG\)$/);
 });
+
+test('a model worker that dies mid-job: that request gets 500 WORKER_CRASHED, the pool replaces the worker, shutdown terminates them all', async () => {
+  const s = await createServer({ runDir: run, limits: { ...LIMITS, maxConcurrent: 1, maxN: 400, latentSample: 50, requestTimeoutMs: 60_000 } });
+  const b = await listen(s);
+  try {
+    const gen = () => fetch(`${b}/api/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"label":"Bag","n":400}' });
+    const first = gen();
+    while (s.pool.started === 0) await new Promise((r) => setTimeout(r, 5));
+    const workers = (s.pool as unknown as { slots: { worker: import('node:worker_threads').Worker }[] }).slots;
+    await workers[0].worker.terminate();
+    const r = await first;
+    assert.equal(r.status, 500);
+    assert.equal((await r.json()).code, 'WORKER_CRASHED');
+    const again = await fetch(`${b}/api/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"label":"Bag","n":2}' });
+    assert.equal(again.status, 200, 'a new worker took its place');
+    assert.equal(workers.length, 1);
+  } finally {
+    await s.close();
+  }
+  assert.equal((s.pool as unknown as { slots: unknown[] }).slots.length, 0, 'close terminated every worker');
+});

@@ -34,13 +34,14 @@ const SHOTS = resolve(process.env.PROBSEM_SCREENSHOTS ?? join('reports', 'screen
 let srv: ProbsemServer;
 let base: string;
 let browser: Browser;
+let run: string;
 let page: Page;
 const external: string[] = [];
 const pageErrors: string[] = [];
 
 before(async () => {
   if (SKIP) return;
-  const run = await trainTinyRun(300);
+  run = await trainTinyRun(300);
   srv = await createServer({ runDir: run, limits: { latentSample: 600 } });
   await srv.app.listen({ port: 0, host: '127.0.0.1' });
   base = `http://127.0.0.1:${(srv.app.server.address() as net.AddressInfo).port}`;
@@ -244,4 +245,29 @@ test('at 400 px wide the page fits without sideways scrolling, and the shrunken 
   await shot('7-narrow.png');
   await page.setViewportSize({ width: 1280, height: 1000 });
   assert.deepEqual(pageErrors, [], 'no errors in the page');
+});
+
+test('a server with a token: the page opened as /#token=… keeps it in a cookie and works; without it the API refuses', { skip: SKIP }, async () => {
+  const guarded = await createServer({ runDir: run, limits: { latentSample: 100, maxConcurrent: 1 }, token: 'page-token-0123456789' });
+  await guarded.app.listen({ port: 0, host: '127.0.0.1' });
+  const url = `http://127.0.0.1:${(guarded.app.server.address() as net.AddressInfo).port}`;
+  const p = await browser.newPage();
+  try {
+    await p.goto(`${url}/#token=page-token-0123456789`);
+    await p.waitForSelector('body[data-ready="true"]', { timeout: 20_000 });
+    assert.match((await p.textContent('#model-info')) ?? '', /pse-star · latent 6/);
+    assert.equal(await p.evaluate(() => location.hash), '', 'the token left the address bar');
+    // An <img> (no headers of its own) loads through the cookie.
+    const size = await p.evaluate(async (u) => {
+      const img = new Image();
+      img.src = `${u}/api/images/3`;
+      await img.decode();
+      return img.naturalWidth;
+    }, url);
+    assert.equal(size, 28);
+    assert.equal((await fetch(`${url}/api/model`)).status, 401);
+  } finally {
+    await p.close();
+    await guarded.close();
+  }
 });

@@ -4,9 +4,8 @@
  * worker thread so a map being computed never blocks its caller (the server keeps answering; the
  * CLI keeps its progress output).
  */
-import { Worker } from 'node:worker_threads';
-import { extname } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Worker } from 'node:worker_threads';
+import { startModuleWorker } from '../core/module-worker.js';
 import { ProbsemError } from '../core/errors.js';
 import { symmetricEigen, symmetricEigenQR } from '../core/linalg.js';
 import { Rng } from '../core/random.js';
@@ -106,16 +105,7 @@ const running = new Set<Worker>();
 /** Runs t-SNE or UMAP in a worker thread; resolves to n×2 coordinates. */
 export function embedInWorker(req: DrRequest): Promise<Float64Array> {
   if (req.n < 3) return Promise.reject(new ProbsemError(`${req.method} needs at least 3 points, got ${req.n}`, 'BAD_OPTION'));
-  const here = fileURLToPath(import.meta.url);
-  const workerFile = fileURLToPath(new URL(`./dr-worker${extname(here)}`, import.meta.url));
-  // From TypeScript sources the worker registers tsx's loader before importing its module.
-  const worker =
-    extname(here) === '.ts'
-      ? new Worker(
-          `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((t) => { t.register(); return import(${JSON.stringify(pathToFileURL(workerFile).href)}); });`,
-          { eval: true, workerData: req },
-        )
-      : new Worker(workerFile, { workerData: req });
+  const worker = startModuleWorker(import.meta.url, 'dr-worker', { workerData: req });
   running.add(worker);
   return new Promise<Float64Array>((resolve, reject) => {
     worker.once('message', (m: { coords?: Float64Array; error?: string }) => {

@@ -25,6 +25,11 @@ export interface DecodeImageOptions {
   maxPixels?: number;
   /** How messages name the input ("photo.jpg", "the upload"). */
   source?: string;
+  /**
+   * Refuse pictures whose decoded pixels (width × height × channels × bytes per sample, as the
+   * header declares them) would take more bytes than this, before decoding (default: unbounded).
+   */
+  maxDecodeBytes?: number;
 }
 
 /** What was done to a picture to make it model input. */
@@ -111,6 +116,42 @@ function checkSize(w: number, h: number, max: number, source: string): void {
   if (w * h > max) throw new DataFormatError(`${source} declares ${w}×${h} pixels; at most ${max} are accepted (scale it down first)`);
 }
 
+/** Bytes per decoded sample: 1 up to 8 bits, 2 for 16. */
+const sampleBytes = (bits: number) => Math.max(1, Math.ceil(bits / 8));
+const MiB = (n: number) => `${(n / 1024 / 1024).toFixed(n % (1024 * 1024) ? 1 : 0)} MiB`;
+
+function checkBudget(w: number, h: number, channels: number, bits: number, max: number, source: string): void {
+  const bytes = w * h * channels * sampleBytes(bits);
+  if (bytes > max) {
+    throw new ProbsemError(
+      `${source} declares ${w}×${h} pixels × ${channels} channel${channels > 1 ? 's' : ''} × ${bits} bits: ${MiB(bytes)} to decode, ` +
+        `over the decode budget of ${MiB(max)} (send a smaller or 8-bit picture)`,
+      'DECODE_BUDGET',
+    );
+  }
+}
+
+/** PNG colour types → decoded channels (a palette expands to RGBA). */
+const PNG_CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 4, 4: 2, 6: 4 };
+
+/**
+ * The pixel limit (PNG, GIF) and the decode budget (PNG) checked from the header alone, so a
+ * server can refuse an oversized picture before queueing it; decodeImage checks the rest once
+ * libvips has read the header. DATA_FORMAT over the pixel limit, DECODE_BUDGET over the budget;
+ * anything else passes, for decodeImage to judge.
+ */
+export function checkImageHeader(b: Uint8Array, o: { maxPixels?: number; maxDecodeBytes?: number; source?: string }): void {
+  const source = o.source ?? 'the image';
+  const sniffed = sniffImageFormat(b);
+  if (!sniffed || !('format' in sniffed)) return;
+  const declared = headerSize(b, sniffed.format);
+  if (declared) checkSize(declared[0], declared[1], o.maxPixels ?? DEFAULT_MAX_PIXELS, source);
+  const channels = PNG_CHANNELS[b[25]];
+  if (sniffed.format !== 'PNG' || b.length < 26 || !channels || o.maxDecodeBytes === undefined) return;
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  checkBudget(dv.getUint32(16), dv.getUint32(20), channels, b[25] === 3 ? 8 : b[24], o.maxDecodeBytes, source);
+}
+
 const unreadable = (source: string, format: ImageFormat) => new DataFormatError(`${source} is not a readable image (corrupt or truncated ${format})`);
 
 /**
@@ -130,8 +171,8 @@ export async function decodeImage(buf: Uint8Array, o: DecodeImageOptions): Promi
   if (!sniffed) throw new DataFormatError(`${source} is not an image: it starts with none of the ${READABLE} signatures`);
   if ('other' in sniffed) throw new ProbsemError(`${source} is a ${sniffed.other} image; probsem reads ${READABLE} (convert it to one of those)`, 'UNSUPPORTED_IMAGE');
   const format = sniffed.format;
-  const declared = headerSize(buf, format);
-  if (declared) checkSize(declared[0], declared[1], max, source);
+  checkImageHeader(buf, { maxPixels: max, maxDecodeBytes: o.maxDecodeBytes, source });
+  const budget = o.maxDecodeBytes ?? Infinity;
 
   const sharp = await loadSharp();
   let meta: Awaited<ReturnType<ReturnType<SharpFn>['metadata']>>;
@@ -143,6 +184,8 @@ export async function decodeImage(buf: Uint8Array, o: DecodeImageOptions): Promi
   }
   if (!meta.width || !meta.height) throw unreadable(source, format);
   checkSize(meta.width, meta.height, max, source);
+  const bits = meta.bitsPerSample ?? (meta.depth === 'ushort' ? 16 : 8);
+  checkBudget(meta.width, meta.height, meta.channels ?? 4, bits, budget, source);
   const swapped = (meta.orientation ?? 1) >= 5;
   const width = swapped ? meta.height : meta.width;
   const height = swapped ? meta.width : meta.height;

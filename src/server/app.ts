@@ -1,18 +1,26 @@
 /**
  * `probsem serve`: a fastify server over one trained run — the JSON API of docs/api.md and the
- * explorer page (web/). Thin: every model computation is a library call made through
- * `ModelService`, one job at a time by default, behind a bounded queue.
+ * explorer page (web/). Thin: the event loop parses, validates and queues; every model
+ * computation (and image decoding) runs in a pool of worker threads (./pool.ts), behind a
+ * bounded queue with global and per-connection caps.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
+import { homedir, tmpdir } from 'node:os';
+import { resolve } from 'node:path';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
 import { ProbsemError } from '../core/errors.js';
+import { currentBackend } from '../core/backend.js';
+import { checkImageHeader } from '../data/image-decode.js';
 import { UnknownWordError } from '../runs/retrieval.js';
 import { DEFAULT_LIMITS, HttpError, Limiter, type ServeLimits } from './limits.js';
 import { LATENT_METHODS, type Method, stopLatentWorkers } from './latent.js';
 import { buildOpenApi } from './openapi.js';
-import { routeDocs } from './schemas.js';
-import { ModelService } from './service.js';
+import { LOOPBACK_HOSTS } from './hosts.js';
+import { findNonFinite, routeDocs } from './schemas.js';
+import { ModelService, imageHttpError, withoutPaths } from './service.js';
+import { type JobOp, WorkerPool } from './pool.js';
 import type { ApiError, HealthResponse, LimitsInfo } from './types.js';
 import { type Asset, loadWebAssets } from './web.js';
 
@@ -26,17 +34,27 @@ export interface ServeOptions {
   webDir?: string;
   /** fastify's logger option (default off). */
   logger?: boolean;
+  /** When set, every /api request must carry `Authorization: Bearer <token>`. */
+  token?: string;
+  /**
+   * Host names (the Host header without its port) the server answers to; others get 403, which
+   * stops DNS-rebinding pages. Default: the loopback names. null: any (a server listening on all
+   * interfaces, where the token is the protection).
+   */
+  allowedHosts?: string[] | null;
   onNotice?: (msg: string) => void;
 }
 
 export interface ProbsemServer {
   app: FastifyInstance;
   service: ModelService;
+  /** The model workers (one per concurrent job). */
+  pool: WorkerPool;
   limiter: Limiter;
   limits: ServeLimits;
   /** "METHOD /path" of every route, as registered. */
   routes: string[];
-  /** Stops accepting requests, lets running ones finish, stops map workers. */
+  /** Stops accepting requests, lets running ones finish, then stops the model and map workers. */
   close(): Promise<void>;
 }
 
@@ -44,6 +62,49 @@ const STATUS_TEXT = http.STATUS_CODES;
 
 function errorBody(statusCode: number, code: string, message: string, extra: Record<string, unknown> = {}): ApiError {
   return { statusCode, error: STATUS_TEXT[statusCode] ?? 'Error', code, message, ...extra };
+}
+
+/**
+ * Cuts paths under the given folders (the run's, the data's, the working and temporary folders,
+ * home) to their last component: library messages may name files, and a client is told names,
+ * never where they live on the server.
+ */
+function pathScrubber(roots: string[]): (text: string) => string {
+  const escaped = [...new Set(roots.filter((r) => r.length > 1).map((r) => resolve(r)))]
+    .sort((a, b) => b.length - a.length)
+    .map((r) => r.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+  if (!escaped.length) return (t) => t;
+  const re = new RegExp(`(?:${escaped.join('|')})(?:[\\\\/][^\\s'"\`,;:]*)?`, 'g');
+  return (t) => t.replace(re, (p) => p.split(/[\\/]/).filter(Boolean).pop() ?? '');
+}
+
+/** The host name of a Host header or an Origin, lower-cased, brackets kept for IPv6; null when unparsable. */
+function hostName(v: string, withScheme: boolean): string | null {
+  try {
+    return new URL(withScheme ? v : `http://${v}`).hostname.toLowerCase();
+  } catch {
+    return null;
+  }
+}
+
+/** The cookie the explorer page keeps the token in (set from the page's #token= address). */
+export const TOKEN_COOKIE = 'probsem_token';
+
+/**
+ * Whether a request carries the token: `Authorization: Bearer …`, or the page's same-site cookie
+ * (an <img> cannot send a header). Compared in constant time (both sides hashed to equal lengths).
+ */
+function tokenMatches(headers: http.IncomingHttpHeaders, expected: Buffer): boolean {
+  const same = (v: string | undefined) => v !== undefined && timingSafeEqual(createHash('sha256').update(v).digest(), expected);
+  const bearer = /^Bearer +(\S+)$/i.exec(headers.authorization ?? '')?.[1];
+  const cookie = new RegExp(`(?:^|;\\s*)${TOKEN_COOKIE}=([^;]*)`).exec(headers.cookie ?? '')?.[1];
+  let fromCookie: string | undefined;
+  try {
+    fromCookie = cookie === undefined ? undefined : decodeURIComponent(cookie);
+  } catch {
+    fromCookie = undefined;
+  }
+  return same(bearer) || same(fromCookie);
 }
 
 /** Maps anything thrown in a handler to a status, a code and a message. */
@@ -67,10 +128,12 @@ function limitsInfo(l: ServeLimits): LimitsInfo {
   return {
     maxUploadBytes: l.maxUploadBytes,
     maxImagePixels: l.maxImagePixels,
+    maxDecodeBytes: l.maxDecodeBytes,
     maxN: l.maxN,
     maxK: l.maxK,
     maxSteps: l.maxSteps,
     maxConcurrent: l.maxConcurrent,
+    maxPerConnection: l.maxPerConnection,
     maxQueue: l.maxQueue,
     requestTimeoutMs: l.requestTimeoutMs,
   };
@@ -83,6 +146,25 @@ function wordList(w: unknown): string[] | undefined {
   return list.map((s) => s.trim()).filter(Boolean);
 }
 
+/**
+ * A multipart file part, refused with 413 the moment it passes the limit (busboy's 'limit' event).
+ * The plugin's toBuffer reads a truncated part to its end, so a 60 MiB upload was read whole
+ * before its 413; here the error handler answers at once and closes the connection.
+ */
+function readPart(file: NodeJS.ReadableStream, max: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    file.on('data', (c: Buffer) => chunks.push(c));
+    file.once('limit', () => {
+      file.removeAllListeners('data');
+      file.resume();
+      reject(new HttpError(413, 'PAYLOAD_TOO_LARGE', `the upload is larger than the limit of ${max} bytes`));
+    });
+    file.once('end', () => resolve(Buffer.concat(chunks)));
+    file.once('error', reject);
+  });
+}
+
 function decodeBase64Image(s: string): Buffer {
   const m = /^data:[\w/+.-]*;base64,/.exec(s);
   const b64 = (m ? s.slice(m[0].length) : s).replace(/\s+/g, '');
@@ -93,10 +175,19 @@ function decodeBase64Image(s: string): Buffer {
 export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
   const limits: ServeLimits = { ...DEFAULT_LIMITS, ...(o.limits ?? {}) };
   const service = await ModelService.load(o.runDir, { dataset: o.dataset, dataDir: o.dataDir, onNotice: o.onNotice, latentSample: limits.latentSample });
-  // Encode the test split now, so the first retrieval or map does not pay for it.
+  // Encode the test split now, so the first latent map does not pay for it.
   void service.posteriors;
   const assets = await loadWebAssets(o.webDir);
-  const limiter = new Limiter(limits.maxConcurrent, limits.maxQueue, limits.requestTimeoutMs);
+  const pool = await WorkerPool.start(limits.maxConcurrent, {
+    runDir: o.runDir,
+    dataset: o.dataset,
+    dataDir: o.dataDir,
+    backend: currentBackend(),
+    maxDecodeBytes: limits.maxDecodeBytes,
+  });
+  const limiter = new Limiter(limits.maxConcurrent, limits.maxQueue, limits.requestTimeoutMs, limits.maxPerConnection);
+  const tokenHash = o.token ? createHash('sha256').update(o.token).digest() : null;
+  const allowedHosts = o.allowedHosts === undefined ? LOOPBACK_HOSTS : o.allowedHosts?.map((h) => hostName(h, false) ?? h.toLowerCase()) ?? null;
   const docs = routeDocs(limits);
   const openapi = buildOpenApi(limits);
   const started = Date.now();
@@ -136,6 +227,22 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
   app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, raw);
 
   app.addHook('onRequest', async (req) => {
+    // DNS rebinding: a foreign page that resolved its own name to this address sends its Host.
+    const host = req.headers.host;
+    if (allowedHosts && !(host && allowedHosts.includes(hostName(host, false) ?? ''))) {
+      throw new HttpError(403, 'FORBIDDEN_HOST', `this server does not answer to the host '${host ?? ''}' (it answers to ${allowedHosts.join(', ')})`);
+    }
+    // Cross-site requests that change state (a form or fetch from another origin) are refused.
+    if (req.method !== 'GET' && req.method !== 'HEAD' && req.method !== 'OPTIONS') {
+      const origin = req.headers.origin;
+      if (origin !== undefined && hostName(origin, true) !== null ? new URL(origin).host !== host : origin !== undefined) {
+        throw new HttpError(403, 'FORBIDDEN_ORIGIN', `requests from the origin '${origin}' are not accepted: only pages served by this server may send them`);
+      }
+      if (req.headers['sec-fetch-site'] === 'cross-site') throw new HttpError(403, 'FORBIDDEN_ORIGIN', 'cross-site requests are not accepted');
+    }
+    if (tokenHash && req.url.startsWith('/api/') && !tokenMatches(req.headers, tokenHash)) {
+      throw new HttpError(401, 'UNAUTHORIZED', 'this server needs a token: send the header Authorization: Bearer <token> (the page: open it as /#token=<token>)', {}, { 'www-authenticate': 'Bearer' });
+    }
     // Refuse declared oversized bodies before reading them (multipart bypasses bodyLimit).
     const len = Number(req.headers['content-length']);
     if (Number.isFinite(len) && len > limits.maxUploadBytes + 64 * 1024) {
@@ -147,9 +254,23 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
     return payload;
   });
 
+  // Strict numbers: "Infinity", "-1e400" or a JSON 1e400 where a number is expected is a 400
+  // naming the parameter (fastify's AJV would coerce them to ±Infinity and let them through).
+  app.addHook('preValidation', async (req) => {
+    const schema = req.routeOptions.schema as { querystring?: unknown; body?: unknown } | undefined;
+    if (!schema) return;
+    const hit = findNonFinite(schema.querystring, req.query) ?? (Buffer.isBuffer(req.body) ? null : findNonFinite(schema.body, req.body));
+    if (hit) throw new HttpError(400, 'BAD_REQUEST', `${hit.name} must be a finite number, got ${JSON.stringify(hit.value)}`);
+  });
+
+  const scrub = pathScrubber([o.runDir, o.dataDir ?? '', o.dataset ?? '', process.cwd(), tmpdir(), homedir()]);
   app.setErrorHandler((err, req, reply) => {
     const { status, body, headers } = toHttp(err, limits.maxUploadBytes);
+    body.message = scrub(body.message);
     if (status >= 500 && body.code === 'INTERNAL') req.log.error(err);
+    // A refusal sent before the body was read closes the connection, so the rest is not read
+    // (node would otherwise read and discard it to keep the connection alive).
+    if (!req.raw.complete) reply.header('connection', 'close');
     void reply.code(status).headers(headers).send(body);
   });
   app.setNotFoundHandler((req, reply) => {
@@ -174,6 +295,19 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
   }));
 
   app.get('/api/model', async () => service.describe(limitsInfo(limits)));
+
+  /**
+   * A model job: queued behind the caps, run in a worker. Its signal aborts when the client
+   * disconnects, so the job is dropped if it has not started yet.
+   */
+  const job = <T>(req: FastifyRequest, reply: FastifyReply, op: JobOp, ...args: unknown[]): Promise<T> => {
+    const ac = new AbortController();
+    const res = reply.raw;
+    if (res.destroyed || req.raw.socket?.destroyed) ac.abort();
+    else res.once('close', () => !res.writableFinished && ac.abort());
+    return limiter.run(() => pool.run(op, ...args) as Promise<T>, { signal: ac.signal, owner: req.raw.socket });
+  };
+  const asBuffer = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
   app.get('/api/openapi.json', async () => openapi);
 
   app.post('/api/annotate', {
@@ -182,7 +316,7 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
     preValidation: async (req) => {
       if (req.isMultipart()) req.body = {};
     },
-  }, async (req: FastifyRequest) => {
+  }, async (req: FastifyRequest, reply: FastifyReply) => {
     const q = req.query as { invert?: boolean; top?: number; reconstruct?: boolean };
     // invert absent: decided per picture (dark-on-light ones are inverted).
     let opts = { invert: q.invert, top: q.top, reconstruct: Boolean(q.reconstruct) };
@@ -192,7 +326,7 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
     if (req.isMultipart()) {
       const file = await req.file();
       if (!file) throw new HttpError(400, 'BAD_REQUEST', 'the multipart body has no file part');
-      upload = await file.toBuffer();
+      upload = await readPart(file.file, limits.maxUploadBytes);
       const flag = (name: string) => {
         const f = file.fields[name] as { value?: unknown } | undefined;
         return f && 'value' in f ? ['1', 'true', 'on'].includes(String(f.value)) : undefined;
@@ -212,28 +346,34 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
       pixels = b.pixels ?? null;
       id = b.id ?? null;
     }
-    return limiter.run(() => {
-      if (id !== null) return service.annotateId(id, opts);
-      if (upload) return service.annotateUpload(upload, { ...opts, maxPixels: limits.maxImagePixels });
-      let grey = service.checkPixels(pixels!);
-      if (opts.invert) grey = grey.map((v) => 1 - v);
-      return service.annotate(grey, opts);
-    });
+    // Everything that can be judged without decoding is judged here, before queueing.
+    if (id !== null) return job(req, reply, 'annotateId', service.checkId(id), opts);
+    if (upload) {
+      try {
+        checkImageHeader(upload, { maxPixels: limits.maxImagePixels, maxDecodeBytes: limits.maxDecodeBytes, source: 'the upload' });
+      } catch (e) {
+        throw imageHttpError(e);
+      }
+      return job(req, reply, 'annotateUpload', upload, { ...opts, maxPixels: limits.maxImagePixels });
+    }
+    let grey = service.checkPixels(pixels!);
+    if (opts.invert) grey = grey.map((v) => 1 - v);
+    return job(req, reply, 'annotatePixels', grey, opts);
   });
 
-  app.post('/api/generate', { schema: schemaOf('generate') }, async (req) => {
+  app.post('/api/generate', { schema: schemaOf('generate') }, async (req, reply) => {
     const b = req.body as { words?: unknown; label?: string; n: number; seed: number };
     if ((b.words === undefined) === (b.label === undefined)) throw new HttpError(400, 'BAD_REQUEST', 'give exactly one of `words` and `label`');
     const words = wordList(b.words);
-    const r = await limiter.run(() => service.generate({ words, label: b.label, n: b.n, seed: b.seed }));
+    const r = await job<{ labels: string[]; images: string[] }>(req, reply, 'generate', { words, label: b.label, n: b.n, seed: b.seed });
     return { labels: r.labels, seed: b.seed, images: r.images };
   });
 
-  app.post('/api/retrieve', { schema: schemaOf('retrieve') }, async (req) => {
+  app.post('/api/retrieve', { schema: schemaOf('retrieve') }, async (req, reply) => {
     const b = req.body as { words: unknown; k: number };
     const words = wordList(b.words) ?? [];
     if (!words.length) throw new HttpError(400, 'BAD_REQUEST', '`words` is empty');
-    return limiter.run(() => service.retrieve(words, b.k));
+    return job(req, reply, 'retrieve', words, b.k);
   });
 
   app.get('/api/images/:id', { schema: schemaOf('image') }, async (req, reply) => {
@@ -245,8 +385,8 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
   app.get('/api/images/:id/reconstruction', { schema: schemaOf('reconstruction') }, async (req, reply) => {
     const { id } = req.params as { id: string };
     const { scale } = req.query as { scale: number };
-    const buf = await limiter.run(() => service.reconstructionPng(Number(id), scale));
-    return png(reply, buf, true);
+    const buf = await job<Uint8Array>(req, reply, 'reconstructionPng', service.checkId(Number(id)), scale);
+    return png(reply, asBuffer(buf), true);
   });
 
   app.get('/api/latent', { schema: schemaOf('latent') }, async (req, reply) => {
@@ -271,8 +411,8 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
   app.post('/api/interpolate', { schema: schemaOf('interpolate') }, async (req, reply) => {
     const b = req.body as { from: string | { id: number }; to: string | { id: number }; steps: number; scale: number };
     const end = (v: string | { id: number }) => (typeof v === 'string' ? v : v.id);
-    const buf = await limiter.run(() => service.interpolate(end(b.from), end(b.to), b.steps, b.scale));
-    return png(reply, buf);
+    const buf = await job<Uint8Array>(req, reply, 'interpolate', end(b.from), end(b.to), b.steps, b.scale);
+    return png(reply, asBuffer(buf));
   });
 
   // The explorer page: exact-name lookups in the in-memory asset table only.
@@ -300,14 +440,19 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
   return {
     app,
     service,
+    pool,
     limiter,
     limits,
     routes,
     async close() {
       closing = true;
       limiter.close();
-      await app.close();
-      await stopLatentWorkers();
+      try {
+        await app.close();
+      } finally {
+        await pool.close();
+        await stopLatentWorkers();
+      }
     },
   };
 }

@@ -6,10 +6,11 @@
  */
 import { pathToFileURL } from 'node:url';
 import { DEFAULT_LIMITS, type ServeLimits } from './limits.js';
-import { ERROR_SCHEMA, routeDocs } from './schemas.js';
+import { ERROR_SCHEMA, type RouteDoc, routeDocs } from './schemas.js';
 
 export function buildOpenApi(limits: ServeLimits = DEFAULT_LIMITS): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
+  const errorRef = { $ref: '#/components/schemas/Error' };
   for (const d of Object.values(routeDocs(limits))) {
     const parameters: unknown[] = [];
     for (const [where, schema] of [
@@ -45,8 +46,14 @@ export function buildOpenApi(limits: ServeLimits = DEFAULT_LIMITS): Record<strin
       }
       op.requestBody = { required: !d.uploads, content };
     }
+    // Every API route: a token when the server has one; foreign Host or Origin headers refused.
+    const guarded: RouteDoc['responses'] = {
+      ...d.responses,
+      '401': { description: 'the server needs a token and none (or a wrong one) was sent: Authorization: Bearer <token>', json: errorRef },
+      '403': { description: 'a Host the server does not answer to (FORBIDDEN_HOST), or a state-changing request from a foreign Origin (FORBIDDEN_ORIGIN)', json: errorRef },
+    };
     op.responses = Object.fromEntries(
-      Object.entries(d.responses).map(([code, r]) => [
+      Object.entries(guarded).map(([code, r]) => [
         code,
         {
           description: r.description,
@@ -65,11 +72,13 @@ export function buildOpenApi(limits: ServeLimits = DEFAULT_LIMITS): Record<strin
       version: '1',
       description:
         'HTTP API over one trained probsem run: annotate images, generate and retrieve images for words, latent maps, interpolation. ' +
-        'Limits shown are the defaults (`probsem serve --help`). Errors are JSON with statusCode, error, code and message.',
+        'Limits shown are the defaults (`probsem serve --help`). Errors are JSON with statusCode, error, code and message. ' +
+        'A server listening off the loopback interface needs a bearer token (serve --token or PROBSEM_TOKEN) on every /api call.',
     },
     servers: [{ url: 'http://127.0.0.1:8080' }],
     paths,
-    components: { schemas: { Error: ERROR_SCHEMA } },
+    security: [{}, { bearer: [] }],
+    components: { schemas: { Error: ERROR_SCHEMA }, securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
   };
 }
 

@@ -51,8 +51,9 @@ export interface RouteDoc {
 /** Every API route, with the limits filled in. */
 export function routeDocs(l: ServeLimits): Record<string, RouteDoc> {
   const common = {
-    '400': { description: 'invalid request (the message says what)', json: errorRef },
-    '503': { description: 'busy (queue full), timed out in the queue, or shutting down; see Retry-After', json: errorRef },
+    '400': { description: 'invalid request, a non-finite number included (the message names the parameter)', json: errorRef },
+    '429': { description: 'this connection already has its maximum of requests running or queued; see Retry-After', json: errorRef },
+    '503': { description: 'busy (queue full), timed out in the queue (counted from when it was queued), or shutting down; see Retry-After', json: errorRef },
   };
   return {
     health: {
@@ -110,7 +111,9 @@ export function routeDocs(l: ServeLimits): Record<string, RouteDoc> {
         `\`pixels\` (${28 * 28} grey values in [0, 1], row-major, light on dark), \`image\` (base64 picture, optionally a data URL) or \`id\` (a test image). ` +
         `Pictures (PNG, JPEG, WebP, GIF's first frame) are turned grey, fitted into the model's size with the aspect kept, and inverted when ` +
         `dark-on-light (a light border), as the training data are light-on-dark; \`input\` in the answer says what was converted. ` +
-        `Probabilities are the softmax of log q(μ_x | l) over the labels. Uploads above ${l.maxUploadBytes} bytes get 413; ` +
+        `Probabilities are the softmax of log q(μ_x | l) over the labels. Uploads above ${l.maxUploadBytes} bytes get 413 (a multipart ` +
+        `or chunked body as soon as it passes the limit); pictures whose header declares more than ${l.maxDecodeBytes} bytes of decoded pixels ` +
+        `(width × height × channels × bytes per sample) get 413 DECODE_BUDGET before decoding; ` +
         `images above ${l.maxImagePixels} pixels or that do not decode get 400 with the reason; BMP/TIFF/AVIF/SVG and other formats get 415.`,
       querystring: {
         type: 'object',
@@ -158,7 +161,7 @@ export function routeDocs(l: ServeLimits): Record<string, RouteDoc> {
         },
         ...common,
         '404': { description: 'no test image with that id', json: errorRef },
-        '413': { description: 'the upload is larger than the limit', json: errorRef },
+        '413': { description: 'the upload is larger than the limit (PAYLOAD_TOO_LARGE), or its header declares more pixels × channels × bytes per sample than the decode budget (DECODE_BUDGET)', json: errorRef },
         '415': { description: 'an unsupported content type or image format', json: errorRef },
       },
     },
@@ -292,8 +295,47 @@ export const ERROR_SCHEMA = {
   properties: {
     statusCode: { type: 'integer' },
     error: { type: 'string', description: 'HTTP status text' },
-    code: { type: 'string', description: 'stable tag: BAD_REQUEST, UNKNOWN_WORD, BAD_IMAGE, BAD_PIXELS, PAYLOAD_TOO_LARGE, UNSUPPORTED_IMAGE, NOT_FOUND, BUSY, QUEUE_TIMEOUT, …' },
+    code: {
+      type: 'string',
+      description:
+        'stable tag: BAD_REQUEST, UNKNOWN_WORD, BAD_IMAGE, BAD_PIXELS, PAYLOAD_TOO_LARGE, DECODE_BUDGET, UNSUPPORTED_IMAGE, NOT_FOUND, ' +
+        'UNAUTHORIZED, FORBIDDEN_HOST, FORBIDDEN_ORIGIN, CONNECTION_BUSY, BUSY, QUEUE_TIMEOUT, …',
+    },
     message: { type: 'string' },
     words: { type: 'array', items: { type: 'string' }, description: 'UNKNOWN_WORD: the words that name no label' },
   },
 };
+
+/**
+ * The first value where `schema` wants a number but `value` is, or would be coerced to, a
+ * non-finite one ("Infinity", "-1e400", a JSON 1e400), as "name: value"; null when there is none.
+ * fastify's AJV coerces such strings to ±Infinity and then lets them through integer, minimum and
+ * maximum, so this runs before validation on every route's querystring and body.
+ */
+export function findNonFinite(schema: unknown, value: unknown, name = ''): { name: string; value: unknown } | null {
+  if (!schema || typeof schema !== 'object' || value === undefined || value === null) return null;
+  const s = schema as { type?: unknown; properties?: Record<string, unknown>; items?: unknown; anyOf?: unknown[] };
+  const types = [s.type].flat();
+  if ((types.includes('number') || types.includes('integer')) && (typeof value === 'number' || typeof value === 'string')) {
+    // A string counts when it reads as a number: "abc" is left to the schema's own message.
+    const n = Number(value);
+    const numeric = typeof value === 'number' || (value.trim() !== '' && !Number.isNaN(n)) || /^[+-]?(Infinity|NaN)$/i.test(value.trim());
+    if (numeric && !Number.isFinite(n)) return { name: name || 'the value', value };
+  }
+  if (Array.isArray(value)) {
+    for (const [i, v] of value.entries()) {
+      const hit = s.items ? findNonFinite(s.items, v, `${name}[${i}]`) : null;
+      if (hit) return hit;
+    }
+  } else if (typeof value === 'object' && s.properties) {
+    for (const [k, sub] of Object.entries(s.properties)) {
+      const hit = findNonFinite(sub, (value as Record<string, unknown>)[k], name ? `${name}.${k}` : k);
+      if (hit) return hit;
+    }
+  }
+  for (const alt of s.anyOf ?? []) {
+    const hit = findNonFinite(alt, value, name);
+    if (hit) return hit;
+  }
+  return null;
+}

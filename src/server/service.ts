@@ -34,6 +34,29 @@ export interface ServiceOptions {
   latentSample?: number;
 }
 
+/**
+ * A decoder's refusal as an HTTP error: over the decode budget 413, a format recognised but not
+ * read 415, not an image or corrupt 400; all with the decoder's reason.
+ */
+export function imageHttpError(e: unknown): unknown {
+  if (!(e instanceof ProbsemError)) return e;
+  if (e.code === 'DECODE_BUDGET') return new HttpError(413, 'DECODE_BUDGET', e.message);
+  if (e.code === 'UNSUPPORTED_IMAGE') return new HttpError(415, 'UNSUPPORTED_IMAGE', e.message);
+  if (e.code === 'DATA_FORMAT') return new HttpError(400, 'BAD_IMAGE', e.message);
+  return e;
+}
+
+const lastComponent = (p: string) => p.split(/[\\/]/).filter(Boolean).pop() ?? '';
+const ABSOLUTE = /^(\/|[A-Za-z]:[\\/]|\\\\)/;
+
+/** A copy with every absolute path (a string) cut to its last component: where files live is not the client's business. */
+export function withoutPaths<T>(v: T): T {
+  if (typeof v === 'string') return (ABSOLUTE.test(v) ? lastComponent(v) : v) as T;
+  if (Array.isArray(v)) return v.map(withoutPaths) as T;
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, withoutPaths(x)])) as T;
+  return v;
+}
+
 export class ModelService {
   readonly height: number;
   readonly width: number;
@@ -89,20 +112,21 @@ export class ModelService {
     return this.posteriorsCache;
   }
 
+  /** The run as the API shows it: names, never the server's file paths. */
   describe(limits: LimitsInfo): ModelResponse {
     const m = this.meta;
-    return {
+    return withoutPaths({
       model: m.model,
       config: m.config,
       classes: m.classNames,
       latentDim: this.model.latentDim,
       image: { height: this.height, width: this.width },
       hasLabelEncoder: this.hasLabelEncoder,
-      dataset: { ...(m.dataset ?? {}), name: this.dataset.name, testImages: this.dataset.test.count },
+      dataset: { ...(m.dataset ?? {}), name: lastComponent(this.dataset.name), testImages: this.dataset.test.count },
       training: (m.training as Record<string, unknown> | undefined) ?? null,
       metrics: m.metrics ?? null,
       limits,
-    };
+    });
   }
 
   /**
@@ -110,15 +134,21 @@ export class ModelService {
    * when dark-on-light unless `invert` says otherwise). Not an image or corrupt: 400; a format
    * recognised but not read: 415; both with the reason.
    */
-  async decodeUpload(buf: Uint8Array, opts: { invert?: boolean; maxPixels: number }): Promise<DecodedImage> {
+  async decodeUpload(buf: Uint8Array, opts: { invert?: boolean; maxPixels: number; maxDecodeBytes?: number }): Promise<DecodedImage> {
     try {
       // Colour runs take pictures as they are, as their datasets were read.
-      const colour = { channels: this.channels, asIs: this.channels === 3 };
-      return await decodeImage(buf, { height: this.height, width: this.width, ...colour, invert: opts.invert, maxPixels: opts.maxPixels, source: 'the upload' });
+      return await decodeImage(buf, {
+        height: this.height,
+        width: this.width,
+        channels: this.channels,
+        asIs: this.channels === 3,
+        invert: opts.invert,
+        maxPixels: opts.maxPixels,
+        maxDecodeBytes: opts.maxDecodeBytes,
+        source: 'the upload',
+      });
     } catch (e) {
-      if (e instanceof ProbsemError && e.code === 'UNSUPPORTED_IMAGE') throw new HttpError(415, 'UNSUPPORTED_IMAGE', e.message);
-      if (e instanceof ProbsemError && e.code === 'DATA_FORMAT') throw new HttpError(400, 'BAD_IMAGE', e.message);
-      throw e;
+      throw imageHttpError(e);
     }
   }
 
@@ -159,7 +189,7 @@ export class ModelService {
   }
 
   /** An uploaded picture: its labels, and what was converted to make it model input. */
-  async annotateUpload(buf: Uint8Array, o: { invert?: boolean; maxPixels: number; reconstruct?: boolean; top?: number }): Promise<AnnotateResponse> {
+  async annotateUpload(buf: Uint8Array, o: { invert?: boolean; maxPixels: number; maxDecodeBytes?: number; reconstruct?: boolean; top?: number }): Promise<AnnotateResponse> {
     const { pixels, conversion: c } = await this.decodeUpload(buf, o);
     const res = this.annotate(pixels, o);
     res.input = { format: c.format, width: c.width, height: c.height, polarity: c.polarity, inverted: c.inverted, note: describeConversion('the upload', c) };

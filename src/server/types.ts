@@ -23,10 +23,15 @@ export interface HealthResponse {
 export interface LimitsInfo {
   maxUploadBytes: number;
   maxImagePixels: number;
+  /** Largest decoded picture in bytes (pixels × channels × bytes per sample, read from its header). */
+  maxDecodeBytes: number;
   maxN: number;
   maxK: number;
   maxSteps: number;
+  /** Model jobs at once: the worker pool's size. */
   maxConcurrent: number;
+  /** Model jobs one connection may have running or queued. */
+  maxPerConnection: number;
   maxQueue: number;
   requestTimeoutMs: number;
 }

@@ -14,6 +14,16 @@ import type {
   RetrieveResponse,
 } from '../../src/server/types.js';
 
+// A server started with a token is opened as http://HOST:PORT/#token=TOKEN: the token goes into a
+// same-site cookie, which every API call and <img> then carries, and out of the address bar.
+{
+  const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (m) {
+    document.cookie = `probsem_token=${encodeURIComponent(decodeURIComponent(m[1]))}; path=/; SameSite=Strict`;
+    history.replaceState(null, '', location.pathname + location.search);
+  }
+}
+
 const COLOURS = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
 const colour = (i: number) => COLOURS[i % COLOURS.length];
 

@@ -1,5 +1,6 @@
 import { ProbsemError } from '../../core/errors.js';
 import { DEFAULT_LIMITS } from '../../server/limits.js';
+import { LOOPBACK_HOSTS, isLoopback } from '../../server/hosts.js';
 import { intOption, parse, strOption } from '../args.js';
 import type { Command } from './index.js';
 
@@ -21,17 +22,25 @@ export const serveCommand: Command = {
   help: `probsem serve --run DIR [--port 8080] [--host 127.0.0.1] [limits]
 
   Serves the API of docs/api.md and the explorer page at http://HOST:PORT/.
-  Listens on the loopback interface unless --host says otherwise. SIGTERM or
-  Ctrl-C stops it gracefully (running requests finish first).
+  Listens on the loopback interface unless --host says otherwise; any other
+  host needs a token (--token or PROBSEM_TOKEN), which every /api request then
+  sends as "Authorization: Bearer TOKEN". SIGTERM or Ctrl-C stops it
+  gracefully (running requests finish first).
 
   --dataset NAME|DIR   images to retrieve and map (default: the model's dataset)
   --data DIR           where to look for the dataset
   --port N             0 picks a free port (default 8080)
+  --token TOKEN        require this bearer token (16+ characters) on /api calls
+  --allow-host NAME    a further Host name to answer to (repeatable; default:
+                       the loopback names and --host)
   --max-upload SIZE    largest request body, e.g. 2m, 512k (default ${d.maxUploadBytes / 1024 / 1024}m)
+  --max-decode SIZE    largest decoded picture (pixels × channels × bytes per
+                       sample, from its header; default ${d.maxDecodeBytes / 1024 / 1024}m)
   --max-n N            images per /api/generate (default ${d.maxN})
   --max-k N            results per /api/retrieve (default ${d.maxK})
   --max-steps N        frames per /api/interpolate (default ${d.maxSteps})
-  --concurrency N      model jobs at once (default ${d.maxConcurrent})
+  --concurrency N      model jobs at once: worker threads (default: cores, ${d.maxConcurrent})
+  --per-connection N   jobs one connection may have waiting or running (default ${d.maxPerConnection})
   --queue N            jobs waiting beyond those; more get 503 (default ${d.maxQueue})
   --timeout SECONDS    to receive a request, and to wait in the queue (default ${d.requestTimeoutMs / 1000})
   --latent-sample N    test images on the latent map (default ${d.latentSample})
@@ -43,7 +52,11 @@ export const serveCommand: Command = {
       data: { type: 'string' },
       port: { type: 'string' },
       host: { type: 'string' },
+      token: { type: 'string' },
+      'allow-host': { type: 'string', multiple: true },
       'max-upload': { type: 'string' },
+      'max-decode': { type: 'string' },
+      'per-connection': { type: 'string' },
       'max-n': { type: 'string' },
       'max-k': { type: 'string' },
       'max-steps': { type: 'string' },
@@ -56,8 +69,20 @@ export const serveCommand: Command = {
     const runDir = strOption(v.run, 'run');
     const port = intOption(v.port, 'port', 8080, 0, 65535);
     const host = strOption(v.host, 'host', '127.0.0.1');
+    const token = (v.token as string | undefined) ?? (process.env.PROBSEM_TOKEN || undefined);
+    if (token !== undefined && (token.length < 16 || /\s/.test(token))) {
+      throw new ProbsemError('--token must be at least 16 characters without spaces (e.g. the output of `openssl rand -hex 16`)', 'BAD_OPTION');
+    }
+    if (!isLoopback(host) && token === undefined) {
+      throw new ProbsemError(`--host ${host} is not a loopback address: give --token or set PROBSEM_TOKEN, so only those who have it can use the model`, 'BAD_OPTION');
+    }
+    // Wildcard addresses answer to any name: there the token alone guards the server.
+    const wildcard = host === '0.0.0.0' || host === '::' || host === '[::]';
+    const allowedHosts = wildcard ? null : [...LOOPBACK_HOSTS, host.includes(':') && !host.startsWith('[') ? `[${host}]` : host, ...((v['allow-host'] as string[] | undefined) ?? [])];
     const limits = {
       maxUploadBytes: bytesOption(v['max-upload'], 'max-upload', d.maxUploadBytes),
+      maxDecodeBytes: bytesOption(v['max-decode'], 'max-decode', d.maxDecodeBytes),
+      maxPerConnection: intOption(v['per-connection'], 'per-connection', d.maxPerConnection, 1, 1000),
       maxN: intOption(v['max-n'], 'max-n', d.maxN, 1, 10000),
       maxK: intOption(v['max-k'], 'max-k', d.maxK, 1, 100000),
       maxSteps: intOption(v['max-steps'], 'max-steps', d.maxSteps, 2, 1000),
@@ -74,6 +99,8 @@ export const serveCommand: Command = {
       dataDir: v.data as string | undefined,
       limits,
       logger: Boolean(v.log),
+      token,
+      allowedHosts,
       onNotice: (m) => process.stderr.write(`probsem: ${m}\n`),
     });
     try {
@@ -91,8 +118,10 @@ export const serveCommand: Command = {
     const m = server.service.meta;
     process.stdout.write(`probsem serve: ${m.model} (latent ${server.service.model.latentDim}) from ${runDir}\n`);
     process.stdout.write(`probsem serve: listening on http://${shown}:${actualPort}/\n`);
-    if (!/^(127\.|::1$|localhost$)/.test(host)) {
-      process.stderr.write(`probsem: warning: listening on ${host}, not only the loopback interface: anyone who can reach it can use the model\n`);
+    if (!isLoopback(host)) {
+      process.stderr.write(
+        `probsem: listening on ${host}, not only the loopback interface: /api calls need the token (Authorization: Bearer …); open the page as http://${shown}:${actualPort}/#token=TOKEN\n`,
+      );
     }
     // Graceful shutdown: stop accepting, finish running requests, then exit.
     await new Promise<void>((resolve) => {

@@ -26,6 +26,7 @@ import { ProbsemError } from '../core/errors.js';
 import { RegularFile, writeFileAtomicSync } from '../core/files.js';
 import { Kernels, type Buf } from '../core/wasm/kernels.js';
 import { INDEX_ITEMS, SCAN_STATS } from './internal.js';
+import { DistanceScorer, parseDistance, type Distance } from './distances.js';
 import { exactKl, FullScratch, itemVector, prepareQuery, validateItems, vectorLength, type ItemGaussians, type PreparedQuery, type QueryGaussian } from './kl-math.js';
 
 export type { ItemGaussians, QueryGaussian } from './kl-math.js';
@@ -37,6 +38,8 @@ export interface SearchHit {
   id: number;
   /** The exact KL(query ‖ item) in nats. */
   kl: number;
+  /** The distance searched by (distances.ts; smaller is closer), in double precision: `kl` for the default. */
+  score: number;
 }
 
 export interface SearchOptions {
@@ -44,6 +47,8 @@ export interface SearchOptions {
   largest?: boolean;
   /** Item position to skip, e.g. the query image itself. */
   exclude?: number;
+  /** What to rank by (default `kl`, KL(query ‖ item)); distances.ts lists them. */
+  distance?: Distance;
 }
 
 export interface Labels {
@@ -214,7 +219,9 @@ export class KlIndex {
   searchBatch(qs: QueryGaussian[], k: number, opts: SearchOptions = {}): SearchHit[][] {
     if (!Array.isArray(qs)) throw new ProbsemError('searchBatch expects an array of queries', 'BAD_INPUT');
     const { sign, exclude } = this.checkOptions(k, opts);
+    const distance = parseDistance(opts.distance, 'distance');
     const prepared = qs.map((q, i) => prepareQuery(this.kind, this.dim, q, qs.length > 1 ? `query ${i}` : 'query'));
+    if (distance !== 'kl') return prepared.map((q) => this.scanExact(q, distance, k, sign, exclude));
     const out: SearchHit[][] = [];
     for (let s = 0; s < prepared.length; s += QUERY_CHUNK) out.push(...this.searchChunk(prepared.slice(s, s + QUERY_CHUNK), k, sign, exclude));
     return out;
@@ -321,9 +328,26 @@ export class KlIndex {
       for (let i = 0; i < pool.length; i++) cand.push(pool[i]);
     }
     SCAN_STATS.rescored += cand.length;
-    const hits = cand.map((index) => ({ index, id: this.ids[index], kl: exactKl(this.items, index, q, this.scratch) }));
+    const hits = cand.map((index) => {
+      const kl = exactKl(this.items, index, q, this.scratch);
+      return { index, id: this.ids[index], kl, score: kl };
+    });
     hits.sort((x, y) => (x.kl === y.kl ? x.index - y.index : sign > 0 ? x.kl - y.kl : y.kl - x.kl));
     return hits.slice(0, k);
+  }
+
+  /**
+   * Every item scored by the exact double-precision distance, the best k kept in a heap: the path of
+   * the distances other than KL(query ‖ item). Bhattacharyya and the ELK have no inner-product
+   * rewrite (distances.ts), so no bound-and-rescore scan applies; exact brute force is the answer.
+   */
+  private scanExact(q: PreparedQuery, distance: Distance, k: number, sign: number, exclude: number): SearchHit[] {
+    SCAN_STATS.queries++;
+    SCAN_STATS.fullRescans++;
+    const scorer = new DistanceScorer(this.items, distance, q);
+    const best = topK(this.count, k, (i) => (i === exclude ? NaN : sign * scorer.score(i)));
+    SCAN_STATS.rescored += this.count;
+    return best.map(({ index, value }) => ({ index, id: this.ids[index], kl: exactKl(this.items, index, q, this.scratch), score: sign * value }));
   }
 
   /** Writes the index atomically (temporary sibling + rename); format in the comment above. */
@@ -458,6 +482,59 @@ function validateLabels(values: Int32Array, meta: Record<string, unknown>): void
   if (bad >= 0) {
     throw new ProbsemError(`label ${values[bad]} (label entry ${bad}) is not a class index in [0, ${names.length})`, 'BAD_INPUT');
   }
+}
+
+/**
+ * The k smallest values of f(0 … count−1), ties by position, NaN skipped: a max-heap of the best k
+ * so far (worst on top), so memory is O(k) whatever the count.
+ */
+export function topK(count: number, k: number, f: (i: number) => number): { index: number; value: number }[] {
+  const hv = new Float64Array(k);
+  const hi = new Int32Array(k);
+  let size = 0;
+  // a worse than b: larger value, or equal value and later position.
+  const worse = (va: number, ia: number, vb: number, ib: number) => va > vb || (va === vb && ia > ib);
+  for (let i = 0; i < count; i++) {
+    const v = f(i);
+    if (Number.isNaN(v)) continue;
+    if (size < k) {
+      let c = size++;
+      while (c > 0) {
+        const p = (c - 1) >> 1;
+        if (!worse(v, i, hv[p], hi[p])) break;
+        hv[c] = hv[p];
+        hi[c] = hi[p];
+        c = p;
+      }
+      hv[c] = v;
+      hi[c] = i;
+    } else if (worse(hv[0], hi[0], v, i)) {
+      let c = 0;
+      for (;;) {
+        const l = 2 * c + 1;
+        if (l >= size) break;
+        const r = l + 1;
+        const m = r < size && worse(hv[r], hi[r], hv[l], hi[l]) ? r : l;
+        if (!worse(hv[m], hi[m], v, i)) break;
+        hv[c] = hv[m];
+        hi[c] = hi[m];
+        c = m;
+      }
+      hv[c] = v;
+      hi[c] = i;
+    }
+  }
+  const out = Array.from({ length: size }, (_, t) => ({ index: hi[t], value: hv[t] }));
+  return out.sort((a, b) => a.value - b.value || a.index - b.index);
+}
+
+/** The reference for any distance: its exact value for every item, in double precision. */
+export function bruteForceScores(items: ItemGaussians, q: QueryGaussian, distance: Distance): Float64Array {
+  validateItems(items);
+  const scorer = new DistanceScorer(items, parseDistance(distance, 'distance'), prepareQuery(items.kind, items.dim, q));
+  const out = new Float64Array(items.count);
+  for (let i = 0; i < items.count; i++) out[i] = scorer.score(i);
+  return out;
 }
 
 /** The straightforward reference: KL(q ‖ item i) for every item, in double precision. */

@@ -3,6 +3,7 @@
  * explorer page (web/). Thin: every model computation is a library call made through
  * `ModelService`, one job at a time by default, behind a bounded queue.
  */
+import type { Distance } from '../index/distances.js';
 import http from 'node:http';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
@@ -230,10 +231,10 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
   });
 
   app.post('/api/retrieve', { schema: schemaOf('retrieve') }, async (req) => {
-    const b = req.body as { words: unknown; k: number };
+    const b = req.body as { words: unknown; k: number; distance?: Distance };
     const words = wordList(b.words) ?? [];
     if (!words.length) throw new HttpError(400, 'BAD_REQUEST', '`words` is empty');
-    return limiter.run(() => service.retrieve(words, b.k));
+    return limiter.run(() => service.retrieve(words, b.k, b.distance));
   });
 
   app.get('/api/images/:id', { schema: schemaOf('image') }, async (req, reply) => {

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { DISTANCES, DistanceScorer, parseDistance, type Distance } from '../src/index/distances.js';
 import { bruteForceScores, KlIndex, type ItemGaussians, type QueryGaussian } from '../src/index/kl-index.js';
 import { prepareQuery } from '../src/index/kl-math.js';
+import { SCAN_STATS } from '../src/index/internal.js';
 import { randomDiagItems, randomFullItems, randomQueries } from '../bench/index.js';
 
 interface FixtureCase {
@@ -133,4 +134,46 @@ test('an unknown distance is refused with the list of names', () => {
   assert.throws(() => parseDistance('hellinger'), /--distance must be one of kl, kl-reverse, kl-sym, bhattacharyya, w2, elk, csd/);
   const index = KlIndex.build(randomDiagItems(10, 2, 1));
   assert.throws(() => index.search({ mean: [0, 0], covariance: [1, 0, 0, 1] }, 3, { distance: 'cosine' as Distance }), /distance must be one of/);
+});
+
+test('distances with an inner-product rewrite are answered by the float32 scan and a small rescored pool; the rest by brute force', () => {
+  const dim = 6;
+  const items = randomDiagItems(2000, dim, 31);
+  const index = KlIndex.build(items);
+  const q = diagonalOf(randomQueries(1, dim, 32)[0], dim);
+  const viaScan: Distance[] = ['kl', 'kl-reverse', 'kl-sym', 'w2', 'csd'];
+  for (const d of DISTANCES) {
+    const before = { ...SCAN_STATS };
+    const hits = index.search(q, 10, { distance: d });
+    assert.deepEqual(hits.map((h) => h.index), reference(bruteForceScores(items, q, d), 10), d);
+    const full = SCAN_STATS.fullRescans - before.fullRescans;
+    if (viaScan.includes(d)) {
+      assert.equal(full, 0, `${d}: no full rescan`);
+      assert.ok(SCAN_STATS.rescored - before.rescored < 200, `${d}: ${SCAN_STATS.rescored - before.rescored} rescored`);
+    } else {
+      assert.equal(full, 1, `${d}: brute force`);
+    }
+  }
+  // A query with off-diagonal covariance: KL(x ‖ q) and W2 need K² item features, so brute force; CSD still scans.
+  const general = randomQueries(1, dim, 33)[0];
+  for (const [d, scans] of [['kl-reverse', false], ['w2', false], ['csd', true]] as [Distance, boolean][]) {
+    const before = SCAN_STATS.fullRescans;
+    assert.deepEqual(index.search(general, 10, { distance: d }).map((h) => h.index), reference(bruteForceScores(items, general, d), 10), d);
+    assert.equal(SCAN_STATS.fullRescans - before, scans ? 0 : 1, d);
+  }
+});
+
+test('the scan stays exact on near-ties: clustered items, large k, smallest and largest', () => {
+  const dim = 4;
+  const items = randomDiagItems(600, dim, 41);
+  // Means within 1e-3 of each other and variances within 1 %: scores differ in their last digits.
+  items.mean.forEach((m, t) => (items.mean[t] = 0.5 + 1e-3 * m));
+  items.variance.forEach((v, t) => (items.variance[t] = 0.3 * (1 + 0.01 * v)));
+  const index = KlIndex.build(items);
+  const q = diagonalOf(randomQueries(1, dim, 42)[0], dim);
+  for (const d of ['kl-reverse', 'kl-sym', 'w2', 'csd'] as Distance[]) {
+    const scores = bruteForceScores(items, q, d);
+    assert.deepEqual(index.search(q, 60, { distance: d }).map((h) => h.index), reference(scores, 60), `${d} smallest`);
+    assert.deepEqual(index.search(q, 60, { distance: d, largest: true }).map((h) => h.index), reference(scores, 60, true), `${d} largest`);
+  }
 });

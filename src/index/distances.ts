@@ -16,13 +16,14 @@
  *                   E‖zq − zx‖² for independent samples; for full covariances ‖d‖² + tr Σq + tr Σx.
  *
  * Which admit an inner-product rewrite ⟨a(x), b(q)⟩ + c(x) (+ a query constant), what the fast scan
- * of kl-index.ts needs: `kl` (kl-math.ts); `kl-reverse` too, for both kinds, since it is linear in
- * the item's moments: 2 KL(x ‖ q) = tr(Σq⁻¹ (Σx + μxμxᵀ)) − 2 μqᵀΣq⁻¹μx − log|Σx| + (query terms);
- * hence `kl-sym` (the two vectors side by side); `csd` (a = [μx, ‖μx‖² + tr Σx] against
- * b = [−2μq, 1]); `w2` for diagonal pairs (a = [μx, σx], c = ‖μx‖² + Σσx², b = [−2μq, −2σq]) but
- * not for full ones (the matrix square root couples them). `bhattacharyya` and `elk` have
- * (σq² + σx²)⁻¹ and log(σq² + σx²) per dimension: no finite rewrite, so the index scores them
- * exactly by brute force (`DISTANCE_INFO`).
+ * of kl-index.ts needs: `kl` (kl-math.ts); `kl-reverse` too, in principle for both kinds, since it
+ * is linear in the item's moments: 2 KL(x ‖ q) = tr(Σq⁻¹ (Σx + μxμxᵀ)) − 2 μqᵀΣq⁻¹μx − log|Σx| +
+ * (query terms); hence `kl-sym` (the two vectors side by side); `csd` (a = μx, c = ‖μx‖² + tr Σx,
+ * b = −2μq); `w2` for diagonal pairs (a = [μx, σx], c = ‖μx‖² + Σσx², b = [−2μq, −2σq]) but not
+ * for full ones (the matrix square root couples them). `bhattacharyya` and `elk` have
+ * (σq² + σx²)⁻¹ and log(σq² + σx²) per dimension: no finite rewrite. The index scans the rewrites
+ * that rewrites.ts implements (KL(x ‖ q), symmetric KL and W2 for diagonal items and queries, CSD
+ * for all) and scores everything else exactly by brute force (`DISTANCE_INFO`).
  */
 import { ProbsemError } from '../core/errors.js';
 import { cholesky, invertLower, symmetricEigen } from '../core/linalg.js';
@@ -71,6 +72,9 @@ export class DistanceScorer {
   private readonly qlog: Float64Array;
   private readonly qsd: Float64Array;
   private readonly qTrace: number;
+  private readonly qLogSum: number;
+  /** Per-dimension σq² + σx² of the item being scored (diagonal path). */
+  private readonly sums: Float64Array;
   /** Lq⁻¹ (full path). */
   private qInvChol: Float64Array | null = null;
   private readonly scratch: FullScratch;
@@ -101,6 +105,8 @@ export class DistanceScorer {
       tr += v;
     }
     this.qTrace = tr;
+    this.qLogSum = this.qlog.reduce((a, b) => a + b, 0);
+    this.sums = new Float64Array(dim);
     this.scratch = new FullScratch(dim);
     this.lx = new Float64Array(dim * dim);
     this.sx = new Float64Array(dim * dim);
@@ -139,14 +145,17 @@ export class DistanceScorer {
           s += (qv[j] + d2) / vx + (vx + d2) / qv[j] - 2;
         }
         return 0.5 * s;
-      case 'bhattacharyya':
+      case 'bhattacharyya': {
+        // Σ ¼ d²/(σq² + σx²) + ½ log((σq² + σx²)/2) − ¼ log σq² − ¼ log σx², the logs summed by sumLog.
+        const sums = this.sums;
         for (let j = 0; j < dim; j++) {
-          const vx = v[o + j];
-          const sum = qv[j] + vx;
+          const sum = qv[j] + v[o + j];
           const d = mu[o + j] - qm[j];
-          s += (d * d) / (4 * sum) + 0.5 * Math.log(sum / 2) - 0.25 * (this.qlog[j] + Math.log(vx));
+          sums[j] = sum;
+          s += (d * d) / sum;
         }
-        return s;
+        return s / 4 + 0.5 * (sumLog(sums, 0, dim) - dim * Math.LN2) - 0.25 * (this.qLogSum + sumLog(v, o, dim));
+      }
       case 'w2':
         for (let j = 0; j < dim; j++) {
           const d = mu[o + j] - qm[j];
@@ -154,13 +163,16 @@ export class DistanceScorer {
           s += d * d + e * e;
         }
         return s;
-      case 'elk':
+      case 'elk': {
+        const sums = this.sums;
         for (let j = 0; j < dim; j++) {
           const sum = qv[j] + v[o + j];
           const d = mu[o + j] - qm[j];
-          s += LOG_2PI + Math.log(sum) + (d * d) / sum;
+          sums[j] = sum;
+          s += (d * d) / sum;
         }
-        return 0.5 * s;
+        return 0.5 * (dim * LOG_2PI + sumLog(sums, 0, dim) + s);
+      }
       case 'csd':
         for (let j = 0; j < dim; j++) {
           const d = mu[o + j] - qm[j];
@@ -296,4 +308,21 @@ export class DistanceScorer {
     for (const v of values) s += Math.sqrt(Math.max(0, v));
     return s;
   }
+}
+
+/**
+ * Σ log x[o … o+n), positive x, with one log per four values: the product of four is taken and
+ * logged where it stays a normal double (any float32 variance, and query variances within 1e±75,
+ * keep it so), else each value is logged. A log costs far more than a product, and Bhattacharyya
+ * and the ELK are scored for every item.
+ */
+function sumLog(x: ArrayLike<number>, o: number, n: number): number {
+  let s = 0;
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const p = x[o + j] * x[o + j + 1] * x[o + j + 2] * x[o + j + 3];
+    s += p > 1e-300 && p < 1e300 ? Math.log(p) : Math.log(x[o + j]) + Math.log(x[o + j + 1]) + Math.log(x[o + j + 2]) + Math.log(x[o + j + 3]);
+  }
+  for (; j < n; j++) s += Math.log(x[o + j]);
+  return s;
 }

@@ -23,7 +23,8 @@
  * model:batch:latent,... , --quick (only the PSE* batch-100 latent-10 step; no index or t-SNE benchmark),
  * --engine auto|fast|tfjs, --memory-steps N (20000; 0 skips), --no-eval, --only index (only the
  * index benchmark), --only tsne (only the t-SNE benchmark), --index-items N (1000000), --index-dim K
- * (20; the issue's second anchor point is 64), --no-faiss (skip the FAISS anchor of the index).
+ * (20; the issue's second anchor point is 64), --no-faiss (skip the FAISS anchor of the index),
+ * --no-clickhouse (skip its ClickHouse part).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { spawnSync } from 'node:child_process';
@@ -60,6 +61,7 @@ const { values: opt } = parseArgs({
     'index-items': { type: 'string', default: '1000000' },
     'index-dim': { type: 'string', default: '20' },
     'no-faiss': { type: 'boolean', default: false },
+    'no-clickhouse': { type: 'boolean', default: false },
   },
 });
 const log = (m: string) => {
@@ -97,7 +99,7 @@ const configs: Config[] = opt.configs
     : SUITE;
 const key = (c: Config) => `${c.model} b${c.batch} l${c.latent}`;
 const machine = { cpu: cpus()[0]?.model, cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
-const indexBench = () => runIndexBench({ items: Number(opt['index-items']), dim: Number(opt['index-dim']), faiss: !opt['no-faiss'], log });
+const indexBench = () => runIndexBench({ items: Number(opt['index-items']), dim: Number(opt['index-dim']), faiss: !opt['no-faiss'], clickhouse: !opt['no-clickhouse'], log });
 const save = (result: { date: string; [key: string]: unknown }, name: string) => {
   mkdirSync(join(HERE, 'results'), { recursive: true });
   writeFileSync(join(HERE, 'results', `${name}-${result.date.replace(/[:.]/g, '-')}.json`), JSON.stringify(result, null, 2) + '\n');

@@ -23,7 +23,8 @@ import { ClickHouseStore } from '../src/index/clickhouse.js';
 import { itemVector, prepareQuery, vectorLength } from '../src/index/kl-math.js';
 import { findClickHouseServer, startLocalClickHouse } from '../src/index/clickhouse-server.js';
 import { SCAN_STATS } from '../src/index/internal.js';
-import { bruteForceKl, KlIndex, type ItemGaussians, type QueryGaussian, type SearchHit } from '../src/index/kl-index.js';
+import { bruteForceKl, bruteForceScores, KlIndex, topK as heapTopK, type ItemGaussians, type QueryGaussian, type SearchHit } from '../src/index/kl-index.js';
+import { DISTANCES, type Distance } from '../src/index/distances.js';
 import { Rng } from '../src/core/random.js';
 
 export interface IndexBenchOptions {
@@ -40,6 +41,9 @@ export interface IndexBenchOptions {
   clickhouseQueries?: number;
   /** Run the FAISS anchor when python3-faiss imports (default true). */
   faiss?: boolean;
+  /** Time every distance of distances.ts (default true), this many queries each (default 5). */
+  distances?: boolean;
+  distanceQueries?: number;
   seed?: number;
   log?: (m: string) => void;
 }
@@ -67,6 +71,17 @@ export interface FaissAnchorResult {
   recallOfExact: number;
 }
 
+export interface DistanceBenchRow {
+  distance: Distance;
+  /** Answered by the float32 scan of its rewrite (else exact brute force). */
+  scan: boolean;
+  /** The first query's time, which builds the distance's table. */
+  firstQueryMs: number;
+  medianMsPerQuery: number;
+  /** Top-k indices and scores equal to the brute force (bruteForceScores) on two queries. */
+  matchesBruteForce: boolean;
+}
+
 export interface IndexBenchResult {
   medianMsPerQuery: number;
   p90MsPerQuery: number;
@@ -92,6 +107,7 @@ export interface IndexBenchResult {
   batchedMsPerQuery: number;
   clickhouse: ClickHouseBenchResult | null;
   faiss: FaissAnchorResult | null;
+  distances: DistanceBenchRow[] | null;
 }
 
 /** Diagonal Gaussians: means ~ N(0, 1), variances log-uniform in [0.01, 1]. */
@@ -229,6 +245,8 @@ export async function runIndexBench(o: IndexBenchOptions = {}): Promise<IndexBen
     }
   }
 
+  const distances = o.distances === false ? null : distanceBench(index, items, queries.slice(5), k, o.distanceQueries ?? 5, log);
+
   const queriesAnswered = stats1.queries - stats0.queries;
   return {
     medianMsPerQuery: r3(medianMs),
@@ -252,7 +270,41 @@ export async function runIndexBench(o: IndexBenchOptions = {}): Promise<IndexBen
     batchedMsPerQuery: r3(batchedMsPerQuery),
     clickhouse,
     faiss,
+    distances,
   };
+}
+
+/**
+ * Every distance on the same index, with the queries' covariances made diagonal (a diagonal
+ * model's queries are; the rewrites other than CSD need that): ms per query after the first (which
+ * builds the distance's table), and the top k checked against the brute force on two queries.
+ */
+function distanceBench(index: KlIndex, items: ItemGaussians, queries: QueryGaussian[], k: number, n: number, log: (m: string) => void): DistanceBenchRow[] {
+  const dim = items.dim;
+  const diag = queries.slice(0, n + 1).map((q) => ({ mean: q.mean, covariance: Float64Array.from({ length: dim * dim }, (_, t) => (t % (dim + 1) === 0 ? q.covariance[t] : 0)) }));
+  return DISTANCES.map((distance) => {
+    let t0 = performance.now();
+    const before = SCAN_STATS.fullRescans;
+    const first = index.search(diag[0], k, { distance });
+    const firstQueryMs = performance.now() - t0;
+    const scan = SCAN_STATS.fullRescans === before;
+    const times: number[] = [];
+    const hits: SearchHit[][] = [first];
+    for (const q of diag.slice(1)) {
+      t0 = performance.now();
+      hits.push(index.search(q, k, { distance }));
+      times.push(performance.now() - t0);
+    }
+    let matches = true;
+    for (let i = 0; i < 2; i++) {
+      const scores = bruteForceScores(items, diag[i], distance);
+      const want = heapTopK(scores.length, k, (j) => scores[j]);
+      matches &&= want.every((w, r) => hits[i][r].index === w.index && hits[i][r].score === w.value);
+    }
+    const row = { distance, scan, firstQueryMs: r3(firstQueryMs), medianMsPerQuery: r3(median(times)), matchesBruteForce: matches };
+    log(`index: ${distance.padEnd(13)} ${scan ? 'scan ' : 'brute'} ${row.medianMsPerQuery} ms/query (first ${row.firstQueryMs} ms); ${matches ? 'equal to' : 'DIFFERS FROM'} the brute force`);
+    return row;
+  });
 }
 
 /** A python3 that imports faiss (Debian's python3-faiss installs for /usr/bin/python3). */

@@ -97,14 +97,14 @@ export class KlIndex {
   readonly ids: Int32Array;
   readonly labels: Labels | null;
   readonly meta: Record<string, unknown>;
-  private readonly kernels: Kernels;
   /** The KL(query ‖ item) table, built with the index. */
   private readonly klTable: ScanTable;
-  /** Tables of the other distances with an inner-product rewrite (rewrites.ts), built on first use; null: brute force. */
+  /**
+   * Tables of the other distances with an inner-product rewrite (rewrites.ts), built on first use,
+   * each in its own kernel instance (kernel memory is capped at 1 GiB and never freed, so sharing
+   * one would let the first distance asked for crowd out the rest); null: brute force.
+   */
   private readonly tables = new Map<Distance, ScanTable | null>();
-  private kernelBytes: number;
-  private work: { queries: number; m: number; rowLen: number; b: Buf; hv: Buf; hi: Buf; hn: Buf } | null = null;
-  private collect: Buf | null = null;
   private readonly scratch: FullScratch | undefined;
 
   private constructor(
@@ -129,9 +129,7 @@ export class KlIndex {
         'TOO_LARGE',
       );
     }
-    this.kernels = Kernels.createSync();
-    this.kernelBytes = bytes;
-    this.klTable = this.buildTable(n, (i, row) => itemVector(items, i, row, this.scratch));
+    this.klTable = this.buildTable(Kernels.createSync(), n, (i, row) => itemVector(items, i, row, this.scratch));
   }
 
   /**
@@ -139,16 +137,16 @@ export class KlIndex {
    * the constants c_i − γ|c_i| and −c_i − γ|c_i| (module comment). Throws a ProbsemError where a
    * value overflows float32.
    */
-  private buildTable(n: number, vector: (i: number, row: Float64Array) => number): ScanTable {
+  private buildTable(kernels: Kernels, n: number, vector: (i: number, row: Float64Array) => number): ScanTable {
     const count = this.count;
     const blocks = Math.ceil(count / BLOCK);
     const rowLen = n + 1;
     const gamma = (n + 6) * 2 ** -23;
-    const aBuf = this.kernels.alloc(blocks * BLOCK * rowLen);
-    const cSmall = this.kernels.alloc(blocks * BLOCK);
-    const cLarge = this.kernels.alloc(blocks * BLOCK);
-    const t: ScanTable = { n, rowLen, gamma, aPtr: aBuf.ptr, cPtr: { smallest: cSmall.ptr, largest: cLarge.ptr }, errC: new Float64Array(count), normA: new Float32Array(count) };
-    const heap = this.kernels.heap();
+    const aBuf = kernels.alloc(blocks * BLOCK * rowLen);
+    const cSmall = kernels.alloc(blocks * BLOCK);
+    const cLarge = kernels.alloc(blocks * BLOCK);
+    const t: ScanTable = { kernels, work: null, collect: null, n, rowLen, gamma, aPtr: aBuf.ptr, cPtr: { smallest: cSmall.ptr, largest: cLarge.ptr }, errC: new Float64Array(count), normA: new Float32Array(count) };
+    const heap = kernels.heap();
     const a0 = aBuf.ptr >> 2;
     const cs0 = cSmall.ptr >> 2;
     const cl0 = cLarge.ptr >> 2;
@@ -179,17 +177,16 @@ export class KlIndex {
   }
 
   /**
-   * The scan table of a distance's rewrite, built on first use; null (brute force) when it would
-   * not fit in kernel memory beside the tables already built, or a value overflows float32.
+   * The scan table of a distance's rewrite, built on first use in a kernel instance of its own;
+   * null (brute force) when it would not fit in one (1 GiB), or a value overflows float32.
    */
   private tableFor(distance: Distance, rw: Rewrite): ScanTable | null {
     if (this.tables.has(distance)) return this.tables.get(distance)!;
     let t: ScanTable | null = null;
     const bytes = tableBytes(this.count, rw.n);
-    if (this.kernelBytes + bytes <= MAX_INDEX_BYTES) {
+    if (bytes <= MAX_INDEX_BYTES) {
       try {
-        t = this.buildTable(rw.n, (i, row) => rw.item(this.items, i, row));
-        this.kernelBytes += bytes;
+        t = this.buildTable(Kernels.createSync(), rw.n, (i, row) => rw.item(this.items, i, row));
       } catch (err) {
         if (!(err instanceof ProbsemError)) throw err;
         t = null;
@@ -279,15 +276,14 @@ export class KlIndex {
     return { sign: opts.largest ? -1 : 1, exclude };
   }
 
-  private ensureWork(queries: number, m: number, rowLen: number): NonNullable<KlIndex['work']> {
-    const w = this.work;
-    if (w && w.queries >= queries && w.m >= m && w.rowLen >= rowLen) return w;
+  private ensureWork(t: ScanTable, queries: number, m: number): NonNullable<ScanTable['work']> {
+    const w = t.work;
+    if (w && w.queries >= queries && w.m >= m) return w;
     const qn = Math.max(queries, w?.queries ?? 0);
     const mm = Math.max(m, w?.m ?? 0);
-    const rl = Math.max(rowLen, w?.rowLen ?? 0);
-    const k = this.kernels;
-    this.work = { queries: qn, m: mm, rowLen: rl, b: k.alloc(qn * rl), hv: k.alloc(qn * mm), hi: k.alloc(qn * mm), hn: k.alloc(qn) };
-    return this.work;
+    const k = t.kernels;
+    t.work = { queries: qn, m: mm, b: k.alloc(qn * t.rowLen), hv: k.alloc(qn * mm), hi: k.alloc(qn * mm), hn: k.alloc(qn) };
+    return t.work;
   }
 
   private searchChunk(t: ScanTable, qs: { q: PreparedQuery; b: Float64Array }[], k: number, sign: number, exclude: number, distance: Distance): SearchHit[][] {
@@ -295,8 +291,9 @@ export class KlIndex {
     const { n, rowLen } = t;
     const valid = this.count - (exclude >= 0 ? 1 : 0);
     const m = Math.max(1, Math.min(k + Math.max(32, k), this.count));
-    const w = this.ensureWork(nq, m, rowLen);
-    const heap = this.kernels.heap();
+    const w = this.ensureWork(t, nq, m);
+    const kernels = t.kernels;
+    const heap = kernels.heap();
     const cPtr = sign > 0 ? t.cPtr.smallest : t.cPtr.largest;
     // The query rows [±b, −γ‖b‖]; g = γ‖b‖ rounded up.
     const g = new Float64Array(nq);
@@ -311,16 +308,16 @@ export class KlIndex {
       g[q] = roundUp32(t.gamma * Math.sqrt(norm2));
       heap[o + n] = -g[q];
     }
-    const hn = new Int32Array(this.kernels.memory.buffer, w.hn.ptr, nq);
+    const hn = new Int32Array(kernels.memory.buffer, w.hn.ptr, nq);
     hn.fill(0);
     if (this.count > 0) {
-      this.kernels.klScan({ a: t.aPtr, c: cPtr, count: this.count, n: rowLen, b: w.b.ptr, queries: nq, exclude, hv: w.hv.ptr, hi: w.hi.ptr, hn: w.hn.ptr, m });
+      kernels.klScan({ a: t.aPtr, c: cPtr, count: this.count, n: rowLen, b: w.b.ptr, queries: nq, exclude, hv: w.hv.ptr, hi: w.hi.ptr, hn: w.hn.ptr, m });
     }
     const results: SearchHit[][] = [];
     for (let q = 0; q < nq; q++) {
       const size = hn[q];
-      const hv = new Float32Array(this.kernels.memory.buffer, w.hv.ptr + 4 * q * m, size);
-      const hi = new Int32Array(this.kernels.memory.buffer, w.hi.ptr + 4 * q * m, size).slice();
+      const hv = new Float32Array(kernels.memory.buffer, w.hv.ptr + 4 * q * m, size);
+      const hi = new Int32Array(kernels.memory.buffer, w.hi.ptr + 4 * q * m, size).slice();
       // Upper bounds L + 2E (E as stored, padded for the double-precision sum).
       const upper = Array.from(hv, (lo, u) => lo + 2 * (1 + 1e-9) * (t.errC[hi[u]] + t.normA[hi[u]] * g[q]));
       let pool: ArrayLike<number> | null;
@@ -350,10 +347,10 @@ export class KlIndex {
     SCAN_STATS.collectPasses++;
     const thr = roundUp32(limit);
     for (;;) {
-      const cap = this.collect?.length ?? 0;
-      const found = this.count === 0 ? 0 : this.kernels.klCollect({ a: t.aPtr, c: cPtr, count: this.count, n: t.rowLen, b: bPtr, exclude, thr, out: this.collect?.ptr ?? 0, cap });
-      if (found <= cap) return new Int32Array(this.kernels.memory.buffer, this.collect!.ptr, found).slice();
-      this.collect = this.kernels.alloc(Math.max(found, 2 * cap, 1024));
+      const cap = t.collect?.length ?? 0;
+      const found = this.count === 0 ? 0 : t.kernels.klCollect({ a: t.aPtr, c: cPtr, count: this.count, n: t.rowLen, b: bPtr, exclude, thr, out: t.collect?.ptr ?? 0, cap });
+      if (found <= cap) return new Int32Array(t.kernels.memory.buffer, t.collect!.ptr, found).slice();
+      t.collect = t.kernels.alloc(Math.max(found, 2 * cap, 1024));
     }
   }
 
@@ -588,8 +585,13 @@ export function bruteForceKl(items: ItemGaussians, q: QueryGaussian): Float64Arr
   return out;
 }
 
-/** One distance's rows in kernel memory (buildTable). */
+/** One distance's rows in kernel memory (buildTable), with the instance's query buffers. */
 interface ScanTable {
+  kernels: Kernels;
+  /** Query rows and heaps, grown as needed. */
+  work: { queries: number; m: number; b: Buf; hv: Buf; hi: Buf; hn: Buf } | null;
+  /** Second-pass output. */
+  collect: Buf | null;
   /** Length of a_i and b. */
   n: number;
   /** Row length in the kernel: n + 1 (a_i and ‖a_i‖). */

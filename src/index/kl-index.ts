@@ -20,6 +20,11 @@
  * and sorted, so the hits and their `kl` values equal the brute force, ties aside (equal KL values
  * are ordered by item position). Per-item bounds keep the candidate pool at about k even when a
  * few items are badly conditioned (a global bound would be set by the worst of them).
+ *
+ * Other distances (`search(q, k, { distance })`, distances.ts) reuse the same scan where they have
+ * an inner-product rewrite (rewrites.ts), each with its own table in a kernel instance of its own,
+ * built on first use, and rescore by their exact double-precision value; the others are scored by
+ * brute force (`scanExact`).
  */
 import { createHash } from 'node:crypto';
 import { ProbsemError } from '../core/errors.js';

@@ -145,17 +145,10 @@ export class DistanceScorer {
           s += (qv[j] + d2) / vx + (vx + d2) / qv[j] - 2;
         }
         return 0.5 * s;
-      case 'bhattacharyya': {
+      case 'bhattacharyya':
         // Σ ¼ d²/(σq² + σx²) + ½ log((σq² + σx²)/2) − ¼ log σq² − ¼ log σx², the logs summed by sumLog.
-        const sums = this.sums;
-        for (let j = 0; j < dim; j++) {
-          const sum = qv[j] + v[o + j];
-          const d = mu[o + j] - qm[j];
-          sums[j] = sum;
-          s += (d * d) / sum;
-        }
-        return s / 4 + 0.5 * (sumLog(sums, 0, dim) - dim * Math.LN2) - 0.25 * (this.qLogSum + sumLog(v, o, dim));
-      }
+        s = this.pooled(o);
+        return s / 4 + 0.5 * (sumLog(this.sums, 0, dim) - dim * Math.LN2) - 0.25 * (this.qLogSum + sumLog(v, o, dim));
       case 'w2':
         for (let j = 0; j < dim; j++) {
           const d = mu[o + j] - qm[j];
@@ -163,16 +156,9 @@ export class DistanceScorer {
           s += d * d + e * e;
         }
         return s;
-      case 'elk': {
-        const sums = this.sums;
-        for (let j = 0; j < dim; j++) {
-          const sum = qv[j] + v[o + j];
-          const d = mu[o + j] - qm[j];
-          sums[j] = sum;
-          s += (d * d) / sum;
-        }
-        return 0.5 * (dim * LOG_2PI + sumLog(sums, 0, dim) + s);
-      }
+      case 'elk':
+        s = this.pooled(o);
+        return 0.5 * (dim * LOG_2PI + sumLog(this.sums, 0, dim) + s);
       case 'csd':
         for (let j = 0; j < dim; j++) {
           const d = mu[o + j] - qm[j];
@@ -182,6 +168,19 @@ export class DistanceScorer {
       default:
         throw new Error(`unreachable: ${this.distance}`);
     }
+  }
+
+  /** For the diagonal item at offset o: σq² + σx² per dimension into this.sums, and Σ d²/(σq² + σx²). */
+  private pooled(o: number): number {
+    const items = this.items as ItemGaussians & { kind: 'diag' };
+    let s = 0;
+    for (let j = 0; j < this.dim; j++) {
+      const sum = this.qv[j] + items.variance[o + j];
+      const d = items.mean[o + j] - this.q.mean[j];
+      this.sums[j] = sum;
+      s += (d * d) / sum;
+    }
+    return s;
   }
 
   /** Item i's lower factor Lx into this.lx, its covariance into this.sx, μx − μq into this.d; returns log|Σx|. */

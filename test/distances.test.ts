@@ -161,6 +161,18 @@ test('distances with an inner-product rewrite are answered by the float32 scan a
     assert.deepEqual(index.search(general, 10, { distance: d }).map((h) => h.index), reference(bruteForceScores(items, general, d), 10), d);
     assert.equal(SCAN_STATS.fullRescans - before, scans ? 0 : 1, d);
   }
+  // Full-covariance items: KL(x ‖ q), symmetric KL and CSD scan whatever the query; the others are brute force.
+  const fullItems = randomFullItems(800, 4, 34);
+  const fullIndex = KlIndex.build(fullItems);
+  for (const q of randomQueries(2, 4, 35)) {
+    for (const d of DISTANCES) {
+      const before = { ...SCAN_STATS };
+      assert.deepEqual(fullIndex.search(q, 10, { distance: d }).map((h) => h.index), reference(bruteForceScores(fullItems, q, d), 10), `full ${d}`);
+      const scans = ['kl', 'kl-reverse', 'kl-sym', 'csd'].includes(d);
+      assert.equal(SCAN_STATS.fullRescans - before.fullRescans, scans ? 0 : 1, `full ${d}`);
+      if (scans) assert.ok(SCAN_STATS.rescored - before.rescored < 200, `full ${d}: ${SCAN_STATS.rescored - before.rescored} rescored`);
+    }
+  }
 });
 
 test('the scan stays exact on near-ties: clustered items, large k, smallest and largest', () => {

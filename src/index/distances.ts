@@ -22,8 +22,9 @@
  * b = −2μq); `w2` for diagonal pairs (a = [μx, σx], c = ‖μx‖² + Σσx², b = [−2μq, −2σq]) but not
  * for full ones (the matrix square root couples them). `bhattacharyya` and `elk` have
  * (σq² + σx²)⁻¹ and log(σq² + σx²) per dimension: no finite rewrite. The index scans the rewrites
- * that rewrites.ts implements (KL(x ‖ q), symmetric KL and W2 for diagonal items and queries, CSD
- * for all) and scores everything else exactly by brute force (`DISTANCE_INFO`).
+ * that rewrites.ts implements (KL(x ‖ q) and symmetric KL for full items and any query, or diagonal
+ * items and diagonal queries; W2 for diagonal items and queries; CSD for all) and scores
+ * everything else exactly by brute force (`DISTANCE_INFO`).
  */
 import { ProbsemError } from '../core/errors.js';
 import { cholesky, invertLower, symmetricEigen } from '../core/linalg.js';

@@ -18,12 +18,18 @@
  * - csd, any items and query: ‖d‖² + tr Σq + tr Σx = ‖μx‖² + tr Σx − 2 ⟨μq, μx⟩ + [‖μq‖² + tr Σq]
  *     a = μx, c = ‖μx‖² + tr Σx, b = −2 μq
  *
+ * - kl-reverse, full items, any query (Pq = Σq⁻¹; entries r ≤ c, row by row):
+ *     2 KL(x ‖ q) = tr(Pq (Σx + μxμxᵀ)) − 2 μqᵀPqμx + [μqᵀPqμq − K + log|Σq|] − log|Σx|
+ *     a = [(Σx + μxμxᵀ)_rc, μx], c = −log|Σx|, b = [Pq_rc (off-diagonal doubled), −2 Pq μq]
+ * - kl-sym, full items, any query: the full KL(q ‖ x) rewrite of kl-math.ts beside the one above.
+ *
  * A non-diagonal query against diagonal items would need the products μx_j μx_l (K² features) for
  * the KL and W2 rewrites; those queries, Bhattacharyya, the ELK and W2 between full Gaussians are
  * scored by exact brute force instead (kl-index.ts).
  */
+import { invertLower } from '../core/linalg.js';
 import type { Distance } from './distances.js';
-import type { ItemGaussians, PreparedQuery } from './kl-math.js';
+import { FullScratch, itemVector, type ItemGaussians, type PreparedQuery } from './kl-math.js';
 
 export interface Rewrite {
   /** Length of a and b. */
@@ -44,7 +50,12 @@ export function isDiagonal(q: PreparedQuery): boolean {
 /** The rewrite of a distance other than kl for this kind of items and query, or null where none applies. */
 export function rewriteFor(distance: Distance, kind: 'diag' | 'full', dim: number, diagonalQuery: boolean): Rewrite | null {
   if (distance === 'csd') return csd(dim);
-  if (kind !== 'diag' || !diagonalQuery) return null;
+  if (kind === 'full') {
+    if (distance === 'kl-reverse') return klReverseFull(dim);
+    if (distance === 'kl-sym') return klSymFull(dim);
+    return null;
+  }
+  if (!diagonalQuery) return null;
   if (distance === 'kl-reverse') return klReverse(dim);
   if (distance === 'kl-sym') return klSym(dim);
   if (distance === 'w2') return w2(dim);
@@ -128,6 +139,66 @@ function w2(k: number): Rewrite {
       b[k + j] = -2 * Math.sqrt(s);
     },
   );
+}
+
+function klReverseFull(k: number): Rewrite {
+  const tri = (k * (k + 1)) / 2;
+  return {
+    n: tri + k,
+    item(items, i, a) {
+      const { mean, scaleTril: l } = items as ItemGaussians & { kind: 'full' };
+      const l0 = i * k * k;
+      const m0 = i * k;
+      let logDet = 0;
+      for (let r = 0; r < k; r++) logDet += 2 * Math.log(l[l0 + r * k + r]);
+      let o = 0;
+      for (let r = 0; r < k; r++) {
+        for (let c = r; c < k; c++) {
+          // Σx[r][c] = Σ_t L[r][t] L[c][t], t ≤ r (r ≤ c).
+          let sx = 0;
+          for (let t = 0; t <= r; t++) sx += l[l0 + r * k + t] * l[l0 + c * k + t];
+          a[o++] = sx + mean[m0 + r] * mean[m0 + c];
+        }
+      }
+      for (let j = 0; j < k; j++) a[o++] = mean[m0 + j];
+      return -logDet;
+    },
+    query(q, b) {
+      // Pq = Lq⁻ᵀ Lq⁻¹: P[r][c] = Σ_t inv[t][r] inv[t][c], t ≥ max(r, c).
+      const inv = invertLower(q.chol, k);
+      const p = new Float64Array(k * k);
+      for (let r = 0; r < k; r++) {
+        for (let c = r; c < k; c++) {
+          let t = 0;
+          for (let u = c; u < k; u++) t += inv[u * k + r] * inv[u * k + c];
+          p[r * k + c] = p[c * k + r] = t;
+        }
+      }
+      let o = 0;
+      for (let r = 0; r < k; r++) for (let c = r; c < k; c++) b[o++] = (r === c ? 1 : 2) * p[r * k + c];
+      for (let j = 0; j < k; j++) {
+        let t = 0;
+        for (let u = 0; u < k; u++) t += p[j * k + u] * q.mean[u];
+        b[o++] = -2 * t;
+      }
+    },
+  };
+}
+
+function klSymFull(k: number): Rewrite {
+  const reverse = klReverseFull(k);
+  const half = reverse.n;
+  const scratch = new FullScratch(k);
+  return {
+    n: 2 * half,
+    item(items, i, a) {
+      return itemVector(items, i, a.subarray(0, half), scratch) + reverse.item(items, i, a.subarray(half));
+    },
+    query(q, b) {
+      b.set(q.b, 0);
+      reverse.query(q, b.subarray(half));
+    },
+  };
 }
 
 function csd(k: number): Rewrite {

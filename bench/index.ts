@@ -9,12 +9,22 @@
  * KL loop (`bruteForceKl`) per query and the ratio, and checks the index's hits against the brute
  * force. When a ClickHouse server binary is installed it also starts a throwaway server on
  * loopback, uploads the same items and times `ClickHouseStore.search` (server default threads and
- * max_threads = 1), checking its hits equal the index's.
+ * max_threads = 1), checking its hits equal the index's. When Debian's python3-faiss is installed it
+ * times FAISS `IndexFlatIP` (bench/faiss_anchor.py) on the same rewrite, items and queries, one
+ * thread, and reports probsem's single and batched ms per query as ratios to it.
  */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NpyWriter } from '../src/data/npy.js';
 import { ClickHouseStore } from '../src/index/clickhouse.js';
+import { itemVector, prepareQuery, vectorLength } from '../src/index/kl-math.js';
 import { findClickHouseServer, startLocalClickHouse } from '../src/index/clickhouse-server.js';
 import { SCAN_STATS } from '../src/index/internal.js';
-import { bruteForceKl, KlIndex, type ItemGaussians, type QueryGaussian, type SearchHit } from '../src/index/kl-index.js';
+import { bruteForceKl, bruteForceScores, KlIndex, topK as heapTopK, type ItemGaussians, type QueryGaussian, type SearchHit } from '../src/index/kl-index.js';
+import { DISTANCES, type Distance } from '../src/index/distances.js';
 import { Rng } from '../src/core/random.js';
 
 export interface IndexBenchOptions {
@@ -29,6 +39,11 @@ export interface IndexBenchOptions {
   /** Run the ClickHouse part when a server binary exists (default true). */
   clickhouse?: boolean;
   clickhouseQueries?: number;
+  /** Run the FAISS anchor when python3-faiss imports (default true). */
+  faiss?: boolean;
+  /** Time every distance of distances.ts (default true), this many queries each (default 5). */
+  distances?: boolean;
+  distanceQueries?: number;
   seed?: number;
   log?: (m: string) => void;
 }
@@ -42,6 +57,29 @@ export interface ClickHouseBenchResult {
   medianMsPerQueryMaxThreads1: number;
   queries: number;
   sameAsIndex: boolean;
+}
+
+export interface FaissAnchorResult {
+  faiss: string;
+  threads: number;
+  singleMedianMsPerQuery: number;
+  batchedMedianMsPerQuery: number;
+  /** probsem's median ms per query divided by FAISS's (below 1: probsem faster). */
+  singleRatio: number;
+  batchedRatio: number;
+  /** Share of FAISS's float32 top-k that equals the exact top-k (FAISS does not rescore). */
+  recallOfExact: number;
+}
+
+export interface DistanceBenchRow {
+  distance: Distance;
+  /** Answered by the float32 scan of its rewrite (else exact brute force). */
+  scan: boolean;
+  /** The first query's time, which builds the distance's table. */
+  firstQueryMs: number;
+  medianMsPerQuery: number;
+  /** Top-k indices and scores equal to the brute force (bruteForceScores) on two queries. */
+  matchesBruteForce: boolean;
 }
 
 export interface IndexBenchResult {
@@ -65,7 +103,11 @@ export interface IndexBenchResult {
   /** Queries whose float32 pool was not provably complete and took a second pass. */
   secondPasses: number;
   meanCandidatesRescored: number;
+  /** Batched ms per query (median batch / batch size). */
+  batchedMsPerQuery: number;
   clickhouse: ClickHouseBenchResult | null;
+  faiss: FaissAnchorResult | null;
+  distances: DistanceBenchRow[] | null;
 }
 
 /** Diagonal Gaussians: means ~ N(0, 1), variances log-uniform in [0.01, 1]. */
@@ -168,6 +210,7 @@ export async function runIndexBench(o: IndexBenchOptions = {}): Promise<IndexBen
     if (b === 1) batchSame = qs.slice(0, 4).every((q, i) => sameHits(index.search(q, k), res[i]));
   }
   const batchedQps = (batchSize / median(batchMs)) * 1000;
+  const batchedMsPerQuery = median(batchMs) / batchSize;
   log(`index: batched ${batchedQps.toFixed(0)} queries/s (${batchSize} per batch, median of ${batches})`);
   const stats1 = { ...SCAN_STATS };
 
@@ -193,6 +236,17 @@ export async function runIndexBench(o: IndexBenchOptions = {}): Promise<IndexBen
     else clickhouse = await clickhouseBench(index, queries.slice(5), results, k, o.clickhouseQueries ?? 20, log);
   }
 
+  let faiss: FaissAnchorResult | null = null;
+  if (o.faiss !== false) {
+    const py = findFaissPython();
+    if (!py) log('index: python3 with faiss not found: FAISS anchor skipped (Debian: apt-get install python3-faiss)');
+    else {
+      faiss = faissAnchor(py, items, queries, batchQueries, results, { k, batchSize, medianMs, batchedMsPerQuery }, log);
+    }
+  }
+
+  const distances = o.distances === false ? null : distanceBench(index, items, queries.slice(5), k, o.distanceQueries ?? 5, log);
+
   const queriesAnswered = stats1.queries - stats0.queries;
   return {
     medianMsPerQuery: r3(medianMs),
@@ -213,8 +267,132 @@ export async function runIndexBench(o: IndexBenchOptions = {}): Promise<IndexBen
     matchesBruteForce: matches,
     secondPasses: stats1.collectPasses - stats0.collectPasses + stats1.fullRescans - stats0.fullRescans,
     meanCandidatesRescored: +((stats1.rescored - stats0.rescored) / Math.max(1, queriesAnswered)).toFixed(1),
+    batchedMsPerQuery: r3(batchedMsPerQuery),
     clickhouse,
+    faiss,
+    distances,
   };
+}
+
+/**
+ * Every distance on the same index, with the queries' covariances made diagonal (a diagonal
+ * model's queries are; the rewrites other than CSD need that): ms per query after the first (which
+ * builds the distance's table), and the top k checked against the brute force on two queries.
+ */
+function distanceBench(index: KlIndex, items: ItemGaussians, queries: QueryGaussian[], k: number, n: number, log: (m: string) => void): DistanceBenchRow[] {
+  const dim = items.dim;
+  const diag = queries.slice(0, n + 1).map((q) => ({ mean: q.mean, covariance: Float64Array.from({ length: dim * dim }, (_, t) => (t % (dim + 1) === 0 ? q.covariance[t] : 0)) }));
+  return DISTANCES.map((distance) => {
+    let t0 = performance.now();
+    const before = SCAN_STATS.fullRescans;
+    const first = index.search(diag[0], k, { distance });
+    const firstQueryMs = performance.now() - t0;
+    const scan = SCAN_STATS.fullRescans === before;
+    const times: number[] = [];
+    const hits: SearchHit[][] = [first];
+    for (const q of diag.slice(1)) {
+      t0 = performance.now();
+      hits.push(index.search(q, k, { distance }));
+      times.push(performance.now() - t0);
+    }
+    let matches = true;
+    for (let i = 0; i < 2; i++) {
+      const scores = bruteForceScores(items, diag[i], distance);
+      const want = heapTopK(scores.length, k, (j) => scores[j]);
+      matches &&= want.every((w, r) => hits[i][r].index === w.index && hits[i][r].score === w.value);
+    }
+    const row = { distance, scan, firstQueryMs: r3(firstQueryMs), medianMsPerQuery: r3(median(times)), matchesBruteForce: matches };
+    log(`index: ${distance.padEnd(13)} ${scan ? 'scan ' : 'brute'} ${row.medianMsPerQuery} ms/query (first ${row.firstQueryMs} ms); ${matches ? 'equal to' : 'DIFFERS FROM'} the brute force`);
+    return row;
+  });
+}
+
+/** A python3 that imports faiss (Debian's python3-faiss installs for /usr/bin/python3). */
+function findFaissPython(): string | null {
+  for (const py of [process.env.PROBSEM_PYTHON, '/usr/bin/python3', 'python3'].filter(Boolean) as string[]) {
+    if (spawnSync(py, ['-c', 'import faiss'], { encoding: 'utf8' }).status === 0) return py;
+  }
+  return null;
+}
+
+/**
+ * FAISS IndexFlatIP on the same rewrite: item rows [a_i, c_i] and query rows [−b, −1], so the
+ * largest inner product is the smallest S_i = ⟨a_i, b⟩ + c_i (the smallest KL). The rows stream to
+ * .npy files in a temporary directory; bench/faiss_anchor.py times the same single queries (same
+ * 5 warm-ups) and the same batches (first one untimed) on one thread.
+ */
+function faissAnchor(
+  py: string,
+  items: ItemGaussians,
+  queries: QueryGaussian[],
+  batchQueries: QueryGaussian[],
+  exact: SearchHit[][],
+  ours: { k: number; batchSize: number; medianMs: number; batchedMsPerQuery: number },
+  log: (m: string) => void,
+): FaissAnchorResult {
+  const dir = mkdtempSync(join(tmpdir(), 'probsem-faiss-'));
+  try {
+    const n = vectorLength(items.kind, items.dim);
+    const w = new NpyWriter(join(dir, 'items.npy'), '<f4', [items.count, n + 1]);
+    const row = new Float64Array(n);
+    const chunk = 10_000;
+    for (let s = 0; s < items.count; s += chunk) {
+      const e = Math.min(items.count, s + chunk);
+      const out = new Float32Array((e - s) * (n + 1));
+      for (let i = s; i < e; i++) {
+        const c = itemVector(items, i, row);
+        out.set(row, (i - s) * (n + 1));
+        out[(i - s) * (n + 1) + n] = c;
+      }
+      w.append(out);
+    }
+    w.close();
+    const writeQueries = (name: string, qs: QueryGaussian[]) => {
+      const qw = new NpyWriter(join(dir, name), '<f4', [qs.length, n + 1]);
+      const out = new Float32Array(qs.length * (n + 1));
+      qs.forEach((q, t) => {
+        const b = prepareQuery(items.kind, items.dim, q).b;
+        for (let j = 0; j < n; j++) out[t * (n + 1) + j] = -b[j];
+        out[t * (n + 1) + n] = -1;
+      });
+      qw.append(out);
+      qw.close();
+    };
+    writeQueries('single.npy', queries);
+    writeQueries('batch.npy', batchQueries);
+    // This machine's OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE slow OpenBLAS: the anchor runs without them, in its own command only.
+    const env: Record<string, string | undefined> = { ...process.env, OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' };
+    delete env.OPENBLAS_CORETYPE;
+    delete env.OPENBLAS_L2_SIZE;
+    const script = join(dirname(fileURLToPath(import.meta.url)), 'faiss_anchor.py');
+    const r = spawnSync(py, [script, dir, '--k', String(ours.k), '--warmup', '5', '--batch-size', String(ours.batchSize)], { encoding: 'utf8', env, maxBuffer: 64 * 2 ** 20 });
+    const last = (r.stdout ?? '').trim().split('\n').pop() ?? '';
+    if (r.status !== 0 || !last) throw new Error(`faiss_anchor.py failed: ${r.stderr || last}`);
+    const j = JSON.parse(last) as { faiss: string; threads: number; singleMedianMsPerQuery: number; batchedMedianMsPerQuery: number; ids: number[][] };
+    let same = 0;
+    let total = 0;
+    j.ids.forEach((ids, q) => {
+      const want = new Set(exact[q].map((h) => h.index));
+      same += ids.filter((i) => want.has(i)).length;
+      total += want.size;
+    });
+    const res: FaissAnchorResult = {
+      faiss: j.faiss,
+      threads: j.threads,
+      singleMedianMsPerQuery: j.singleMedianMsPerQuery,
+      batchedMedianMsPerQuery: j.batchedMedianMsPerQuery,
+      singleRatio: +(ours.medianMs / j.singleMedianMsPerQuery).toFixed(2),
+      batchedRatio: +(ours.batchedMsPerQuery / j.batchedMedianMsPerQuery).toFixed(2),
+      recallOfExact: +(same / Math.max(1, total)).toFixed(4),
+    };
+    log(
+      `index: FAISS ${res.faiss} IndexFlatIP (1 thread) ${res.singleMedianMsPerQuery} ms/query single, ${res.batchedMedianMsPerQuery} ms/query batched; ` +
+        `probsem/FAISS ${res.singleRatio} single, ${res.batchedRatio} batched; FAISS top-${ours.k} recall of the exact ${res.recallOfExact}`,
+    );
+    return res;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /**

@@ -22,7 +22,9 @@
  * Options: --rounds N (5), --steps N (100 per round), --threads N (PyTorch, 2), --configs
  * model:batch:latent,... , --quick (only the PSE* batch-100 latent-10 step; no index or t-SNE benchmark),
  * --engine auto|fast|tfjs, --memory-steps N (20000; 0 skips), --no-eval, --only index (only the
- * index benchmark), --only tsne (only the t-SNE benchmark), --index-items N (1000000).
+ * index benchmark), --only tsne (only the t-SNE benchmark), --index-items N (1000000), --index-dim K
+ * (20; the issue's second anchor point is 64), --no-faiss (skip the FAISS anchor of the index),
+ * --no-clickhouse (skip its ClickHouse part).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { spawnSync } from 'node:child_process';
@@ -57,6 +59,9 @@ const { values: opt } = parseArgs({
     'no-eval': { type: 'boolean' },
     only: { type: 'string' },
     'index-items': { type: 'string', default: '1000000' },
+    'index-dim': { type: 'string', default: '20' },
+    'no-faiss': { type: 'boolean', default: false },
+    'no-clickhouse': { type: 'boolean', default: false },
   },
 });
 const log = (m: string) => {
@@ -94,7 +99,7 @@ const configs: Config[] = opt.configs
     : SUITE;
 const key = (c: Config) => `${c.model} b${c.batch} l${c.latent}`;
 const machine = { cpu: cpus()[0]?.model, cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
-const indexBench = () => runIndexBench({ items: Number(opt['index-items']), log });
+const indexBench = () => runIndexBench({ items: Number(opt['index-items']), dim: Number(opt['index-dim']), faiss: !opt['no-faiss'], clickhouse: !opt['no-clickhouse'], log });
 const save = (result: { date: string; [key: string]: unknown }, name: string) => {
   mkdirSync(join(HERE, 'results'), { recursive: true });
   writeFileSync(join(HERE, 'results', `${name}-${result.date.replace(/[:.]/g, '-')}.json`), JSON.stringify(result, null, 2) + '\n');

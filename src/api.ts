@@ -35,7 +35,9 @@ import type { Vae, VaeConfigSchema } from './models/vae.js';
 import { type ModelFile, type ModelProvenance, loadModel, saveModel as saveModelFiles } from './models/persist.js';
 import { createModel as createRegisteredModel, getModelEntry } from './models/registry.js';
 import { type EvalOptions, type EvalReport, annotateImage, evaluateRun, runImageShape } from './runs/runs.js';
-import { type SplitPosteriors, encodeSplit, encodeSplitGaussians, queryDistribution, retrieveImages, similarImages } from './runs/retrieval.js';
+import { type SplitPosteriors, encodeSplit, encodeSplitGaussians, imageQuery, indexQuery, queryDistribution, rankByDistance, retrieveImages, similarImages } from './runs/retrieval.js';
+import { KlIndex } from './index/kl-index.js';
+import { parseDistance, type Distance } from './index/distances.js';
 import { generateForPhrases, runWordVectors } from './runs/words.js';
 import type { LabelEncodingInfo } from './text/labels.js';
 import { type EngineChoice, type TrainProgress, type TrainResult, train as trainOnSplit } from './train/trainer.js';
@@ -265,8 +267,10 @@ export interface Hit {
   /** Index of the image in the searched split. */
   id: number;
   label: string;
-  /** The divergence ranked by, in nats. */
+  /** KL(q(z|query) ‖ q(z|x)), in nats. */
   kl: number;
+  /** With a `distance` other than kl: its value, which ranked the hits. */
+  score?: number;
 }
 
 export interface Generated {
@@ -285,7 +289,7 @@ export interface Generated {
  * list of them (a run trained with word vectors knows any word its vectors know).
  */
 export class Run {
-  private searched: { split: Split; dataset: Dataset; posteriors: SplitPosteriors } | null = null;
+  private searched: { split: Split; dataset: Dataset; posteriors: SplitPosteriors; index?: KlIndex } | null = null;
 
   private constructor(
     readonly dir: string,
@@ -363,20 +367,23 @@ export class Run {
    * words form one set query (the Gaussian covering all of them). The dataset is loaded and encoded
    * once per Run.
    */
-  async retrieve(words: string | string[], options: { k?: number; dataset?: string; onNotice?: (m: string) => void } = {}): Promise<Hit[]> {
+  async retrieve(words: string | string[], options: { k?: number; dataset?: string; distance?: Distance; onNotice?: (m: string) => void } = {}): Promise<Hit[]> {
+    const distance = parseDistance(options.distance, 'distance');
     const list = phraseList(words);
     const vectors = await runWordVectors(this.meta, list, { onNotice: options.onNotice });
     const query = queryDistribution(this.model, this.meta, list, vectors);
     const s = await this.searchSplit(options.dataset, options.onNotice);
-    const r = retrieveImages(this.model, s.split, pixelsOf(s.dataset), query, options.k ?? 10, { posteriors: s.posteriors });
-    return this.hits(r);
+    const pixels = pixelsOf(s.dataset);
+    if (distance !== 'kl') return this.hits(rankByDistance(this.model, s.split, pixels, indexQuery(query), options.k ?? 10, distance, { index: this.splitIndex() }));
+    return this.hits(retrieveImages(this.model, s.split, pixels, query, options.k ?? 10, { posteriors: s.posteriors }));
   }
 
   /**
    * The `k` test images most similar to an image by KL(q(z|query) ‖ q(z|x)) (`dissimilar`: least);
    * a number names a test image, which is then left out of its own results.
    */
-  async similar(image: ImageInput | number, options: { k?: number; dissimilar?: boolean; dataset?: string } = {}): Promise<Hit[]> {
+  async similar(image: ImageInput | number, options: { k?: number; dissimilar?: boolean; dataset?: string; distance?: Distance } = {}): Promise<Hit[]> {
+    const distance = parseDistance(options.distance, 'distance');
     const s = await this.searchSplit(options.dataset);
     const pixels = pixelsOf(s.dataset);
     let query: Float32Array;
@@ -390,7 +397,18 @@ export class Run {
     } else {
       query = await this.pixels(image);
     }
+    if (distance !== 'kl') {
+      const q = imageQuery(this.model, query, pixels);
+      return this.hits(rankByDistance(this.model, s.split, pixels, q, options.k ?? 10, distance, { largest: options.dissimilar, exclude, index: this.splitIndex() }));
+    }
     return this.hits(similarImages(this.model, s.split, pixels, query, options.k ?? 10, { dissimilar: options.dissimilar, exclude }));
+  }
+
+  /** The searched split's posteriors as an exact index (other distances than kl), built once. */
+  private splitIndex(): KlIndex {
+    const s = this.searched!;
+    s.index ??= KlIndex.build(encodeSplitGaussians(this.model, s.split, pixelsOf(s.dataset)));
+    return s.index;
   }
 
   /** The run's measures (see `evaluate`). */
@@ -409,8 +427,8 @@ export class Run {
     this.model.params.dispose();
   }
 
-  private hits(r: { ids: number[]; labels: number[]; kl: number[] }): Hit[] {
-    return r.ids.map((id, i) => ({ id, label: this.meta.classNames[r.labels[i]] ?? String(r.labels[i]), kl: r.kl[i] }));
+  private hits(r: { ids: number[]; labels: number[]; kl: number[]; score?: number[] }): Hit[] {
+    return r.ids.map((id, i) => ({ id, label: this.meta.classNames[r.labels[i]] ?? String(r.labels[i]), kl: r.kl[i], ...(r.score ? { score: r.score[i] } : {}) }));
   }
 
   private async searchSplit(dataset?: string, onNotice?: (m: string) => void) {

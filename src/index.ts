@@ -54,7 +54,10 @@ export { DenoisingAe, DenoisingAeConfigSchema, corruptImages, corruptRows } from
 export { SparseAe, SparseAeConfigSchema, sparsityPenalty } from './models/sparse-ae.js';
 export { BimodalAe, BimodalAeConfigSchema, prepareBimodalRun } from './models/bimodal-ae.js';
 export { parsePairedSpec, makePairedDataset, type PairedOptions } from './data/paired.js';
-export { KlIndex, bruteForceKl, type ItemGaussians, type QueryGaussian as KlQuery, type SearchHit, type SearchOptions } from './index/kl-index.js';
+export { DISTANCES, DISTANCE_INFO, type Distance, type DistanceInfo } from './index/distances.js';
+export { embedSplit, type EmbedOptions, type EmbedResult } from './runs/embed.js';
+export { NpyWriter, readNpy, type NpyDtype } from './data/npy.js';
+export { KlIndex, bruteForceKl, bruteForceScores, type ItemGaussians, type QueryGaussian as KlQuery, type SearchHit, type SearchOptions } from './index/kl-index.js';
 export { ClickHouseStore, parseClickHouseUrl } from './index/clickhouse.js';
 export { Classifier } from './models/classifier.js';
 export { loadModel, readModelMeta, type ModelFile, type ModelProvenance } from './models/persist.js';

@@ -80,6 +80,12 @@ test('annotate, retrieve, similar and generate answer correctly on a trained run
   assert.ok(hits.every((h, i) => i === 0 || h.kl >= hits[i - 1].kl));
   const alike = await run.similar(5, { k: 5 });
   assert.ok(alike.every((h) => h.id !== 5), 'the query is left out');
+  // Another distance: ranked by its score, KL alongside; the query still left out.
+  const w2 = await run.retrieve('Trouser', { k: 10, distance: 'w2' });
+  assert.ok(w2.every((h, i) => h.score !== undefined && h.kl >= 0 && (i === 0 || h.score >= w2[i - 1].score!)));
+  const near = await run.similar(5, { k: 5, distance: 'bhattacharyya' });
+  assert.ok(near.every((h, i) => h.id !== 5 && (i === 0 || h.score! >= near[i - 1].score!)));
+  await assert.rejects(run.retrieve('Trouser', { distance: 'cosine' as never }), /distance must be one of/);
   const g = await run.generate('Sneaker, Bag', { n: 3 });
   assert.deepEqual(g.rows.map((r) => r.phrase), ['Sneaker', 'Bag']);
   assert.equal(g.rows[0].images.length, 3 * 784);

@@ -255,6 +255,17 @@ test('retrieve: k test images by ascending KL, with their labels and image URLs;
   assert.deepEqual(u.body.words, ['zebra']);
 });
 
+test('retrieve by another distance: scores ascending, KL alongside; unknown distances refused', async () => {
+  const r = await post('/api/retrieve', { words: 'trouser', k: 6, distance: 'bhattacharyya' });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.equal(r.body.distance, 'bhattacharyya');
+  const hits = r.body.results as { id: number; kl: number; score: number }[];
+  assert.equal(hits.length, 6);
+  hits.forEach((h, i) => assert.ok(h.kl >= 0 && (i === 0 || hits[i - 1].score <= h.score)));
+  assert.equal((await post('/api/retrieve', { words: 'trouser', k: 3 })).body.distance, 'kl');
+  assertError(await post('/api/retrieve', { words: 'bag', distance: 'cosine' }), 400, 'BAD_REQUEST', /distance/);
+});
+
 test('images and reconstructions: PNG at a chosen scale; 404 beyond the split, 400 for ids that are not numbers', async () => {
   const a = await call('/api/images/0?scale=3');
   assert.equal(a.status, 200);

@@ -277,6 +277,9 @@ export class ClickHouseStore {
   /** Exact top-k by KL(q ‖ item), like KlIndex.search, computed by the server in one statement. */
   async search(q: QueryGaussian, k: number, opts: SearchOptions = {}): Promise<SearchHit[]> {
     if (typeof k !== 'number' || !Number.isInteger(k) || k < 1) throw new ProbsemError(`k must be a positive integer, got ${k}`, 'BAD_OPTION');
+    if (opts.distance !== undefined && opts.distance !== 'kl') {
+      throw new ProbsemError(`the ClickHouse store ranks by KL(query ‖ item) only; --distance ${opts.distance} needs an index file (probsem index build --out)`, 'BAD_OPTION');
+    }
     const info = await this.info();
     const name = `${this.address.database}.${this.address.table}`;
     if (q?.mean?.length !== info.dim) throw new ProbsemError(`query has dimension ${q?.mean?.length}, ClickHouse table ${name} holds dimension ${info.dim}`, 'SHAPE');
@@ -323,7 +326,10 @@ export class ClickHouseStore {
         ? { kind: 'diag', dim: info.dim, count: rows.length, mean: concat(rows.map((r) => r.mean)), variance: concat(rows.map((r) => r.spread)) }
         : { kind: 'full', dim: info.dim, count: rows.length, mean: concat(rows.map((r) => r.mean)), scaleTril: concat(rows.map((r) => r.spread)) };
     const scratch = info.kind === 'full' ? new FullScratch(info.dim) : undefined;
-    const hits = rows.map((r, j) => ({ index: r.pos, id: r.id, kl: exactKl(pool, j, p, scratch) }));
+    const hits = rows.map((r, j) => {
+      const kl = exactKl(pool, j, p, scratch);
+      return { index: r.pos, id: r.id, kl, score: kl };
+    });
     hits.sort((x, y) => (x.kl === y.kl ? x.index - y.index : sign > 0 ? x.kl - y.kl : y.kl - x.kl));
     return hits.slice(0, k);
   }

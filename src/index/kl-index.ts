@@ -20,12 +20,19 @@
  * and sorted, so the hits and their `kl` values equal the brute force, ties aside (equal KL values
  * are ordered by item position). Per-item bounds keep the candidate pool at about k even when a
  * few items are badly conditioned (a global bound would be set by the worst of them).
+ *
+ * Other distances (`search(q, k, { distance })`, distances.ts) reuse the same scan where they have
+ * an inner-product rewrite (rewrites.ts), each with its own table in a kernel instance of its own,
+ * built on first use, and rescore by their exact double-precision value; the others are scored by
+ * brute force (`scanExact`).
  */
 import { createHash } from 'node:crypto';
 import { ProbsemError } from '../core/errors.js';
 import { RegularFile, writeFileAtomicSync } from '../core/files.js';
 import { Kernels, type Buf } from '../core/wasm/kernels.js';
 import { INDEX_ITEMS, SCAN_STATS } from './internal.js';
+import { DistanceScorer, parseDistance, type Distance } from './distances.js';
+import { isDiagonal, rewriteFor, type Rewrite } from './rewrites.js';
 import { exactKl, FullScratch, itemVector, prepareQuery, validateItems, vectorLength, type ItemGaussians, type PreparedQuery, type QueryGaussian } from './kl-math.js';
 
 export type { ItemGaussians, QueryGaussian } from './kl-math.js';
@@ -37,6 +44,8 @@ export interface SearchHit {
   id: number;
   /** The exact KL(query ‖ item) in nats. */
   kl: number;
+  /** The distance searched by (distances.ts; smaller is closer), in double precision: `kl` for the default. */
+  score: number;
 }
 
 export interface SearchOptions {
@@ -44,6 +53,8 @@ export interface SearchOptions {
   largest?: boolean;
   /** Item position to skip, e.g. the query image itself. */
   exclude?: number;
+  /** What to rank by (default `kl`, KL(query ‖ item)); distances.ts lists them. */
+  distance?: Distance;
 }
 
 export interface Labels {
@@ -91,20 +102,14 @@ export class KlIndex {
   readonly ids: Int32Array;
   readonly labels: Labels | null;
   readonly meta: Record<string, unknown>;
-  /** n: length of a_i and b. */
-  private readonly n: number;
-  private readonly kernels: Kernels;
-  /** Row length in the kernel: n + 1 (a_i and ‖a_i‖). */
-  private readonly rowLen: number;
-  private readonly gamma: number;
-  private readonly aPtr: number;
-  /** Constants for the smallest KL (c − γ|c|) and the largest (−c − γ|c|). */
-  private readonly cPtr: { smallest: number; largest: number };
-  /** γ |c_i| and ‖a_i‖ (as stored, rounded up), for the upper bounds. */
-  private readonly errC: Float64Array;
-  private readonly normA: Float32Array;
-  private work: { queries: number; m: number; b: Buf; hv: Buf; hi: Buf; hn: Buf } | null = null;
-  private collect: Buf | null = null;
+  /** The KL(query ‖ item) table, built with the index. */
+  private readonly klTable: ScanTable;
+  /**
+   * Tables of the other distances with an inner-product rewrite (rewrites.ts), built on first use,
+   * each in its own kernel instance (kernel memory is capped at 1 GiB and never freed, so sharing
+   * one would let the first distance asked for crowd out the rest); null: brute force.
+   */
+  private readonly tables = new Map<Distance, ScanTable | null>();
   private readonly scratch: FullScratch | undefined;
 
   private constructor(
@@ -119,36 +124,40 @@ export class KlIndex {
     this.ids = ids;
     this.labels = labels;
     this.meta = meta;
-    this.n = vectorLength(items.kind, items.dim);
     this.scratch = items.kind === 'full' ? new FullScratch(items.dim) : undefined;
     INDEX_ITEMS.set(this, items);
-    const blocks = Math.ceil(items.count / BLOCK);
-    const bytes = blocks * BLOCK * (this.n + 3) * 4;
+    const n = vectorLength(items.kind, items.dim);
+    const bytes = tableBytes(items.count, n);
     if (bytes > MAX_INDEX_BYTES) {
       throw new ProbsemError(
         `an index of ${items.count} ${items.kind} Gaussians of dimension ${items.dim} needs ${Math.ceil(bytes / 2 ** 20)} MiB of kernel memory (at most ${MAX_INDEX_BYTES / 2 ** 20} MiB)`,
         'TOO_LARGE',
       );
     }
-    this.kernels = Kernels.createSync();
-    const n = this.n;
+    this.klTable = this.buildTable(Kernels.createSync(), n, (i, row) => itemVector(items, i, row, this.scratch));
+  }
+
+  /**
+   * Lays out one table in kernel memory: rows [a_i, ‖a_i‖] (16 items interleaved per block) and
+   * the constants c_i − γ|c_i| and −c_i − γ|c_i| (module comment). Throws a ProbsemError where a
+   * value overflows float32.
+   */
+  private buildTable(kernels: Kernels, n: number, vector: (i: number, row: Float64Array) => number): ScanTable {
+    const count = this.count;
+    const blocks = Math.ceil(count / BLOCK);
     const rowLen = n + 1;
-    this.rowLen = rowLen;
-    this.gamma = (n + 6) * 2 ** -23;
-    const aBuf = this.kernels.alloc(blocks * BLOCK * rowLen);
-    const cSmall = this.kernels.alloc(blocks * BLOCK);
-    const cLarge = this.kernels.alloc(blocks * BLOCK);
-    this.aPtr = aBuf.ptr;
-    this.cPtr = { smallest: cSmall.ptr, largest: cLarge.ptr };
-    this.errC = new Float64Array(items.count);
-    this.normA = new Float32Array(items.count);
-    const heap = this.kernels.heap();
+    const gamma = (n + 6) * 2 ** -23;
+    const aBuf = kernels.alloc(blocks * BLOCK * rowLen);
+    const cSmall = kernels.alloc(blocks * BLOCK);
+    const cLarge = kernels.alloc(blocks * BLOCK);
+    const t: ScanTable = { kernels, work: null, collect: null, n, rowLen, gamma, aPtr: aBuf.ptr, cPtr: { smallest: cSmall.ptr, largest: cLarge.ptr }, errC: new Float64Array(count), normA: new Float32Array(count) };
+    const heap = kernels.heap();
     const a0 = aBuf.ptr >> 2;
     const cs0 = cSmall.ptr >> 2;
     const cl0 = cLarge.ptr >> 2;
     const row = new Float64Array(n);
-    for (let i = 0; i < items.count; i++) {
-      const c = itemVector(items, i, row, this.scratch);
+    for (let i = 0; i < count; i++) {
+      const c = vector(i, row);
       const base = a0 + (i >> 4) * BLOCK * rowLen + (i & 15);
       let norm2 = 0;
       for (let j = 0; j < n; j++) {
@@ -158,17 +167,38 @@ export class KlIndex {
         norm2 += row[j] * row[j];
       }
       const norm = roundUp32(Math.sqrt(norm2));
-      const err = this.gamma * Math.abs(c);
+      const err = gamma * Math.abs(c);
       if (!Number.isFinite(norm) || !Number.isFinite(Math.fround(c - err)) || !Number.isFinite(Math.fround(-c - err))) {
         throw new ProbsemError(`item ${i}: its precision or constant μᵀΣ⁻¹μ + log|Σ| = ${c} overflows float32`, 'BAD_INPUT');
       }
       heap[base + n * BLOCK] = norm;
       heap[cs0 + i] = c - err;
       heap[cl0 + i] = -c - err;
-      this.errC[i] = err;
-      this.normA[i] = norm;
+      t.errC[i] = err;
+      t.normA[i] = norm;
     }
-    for (let i = items.count; i < blocks * BLOCK; i++) heap[cs0 + i] = heap[cl0 + i] = NaN; // padding: never kept
+    for (let i = count; i < blocks * BLOCK; i++) heap[cs0 + i] = heap[cl0 + i] = NaN; // padding: never kept
+    return t;
+  }
+
+  /**
+   * The scan table of a distance's rewrite, built on first use in a kernel instance of its own;
+   * null (brute force) when it would not fit in one (1 GiB), or a value overflows float32.
+   */
+  private tableFor(distance: Distance, rw: Rewrite): ScanTable | null {
+    if (this.tables.has(distance)) return this.tables.get(distance)!;
+    let t: ScanTable | null = null;
+    const bytes = tableBytes(this.count, rw.n);
+    if (bytes <= MAX_INDEX_BYTES) {
+      try {
+        t = this.buildTable(Kernels.createSync(), rw.n, (i, row) => rw.item(this.items, i, row));
+      } catch (err) {
+        if (!(err instanceof ProbsemError)) throw err;
+        t = null;
+      }
+    }
+    this.tables.set(distance, t);
+    return t;
   }
 
   static build(items: ItemGaussians, opts: { ids?: Int32Array; labels?: Labels; meta?: Record<string, unknown> } = {}): KlIndex {
@@ -214,9 +244,28 @@ export class KlIndex {
   searchBatch(qs: QueryGaussian[], k: number, opts: SearchOptions = {}): SearchHit[][] {
     if (!Array.isArray(qs)) throw new ProbsemError('searchBatch expects an array of queries', 'BAD_INPUT');
     const { sign, exclude } = this.checkOptions(k, opts);
+    const distance = parseDistance(opts.distance, 'distance');
     const prepared = qs.map((q, i) => prepareQuery(this.kind, this.dim, q, qs.length > 1 ? `query ${i}` : 'query'));
-    const out: SearchHit[][] = [];
-    for (let s = 0; s < prepared.length; s += QUERY_CHUNK) out.push(...this.searchChunk(prepared.slice(s, s + QUERY_CHUNK), k, sign, exclude));
+    // Per query: the table scan where the distance has a rewrite for it, else exact brute force.
+    const out: SearchHit[][] = new Array(prepared.length);
+    const scanned: { pos: number; q: PreparedQuery; b: Float64Array }[] = [];
+    // One table per distance (tableFor caches it), so every scanned query uses the same one.
+    let table: ScanTable | null = distance === 'kl' ? this.klTable : null;
+    prepared.forEach((q, pos) => {
+      if (distance === 'kl') return scanned.push({ pos, q, b: q.b });
+      const rw = rewriteFor(distance, this.kind, this.dim, isDiagonal(q));
+      const t = rw ? this.tableFor(distance, rw) : null;
+      if (!rw || !t) return (out[pos] = this.scanExact(q, distance, k, sign, exclude));
+      table = t;
+      const b = new Float64Array(rw.n);
+      rw.query(q, b);
+      scanned.push({ pos, q, b });
+    });
+    for (let s = 0; s < scanned.length; s += QUERY_CHUNK) {
+      const chunk = scanned.slice(s, s + QUERY_CHUNK);
+      const hits = this.searchChunk(table!, chunk, k, sign, exclude, distance);
+      chunk.forEach((c, t) => (out[c.pos] = hits[t]));
+    }
     return out;
   }
 
@@ -232,25 +281,25 @@ export class KlIndex {
     return { sign: opts.largest ? -1 : 1, exclude };
   }
 
-  private ensureWork(queries: number, m: number): NonNullable<KlIndex['work']> {
-    const w = this.work;
+  private ensureWork(t: ScanTable, queries: number, m: number): NonNullable<ScanTable['work']> {
+    const w = t.work;
     if (w && w.queries >= queries && w.m >= m) return w;
     const qn = Math.max(queries, w?.queries ?? 0);
     const mm = Math.max(m, w?.m ?? 0);
-    const k = this.kernels;
-    this.work = { queries: qn, m: mm, b: k.alloc(qn * this.rowLen), hv: k.alloc(qn * mm), hi: k.alloc(qn * mm), hn: k.alloc(qn) };
-    return this.work;
+    const k = t.kernels;
+    t.work = { queries: qn, m: mm, b: k.alloc(qn * t.rowLen), hv: k.alloc(qn * mm), hi: k.alloc(qn * mm), hn: k.alloc(qn) };
+    return t.work;
   }
 
-  private searchChunk(qs: PreparedQuery[], k: number, sign: number, exclude: number): SearchHit[][] {
+  private searchChunk(t: ScanTable, qs: { q: PreparedQuery; b: Float64Array }[], k: number, sign: number, exclude: number, distance: Distance): SearchHit[][] {
     const nq = qs.length;
-    const n = this.n;
-    const rowLen = this.rowLen;
+    const { n, rowLen } = t;
     const valid = this.count - (exclude >= 0 ? 1 : 0);
     const m = Math.max(1, Math.min(k + Math.max(32, k), this.count));
-    const w = this.ensureWork(nq, m);
-    const heap = this.kernels.heap();
-    const cPtr = sign > 0 ? this.cPtr.smallest : this.cPtr.largest;
+    const w = this.ensureWork(t, nq, m);
+    const kernels = t.kernels;
+    const heap = kernels.heap();
+    const cPtr = sign > 0 ? t.cPtr.smallest : t.cPtr.largest;
     // The query rows [±b, −γ‖b‖]; g = γ‖b‖ rounded up.
     const g = new Float64Array(nq);
     for (let q = 0; q < nq; q++) {
@@ -261,21 +310,21 @@ export class KlIndex {
         heap[o + j] = sign * b[j];
         norm2 += b[j] * b[j];
       }
-      g[q] = roundUp32(this.gamma * Math.sqrt(norm2));
+      g[q] = roundUp32(t.gamma * Math.sqrt(norm2));
       heap[o + n] = -g[q];
     }
-    const hn = new Int32Array(this.kernels.memory.buffer, w.hn.ptr, nq);
+    const hn = new Int32Array(kernels.memory.buffer, w.hn.ptr, nq);
     hn.fill(0);
     if (this.count > 0) {
-      this.kernels.klScan({ a: this.aPtr, c: cPtr, count: this.count, n: rowLen, b: w.b.ptr, queries: nq, exclude, hv: w.hv.ptr, hi: w.hi.ptr, hn: w.hn.ptr, m });
+      kernels.klScan({ a: t.aPtr, c: cPtr, count: this.count, n: rowLen, b: w.b.ptr, queries: nq, exclude, hv: w.hv.ptr, hi: w.hi.ptr, hn: w.hn.ptr, m });
     }
     const results: SearchHit[][] = [];
     for (let q = 0; q < nq; q++) {
       const size = hn[q];
-      const hv = new Float32Array(this.kernels.memory.buffer, w.hv.ptr + 4 * q * m, size);
-      const hi = new Int32Array(this.kernels.memory.buffer, w.hi.ptr + 4 * q * m, size).slice();
+      const hv = new Float32Array(kernels.memory.buffer, w.hv.ptr + 4 * q * m, size);
+      const hi = new Int32Array(kernels.memory.buffer, w.hi.ptr + 4 * q * m, size).slice();
       // Upper bounds L + 2E (E as stored, padded for the double-precision sum).
-      const upper = Array.from(hv, (lo, t) => lo + 2 * (1 + 1e-9) * (this.errC[hi[t]] + this.normA[hi[t]] * g[q]));
+      const upper = Array.from(hv, (lo, u) => lo + 2 * (1 + 1e-9) * (t.errC[hi[u]] + t.normA[hi[u]] * g[q]));
       let pool: ArrayLike<number> | null;
       if (!Number.isFinite(g[q]) || upper.some((u) => !Number.isFinite(u))) {
         pool = null; // float32 overflow somewhere: rescore everything
@@ -286,32 +335,32 @@ export class KlIndex {
       } else {
         const tau = [...upper].sort((x, y) => x - y)[k - 1];
         let lowMax = -Infinity;
-        for (let t = 0; t < size; t++) lowMax = Math.max(lowMax, hv[t]);
+        for (let u = 0; u < size; u++) lowMax = Math.max(lowMax, hv[u]);
         if (lowMax > tau) {
-          pool = hi.filter((_, t) => hv[t] <= tau);
+          pool = hi.filter((_, u) => hv[u] <= tau);
         } else {
-          pool = this.collectWithin(w.b.ptr + 4 * q * rowLen, cPtr, exclude, tau);
+          pool = this.collectWithin(t, w.b.ptr + 4 * q * rowLen, cPtr, exclude, tau);
         }
       }
-      results.push(this.rescore(qs[q], pool, k, sign, exclude));
+      results.push(this.rescore(qs[q].q, pool, k, sign, exclude, distance));
     }
     return results;
   }
 
   /** Every item whose float32 lower bound is at most `limit` (rounded up to float32). */
-  private collectWithin(bPtr: number, cPtr: number, exclude: number, limit: number): Int32Array {
+  private collectWithin(t: ScanTable, bPtr: number, cPtr: number, exclude: number, limit: number): Int32Array {
     SCAN_STATS.collectPasses++;
     const thr = roundUp32(limit);
     for (;;) {
-      const cap = this.collect?.length ?? 0;
-      const found = this.count === 0 ? 0 : this.kernels.klCollect({ a: this.aPtr, c: cPtr, count: this.count, n: this.rowLen, b: bPtr, exclude, thr, out: this.collect?.ptr ?? 0, cap });
-      if (found <= cap) return new Int32Array(this.kernels.memory.buffer, this.collect!.ptr, found).slice();
-      this.collect = this.kernels.alloc(Math.max(found, 2 * cap, 1024));
+      const cap = t.collect?.length ?? 0;
+      const found = this.count === 0 ? 0 : t.kernels.klCollect({ a: t.aPtr, c: cPtr, count: this.count, n: t.rowLen, b: bPtr, exclude, thr, out: t.collect?.ptr ?? 0, cap });
+      if (found <= cap) return new Int32Array(t.kernels.memory.buffer, t.collect!.ptr, found).slice();
+      t.collect = t.kernels.alloc(Math.max(found, 2 * cap, 1024));
     }
   }
 
-  /** Exact KL of the candidates (all items when null), best first, k of them. */
-  private rescore(q: PreparedQuery, pool: ArrayLike<number> | null, k: number, sign: number, exclude: number): SearchHit[] {
+  /** The exact distance (and KL) of the candidates (all items when null), best first, k of them. */
+  private rescore(q: PreparedQuery, pool: ArrayLike<number> | null, k: number, sign: number, exclude: number, distance: Distance): SearchHit[] {
     const cand: number[] = [];
     SCAN_STATS.queries++;
     if (pool === null) {
@@ -321,9 +370,27 @@ export class KlIndex {
       for (let i = 0; i < pool.length; i++) cand.push(pool[i]);
     }
     SCAN_STATS.rescored += cand.length;
-    const hits = cand.map((index) => ({ index, id: this.ids[index], kl: exactKl(this.items, index, q, this.scratch) }));
-    hits.sort((x, y) => (x.kl === y.kl ? x.index - y.index : sign > 0 ? x.kl - y.kl : y.kl - x.kl));
+    const scorer = distance === 'kl' ? null : new DistanceScorer(this.items, distance, q);
+    const hits = cand.map((index) => {
+      const kl = exactKl(this.items, index, q, this.scratch);
+      return { index, id: this.ids[index], kl, score: scorer ? scorer.score(index) : kl };
+    });
+    hits.sort((x, y) => (x.score === y.score ? x.index - y.index : sign > 0 ? x.score - y.score : y.score - x.score));
     return hits.slice(0, k);
+  }
+
+  /**
+   * Every item scored by the exact double-precision distance, the best k kept in a heap: the path of
+   * Bhattacharyya and the ELK, which have no inner-product rewrite (distances.ts), and of the other
+   * distances where their rewrite does not apply (rewrites.ts) or its table does not fit.
+   */
+  private scanExact(q: PreparedQuery, distance: Distance, k: number, sign: number, exclude: number): SearchHit[] {
+    SCAN_STATS.queries++;
+    SCAN_STATS.fullRescans++;
+    const scorer = new DistanceScorer(this.items, distance, q);
+    const best = topK(this.count, k, (i) => (i === exclude ? NaN : sign * scorer.score(i)));
+    SCAN_STATS.rescored += this.count;
+    return best.map(({ index, value }) => ({ index, id: this.ids[index], kl: exactKl(this.items, index, q, this.scratch), score: sign * value }));
   }
 
   /** Writes the index atomically (temporary sibling + rename); format in the comment above. */
@@ -460,6 +527,59 @@ function validateLabels(values: Int32Array, meta: Record<string, unknown>): void
   }
 }
 
+/**
+ * The k smallest values of f(0 … count−1), ties by position, NaN skipped: a max-heap of the best k
+ * so far (worst on top), so memory is O(k) whatever the count.
+ */
+export function topK(count: number, k: number, f: (i: number) => number): { index: number; value: number }[] {
+  const hv = new Float64Array(k);
+  const hi = new Int32Array(k);
+  let size = 0;
+  // a worse than b: larger value, or equal value and later position.
+  const worse = (va: number, ia: number, vb: number, ib: number) => va > vb || (va === vb && ia > ib);
+  for (let i = 0; i < count; i++) {
+    const v = f(i);
+    if (Number.isNaN(v)) continue;
+    if (size < k) {
+      let c = size++;
+      while (c > 0) {
+        const p = (c - 1) >> 1;
+        if (!worse(v, i, hv[p], hi[p])) break;
+        hv[c] = hv[p];
+        hi[c] = hi[p];
+        c = p;
+      }
+      hv[c] = v;
+      hi[c] = i;
+    } else if (worse(hv[0], hi[0], v, i)) {
+      let c = 0;
+      for (;;) {
+        const l = 2 * c + 1;
+        if (l >= size) break;
+        const r = l + 1;
+        const m = r < size && worse(hv[r], hi[r], hv[l], hi[l]) ? r : l;
+        if (!worse(hv[m], hi[m], v, i)) break;
+        hv[c] = hv[m];
+        hi[c] = hi[m];
+        c = m;
+      }
+      hv[c] = v;
+      hi[c] = i;
+    }
+  }
+  const out = Array.from({ length: size }, (_, t) => ({ index: hi[t], value: hv[t] }));
+  return out.sort((a, b) => a.value - b.value || a.index - b.index);
+}
+
+/** The reference for any distance: its exact value for every item, in double precision. */
+export function bruteForceScores(items: ItemGaussians, q: QueryGaussian, distance: Distance): Float64Array {
+  validateItems(items);
+  const scorer = new DistanceScorer(items, parseDistance(distance, 'distance'), prepareQuery(items.kind, items.dim, q));
+  const out = new Float64Array(items.count);
+  for (let i = 0; i < items.count; i++) out[i] = scorer.score(i);
+  return out;
+}
+
 /** The straightforward reference: KL(q ‖ item i) for every item, in double precision. */
 export function bruteForceKl(items: ItemGaussians, q: QueryGaussian): Float64Array {
   validateItems(items);
@@ -468,6 +588,31 @@ export function bruteForceKl(items: ItemGaussians, q: QueryGaussian): Float64Arr
   const out = new Float64Array(items.count);
   for (let i = 0; i < items.count; i++) out[i] = exactKl(items, i, p, scratch);
   return out;
+}
+
+/** One distance's rows in kernel memory (buildTable), with the instance's query buffers. */
+interface ScanTable {
+  kernels: Kernels;
+  /** Query rows and heaps, grown as needed. */
+  work: { queries: number; m: number; b: Buf; hv: Buf; hi: Buf; hn: Buf } | null;
+  /** Second-pass output. */
+  collect: Buf | null;
+  /** Length of a_i and b. */
+  n: number;
+  /** Row length in the kernel: n + 1 (a_i and ‖a_i‖). */
+  rowLen: number;
+  gamma: number;
+  aPtr: number;
+  /** Constants for the smallest score (c − γ|c|) and the largest (−c − γ|c|). */
+  cPtr: { smallest: number; largest: number };
+  /** γ |c_i| and ‖a_i‖ (as stored, rounded up), for the upper bounds. */
+  errC: Float64Array;
+  normA: Float32Array;
+}
+
+/** Kernel bytes of a table: rows of n + 1 floats and two constants per item, in blocks of 16. */
+function tableBytes(count: number, n: number): number {
+  return Math.ceil(count / BLOCK) * BLOCK * (n + 3) * 4;
 }
 
 function u8(a: Float32Array | Int32Array): Uint8Array {

@@ -14,7 +14,8 @@ import { imagesToFloat, type Split } from '../data/dataset.js';
 import { cholesky } from '../core/linalg.js';
 import { DiagGaussian, FullGaussian, type Gaussian, tidyGaussian } from '../distributions/gaussian.js';
 import { klToImages, setMargins, splitLabelScores, topK } from '../eval/metrics.js';
-import type { ItemGaussians } from '../index/kl-index.js';
+import type { Distance } from '../index/distances.js';
+import { KlIndex, type ItemGaussians, type QueryGaussian as IndexQuery } from '../index/kl-index.js';
 import { kl } from '../distributions/kl.js';
 import type { ImageModel } from '../models/base.js';
 import type { ModelFile } from '../models/persist.js';
@@ -172,6 +173,62 @@ export interface RetrievalResult {
   labels: number[];
   /** KL(query ‖ q(z|x)) in nats, ascending. */
   kl: number[];
+  /** Where ranked by another distance (`rankByDistance`): its values, best first. */
+  score?: number[];
+}
+
+/** A query as the index takes it: the covariance, diagonal from the log-variances where it has none. */
+export function indexQuery(q: QueryGaussian): IndexQuery {
+  const dim = q.mean.length;
+  const covariance = q.covariance ?? Float64Array.from({ length: dim * dim }, (_, i) => (i % (dim + 1) === 0 ? Math.exp(q.logVar[i / (dim + 1)]) : 0));
+  return { mean: q.mean, covariance };
+}
+
+/** One image's posterior q(z|x) as an index query (the full covariance L Lᵀ where the model has one). */
+export function imageQuery(model: ImageModel, image: Float32Array, pixels: number): IndexQuery {
+  const dim = model.latentDim;
+  let out: IndexQuery | null = null;
+  tf.tidy(() => {
+    const x = tf.tensor2d(image, [1, pixels]);
+    if (!model.encodeImageFull) {
+      const g = model.encodeImage(x);
+      out = indexQuery({ mean: Float32Array.from(g.mean.dataSync()), logVar: Float32Array.from(g.logVar.dataSync()) });
+      return;
+    }
+    const g = model.encodeImageFull(x);
+    const l = g.scaleTril.dataSync();
+    const covariance = new Float64Array(dim * dim);
+    for (let r = 0; r < dim; r++) {
+      for (let c = 0; c < dim; c++) {
+        let t = 0;
+        for (let k = 0; k <= Math.min(r, c); k++) t += l[r * dim + k] * l[c * dim + k];
+        covariance[r * dim + c] = t;
+      }
+    }
+    out = { mean: Float32Array.from(g.mean.dataSync()), covariance };
+  });
+  return out!;
+}
+
+/**
+ * The k images of a split ranked by one of the index's distances (distances.ts), exactly: the
+ * split's posteriors are encoded (or taken from `index`, built once by a caller that serves many
+ * queries) and searched by KlIndex.
+ */
+export function rankByDistance(
+  model: ImageModel,
+  split: Split,
+  pixels: number,
+  query: IndexQuery,
+  k: number,
+  distance: Distance,
+  opts: { largest?: boolean; exclude?: number; index?: KlIndex } = {},
+): RetrievalResult {
+  const index = opts.index ?? KlIndex.build(encodeSplitGaussians(model, split, pixels));
+  if (index.count !== split.count) throw new ProbsemError(`the index holds ${index.count} posteriors, the split ${split.count} images`, 'BAD_OPTION');
+  const hits = index.search(query, Math.min(k, split.count), { distance, largest: opts.largest, exclude: opts.exclude !== undefined && opts.exclude >= 0 ? opts.exclude : undefined });
+  const ids = hits.map((h) => h.index);
+  return { ids, labels: ids.map((i) => split.labels[i]), kl: hits.map((h) => h.kl), score: hits.map((h) => h.score) };
 }
 
 /**

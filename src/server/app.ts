@@ -11,6 +11,7 @@ import { resolve } from 'node:path';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import multipart from '@fastify/multipart';
 import { ProbsemError } from '../core/errors.js';
+import type { Distance } from '../index/distances.js';
 import { currentBackend } from '../core/backend.js';
 import { checkImageHeader } from '../data/image-decode.js';
 import { UnknownWordError } from '../runs/retrieval.js';
@@ -370,10 +371,10 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
   });
 
   app.post('/api/retrieve', { schema: schemaOf('retrieve') }, async (req, reply) => {
-    const b = req.body as { words: unknown; k: number };
+    const b = req.body as { words: unknown; k: number; distance?: Distance };
     const words = wordList(b.words) ?? [];
     if (!words.length) throw new HttpError(400, 'BAD_REQUEST', '`words` is empty');
-    return job(req, reply, 'retrieve', words, b.k);
+    return job(req, reply, 'retrieve', words, b.k, b.distance);
   });
 
   app.get('/api/images/:id', { schema: schemaOf('image') }, async (req, reply) => {

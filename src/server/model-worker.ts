@@ -7,6 +7,7 @@ import { readlinkSync } from 'node:fs';
 import os from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { initBackend } from '../core/backend.js';
+import type { Distance } from '../index/distances.js';
 import { ModelService } from './service.js';
 import { type JobMessage, type WorkerReply, type WorkerSetup, toWire } from './pool.js';
 
@@ -40,7 +41,7 @@ try {
       service.annotateUpload(buf, { ...o, maxDecodeBytes: setup.maxDecodeBytes }),
     annotatePixels: (grey: Float32Array, o: { top?: number; reconstruct?: boolean }) => service.annotate(grey, o),
     generate: (req: { words?: string[]; label?: string; n: number; seed: number }) => service.generate(req),
-    retrieve: (words: string[], k: number) => service.retrieve(words, k),
+    retrieve: (words: string[], k: number, distance?: Distance) => service.retrieve(words, k, distance),
     interpolate: (from: string | number, to: string | number, steps: number, scale: number) => service.interpolate(from, to, steps, scale),
     reconstructionPng: (id: number, scale: number) => service.reconstructionPng(id, scale),
   };

@@ -2,6 +2,7 @@
  * JSON schemas of the API's requests and responses: fastify validates requests with them, and
  * `openapi.ts` builds docs/openapi.json from the same objects, so the two cannot drift.
  */
+import { DISTANCES } from '../index/distances.js';
 import type { ServeLimits } from './limits.js';
 
 const errorRef = { $ref: '#/components/schemas/Error' };
@@ -200,7 +201,11 @@ export function routeDocs(l: ServeLimits): Record<string, RouteDoc> {
       body: {
         type: 'object',
         required: ['words'],
-        properties: { words, k: { type: 'integer', minimum: 1, maximum: l.maxK, default: 8 } },
+        properties: {
+          words,
+          k: { type: 'integer', minimum: 1, maximum: l.maxK, default: 8 },
+          distance: { type: 'string', enum: [...DISTANCES], default: 'kl', description: 'what to rank by (src/index/distances.ts); every one exact' },
+        },
       },
       responses: {
         '200': {
@@ -209,11 +214,12 @@ export function routeDocs(l: ServeLimits): Record<string, RouteDoc> {
             type: 'object',
             properties: {
               labels: { type: 'array', items: { type: 'string' } },
+              distance: { type: 'string' },
               results: {
                 type: 'array',
                 items: {
                   type: 'object',
-                  properties: { id: { type: 'integer' }, label: { type: 'string' }, kl: { type: 'number' }, url: { type: 'string' } },
+                  properties: { id: { type: 'integer' }, label: { type: 'string' }, kl: { type: 'number' }, score: { type: 'number' }, url: { type: 'string' } },
                 },
               },
             },

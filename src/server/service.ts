@@ -12,10 +12,15 @@ import type { ModelFile } from '../models/persist.js';
 import { annotateImage, checkCompatible, generateForLabel, labelIndex, loadImageModel, reconstruct, runDatasetName } from '../runs/runs.js';
 import { runWordVectors, splitQuery } from '../runs/words.js';
 import type { WordVectors } from '../text/word-vectors.js';
+import { KlIndex } from '../index/kl-index.js';
+import type { Distance } from '../index/distances.js';
 import {
   type SplitPosteriors,
   decodeInterpolation,
   encodeSplit,
+  encodeSplitGaussians,
+  indexQuery,
+  rankByDistance,
   generateFromQuery,
   queryDistribution,
   retrieveImages,
@@ -64,6 +69,7 @@ export class ModelService {
   readonly channels: 1 | 3;
   readonly pixels: number;
   private posteriorsCache: SplitPosteriors | null = null;
+  private indexCache: KlIndex | null = null;
   private readonly latentCache = new Map<Method, Promise<LatentResponse>>();
 
   private constructor(
@@ -240,13 +246,23 @@ export class ModelService {
     return splitQuery(this.meta, words);
   }
 
-  retrieve(words: string[], k: number) {
+  /** The test split's posteriors as an exact index, built on the first search by a distance other than kl. */
+  private get index(): KlIndex {
+    this.indexCache ??= KlIndex.build(encodeSplitGaussians(this.model, this.dataset.test, this.pixels));
+    return this.indexCache;
+  }
+
+  retrieve(words: string[], k: number, distance: Distance = 'kl') {
     this.needLabelEncoder('retrieve images for words');
     const q = queryDistribution(this.model, this.meta, words, this.vectors);
-    const r = retrieveImages(this.model, this.dataset.test, this.pixels, q, k, { posteriors: this.posteriors });
+    const r =
+      distance === 'kl'
+        ? retrieveImages(this.model, this.dataset.test, this.pixels, q, k, { posteriors: this.posteriors })
+        : rankByDistance(this.model, this.dataset.test, this.pixels, indexQuery(q), k, distance, { index: this.index });
     return {
       labels: this.labelsOf(words),
-      results: r.ids.map((id, i) => ({ id, label: this.meta.classNames[r.labels[i]], kl: r.kl[i], url: `/api/images/${id}` })),
+      distance,
+      results: r.ids.map((id, i) => ({ id, label: this.meta.classNames[r.labels[i]], kl: r.kl[i], ...(r.score ? { score: r.score[i] } : {}), url: `/api/images/${id}` })),
     };
   }
 

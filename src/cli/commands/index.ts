@@ -9,6 +9,7 @@ import { neighboursCommand } from './words.js';
 import { retrieveCommand } from './retrieve.js';
 import { similarCommand } from './similar.js';
 import { indexCommand } from './kl-index.js';
+import { embedCommand } from './embed.js';
 import { interpolateCommand, plotCommand } from './plot.js';
 import { clusterCommand } from './cluster.js';
 import { coordinateCommand } from './coordinate.js';
@@ -33,6 +34,7 @@ export const COMMANDS: Record<string, Command> = {
   retrieve: retrieveCommand,
   similar: similarCommand,
   index: indexCommand,
+  embed: embedCommand,
   plot: plotCommand,
   interpolate: interpolateCommand,
   cluster: clusterCommand,

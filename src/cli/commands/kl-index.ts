@@ -6,14 +6,15 @@ import { loadDataset } from '../../data/registry.js';
 import { ClickHouseStore } from '../../index/clickhouse.js';
 import { KlIndex, type QueryGaussian, type SearchHit } from '../../index/kl-index.js';
 import type { ModelFile } from '../../models/persist.js';
-import { encodeSplitGaussians } from '../../runs/retrieval.js';
+import { DISTANCES, parseDistance } from '../../index/distances.js';
+import { encodeSplitGaussians, indexQuery } from '../../runs/retrieval.js';
 import { checkCompatible, loadImageModel, runDatasetName } from '../../runs/runs.js';
 import { queryForWords, runWordVectors, splitQuery } from '../../runs/words.js';
 import { intOption, parse, strOption } from '../args.js';
 import type { Command } from './index.js';
 
 const HELP = `probsem index build --run DIR [--split test|train] [--dataset D] (--out IDX | --store URL | both)
-probsem index query (IDX | --store URL) (--words "sneaker, ankle boot" | --queries FILE) [--k 10] [--run DIR] [--json]
+probsem index query (IDX | --store URL) (--words "sneaker, ankle boot" | --queries FILE) [--k 10] [--distance NAME] [--run DIR] [--json]
 
 Exact top-k retrieval by KL(query ‖ q(z|x)): every image's posterior is stored, and the KL is
 rewritten as one inner product plus constants, so a query is one pass of dot products (the
@@ -32,10 +33,20 @@ query
                    several members are one Gaussian covering them all
   --queries FILE   many queries, one per line, searched as one batch
   --k N            results per query (default 10)
+  --distance NAME  what to rank by (default kl); exact for every one (docs/architecture.md):
+                   kl             KL(query ‖ image posterior)
+                   kl-reverse     KL(image posterior ‖ query)
+                   kl-sym         the sum of both
+                   bhattacharyya  the Bhattacharyya distance
+                   w2             the squared 2-Wasserstein distance
+                   elk            −log of the expected likelihood kernel ∫ q(z) p(z) dz
+                   csd            PCME++'s closed-form sampled distance ‖μ − μ'‖² + ‖σ² + σ'²‖₁
+                   (the index file only: a --store ranks by kl)
   --run DIR        the model that turns words into a query (default: the one the index records);
                    it must be the run the index was built from (its weights' sha256 is checked:
                    a run retrained since is refused, rebuild the index)
-  --json           print JSON: per query the words and [{id, labels, kl}]`;
+  --json           print JSON: per query the words and [{id, labels, kl, score}] (score: the
+                   distance ranked by; kl is always KL(query ‖ image posterior))`;
 
 export const indexCommand: Command = {
   summary: 'build an exact KL index of a run\'s image posteriors, or query it by words',
@@ -112,14 +123,17 @@ async function query(argv: string[]): Promise<number> {
       words: { type: 'string' },
       queries: { type: 'string' },
       k: { type: 'string' },
+      distance: { type: 'string' },
       run: { type: 'string' },
       json: { type: 'boolean' },
     },
     true,
   );
+  const distance = parseDistance(v.distance);
   if ((positionals.length === 1) === (v.store !== undefined) || positionals.length > 1) throw new ProbsemError('give exactly one of an index file or --store URL', 'BAD_OPTION');
   if ((v.words === undefined) === (v.queries === undefined)) throw new ProbsemError('give exactly one of --words or --queries', 'BAD_OPTION');
   const k = intOption(v.k, 'k', 10, 1, 100000);
+  if (v.store !== undefined && distance !== 'kl') throw new ProbsemError(`--distance ${distance}: the ClickHouse store ranks by kl only; query an index file (probsem index build --out IDX)`, 'BAD_OPTION');
   const texts = v.words !== undefined ? [String(v.words)] : readFileSync(String(v.queries), 'utf8').split('\n').map((l) => l.trim()).filter(Boolean);
   if (texts.length === 0) throw new ProbsemError(`${v.queries}: no queries (one per line)`, 'BAD_OPTION');
   const index = positionals.length === 1 ? KlIndex.load(positionals[0]) : null;
@@ -130,14 +144,9 @@ async function query(argv: string[]): Promise<number> {
   checkIndexRun(info.meta, meta, runDir, index ? positionals[0] : String(v.store), (m) => process.stderr.write(`note: ${m}\n`));
   if (model.latentDim !== info.dim) throw new ProbsemError(`the run ${runDir} has latent ${model.latentDim} but the index holds ${info.dim}-dimensional Gaussians`, 'SHAPE');
   const vectors = await runWordVectors(meta, texts.flatMap((t) => splitQuery(meta, [t])), { onNotice: (m) => process.stderr.write(`note: ${m}\n`) });
-  const queries: QueryGaussian[] = texts.map((t) => {
-    const q = queryForWords(model, meta, [t], vectors);
-    const dim = q.mean.length;
-    const covariance = q.covariance ?? Float64Array.from({ length: dim * dim }, (_, i) => (i % (dim + 1) === 0 ? Math.exp(q.logVar[i / (dim + 1)]) : 0));
-    return { mean: q.mean, covariance };
-  });
+  const queries: QueryGaussian[] = texts.map((t) => indexQuery(queryForWords(model, meta, [t], vectors)));
   const t0 = performance.now();
-  const results: SearchHit[][] = index ? index.searchBatch(queries, k) : await Promise.all(queries.map((q) => store!.search(q, k)));
+  const results: SearchHit[][] = index ? index.searchBatch(queries, k, { distance }) : await Promise.all(queries.map((q) => store!.search(q, k)));
   const ms = performance.now() - t0;
   const classNames = (info.meta.classNames as string[] | undefined) ?? meta.classNames;
   // KlIndex.load checks labels against the index's own class list; one without is checked here.
@@ -149,16 +158,26 @@ async function query(argv: string[]): Promise<number> {
     return Array.from(l.values.subarray(hit.index * l.perItem, (hit.index + 1) * l.perItem), (c) => classNames[c]);
   };
   if (v.json) {
-    process.stdout.write(JSON.stringify({ k, ms, queries: texts.map((t, i) => ({ words: t, results: results[i].map((h) => ({ id: h.id, labels: labelsOf(h), kl: h.kl })) })) }) + '\n');
+    process.stdout.write(
+      JSON.stringify({ k, distance, ms, queries: texts.map((t, i) => ({ words: t, results: results[i].map((h) => ({ id: h.id, labels: labelsOf(h), kl: h.kl, score: h.score })) })) }) + '\n',
+    );
     return 0;
   }
   texts.forEach((t, i) => {
     process.stdout.write(`query: ${t}\n`);
-    for (const h of results[i]) process.stdout.write(`${String(h.id).padStart(8)}  ${labelsOf(h).join(' + ').padEnd(26)} KL ${h.kl.toFixed(2)}\n`);
+    for (const h of results[i]) process.stdout.write(`${String(h.id).padStart(8)}  ${labelsOf(h).join(' + ').padEnd(26)} ${scoreText(distance, h)}\n`);
   });
   process.stdout.write(`${texts.length} quer${texts.length === 1 ? 'y' : 'ies'} in ${ms.toFixed(1)} ms\n`);
   return 0;
 }
+
+/** "KL 1.23", or for another distance its name and value beside the KL: "w2 0.41  KL 1.23". */
+export function scoreText(distance: string, h: { kl: number; score?: number }): string {
+  return distance === 'kl' || h.score === undefined ? `KL ${h.kl.toFixed(2)}` : `${distance} ${h.score.toFixed(2)}  KL ${h.kl.toFixed(2)}`;
+}
+
+/** The --distance help lines, shared by the search commands. */
+export const DISTANCE_HELP = `--distance NAME  rank by ${DISTANCES.join(', ')} (default kl; probsem index --help says what each is)`;
 
 /**
  * Refuses a run that is not the one the index was built from: same directory but retrained in

@@ -3,7 +3,9 @@ import { ensureDir, writeFileAtomicSync } from '../../core/files.js';
 import { imagesToFloat, pixelsOf } from '../../data/dataset.js';
 import { encodeGridPng } from '../../data/png.js';
 import { loadDataset } from '../../data/registry.js';
-import { type RetrievalResult, retrieveAnyOf, retrieveImages } from '../../runs/retrieval.js';
+import { indexQuery, rankByDistance, type RetrievalResult, retrieveAnyOf, retrieveImages } from '../../runs/retrieval.js';
+import { parseDistance } from '../../index/distances.js';
+import { DISTANCE_HELP, scoreText } from './kl-index.js';
 import { checkCompatible, loadImageModel } from '../../runs/runs.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { classOfPhrase, phraseGaussians, phraseInputs, queryForWords, runWordVectors, splitQuery } from '../../runs/words.js';
@@ -31,9 +33,12 @@ export const retrieveCommand: Command = {
                  rule), often the more precise (docs/results.md); margin: the images whose most
                  likely labels are the query's words, most clearly (for label pairs on two-object
                  images: "trouser, bag")
+  ${DISTANCE_HELP}
+                 (with --rank kl, without --any; the split's posteriors are indexed and searched exactly)
   --dataset D    images to search (default: the test split of the run's dataset)
   --out FILE     write the images as a PNG grid, best first
-  --json         print ids, labels and KL(q(z|words) ‖ q(z|x)) as JSON`,
+  --json         print ids, labels and KL(q(z|words) ‖ q(z|x)) as JSON (and score, the
+                 --distance value, where one is given)`,
   async run(argv) {
     const { values: v } = parse(argv, {
       run: { type: 'string' },
@@ -45,10 +50,13 @@ export const retrieveCommand: Command = {
       json: { type: 'boolean' },
       rank: { type: 'string' },
       any: { type: 'boolean' },
+      distance: { type: 'string' },
     });
+    const distance = parseDistance(v.distance);
     const rank = strOption(v.rank, 'rank', 'kl');
     if (rank !== 'kl' && rank !== 'posterior' && rank !== 'margin') throw new ProbsemError(`--rank must be kl, posterior or margin, got '${rank}'`, 'BAD_OPTION');
     if (v.any && rank !== 'kl') throw new ProbsemError("--any ranks by each member's own KL; it does not combine with --rank posterior or margin", 'BAD_OPTION');
+    if (distance !== 'kl' && (v.any || rank !== 'kl')) throw new ProbsemError(`--distance ${distance} ranks one query by that distance; it does not combine with --any or --rank ${rank}`, 'BAD_OPTION');
     const { model, meta } = loadImageModel(strOption(v.run, 'run'));
     const words = [strOption(v.words, 'words')];
     const k = intOption(v.k, 'k', 20, 1, 10000);
@@ -67,7 +75,12 @@ export const retrieveCommand: Command = {
       rank === 'margin'
         ? { inputs: tf.tensor2d(phraseInputs(meta, [...entries, ...others], vectors), [entries.length + others.length, labelInputWidth(meta.labels ?? { kind: 'onehot' }, meta.classNames.length)]), queryCount: entries.length }
         : undefined;
-    const r: RetrievalResult & { members?: number[] } = query ? retrieveImages(model, ds.test, pixels, query, k, { rank, competitors, marginLabels }) : retrieveAnyOf(model, ds.test, pixels, members, k);
+    const r: RetrievalResult & { members?: number[] } =
+      distance !== 'kl'
+        ? rankByDistance(model, ds.test, pixels, indexQuery(query!), k, distance)
+        : query
+          ? retrieveImages(model, ds.test, pixels, query, k, { rank, competitors, marginLabels })
+          : retrieveAnyOf(model, ds.test, pixels, members, k);
     marginLabels?.inputs.dispose();
     if (v.out !== undefined) {
       const out = String(v.out);
@@ -79,13 +92,14 @@ export const retrieveCommand: Command = {
       id,
       label: ds.classNames[r.labels[i]] + (l2 ? ` + ${ds.classNames[l2[id]]}` : ''),
       kl: r.kl[i],
+      ...(r.score ? { score: r.score[i] } : {}),
       ...(r.members ? { member: entries[r.members[i]] } : {}),
     }));
     if (v.json) {
-      process.stdout.write(JSON.stringify({ query: entries, mode: v.any ? 'any' : 'set', k, results: rows }) + '\n');
+      process.stdout.write(JSON.stringify({ query: entries, mode: v.any ? 'any' : 'set', k, distance, results: rows }) + '\n');
     } else {
       process.stdout.write(`query: ${entries.join(v.any ? ' or ' : ' + ')}\n`);
-      for (const row of rows) process.stdout.write(`${String(row.id).padStart(6)}  ${row.label.padEnd(14)} KL ${row.kl.toFixed(2)}${row.member !== undefined ? `  (${row.member})` : ''}\n`);
+      for (const row of rows) process.stdout.write(`${String(row.id).padStart(6)}  ${row.label.padEnd(14)} ${scoreText(distance, row)}${row.member !== undefined ? `  (${row.member})` : ''}\n`);
       if (v.out !== undefined) process.stdout.write(`wrote ${rows.length} images to ${v.out}\n`);
     }
     return 0;

@@ -5,7 +5,9 @@ import { ensureDir, writeFileAtomicSync } from '../../core/files.js';
 import { imagesToFloat, pixelsOf } from '../../data/dataset.js';
 import { encodeGridPng } from '../../data/png.js';
 import { loadDataset } from '../../data/registry.js';
-import { similarImages } from '../../runs/retrieval.js';
+import { imageQuery, rankByDistance, similarImages } from '../../runs/retrieval.js';
+import { parseDistance } from '../../index/distances.js';
+import { DISTANCE_HELP, scoreText } from './kl-index.js';
 import { checkCompatible, loadImageModel } from '../../runs/runs.js';
 import { intOption, parse, strOption } from '../args.js';
 import { INVERT_HELP, INVERT_OPTIONS, invertChoice, readPicture } from './image.js';
@@ -19,6 +21,7 @@ export const similarCommand: Command = {
                    converted to the run's image size, with a note on stderr)
   --k N            images to return (default 20)
   --dissimilar     the largest KL(q(z|query) ‖ q(z|x)) first instead of the smallest
+  ${DISTANCE_HELP}
   --dataset D      images to search (default: the test split of the run's dataset)
   --out FILE       a PNG grid: the query first, framed in orange, then the results in order
   --json           print ids, labels and KL values as JSON
@@ -33,8 +36,10 @@ ${INVERT_HELP}`,
       data: { type: 'string' },
       out: { type: 'string' },
       json: { type: 'boolean' },
+      distance: { type: 'string' },
       ...INVERT_OPTIONS,
     });
+    const distance = parseDistance(v.distance);
     const invert = invertChoice(v);
     const { model, meta } = loadImageModel(strOption(v.run, 'run'));
     const k = intOption(v.k, 'k', 20, 1, 10000);
@@ -56,8 +61,11 @@ ${INVERT_HELP}`,
       if (!statSync(spec).isFile()) throw new ProbsemError(`--image ${spec} is not a file`, 'BAD_OPTION');
       image = await readPicture(spec, ds.height, ds.width, invert, ds.channels ?? 1);
     }
-    const r = similarImages(model, ds.test, pixels, image, k, { dissimilar: Boolean(v.dissimilar), exclude });
-    const rows = r.ids.map((id, i) => ({ id, label: labelsOf(ds, id), kl: r.kl[i] }));
+    const r =
+      distance === 'kl'
+        ? similarImages(model, ds.test, pixels, image, k, { dissimilar: Boolean(v.dissimilar), exclude })
+        : rankByDistance(model, ds.test, pixels, imageQuery(model, image, pixels), k, distance, { largest: Boolean(v.dissimilar), exclude });
+    const rows = r.ids.map((id, i) => ({ id, label: labelsOf(ds, id), kl: r.kl[i], ...(r.score ? { score: r.score[i] } : {}) }));
     if (v.out !== undefined) {
       const out = String(v.out);
       await ensureDir(dirname(out));
@@ -68,10 +76,10 @@ ${INVERT_HELP}`,
       writeFileAtomicSync(out, encodeGridPng(tiles, rows.length + 1, { cols, height: ds.height, width: ds.width, channels: ds.channels, highlight: [0] }));
     }
     if (v.json) {
-      process.stdout.write(JSON.stringify({ query: { image: spec, label }, k, dissimilar: Boolean(v.dissimilar), results: rows }) + '\n');
+      process.stdout.write(JSON.stringify({ query: { image: spec, label }, k, dissimilar: Boolean(v.dissimilar), distance, results: rows }) + '\n');
     } else {
-      process.stdout.write(`query: ${spec}${label ? ` (${label})` : ''}; ${v.dissimilar ? 'most dissimilar' : 'most similar'} by KL(q(z|query) ‖ q(z|x))\n`);
-      for (const row of rows) process.stdout.write(`${String(row.id).padStart(6)}  ${row.label.padEnd(24)} KL ${row.kl.toFixed(2)}\n`);
+      process.stdout.write(`query: ${spec}${label ? ` (${label})` : ''}; ${v.dissimilar ? 'most dissimilar' : 'most similar'} by ${distance === 'kl' ? 'KL(q(z|query) ‖ q(z|x))' : distance}\n`);
+      for (const row of rows) process.stdout.write(`${String(row.id).padStart(6)}  ${row.label.padEnd(24)} ${scoreText(distance, row)}\n`);
       if (v.out !== undefined) process.stdout.write(`wrote the query (framed) and ${rows.length} images to ${v.out}\n`);
     }
     return 0;

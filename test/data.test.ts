@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, copyFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Batcher, FASHION_MNIST_CLASSES, imagesToFloat, oneHot } from '../src/data/dataset.js';
+import { Batcher, FASHION_MNIST_CLASSES, datasetHash, imagesToFloat, oneHot, packTags, tagsOf, validateSplit, withoutClasses } from '../src/data/dataset.js';
 import { loadDataset, SHIPPED_SUBSET_DIR } from '../src/data/registry.js';
 import { writeIdxFile } from '../src/data/idx.js';
 import { encodeGridPng } from '../src/data/png.js';
@@ -109,4 +109,25 @@ test('PNG grid round trip through the picture decoder (its own tests: image-deco
   const inv = (await decodeImage(png, { height: 4, width: 8, source: 'grid.png', invert: true })).pixels;
   assert.equal(inv[1], 1);
   assert.equal(inv[0], 0);
+});
+
+test('tag sets: packed sorted without repeats, read back per image, kept by withoutClasses, hashed, and malformed sets refused', () => {
+  const packed = packTags([[3, 1, 3], [], [0]]);
+  assert.deepEqual([...packed.tagStart], [0, 2, 2, 3]);
+  assert.deepEqual([...packed.tagIds], [1, 3, 0]);
+  const split = { images: new Uint8Array([10, 20, 30]), labels: new Uint8Array([0, 1, 2]), count: 3, ...packed };
+  assert.deepEqual([...tagsOf(split, 0)], [1, 3]);
+  assert.deepEqual([...tagsOf(split, 1)], []);
+  assert.deepEqual([...tagsOf({ images: split.images, labels: split.labels, count: 3 }, 0)], []);
+  const kept = withoutClasses(split, new Set([1]), 1);
+  assert.deepEqual([...kept.images], [10, 30]);
+  assert.deepEqual([...kept.tagStart!], [0, 2, 3]);
+  assert.deepEqual([...tagsOf(kept, 1)], [0]);
+  validateSplit(split, 3, 'tagged', 4);
+  assert.throws(() => validateSplit(split, 3, 'tagged', 3), /tag 3 of image 0 is outside the 3 known tags/);
+  assert.throws(() => validateSplit({ ...split, tagStart: new Uint32Array([0, 2, 3]) }, 3, 'short'), /tag sets are malformed/);
+  assert.throws(() => packTags([[70000]]), /tag index 70000/);
+  const ds = (s: typeof split) => ({ name: 't', source: 't', height: 1, width: 1, classNames: ['a', 'b', 'c'], train: s, test: s, tagNames: ['w', 'x', 'y', 'z'] });
+  const other = { ...split, ...packTags([[1, 3], [2], [0]]) };
+  assert.notEqual(datasetHash(ds(split)), datasetHash(ds(other)));
 });

@@ -9,6 +9,14 @@ export interface Split {
   labels: Uint8Array;
   /** Second class of each image in two-object (paired) datasets. */
   labels2?: Uint8Array;
+  /**
+   * Tag sets of datasets whose images carry several words (emoji, tag manifests): image i's tags
+   * are `tagIds[tagStart[i] .. tagStart[i + 1])`, indices into `Dataset.tagNames`, each set
+   * sorted and without repeats. `tagStart` has count + 1 entries. Absent where images carry
+   * only their class.
+   */
+  tagStart?: Uint32Array;
+  tagIds?: Uint16Array;
   count: number;
 }
 
@@ -26,6 +34,29 @@ export interface Dataset {
   test: Split;
   /** A taxonomy the dataset states itself (CIFAR-100's superclasses): each class's parent, −1 for none. */
   hierarchy?: { parents: string[]; parentOf: number[] };
+  /** The words that `Split.tagIds` index, when the splits carry tag sets. */
+  tagNames?: string[];
+}
+
+/** Image i's tag indices (a view; empty where the split has no tag sets). */
+export function tagsOf(split: Split, i: number): Uint16Array {
+  if (!split.tagStart || !split.tagIds) return new Uint16Array(0);
+  return split.tagIds.subarray(split.tagStart[i], split.tagStart[i + 1]);
+}
+
+/** Packs per-image tag lists (indices into the tag vocabulary) into a split's tagStart/tagIds, sorted and de-duplicated. */
+export function packTags(sets: ReadonlyArray<ArrayLike<number>>): { tagStart: Uint32Array; tagIds: Uint16Array } {
+  const tagStart = new Uint32Array(sets.length + 1);
+  const ids: number[] = [];
+  sets.forEach((set, i) => {
+    const sorted = [...new Set(Array.from(set))].sort((a, b) => a - b);
+    for (const t of sorted) {
+      if (!Number.isInteger(t) || t < 0 || t > 0xffff) throw new ProbsemError(`tag index ${t} of image ${i} is not an integer in [0, 65535]`, 'DATA_FORMAT');
+      ids.push(t);
+    }
+    tagStart[i + 1] = ids.length;
+  });
+  return { tagStart, tagIds: Uint16Array.from(ids) };
 }
 
 export const FASHION_MNIST_CLASSES = [
@@ -54,14 +85,33 @@ export function datasetHash(ds: Dataset): string {
     h.update(s.images);
     h.update(s.labels);
     if (s.labels2) h.update(s.labels2);
+    if (s.tagStart && s.tagIds) {
+      h.update(new Uint8Array(s.tagStart.buffer, s.tagStart.byteOffset, s.tagStart.byteLength));
+      h.update(new Uint8Array(s.tagIds.buffer, s.tagIds.byteOffset, s.tagIds.byteLength));
+    }
   }
+  if (ds.tagNames) h.update(JSON.stringify(ds.tagNames));
   // Grey datasets keep the hash they had before colour existed.
   h.update(JSON.stringify((ds.channels ?? 1) === 1 ? [ds.height, ds.width, ds.classNames] : [ds.height, ds.width, ds.channels, ds.classNames]));
   return h.digest('hex').slice(0, 16);
 }
 
-/** Checks labels are class indices in range, naming the first offender. */
-export function validateSplit(split: Split, numClasses: number, what: string): void {
+/** Checks labels are class indices in range (and tag sets, where given, are well formed), naming the first offender. */
+export function validateSplit(split: Split, numClasses: number, what: string, numTags?: number): void {
+  if (split.tagStart || split.tagIds) {
+    const { tagStart, tagIds } = split;
+    if (!tagStart || !tagIds || tagStart.length !== split.count + 1 || tagStart[0] !== 0 || tagStart[split.count] !== tagIds.length) {
+      throw new ProbsemError(`${what}: tag sets are malformed (tagStart needs ${split.count + 1} offsets from 0 to the number of tags)`, 'DATA_FORMAT');
+    }
+    for (let i = 0; i < split.count; i++) {
+      if (tagStart[i + 1] < tagStart[i]) throw new ProbsemError(`${what}: tag offsets decrease at image ${i}`, 'DATA_FORMAT');
+      for (let j = tagStart[i]; j < tagStart[i + 1]; j++) {
+        if (numTags !== undefined && tagIds[j] >= numTags) {
+          throw new ProbsemError(`${what}: tag ${tagIds[j]} of image ${i} is outside the ${numTags} known tags`, 'DATA_FORMAT');
+        }
+      }
+    }
+  }
   for (const labels of split.labels2 ? [split.labels, split.labels2] : [split.labels]) {
     for (let i = 0; i < split.count; i++) {
       if (labels[i] >= numClasses) {
@@ -142,11 +192,13 @@ export function withoutClasses(split: Split, drop: ReadonlySet<number>, pixels: 
   for (let i = 0; i < split.count; i++) if (!drop.has(split.labels[i])) count++;
   const images = new Uint8Array(count * pixels);
   const labels = new Uint8Array(count);
+  const tags: Uint16Array[] = [];
   let j = 0;
   for (let i = 0; i < split.count; i++) {
     if (drop.has(split.labels[i])) continue;
     images.set(split.images.subarray(i * pixels, (i + 1) * pixels), j * pixels);
+    if (split.tagStart) tags.push(tagsOf(split, i));
     labels[j++] = split.labels[i];
   }
-  return { images, labels, count };
+  return split.tagStart ? { images, labels, count, ...packTags(tags) } : { images, labels, count };
 }

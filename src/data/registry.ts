@@ -6,7 +6,7 @@
  * that subset (the demo's default). `mnist` needs a directory (--data or $PROBSEM_DATA). Any other
  * spec is a directory holding IDX files with the standard names (optionally a classes.txt), or a
  * user's pictures: `folder:DIR` and `manifest:FILE` (./image-folder.ts), or the CIFAR files:
- * `cifar10:DIR`, `cifar100:DIR` (./cifar.ts).
+ * `cifar10:DIR`, `cifar100:DIR` (./cifar.ts), or `emoji[?…]` built from npm packages (./emoji.ts).
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
@@ -15,6 +15,7 @@ import { ProbsemError } from '../core/errors.js';
 import { readIdxImagesAndLabels } from './idx.js';
 import { FOLDER_PREFIX, MANIFEST_PREFIX, loadImageSet } from './image-folder.js';
 import { isCifarSpec, loadCifar } from './cifar.js';
+import { isEmojiSpec, loadEmoji } from './emoji.js';
 import { PAIRED_PREFIX, makePairedDataset, parsePairedSpec } from './paired.js';
 import { type Dataset, FASHION_MNIST_CLASSES, MNIST_CLASSES, validateSplit } from './dataset.js';
 
@@ -24,7 +25,7 @@ export const SHIPPED_DATA_DIR = resolve(HERE, '..', '..', 'data');
 export const SHIPPED_SUBSET_DIR = join(SHIPPED_DATA_DIR, 'fashion-mnist-subset');
 export const DEBIAN_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
 
-export const DATASET_NAMES = ['fashion-mnist', 'fashion-mnist-subset', 'mnist'] as const;
+export const DATASET_NAMES = ['fashion-mnist', 'fashion-mnist-subset', 'mnist', 'emoji'] as const;
 
 export interface LoadOptions {
   /** Directory given by the user (--data). */
@@ -129,6 +130,7 @@ export async function loadDataset(spec: string, opts: LoadOptions = {}): Promise
     return loadImageSet(spec, { onBadImage: opts.onBadImage, onNotice: opts.onNotice, onProgress: opts.onProgress });
   }
   if (isCifarSpec(spec)) return loadCifar(spec);
+  if (isEmojiSpec(spec)) return loadEmoji(spec, { onNotice: opts.onNotice, onProgress: opts.onProgress });
   if (spec === 'fashion-mnist-subset') {
     return loadIdxDirectory(SHIPPED_SUBSET_DIR, spec, FASHION_MNIST_CLASSES);
   }
@@ -162,7 +164,7 @@ export async function loadDataset(spec: string, opts: LoadOptions = {}): Promise
   // Something written as a path is a missing directory, not a misspelt dataset name.
   if (/[\\/]|^\.|^~/.test(spec)) throw new ProbsemError(`no such directory: ${spec}`, 'NOT_FOUND');
   throw new ProbsemError(
-    `unknown dataset '${spec}': known datasets are ${DATASET_NAMES.join(', ')}; or give a directory of IDX files, folder:DIR (a subfolder of pictures per class), manifest:FILE (CSV or JSONL), cifar10:DIR or cifar100:DIR (the CIFAR files), or paired:<dataset>`,
+    `unknown dataset '${spec}': known datasets are ${DATASET_NAMES.join(', ')}; or give a directory of IDX files, folder:DIR (a subfolder of pictures per class), manifest:FILE (CSV or JSONL), cifar10:DIR or cifar100:DIR (the CIFAR files), emoji[?styles=google&test=twitter&size=32] (the emoji packages), or paired:<dataset>`,
     'NOT_FOUND',
   );
 }

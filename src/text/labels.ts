@@ -35,10 +35,36 @@ export function parseLabelEncoding(spec: string): LabelEncodingSpec {
 }
 
 /**
+ * emoji subgroups (src/data/emoji.ts) whose names the WordNet vectors do not know as written
+ * ("face-sleepy": WordNet's vectors have nouns, not "sleepy"); the rest read as their hyphen parts.
+ */
+const EMOJI_SUBGROUP_PHRASES: Readonly<Record<string, string>> = {
+  'face-neutral-skeptical': 'neutral face doubt',
+  'face-sleepy': 'face sleep',
+  'face-unwell': 'face illness',
+  'face-concerned': 'face worry',
+  'hand-fingers-open': 'open hand palm',
+  'hand-fingers-partial': 'hand finger gesture',
+  'hand-fingers-closed': 'fist hand',
+  'person-resting': 'person rest',
+  'plant-other': 'plant',
+  'food-prepared': 'food dish',
+  'place-geographic': 'place geography',
+  'place-other': 'place',
+  'arts-crafts': 'art craft',
+  'other-object': 'object',
+  'other-symbol': 'symbol',
+  keycap: 'key',
+  alphanum: 'letter number',
+  geometric: 'geometry shape',
+};
+
+/**
  * How each class of a known dataset reads as words. Compound names are spelled the way the word
  * vectors know them; users can override any entry.
  */
 export const DEFAULT_LABEL_PHRASES: Readonly<Record<string, string>> = {
+  ...EMOJI_SUBGROUP_PHRASES,
   'T-shirt/top': 't-shirt',
   Trouser: 'trousers',
   Pullover: 'pullover',

@@ -222,6 +222,13 @@ test('latentMap: a 2-D latent space is shown as it is; PCA and samples otherwise
   assert.equal(sampled.panel.points.length, 300);
   assert.deepEqual((await latentMap(model, meta, ds, { method: 'pca', points: 300, seed: 4, posteriors: post })).ids, sampled.ids, 'the sample is seeded');
   assert.match(sampled.panel.axes![0], /^PC1 \(\d+ % of variance\)$/);
+  // Coloured by the dataset's hierarchy: each point takes its class's parent ("(none)" without one).
+  const tree = { ...ds, hierarchy: { parents: ['tops', 'shoes'], parentOf: [0, -1, 0, 0, 0, 1, 0, 1, -1, 1] } };
+  const byParent = await latentMap(model, meta, tree, { posteriors: post, colourBy: 'parent' });
+  const expected = (c: number) => (tree.hierarchy.parentOf[c] < 0 ? '(none)' : tree.hierarchy.parents[tree.hierarchy.parentOf[c]]);
+  assert.equal(byParent.panel.points[i].label, expected(ds.test.labels[i]));
+  assert.deepEqual(new Set(byParent.panel.points.map((p) => p.label)), new Set(['tops', 'shoes', '(none)']));
+  await assert.rejects(latentMap(model, meta, ds, { posteriors: post, colourBy: 'parent' }), /states no class hierarchy/);
 });
 
 test('bad inputs give clear ProbsemErrors', async () => {
@@ -231,6 +238,7 @@ test('bad inputs give clear ProbsemErrors', async () => {
     [['--run', runDir, '--from', 'sneaker', '--from', 'bag', '--to', 'sandal', '--out', '/tmp/x.png'], /--from and --to pair up in order: got 2 --from and 1 --to/, 'interpolate'],
     [['latent', '--run', runDir, '--method', 'isomap', '--out', '/tmp/x.png'], /unknown projection method 'isomap': choose one of pca, tsne, umap/, 'plot'],
     [['latent', '--out', '/tmp/x.png'], /--run is required/, 'plot'],
+    [['latent', '--run', runDir, '--colour-by', 'group', '--out', '/tmp/x.png'], /--colour-by must be class or parent, got 'group'/, 'plot'],
     [['latent', '--run', runDir, '--run', runDir, '--titles', 'only-one', '--out', '/tmp/x.png'], /--titles needs 2 non-empty comma-separated names \(one per --run\)/, 'plot'],
     [['curves', '--run', tmp()], /has no train.jsonl \(runs trained with 'probsem train --out DIR' write one\)/, 'plot'],
     [['curves', '--run', '/nonexistent/run'], /run directory \/nonexistent\/run does not exist/, 'plot'],

@@ -28,6 +28,8 @@ export interface LatentMapOptions {
   title?: string;
   /** Precomputed posteriors of that split (from `encodeSplit`). */
   posteriors?: SplitPosteriors;
+  /** Colour the points by class (default) or by the class's parent in the dataset's hierarchy (emoji groups, CIFAR-100 superclasses). */
+  colourBy?: 'class' | 'parent';
 }
 
 export interface LatentMap {
@@ -61,8 +63,17 @@ export async function latentMap(model: ImageModel, meta: ModelFile, ds: Dataset,
   } else {
     ({ coords, axes } = await project2d(data, ids.length, k, method, seed));
   }
-  const points = ids.map((id, r) => ({ x: coords[r * 2], y: coords[r * 2 + 1], label: ds.classNames[split.labels[id]] }));
+  const label = pointLabeller(ds, opts.colourBy ?? 'class');
+  const points = ids.map((id, r) => ({ x: coords[r * 2], y: coords[r * 2 + 1], label: label(split.labels[id]) }));
   return { panel: { title: opts.title ?? meta.model, points, axes }, method, ids };
+}
+
+/** What a point of class c is called on a map: its class, or its parent class ("(none)" for a class without one). */
+export function pointLabeller(ds: Dataset, by: 'class' | 'parent'): (c: number) => string {
+  if (by === 'class') return (c) => ds.classNames[c];
+  const h = ds.hierarchy;
+  if (!h) throw new ProbsemError(`${ds.name} states no class hierarchy to colour by (emoji and CIFAR-100 do); use --colour-by class`, 'BAD_OPTION');
+  return (c) => (h.parentOf[c] >= 0 ? h.parents[h.parentOf[c]] : '(none)');
 }
 
 /** One row of an interpolation figure: from one label (or words) to another. */

@@ -6,7 +6,7 @@ import { encodeGridPng } from '../../data/png.js';
 import { loadDataset } from '../../data/registry.js';
 import { checkCompatible, loadImageModel, runDatasetName, runImageShape } from '../../runs/runs.js';
 import { runWordVectors, splitQuery } from '../../runs/words.js';
-import { interpolationImages, latentMap } from '../../analysis/figures.js';
+import { interpolationImages, latentMap, pointLabeller } from '../../analysis/figures.js';
 import { projectionMethod } from '../../analysis/projection.js';
 import { logCurves, logTerms, readTrainLog } from '../../analysis/train-log.js';
 import { intOption, numOption, parse, strOption } from '../args.js';
@@ -40,6 +40,8 @@ const LATENT_HELP = `probsem plot latent --run DIR [--run DIR …] [--method pca
   --points N       map a seeded sample of at most N images (default: all for pca, 2000 for tsne/umap)
   --seed N         seed of the sample and of t-SNE/UMAP (default 0)
   --split S        test (default) or train
+  --colour-by B    class (default) or parent: the class's parent in the dataset's hierarchy
+                   (emoji groups, CIFAR-100 superclasses)
   --dataset D      images to map (default: each run's own dataset); --data DIR where to find it
   --titles LIST    comma-separated panel titles, one per --run (one run: the whole text)
   --title TEXT     a title over the whole figure
@@ -78,9 +80,12 @@ async function plotLatent(argv: string[]): Promise<number> {
     'point-size': { type: 'string' },
     scale: { type: 'string' },
     out: { type: 'string' },
+    'colour-by': { type: 'string' },
   });
   const dirs = (v.run as string[] | undefined) ?? [];
   if (dirs.length === 0) throw new ProbsemError('--run is required (repeat it for a panel of maps)', 'BAD_OPTION');
+  const colourBy = strOption(v['colour-by'], 'colour-by', 'class');
+  if (colourBy !== 'class' && colourBy !== 'parent') throw new ProbsemError(`--colour-by must be class or parent, got '${colourBy}'`, 'BAD_OPTION');
   if (dirs.length > 24) throw new ProbsemError(`at most 24 runs in one panel, got ${dirs.length}`, 'BAD_OPTION');
   const out = strOption(v.out, 'out');
   const method = v.method === undefined ? undefined : projectionMethod(String(v.method));
@@ -110,11 +115,12 @@ async function plotLatent(argv: string[]): Promise<number> {
       note(`${r.dir} was trained on ${r.meta.dataset.name} (${r.meta.dataset.source ?? 'another copy'}); mapping the ${split} split of ${ds.name} from ${ds.source}`);
     }
     const t0 = performance.now();
-    const map = await latentMap(r.model, r.meta, ds, { method, points, seed, split, title: titles[i] });
+    const map = await latentMap(r.model, r.meta, ds, { method, points, seed, split, title: titles[i], colourBy });
     process.stderr.write(`${titles[i]}: ${map.ids.length} points by ${map.method} in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
     panels.push(map.panel);
     used = used && used !== map.method ? 'mixed' : map.method;
-    for (const c of ds.classNames) if (!classes.includes(c)) classes.push(c);
+    const label = pointLabeller(ds, colourBy);
+    for (let c = 0; c < ds.classNames.length; c++) if (!classes.includes(label(c))) classes.push(label(c));
   }
   // Vega and resvg load only when a figure is drawn: every other command starts faster.
   const { scatterPanelsSpec, writePlotPng } = await import('../../analysis/plot.js');

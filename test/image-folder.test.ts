@@ -71,7 +71,16 @@ test('folder: a class per subfolder, a seeded per-class split, unreadable pictur
   const again = (await loadDataset(`folder:${join(root, 'pics')}`, { onProgress: () => assert.fail('decoded again') })) as ImageDataset;
   assert.equal(datasetHash(again), datasetHash(ds));
   assert.deepEqual(again.skipped, ds.skipped);
-  assert.equal(readdirSync(join(cache, 'datasets')).length, 1);
+  const cacheEntries = readdirSync(join(cache, 'datasets'));
+  assert.equal(cacheEntries.filter((f) => !f.endsWith('.key')).length, 1, 'one decoded dataset');
+  // The files' sizes and mtimes point at it, so the next load reads no picture; a damaged pointer is ignored.
+  const pointers = cacheEntries.filter((f) => f.startsWith('files-') && f.endsWith('.key'));
+  assert.equal(pointers.length, 1);
+  assert.equal(readFileSync(join(cache, 'datasets', pointers[0]), 'utf8').trim(), cacheEntries.find((f) => !f.endsWith('.key')));
+  writeFileSync(join(cache, 'datasets', pointers[0]), '../../etc');
+  const viaContent = (await loadDataset(`folder:${join(root, 'pics')}`, { onProgress: () => assert.fail('decoded again') })) as ImageDataset;
+  assert.equal(datasetHash(viaContent), datasetHash(ds));
+  assert.match(readFileSync(join(cache, 'datasets', pointers[0]), 'utf8'), /^[0-9a-f]{24}\n$/, 'the pointer is rewritten');
 
   // Another seed splits otherwise; another size is another dataset.
   const seeded = await loadDataset(`folder:${join(root, 'pics')}?seed=3`);

@@ -4,7 +4,8 @@
  * the shared decoder (PNG, JPEG, WebP, GIF; grey, fitted and padded to the size asked for,
  * dark-on-light pictures inverted), split train/test with a seeded shuffle unless the manifest
  * says, and cached as IDX files keyed by the content of every picture and the options, so the
- * next command on the same pictures starts at once. A picture that cannot be read is skipped and
+ * next command on the same pictures starts at once (where every file keeps its size and
+ * modification time, without reading the pictures again). A picture that cannot be read is skipped and
  * listed (or, with `onBadImage: 'error'`, stops the load naming it).
  *
  * Specs carry their options so a run records exactly what it trained on:
@@ -124,7 +125,18 @@ export async function loadImageSet(spec: string, o: ImageSetOptions = {}): Promi
   // The cache key covers every picture's bytes, its class and split, and the options.
   const key = createHash('sha256');
   // Grey sets keep the keys they had before colour existed.
-  key.update(JSON.stringify({ v: 1, height: s.height, width: s.width, test: s.testFraction, seed: s.seed, onBad: o.onBadImage ?? 'skip', ...(s.channels === 1 ? {} : { channels: s.channels }) }));
+  const options = JSON.stringify({ v: 1, height: s.height, width: s.width, test: s.testFraction, seed: s.seed, onBad: o.onBadImage ?? 'skip', ...(s.channels === 1 ? {} : { channels: s.channels }) });
+  key.update(options);
+  const datasetsDir = join(o.cacheDir ?? process.env.PROBSEM_CACHE ?? join(homedir(), '.cache', 'probsem'), 'datasets');
+  const name = imageSetName(s);
+  // Fast path: files with the sizes and modification times they had when the cache was written
+  // (what make and rsync trust) lead straight to it, without reading every picture to hash it.
+  const pointer = statPointer(datasetsDir, options, entries);
+  const known = pointer && existsSync(pointer) ? readFileSync(pointer, 'utf8').trim() : '';
+  if (/^[0-9a-f]{24}$/.test(known)) {
+    const cached = readCached(join(datasetsDir, known), name, s.path);
+    if (cached) return cached;
+  }
   const contents: Buffer[] = [];
   for (const e of entries) {
     let bytes: Buffer;
@@ -137,10 +149,16 @@ export async function loadImageSet(spec: string, o: ImageSetOptions = {}): Promi
     contents.push(bytes);
     key.update(`${e.path}\0${e.label}\0${e.split ?? ''}\0`).update(createHash('sha256').update(bytes).digest());
   }
-  const name = imageSetName(s);
-  const dir = join(o.cacheDir ?? process.env.PROBSEM_CACHE ?? join(homedir(), '.cache', 'probsem'), 'datasets', key.digest('hex').slice(0, 24));
+  const contentKey = key.digest('hex').slice(0, 24);
+  const dir = join(datasetsDir, contentKey);
+  const remember = () => {
+    if (pointer) writeFileAtomicSync(pointer, contentKey + '\n');
+  };
   const cached = readCached(dir, name, s.path);
-  if (cached) return cached;
+  if (cached) {
+    remember();
+    return cached;
+  }
 
   const { decodeImage } = await import('./image-decode.js');
   const pixels = s.height * s.width * s.channels;
@@ -178,7 +196,23 @@ export async function loadImageSet(spec: string, o: ImageSetOptions = {}): Promi
     throw new ProbsemError(`${s.path}: the split left ${ds.train.count} training and ${ds.test.count} test pictures; both need at least one`, 'DATA_FORMAT');
   }
   writeCache(dir, ds);
+  remember();
   return ds;
+}
+
+/** Where the content key of these files (as listed, with their sizes and mtimes) is remembered; null if one cannot be stat'ed. */
+function statPointer(datasetsDir: string, options: string, entries: Entry[]): string | null {
+  const h = createHash('sha256').update(options);
+  for (const e of entries) {
+    let st;
+    try {
+      st = statSync(e.path);
+    } catch {
+      return null;
+    }
+    h.update(`${e.path}\0${e.label}\0${e.split ?? ''}\0${st.size}\0${st.mtimeMs}\0`);
+  }
+  return join(datasetsDir, `files-${h.digest('hex').slice(0, 24)}.key`);
 }
 
 /** A subfolder per class; pictures anywhere below it belong to it. Hidden files are ignored. */

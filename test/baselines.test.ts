@@ -11,11 +11,12 @@ import { loadDataset } from '../src/data/registry.js';
 import type { Dataset } from '../src/data/dataset.js';
 import { Rng } from '../src/core/random.js';
 import { createModel } from '../src/models/registry.js';
-import type { ImageModel, Trainable } from '../src/models/base.js';
+import { type ImageModel, type Trainable, lossOf } from '../src/models/base.js';
 import { saveModel, loadModel, readModelMeta } from '../src/models/persist.js';
 import type { Classifier } from '../src/models/classifier.js';
 import type { Scan } from '../src/models/scan.js';
 import type { Jmvae } from '../src/models/jmvae.js';
+import type { PseStar } from '../src/models/pse-star.js';
 import { CHECKPOINT_FILE, makeRawBatch, train } from '../src/train/trainer.js';
 import { readCheckpoint } from '../src/train/checkpoint.js';
 import { readEntry } from '../src/nn/params.js';
@@ -129,6 +130,24 @@ test('cvae: annotation is n/a; generation decodes N(0, I) noise with the label; 
   assert.ok(images.every((p) => p >= 0 && p <= 1));
   assert.deepEqual(generateForLabel(model, meta, 'Sneaker', 3, 0), images, 'seeded');
   assert.throws(() => generateForLabel(model, meta, 'Jacket', 3, 0), /label 'Jacket' is not in the model's vocabulary: T-shirt\/top, Trouser/);
+});
+
+test('pse-star: a KL warm-up weighs the KL term by min(1, step/klWarmupSteps) in the total, and reports it unweighted', () => {
+  const cfg = { inputDim: 784, numClasses: 10, latent: 3, encoderHidden: [16], decoderHidden: [16], classifierHidden: [8] };
+  const m = createModel('pse-star', { ...cfg, klWarmupSteps: 10 }, 0) as unknown as PseStar;
+  assert.deepEqual([0, 5, 10, 50].map((s) => m.klWeight(s)), [0, 0.5, 1, 1]);
+  assert.equal((createModel('pse-star', cfg, 0) as unknown as PseStar).klWeight(0), 1, 'no warm-up by default (the paper)');
+  const rows = 4;
+  const x = tf.tensor2d(Float32Array.from({ length: rows * 784 }, (_, i) => (i % 7) / 7), [rows, 784]);
+  const labels = Int32Array.from([1, 3, 5, 7]);
+  const y = tf.cast(tf.oneHot(tf.tensor1d(labels, 'int32'), 10), 'float32') as tf.Tensor2D;
+  for (const step of [0, 5, 20]) {
+    const r = lossOf(m, { x, y, labels, rng: new Rng(1) }, step);
+    const [total, recon, kl, ce] = [r.total, r.terms.recon, r.terms.kl, r.terms.classifier].map((t) => t.dataSync()[0]);
+    assert.ok(kl > 0);
+    assert.ok(Math.abs(total - (recon + m.klWeight(step) * kl + m.config.classifierWeight * ce)) < 1e-3 * Math.abs(total), `step ${step}`);
+  }
+  assert.throws(() => createModel('pse-star', { ...cfg, klWarmupSteps: -1 }, 0), /klWarmupSteps/);
 });
 
 test('jmvae: the KL warm-up weight rises linearly to 1', () => {

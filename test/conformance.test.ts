@@ -60,6 +60,8 @@ const cases: [string, object, number][] = [
   ['cvae', { latent: 4, encoderHidden: [30, 12], decoderHidden: [12, 30] }, 10],
   ['cvae', { latent: 2 }, 7],
   ['pse-star', { latent: 4, encoderHidden: [20], decoderHidden: [24], classifierHidden: [18, 5], classifierWeight: 3 }, 7],
+  // Step 2 of a 4-step KL warm-up: the KL enters at weight ½ on both engines.
+  ['pse-star', { latent: 3, klWarmupSteps: 4 }, 7],
   ['trelbo', { latent: 5 }, 10],
   ['trelbo', { latent: 3, lambda1: 7, lambda2: 0.3, labelHidden: [6], labelDecoderHidden: [5], jointHidden: [20, 9], encoderHidden: [25], decoderHidden: [19] }, 7],
   // The test runs step 2: SCAN's stage 1 (label encoder frozen), then stage 2 (image model frozen).

@@ -37,7 +37,7 @@ export class PseStar extends Pse<PseStarConfig> {
   override objective<T>(o: Ops<T>): Objective<T> {
     const { recon, kl, logits } = this.elboTerms(o);
     const ce = categoricalNllTerm(o, this.classifier.run(o, o.unary('sigmoid', logits)), this.config.numClasses);
-    const total = o.add(o.add(recon, kl), o.affine(ce, this.config.classifierWeight));
+    const total = o.add(o.add(recon, this.weightedKl(o, kl)), o.affine(ce, this.config.classifierWeight));
     return { total, terms: { recon, kl, classifier: ce } };
   }
 }

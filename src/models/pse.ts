@@ -22,6 +22,13 @@ export const PseConfigSchema = ImageModelConfigSchema.extend({
    * behind the image encoder. Word-vector inputs get `WORD_LABEL_LR_SCALE` unless set (`preparePseRun`).
    */
   labelLrScale: z.number().positive().default(10),
+  /**
+   * Steps over which the KL term's weight rises linearly from 0 to 1 (0: none, the paper). Where
+   * the pictures are varied and few (emoji), the KL against a label prior that is itself being
+   * learned can win before the decoder does: both encoders collapse onto one Gaussian, the KL is
+   * 0 and the latent says nothing. A warm-up lets the image encoder carry information first.
+   */
+  klWarmupSteps: z.number().int().nonnegative().default(0),
 }).strict();
 export type PseConfig = z.infer<typeof PseConfigSchema>;
 
@@ -58,8 +65,19 @@ export class Pse<C extends PseConfig = PseConfig> extends EncoderDecoderModel<C>
     return diagFromMoments(o, this.labelEncoder.run(o, o.input('y')), this.latentDim);
   }
 
+  /** The KL term's weight at a step (`klWarmupSteps`). */
+  klWeight(step: number): number {
+    const w = this.config.klWarmupSteps;
+    return w > 0 ? Math.min(1, step / w) : 1;
+  }
+
+  /** The KL term as it enters the total: weighted during a warm-up, as it is otherwise. */
+  protected weightedKl<T>(o: Ops<T>, kl: T): T {
+    return this.config.klWarmupSteps > 0 ? o.mul(kl, o.schedule((step) => this.klWeight(step))) : kl;
+  }
+
   objective<T>(o: Ops<T>): Objective<T> {
     const { recon, kl } = this.elboTerms(o);
-    return { total: o.add(recon, kl), terms: { recon, kl } };
+    return { total: o.add(recon, this.weightedKl(o, kl)), terms: { recon, kl } };
   }
 }

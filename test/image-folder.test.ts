@@ -98,6 +98,17 @@ test('folder: a class per subfolder, a seeded per-class split, unreadable pictur
   writeFileSync(join(root, 'pics', 'bag', 'broken.png'), Buffer.from('not a picture at all'));
 });
 
+test('folder: with adjust=none keeps every picture as it is: dark-on-light ones stay light, the others equal the auto decode', async () => {
+  const auto = await loadDataset(`folder:${join(root, 'pics')}`);
+  const asIs = await loadDataset(`folder:${join(root, 'pics')}?adjust=none`);
+  assert.equal(asIs.name, `folder:${join(root, 'pics')}?adjust=none`);
+  assert.equal(asIs.train.count, auto.train.count);
+  let light = 0;
+  for (let i = 0; i < asIs.train.count; i++) if (asIs.train.images[i * 784] > 200) light++;
+  assert.ok(light > 0, 'the dark-on-light pictures were left as they are');
+  assert.ok(light < asIs.train.count / 2);
+});
+
 test('folder: with onBadImage error stops at the first unreadable picture, naming it', async () => {
   await assert.rejects(loadDataset(`folder:${join(root, 'pics')}?seed=9`, { onBadImage: 'error' }), /broken\.png is not an image/);
   await assert.rejects(loadDataset(`folder:${join(root, 'nope')}`), /no such directory: .*nope/);
@@ -143,8 +154,10 @@ test('manifest: CSV and JSONL with paths relative to the manifest, a split colum
 
 test('spec parsing and CSV fields', () => {
   const s = parseImageSetSpec('folder:/x/y?size=64&test=0.25&seed=2');
-  assert.deepEqual(s, { kind: 'folder', path: '/x/y', height: 64, width: 64, testFraction: 0.25, seed: 2, channels: 1 });
+  assert.deepEqual(s, { kind: 'folder', path: '/x/y', height: 64, width: 64, testFraction: 0.25, seed: 2, channels: 1, adjust: 'auto' });
   assert.equal(imageSetName(s), 'folder:/x/y?size=64&test=0.25&seed=2');
+  assert.equal(imageSetName(parseImageSetSpec('folder:/x/y?adjust=none')), 'folder:/x/y?adjust=none');
+  assert.throws(() => parseImageSetSpec('folder:/x/y?adjust=invert'), /adjust must be auto .* or none/);
   assert.equal(imageSetName(parseImageSetSpec('manifest:/m.csv?size=28')), 'manifest:/m.csv');
   assert.deepEqual(splitCsvLine('a,"b, c","d ""e"""'), ['a', 'b, c', 'd "e"']);
 });

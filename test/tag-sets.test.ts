@@ -3,7 +3,7 @@
 // tagged manifest with word vectors from training through eval to retrieval by tag words.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -27,6 +27,8 @@ import { WordVectors } from '../src/text/word-vectors.js';
 
 let ds: Dataset;
 before(async () => {
+  // Decoded manifests are cached here, not in the user's cache.
+  process.env.PROBSEM_CACHE = mkdtempSync(join(tmpdir(), 'probsem-tags-cache-'));
   await setupBackend();
   ds = await loadDataset('fashion-mnist-subset');
 });
@@ -204,4 +206,114 @@ test('informed trained on tag sets of a class word and a group word learns to ra
   assert.ok(measured.precisionAt1 >= 0.75, `precision@1 ${measured.precisionAt1}`);
   assert.ok(measured.precisionAt5 >= 0.3, `precision@5 ${measured.precisionAt5}`);
   assert.ok(m.tagSetPriors!.computed <= 10, 'at most one prior per class-and-group set');
+});
+
+/** A tagged manifest of Fashion-MNIST pictures (bags, sneakers, trousers) and a word-vector file that knows its words. */
+async function taggedManifest(): Promise<{ manifest: string; vectors: string }> {
+  const root = tmp();
+  const classes: [string, number, (k: number) => string[]][] = [
+    ['bag', 8, (k) => ['bag', k % 2 ? 'leather' : 'canvas']],
+    ['sneaker', 7, () => ['sneaker', 'shoe']],
+    ['trousers', 1, (k) => ['trousers', k % 2 ? 'jeans' : 'denim']],
+  ];
+  const lines: string[] = [];
+  for (const [name, cls, tags] of classes) {
+    mkdirSync(join(root, name));
+    let k = 0;
+    for (let i = 0; i < ds.test.count && k < 25; i++) {
+      if (ds.test.labels[i] !== cls) continue;
+      const file = `${name}/${k}.png`;
+      await sharp(ds.test.images.slice(i * 784, (i + 1) * 784), { raw: { width: 28, height: 28, channels: 1 } }).png().toFile(join(root, file));
+      // Every fifth picture has no tags (one per class in the test split): tag ranking skips it.
+      lines.push(JSON.stringify({ path: file, label: name, split: k < 5 ? 'test' : 'train', tags: k % 5 === 4 ? [] : tags(k) }));
+      k++;
+    }
+  }
+  const manifest = join(root, 'tags.jsonl');
+  writeFileSync(manifest, lines.join('\n') + '\n');
+  // Related words near each other: leather and canvas by bag, shoe by sneaker, jeans and denim by trousers.
+  const rng = new Rng(5);
+  const dim = 16;
+  const words = ['bag', 'sneaker', 'trousers', 'spoon', 'leather', 'canvas', 'shoe', 'jeans', 'denim'];
+  const near = [-1, -1, -1, -1, 0, 0, 1, 2, 2];
+  const data = new Float32Array(words.length * dim);
+  words.forEach((_, w) => {
+    for (let j = 0; j < dim; j++) data[w * dim + j] = near[w] < 0 ? rng.normal() : data[near[w] * dim + j] + 0.3 * rng.normal();
+  });
+  const vectors = join(root, 'tiny.vec');
+  writeWordVectors(vectors, new WordVectors(words, data, dim, 'tiny'), 'text', { header: true });
+  return { manifest, vectors };
+}
+
+test('a tagged manifest with word vectors: informed and PSE train on tag sets, eval ranks tags, retrieval by tag words finds the tagged images', { timeout: 600_000 }, async (t) => {
+  const { manifest, vectors } = await taggedManifest();
+  const spec = `manifest:${manifest}`;
+  const base = { dataset: spec, latent: 3, steps: 200, batchSize: 20, lr: 2e-3, seed: 0, labels: { kind: 'words' as const, source: vectors } };
+  const small = { encoderHidden: [64], decoderHidden: [64] };
+  const informedDir = join(tmp(), 'informed');
+  await trainRun({ ...base, model: 'informed', out: informedDir, modelOptions: small });
+  const psetDir = join(tmp(), 'pse');
+  await trainRun({ ...base, model: 'pse', out: psetDir, modelOptions: small });
+  const onehotDir = join(tmp(), 'onehot');
+  await trainRun({ ...base, model: 'pse', labels: { kind: 'onehot' }, out: onehotDir, steps: 5, modelOptions: small });
+
+  const tagNames = ['bag', 'canvas', 'denim', 'jeans', 'leather', 'shoe', 'sneaker', 'trousers'];
+  for (const dir of [informedDir, psetDir]) {
+    const { meta } = loadImageModel(dir);
+    assert.equal(meta.training?.labelInput, 'tag-set-mean', 'the run says its label inputs were tag-set means');
+    assert.ok(meta.labels?.kind === 'words' && meta.labels.tags, JSON.stringify(meta.labels).slice(0, 300));
+    assert.deepEqual(meta.labels.tags.names, tagNames);
+    const notes: string[] = [];
+    const r = await evaluateRun(dir, { skipGeneration: true, triplets: 0, onNotice: (m) => notes.push(m) });
+    assert.ok(r.tagAnnotation, `${meta.model}: tag ranking measured`);
+    assert.equal(r.tagAnnotation.tags, 8);
+    assert.equal(r.tagAnnotation.images + r.tagAnnotation.skippedEmpty, r.testImages);
+    assert.equal(r.tagAnnotation.skippedEmpty, 3);
+    assert.ok(notes.some((n) => /skips 3 test images with no tags/.test(n)));
+    // Measured mAP 0.92 (informed) and 0.86 (PSE), precision@1 0.92 and 0.83; random rankings give mAP 0.43 in expectation.
+    t.diagnostic(`${meta.model}: ${JSON.stringify(r.tagAnnotation)} annotation ${r.annotationAccuracy}`);
+    assert.ok(r.tagAnnotation.meanAveragePrecision >= 0.75, `${meta.model}: mAP ${r.tagAnnotation.meanAveragePrecision}`);
+    assert.ok(r.tagAnnotation.precisionAt1 >= 0.7, `${meta.model}: precision@1 ${r.tagAnnotation.precisionAt1}`);
+  }
+  const informedMeta = loadImageModel(informedDir).meta;
+  const tv = informedMeta.config.tagVectors as number[][];
+  assert.equal(tv.length, 8);
+  assert.ok(tv.every((v) => v.length === 3));
+
+  // Retrieval by one tag word and by several: the tag's images come first. (PSE's KL ranking of
+  // this 200-step run puts sneakers among even its class word's top five; 'shoe' is tested.)
+  const ds2 = await loadDataset(spec);
+  for (const [dir, words, cls] of [[informedDir, ['shoe'], 'sneaker'], [informedDir, ['jeans', 'denim'], 'trousers'], [informedDir, ['leather'], 'bag'], [psetDir, ['shoe'], 'sneaker']] as const) {
+    const { model, meta } = loadImageModel(dir);
+    const wv = await runWordVectors(meta, [...words]);
+    const hits = retrieveImages(model, ds2.test, 784, queryDistribution(model, meta, [...words], wv), 5);
+    const share = hits.labels.filter((l) => ds2.classNames[l] === cls).length / 5;
+    assert.ok(share >= 0.8, `${meta.model} '${words.join(', ')}': ${share} of the top 5 are ${cls}`);
+  }
+
+  // A one-hot run on tagged data: label inputs are the classes', no tag vectors, no tag ranking (said so).
+  const { meta: onehot } = loadImageModel(onehotDir);
+  assert.equal(onehot.training?.labelInput, undefined);
+  assert.equal(onehot.labels?.kind ?? 'onehot', 'onehot');
+  const notes: string[] = [];
+  const r = await evaluateRun(onehotDir, { skipGeneration: true, triplets: 0, onNotice: (m) => notes.push(m) });
+  assert.equal(r.tagAnnotation, null);
+  assert.ok(notes.some((n) => /tag ranking is not measured/.test(n)));
+});
+
+test('tags without a word vector: an error naming them, or with --oov skip left out of training and ranking', async () => {
+  const { manifest, vectors } = await taggedManifest();
+  const text = readFileSync(manifest, 'utf8').replace(/"shoe"/g, '"shoez"');
+  writeFileSync(manifest, text);
+  const base = { model: 'pse', dataset: `manifest:${manifest}`, latent: 2, steps: 2, batchSize: 10, lr: 1e-3, seed: 0, labels: { kind: 'words' as const, source: vectors }, modelOptions: { encoderHidden: [8], decoderHidden: [8] } };
+  await assert.rejects(trainRun({ ...base, out: join(tmp(), 'a') }), /1 of 8 tags have no word vector in .*tiny\.vec: 'shoez'; pass --oov skip/);
+  const notes: string[] = [];
+  const out = join(tmp(), 'b');
+  await trainRun({ ...base, out, oov: 'skip', onNotice: (m) => notes.push(m) });
+  assert.ok(notes.some((n) => /1 of 8 tags have no word vector and are left out: 'shoez'/.test(n)));
+  const { meta } = loadImageModel(out);
+  assert.ok(meta.labels?.kind === 'words');
+  assert.deepEqual(meta.labels.tags?.unknown, ['shoez']);
+  const r = await evaluateRun(out, { skipGeneration: true, triplets: 0 });
+  assert.equal(r.tagAnnotation?.tags, 7, 'the unknown tag is not ranked');
 });

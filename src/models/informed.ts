@@ -5,12 +5,14 @@
  *   E[log p(x|z)] − KL(q(z|x) ‖ N(μ_W, Σ_W)),   μ_W ~ Uniform(W) each step (or the mean of W),
  *   Σ_W = (1 − λ)Ŝ_W + λI   (optionally (1 − λ)sŜ_W + λI, `spread`),
  *
- * where W are the label vectors of the image (one for single-label data, two for paired images)
- * and Ŝ_W their sample covariance (0 for one vector). The latent space is the label-vector space:
+ * where W are the label vectors of the image (one for single-label data, two for paired images,
+ * its whole tag set — any size — for tag-set data with `tagVectors`) and Ŝ_W their sample
+ * covariance (0 for one vector). The latent space is the label-vector space:
  * one-hot labels put class c at the c-th unit vector (latent = number of classes); word vectors
  * are projected onto the span of the class vectors (see `prepareInformedRun`) and scaled so that
  * classes sit as far apart as one-hot vectors do (mean pairwise distance √2). The priors' Cholesky
- * factors and inverses are computed once per model (distributions/label-sets.ts), not per step.
+ * factors and inverses are computed once per model (distributions/label-sets.ts), not per step;
+ * tag sets, too many to enumerate, once per distinct set as training meets them (`SetPriorCache`).
  *
  * Classification ranks label vectors by their likelihood under the posterior, log N(w_c; μ, Σ)
  * (`scoreLabels`); for paired images the two most likely labels are the prediction. `encodeLabels`

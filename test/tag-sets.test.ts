@@ -3,6 +3,7 @@
 // tagged manifest with word vectors from training through eval to retrieval by tag words.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -290,6 +291,17 @@ test('a tagged manifest with word vectors: informed and PSE train on tag sets, e
     const share = hits.labels.filter((l) => ds2.classNames[l] === cls).length / 5;
     assert.ok(share >= 0.8, `${meta.model} '${words.join(', ')}': ${share} of the top 5 are ${cls}`);
   }
+
+  // The CLI: retrieve by several tag words (any of them) and eval --json with the tag measures.
+  const cli = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { encoding: 'utf8' });
+  const any = cli('retrieve', '--run', informedDir, '--words', 'shoe, leather', '--any', '--k', '6', '--json');
+  assert.equal(any.status, 0, any.stderr);
+  const found = JSON.parse(any.stdout) as { mode: string; results: { label: string; member: string }[] };
+  assert.equal(found.mode, 'any');
+  for (const h of found.results) assert.equal(h.label, h.member === 'shoe' ? 'sneaker' : 'bag', JSON.stringify(h));
+  const ev = cli('eval', '--run', informedDir, '--json', '--no-generation', '--triplets', '0');
+  assert.equal(ev.status, 0, ev.stderr);
+  assert.ok(JSON.parse(ev.stdout).tagAnnotation.meanAveragePrecision >= 0.75);
 
   // A one-hot run on tagged data: label inputs are the classes', no tag vectors, no tag ranking (said so).
   const { meta: onehot } = loadImageModel(onehotDir);

@@ -112,15 +112,15 @@ export class LabelSetPriors {
 /**
  * Priors of label sets of any size, for datasets whose images carry tag sets. Members index
  * `vectors` (the model's class vectors followed by its tag vectors); each distinct set gets its
- * mean, Cholesky factor L, L⁻¹ and log|Σ| computed once, in float64, on first use, and a slot in
- * growing float32 tables. Training meets the same few sets again and again (emoji: one per
- * subgroup), so a step only copies rows of the tables.
+ * mean, inverse Cholesky factor L⁻¹ (Σ = LLᵀ) and log|Σ| computed once, in float64, on first
+ * use, and a slot in growing float32 tables (L itself is not kept: training needs only L⁻¹, and
+ * a set costs K² floats). Training meets the same sets again and again, so a step only copies
+ * rows of the tables.
  */
 export class SetPriorCache {
   /** Slot of each set seen so far, keyed by its sorted members. */
   private readonly slots = new Map<string, number>();
   private means = new Float32Array(0);
-  private scales = new Float32Array(0);
   private inverses = new Float32Array(0);
   private logDets = new Float32Array(0);
   /** Sets factorised so far (each once). */
@@ -150,20 +150,18 @@ export class SetPriorCache {
     const s = this.computed++;
     this.grow(s + 1);
     this.means.set(mean, s * k);
-    this.scales.set(l, s * k * k);
     this.inverses.set(invertLower(l, k), s * k * k);
     this.logDets[s] = logDetFromCholesky(l, k);
     this.slots.set(key, s);
     return s;
   }
 
-  /** The set's mean [K], L [K·K], L⁻¹ [K·K] (row-major views) and log|Σ|. */
-  get(slot: number): { mean: Float32Array; scaleTril: Float32Array; inverseTril: Float32Array; logDet: number } {
+  /** The set's mean [K], L⁻¹ [K·K] (row-major views) and log|Σ|. */
+  get(slot: number): { mean: Float32Array; inverseTril: Float32Array; logDet: number } {
     const k = this.dim;
     if (!(slot >= 0 && slot < this.computed)) throw new ProbsemError(`no label set in slot ${slot}`, 'BAD_INPUT');
     return {
       mean: this.means.subarray(slot * k, (slot + 1) * k),
-      scaleTril: this.scales.subarray(slot * k * k, (slot + 1) * k * k),
       inverseTril: this.inverses.subarray(slot * k * k, (slot + 1) * k * k),
       logDet: this.logDets[slot],
     };
@@ -180,7 +178,6 @@ export class SetPriorCache {
       return b;
     };
     this.means = widen(this.means, k);
-    this.scales = widen(this.scales, k * k);
     this.inverses = widen(this.inverses, k * k);
     this.logDets = widen(this.logDets, 1);
   }

@@ -63,6 +63,7 @@ export { Classifier } from './models/classifier.js';
 export { loadModel, readModelMeta, type ModelFile, type ModelProvenance } from './models/persist.js';
 export { type EngineChoice, type TrainProgress, type TrainResult } from './train/trainer.js';
 export * from './eval/metrics.js';
+export * from './eval/tag-ranking.js';
 export { getJudge } from './eval/judge.js';
 export * from './runs/runs.js';
 export * from './runs/retrieval.js';

@@ -40,7 +40,7 @@ export function gradientDifference(a: ArrayLike<number>, b: ArrayLike<number>): 
  */
 export async function assertTapeMatchesTfjs(
   model: Trainable,
-  b: { x: Float32Array; y: Float32Array; labels: Int32Array; rows: number; labelDim: number },
+  b: { x: Float32Array; y: Float32Array; labels: Int32Array; tagSets?: ArrayLike<number>[]; rows: number; labelDim: number },
   step: number,
   o: { tol?: number; termTol?: number; vanishing?: RegExp } = {},
 ): Promise<void> {
@@ -48,7 +48,7 @@ export async function assertTapeMatchesTfjs(
   const pixels = b.x.length / b.rows;
   const xt = tf.tensor2d(b.x, [b.rows, pixels]);
   const yt = tf.tensor2d(b.y, [b.rows, b.labelDim]);
-  const want = batchGradients(model, { x: xt, y: yt, labels: b.labels, rng: new Rng(9) }, step);
+  const want = batchGradients(model, { x: xt, y: yt, labels: b.labels, tagSets: b.tagSets, rng: new Rng(9) }, step);
   const k = await Kernels.create({ threads: 2 });
   try {
     const flat = new FlatParams(k, model.params);

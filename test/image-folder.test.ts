@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
-import { datasetHash, type Dataset } from '../src/data/dataset.js';
+import { datasetHash, type Dataset, tagsOf as tagsOfSplit, validateSplit } from '../src/data/dataset.js';
 import { imageSetName, parseImageSetSpec, splitCsvLine, type ImageDataset } from '../src/data/image-folder.js';
 import { loadDataset } from '../src/data/registry.js';
 
@@ -147,9 +147,62 @@ test('manifest: CSV and JSONL with paths relative to the manifest, a split colum
   await assert.rejects(bad('a.csv', 'path,split\npics/bag/1.webp,train\n'), /a\.csv row 1: no class/);
   await assert.rejects(bad('b.csv', 'path,label,split\npics/bag/1.webp,bag,validation\n'), /split must be train or test, got 'validation'/);
   await assert.rejects(bad('c.csv', 'path,label\npics/bag/1.webp,bag,extra\n'), /c\.csv line 2: 3 fields, the header has 2/);
-  await assert.rejects(bad('d.jsonl', '{"path":"pics/bag/1.webp","tags":["bag","leather"]}\n'), /tag sets and phrases per picture are not supported yet/);
   await assert.rejects(bad('e.jsonl', '{"path": "x.png", "label": 1}\n[1]\n'), /e\.jsonl line 2: not a JSON object/);
   await assert.rejects(loadDataset(`manifest:${join(root, 'none.csv')}`), /no such file/);
+});
+
+test('manifest tags: JSONL arrays and CSV fields separated by ; give the same tag sets, kept by the cache; bad tags are named', async () => {
+  // Bags are tagged "bag" and "leather" or "canvas"; sneakers "shoe"; trousers none (empty sets).
+  const tagsOf = (name: string, k: number) => (name === 'bag' ? ['bag', k % 2 ? 'leather' : 'canvas'] : name === 'sneaker' ? ['shoe', 'shoe'] : []);
+  const rows = ['path,label,tags,split'];
+  const lines: string[] = [];
+  const expected = new Map<string, string[]>();
+  for (const [name] of CLASSES) {
+    for (const f of readdirSync(join(root, 'pics', name)).filter((f) => /^\d+\.(png|jpg|webp)$/.test(f))) {
+      const k = Number(f.split('.')[0]);
+      const split = k < 5 ? 'test' : 'train';
+      rows.push(`pics/${name}/${f},${name}, ${tagsOf(name, k).join(' ; ')} ,${split}`);
+      lines.push(JSON.stringify({ path: `pics/${name}/${f}`, label: name, split, ...(name === 'trouser' && k % 2 ? {} : { tags: tagsOf(name, k) }) }));
+      expected.set(`${name}/${k}`, [...new Set(tagsOf(name, k))].sort());
+    }
+  }
+  writeFileSync(join(root, 't.csv'), rows.join('\n') + '\n');
+  writeFileSync(join(root, 't.jsonl'), lines.join('\n') + '\n');
+  const csv = await loadDataset(`manifest:${join(root, 't.csv')}`);
+  const jsonl = await loadDataset(`manifest:${join(root, 't.jsonl')}`);
+  assert.deepEqual(csv.tagNames, ['bag', 'canvas', 'leather', 'shoe']);
+  for (const ds of [csv, jsonl]) {
+    assert.deepEqual(ds.tagNames, csv.tagNames);
+    for (const split of [ds.train, ds.test]) {
+      validateSplit(split, 3, 'tagged', 4);
+      for (let i = 0; i < split.count; i++) {
+        const names = Array.from(tagsOfSplit(split, i), (t) => ds.tagNames![t]);
+        const cls = ds.classNames[split.labels[i]];
+        if (cls === 'sneaker') assert.deepEqual(names, ['shoe'], 'repeats are dropped');
+        else if (cls === 'trouser') assert.deepEqual(names, [], 'no tags: an empty set');
+        else assert.ok(names.length === 2 && names[0] === 'bag' && ['canvas', 'leather'].includes(names[1]), names.join());
+      }
+    }
+  }
+  assert.equal(datasetHash(jsonl), datasetHash(csv), 'the same pictures, classes, splits and tags');
+  // The cache keeps the tags; an untagged manifest of the same pictures is another dataset.
+  const again = await loadDataset(`manifest:${join(root, 't.csv')}`, { onProgress: () => assert.fail('decoded again') });
+  assert.equal(datasetHash(again), datasetHash(csv));
+  assert.deepEqual(again.test.tagIds, csv.test.tagIds);
+  writeFileSync(join(root, 'u.csv'), rows.map((r) => r.split(',').filter((_, j) => j !== 2).join(',')).join('\n') + '\n');
+  const untagged = await loadDataset(`manifest:${join(root, 'u.csv')}`);
+  assert.equal(untagged.tagNames, undefined);
+  assert.equal(untagged.train.tagStart, undefined);
+
+  const bad = (name: string, text: string) => {
+    writeFileSync(join(root, name), text);
+    return loadDataset(`manifest:${join(root, name)}`);
+  };
+  await assert.rejects(bad('t1.jsonl', '{"path":"pics/bag/1.webp","label":"bag","tags":"bag;leather"}\n'), /t1\.jsonl line 1: tags must be an array of strings, got "bag;leather"/);
+  await assert.rejects(bad('t2.jsonl', '{"path":"pics/bag/1.webp","label":"bag","tags":["bag",3]}\n'), /t2\.jsonl line 1: tags must be strings, got 3/);
+  await assert.rejects(bad('t3.jsonl', '{"path":"pics/bag/1.webp","tags":["bag","leather"]}\n'), /t3\.jsonl line 1: no class .*a picture with tags still needs its class/);
+  await assert.rejects(bad('t4.csv', 'path,tags\npics/bag/1.webp,bag;leather\n'), /t4\.csv row 1: no class .*a picture with tags still needs its class/);
+  await assert.rejects(bad('t5.jsonl', '{"path":"pics/bag/1.webp","label":"bag","phrase":"a leather bag"}\n'), /phrases per picture are not supported yet/);
 });
 
 test('spec parsing and CSV fields', () => {

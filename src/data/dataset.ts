@@ -202,3 +202,10 @@ export function withoutClasses(split: Split, drop: ReadonlySet<number>, pixels: 
   }
   return split.tagStart ? { images, labels, count, ...packTags(tags) } : { images, labels, count };
 }
+
+/** The split with the tags in `drop` taken out of every image's set (tags a run has no vector for). */
+export function withoutTags(split: Split, drop: ReadonlySet<number>): Split {
+  if (!split.tagStart || drop.size === 0) return split;
+  const sets = Array.from({ length: split.count }, (_, i) => Array.from(tagsOf(split, i)).filter((t) => !drop.has(t)));
+  return { ...split, ...packTags(sets) };
+}

@@ -1,6 +1,6 @@
 /**
  * Datasets from a user's own pictures: `folder:DIR` (a subfolder per class) and `manifest:FILE`
- * (CSV or JSONL naming each picture and its class, optionally its split). Pictures are decoded by
+ * (CSV or JSONL naming each picture and its class, optionally its split and its tags). Pictures are decoded by
  * the shared decoder (PNG, JPEG, WebP, GIF; grey, fitted and padded to the size asked for,
  * dark-on-light pictures inverted), split train/test with a seeded shuffle unless the manifest
  * says, and cached as IDX files keyed by the content of every picture and the options, so the
@@ -20,7 +20,7 @@ import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path
 import { ProbsemError } from '../core/errors.js';
 import { writeFileAtomicSync } from '../core/files.js';
 import { Rng } from '../core/random.js';
-import type { Dataset, Split } from './dataset.js';
+import { type Dataset, type Split, packTags, tagsOf, validateSplit } from './dataset.js';
 import { encodeIdx, parseIdx } from './idx.js';
 
 export const FOLDER_PREFIX = 'folder:';
@@ -71,7 +71,12 @@ interface Entry {
   path: string;
   label: string;
   split?: 'train' | 'test';
+  /** The picture's tags (manifests with a `tags` column; empty where its row gives none). */
+  tags?: string[];
 }
+
+/** Tags are indexed by 16-bit integers (`Split.tagIds`). */
+const MAX_TAGS = 65536;
 
 /** Parses `folder:DIR[?size=HxW|N&test=F&seed=S&channels=1|3]` or `manifest:FILE[?…]`. */
 export function parseImageSetSpec(spec: string): ImageSetSpec {
@@ -157,7 +162,8 @@ export async function loadImageSet(spec: string, o: ImageSetOptions = {}): Promi
       if ((o.onBadImage ?? 'skip') === 'error') throw new ProbsemError(`cannot read ${e.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'NOT_FOUND');
     }
     contents.push(bytes);
-    key.update(`${e.path}\0${e.label}\0${e.split ?? ''}\0`).update(createHash('sha256').update(bytes).digest());
+    // Untagged manifests keep the keys they had before tags existed.
+    key.update(`${e.path}\0${e.label}\0${e.split ?? ''}\0${e.tags ? `${JSON.stringify(e.tags)}\0` : ''}`).update(createHash('sha256').update(bytes).digest());
   }
   const contentKey = key.digest('hex').slice(0, 24);
   const dir = join(datasetsDir, contentKey);
@@ -190,6 +196,9 @@ export async function loadImageSet(spec: string, o: ImageSetOptions = {}): Promi
   if (skipped.length > 0) o.onNotice?.(`${skipped.length} of ${entries.length} pictures could not be read and were skipped (listed in the run's record); the first: ${skipped[0].path}: ${skipped[0].reason}`);
 
   const byClass = new Map(classNames.map((c, i) => [c, i]));
+  const tagNames = entries.some((e) => e.tags) ? [...new Set(entries.flatMap((e) => e.tags ?? []))].sort((a, b) => a.localeCompare(b)) : undefined;
+  if (tagNames && tagNames.length > MAX_TAGS) throw new ProbsemError(`${s.path}: ${tagNames.length} distinct tags; at most ${MAX_TAGS} are supported`, 'DATA_FORMAT');
+  const byTag = new Map((tagNames ?? []).map((t, i) => [t, i]));
   const isTest = splitAssignment(decoded.map((d) => d.entry), s, byClass);
   const build = (test: boolean): Split => {
     const chosen = decoded.filter((_, i) => isTest[i] === test);
@@ -199,9 +208,21 @@ export async function loadImageSet(spec: string, o: ImageSetOptions = {}): Promi
       images.set(d.pixels, i * pixels);
       labels[i] = byClass.get(d.entry.label)!;
     });
-    return { images, labels, count: chosen.length };
+    const split: Split = { images, labels, count: chosen.length };
+    return tagNames ? { ...split, ...packTags(chosen.map((d) => (d.entry.tags ?? []).map((t) => byTag.get(t)!))) } : split;
   };
-  const ds: ImageDataset = { name, source: s.path, height: s.height, width: s.width, ...colour(s.channels), classNames, train: build(false), test: build(true), skipped };
+  const ds: ImageDataset = {
+    name,
+    source: s.path,
+    height: s.height,
+    width: s.width,
+    ...colour(s.channels),
+    classNames,
+    ...(tagNames ? { tagNames } : {}),
+    train: build(false),
+    test: build(true),
+    skipped,
+  };
   if (ds.train.count === 0 || ds.test.count === 0) {
     throw new ProbsemError(`${s.path}: the split left ${ds.train.count} training and ${ds.test.count} test pictures; both need at least one`, 'DATA_FORMAT');
   }
@@ -248,7 +269,11 @@ function folderEntries(root: string): Entry[] {
 const PATH_COLUMNS = ['path', 'image', 'file', 'filename'];
 const LABEL_COLUMNS = ['label', 'class', 'category'];
 
-/** CSV (with a header) or JSONL: a picture path (relative to the manifest) and its class; optionally its split. */
+/**
+ * CSV (with a header) or JSONL: a picture path (relative to the manifest) and its class; optionally
+ * its split and its tags (JSONL: an array of strings; CSV: one field, tags separated by ';'). A
+ * picture with tags still needs its class: annotation accuracy, generation and the judge use it.
+ */
 function manifestEntries(file: string): Entry[] {
   if (!existsSync(file)) throw new ProbsemError(`no such file: ${file}`, 'NOT_FOUND');
   if (!statSync(file).isFile()) throw new ProbsemError(`not a file: ${file} (manifest: takes a CSV or JSONL file)`, 'NOT_FOUND');
@@ -282,15 +307,32 @@ function manifestEntries(file: string): Entry[] {
     const lower = Object.fromEntries(Object.entries(r).map(([k, v]) => [k.toLowerCase(), v]));
     const p = PATH_COLUMNS.map((c) => lower[c]).find((v) => typeof v === 'string' && v.trim());
     if (typeof p !== 'string') throw new ProbsemError(`${where}: no picture path (a column named ${PATH_COLUMNS.join(', ')})`, 'DATA_FORMAT');
-    if (lower.tags !== undefined || lower.phrase !== undefined) {
-      throw new ProbsemError(`${where}: tag sets and phrases per picture are not supported yet; give one class per picture (a column named ${LABEL_COLUMNS.join(', ')})`, 'DATA_FORMAT');
+    if (lower.phrase !== undefined) {
+      throw new ProbsemError(`${where}: phrases per picture are not supported yet; give its class (a column named ${LABEL_COLUMNS.join(', ')}) and its words as tags`, 'DATA_FORMAT');
     }
+    const tags = lower.tags === undefined ? undefined : manifestTags(lower.tags, where, jsonl);
     const label = LABEL_COLUMNS.map((c) => lower[c]).find((v) => (typeof v === 'string' && v.trim()) || typeof v === 'number');
-    if (label === undefined) throw new ProbsemError(`${where}: no class (a column named ${LABEL_COLUMNS.join(', ')})`, 'DATA_FORMAT');
+    if (label === undefined) {
+      throw new ProbsemError(`${where}: no class (a column named ${LABEL_COLUMNS.join(', ')})${tags ? '; a picture with tags still needs its class' : ''}`, 'DATA_FORMAT');
+    }
     const split = lower.split === undefined || lower.split === '' ? undefined : String(lower.split).trim().toLowerCase();
     if (split !== undefined && split !== 'train' && split !== 'test') throw new ProbsemError(`${where}: split must be train or test, got '${split}'`, 'DATA_FORMAT');
-    return { path: isAbsolute(p) ? p : join(base, p.trim()), label: String(label).trim(), split: split as Entry['split'] };
+    return { path: isAbsolute(p) ? p : join(base, p.trim()), label: String(label).trim(), split: split as Entry['split'], ...(tags ? { tags } : {}) };
   });
+}
+
+/** A row's tags: a JSON array of strings, or a CSV field of tags separated by ';'; trimmed, blanks and repeats dropped. */
+function manifestTags(value: unknown, where: string, jsonl: boolean): string[] {
+  let raw: unknown[];
+  if (jsonl) {
+    if (!Array.isArray(value)) throw new ProbsemError(`${where}: tags must be an array of strings, got ${JSON.stringify(value)}`, 'DATA_FORMAT');
+    raw = value;
+  } else raw = String(value).split(';');
+  const tags = raw.map((t) => {
+    if (typeof t !== 'string') throw new ProbsemError(`${where}: tags must be strings, got ${JSON.stringify(t)}`, 'DATA_FORMAT');
+    return t.trim();
+  });
+  return [...new Set(tags.filter(Boolean))];
 }
 
 /** One CSV line: commas separate fields; double quotes enclose fields with commas or quotes ("" is a quote). */
@@ -355,7 +397,9 @@ function writeCache(dir: string, ds: ImageDataset): void {
   writeFileAtomicSync(tl, encodeIdx({ dims: [ds.train.count], data: ds.train.labels }));
   writeFileAtomicSync(si, encodeIdx({ dims: [ds.test.count, ...shape], data: ds.test.images }));
   writeFileAtomicSync(sl, encodeIdx({ dims: [ds.test.count], data: ds.test.labels }));
-  writeFileAtomicSync(join(tmp, 'dataset.json'), JSON.stringify({ classNames: ds.classNames, skipped: ds.skipped }, null, 2) + '\n');
+  const tagLists = (split: Split) => Array.from({ length: split.count }, (_, i) => Array.from(tagsOf(split, i)));
+  const tags = ds.tagNames ? { tagNames: ds.tagNames, tags: { train: tagLists(ds.train), test: tagLists(ds.test) } } : {};
+  writeFileAtomicSync(join(tmp, 'dataset.json'), JSON.stringify({ classNames: ds.classNames, skipped: ds.skipped, ...tags }, null, ds.tagNames ? undefined : 2) + '\n');
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dirname(dir), { recursive: true });
   renameSync(tmp, dir);
@@ -364,23 +408,27 @@ function writeCache(dir: string, ds: ImageDataset): void {
 function readCached(dir: string, name: string, source: string): ImageDataset | null {
   if (!existsSync(join(dir, 'dataset.json'))) return null;
   try {
-    const meta = JSON.parse(readFileSync(join(dir, 'dataset.json'), 'utf8')) as { classNames: string[]; skipped: SkippedImage[] };
+    const meta = JSON.parse(readFileSync(join(dir, 'dataset.json'), 'utf8')) as {
+      classNames: string[];
+      skipped: SkippedImage[];
+      tagNames?: string[];
+      tags?: { train: number[][]; test: number[][] };
+    };
     const [ti, tl, si, sl] = CACHE_FILES.map((f) => parseIdx(readFileSync(join(dir, f)), join(dir, f)));
     const [tn, h, w, c = 1] = ti.dims;
     const [sn] = si.dims;
     if (tl.dims[0] !== tn || sl.dims[0] !== sn || si.dims[1] !== h || si.dims[2] !== w || (si.dims[3] ?? 1) !== c) return null;
     if (![...tl.data, ...sl.data].every((c) => c < meta.classNames.length)) return null;
-    return {
-      name,
-      source,
-      height: h,
-      width: w,
-      ...colour(c),
-      classNames: meta.classNames,
-      train: { images: ti.data, labels: tl.data, count: tn },
-      test: { images: si.data, labels: sl.data, count: sn },
-      skipped: meta.skipped,
-    };
+    const train: Split = { images: ti.data, labels: tl.data, count: tn };
+    const test: Split = { images: si.data, labels: sl.data, count: sn };
+    if (meta.tagNames) {
+      if (meta.tags?.train.length !== tn || meta.tags.test.length !== sn) return null;
+      Object.assign(train, packTags(meta.tags.train));
+      Object.assign(test, packTags(meta.tags.test));
+      validateSplit(train, meta.classNames.length, 'cached train split', meta.tagNames.length);
+      validateSplit(test, meta.classNames.length, 'cached test split', meta.tagNames.length);
+    }
+    return { name, source, height: h, width: w, ...colour(c), classNames: meta.classNames, ...(meta.tagNames ? { tagNames: meta.tagNames } : {}), train, test, skipped: meta.skipped };
   } catch {
     // A damaged cache is rebuilt from the pictures.
     return null;

@@ -108,3 +108,77 @@ export class LabelSetPriors {
     throw new ProbsemError(`label set ${s} does not exist (${this.numSets} sets)`, 'BAD_INPUT');
   }
 }
+
+/**
+ * Priors of label sets of any size, for datasets whose images carry tag sets. Members index
+ * `vectors` (the model's class vectors followed by its tag vectors); each distinct set gets its
+ * mean, inverse Cholesky factor L⁻¹ (Σ = LLᵀ) and log|Σ| computed once, in float64, on first
+ * use, and a slot in growing float32 tables (L itself is not kept: training needs only L⁻¹, and
+ * a set costs K² floats). Training meets the same sets again and again, so a step only copies
+ * rows of the tables.
+ */
+export class SetPriorCache {
+  /** Slot of each set seen so far, keyed by its sorted members. */
+  private readonly slots = new Map<string, number>();
+  private means = new Float32Array(0);
+  private inverses = new Float32Array(0);
+  private logDets = new Float32Array(0);
+  /** Sets factorised so far (each once). */
+  computed = 0;
+
+  constructor(
+    readonly vectors: readonly ArrayLike<number>[],
+    readonly dim: number,
+    readonly lambda: number,
+    readonly spread = 1,
+  ) {}
+
+  /** The slot of a set (members in any order, repeats ignored), factorising it on first sight. */
+  slot(members: ArrayLike<number>): number {
+    const sorted = [...new Set(Array.from(members))].sort((a, b) => a - b);
+    if (sorted.length === 0) throw new ProbsemError('a label set needs at least one member', 'BAD_INPUT');
+    const key = sorted.join(',');
+    const known = this.slots.get(key);
+    if (known !== undefined) return known;
+    for (const m of sorted) {
+      if (!(Number.isInteger(m) && m >= 0 && m < this.vectors.length)) throw new ProbsemError(`label set member ${m} is outside the ${this.vectors.length} vectors`, 'BAD_INPUT');
+    }
+    const k = this.dim;
+    const rows = sorted.map((m) => this.vectors[m]);
+    const { mean, covariance } = labelSetGaussian(rows, k, this.lambda, this.spread);
+    const l = cholesky(covariance, k);
+    const s = this.computed++;
+    this.grow(s + 1);
+    this.means.set(mean, s * k);
+    this.inverses.set(invertLower(l, k), s * k * k);
+    this.logDets[s] = logDetFromCholesky(l, k);
+    this.slots.set(key, s);
+    return s;
+  }
+
+  /** The set's mean [K], L⁻¹ [K·K] (row-major views) and log|Σ|. */
+  get(slot: number): { mean: Float32Array; inverseTril: Float32Array; logDet: number } {
+    const k = this.dim;
+    if (!(slot >= 0 && slot < this.computed)) throw new ProbsemError(`no label set in slot ${slot}`, 'BAD_INPUT');
+    return {
+      mean: this.means.subarray(slot * k, (slot + 1) * k),
+      inverseTril: this.inverses.subarray(slot * k * k, (slot + 1) * k * k),
+      logDet: this.logDets[slot],
+    };
+  }
+
+  /** Doubles the tables as sets arrive, so n sets cost O(n) copying in all. */
+  private grow(count: number): void {
+    if (count <= this.logDets.length) return;
+    const cap = Math.max(count, 2 * this.logDets.length, 16);
+    const k = this.dim;
+    const widen = (a: Float32Array, width: number) => {
+      const b = new Float32Array(cap * width);
+      b.set(a);
+      return b;
+    };
+    this.means = widen(this.means, k);
+    this.inverses = widen(this.inverses, k * k);
+    this.logDets = widen(this.logDets, 1);
+  }
+}

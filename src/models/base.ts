@@ -20,6 +20,8 @@ export interface Batch {
   labels: Int32Array;
   /** Second class of two-object (paired) images, length B; absent for single-label data. */
   labels2?: Int32Array;
+  /** Tag indices of each image, for datasets whose images carry tag sets. */
+  tagSets?: ReadonlyArray<ArrayLike<number>>;
   rng: Rng;
 }
 

@@ -5,12 +5,14 @@
  *   E[log p(x|z)] − KL(q(z|x) ‖ N(μ_W, Σ_W)),   μ_W ~ Uniform(W) each step (or the mean of W),
  *   Σ_W = (1 − λ)Ŝ_W + λI   (optionally (1 − λ)sŜ_W + λI, `spread`),
  *
- * where W are the label vectors of the image (one for single-label data, two for paired images)
- * and Ŝ_W their sample covariance (0 for one vector). The latent space is the label-vector space:
+ * where W are the label vectors of the image (one for single-label data, two for paired images,
+ * its whole tag set — any size — for tag-set data with `tagVectors`) and Ŝ_W their sample
+ * covariance (0 for one vector). The latent space is the label-vector space:
  * one-hot labels put class c at the c-th unit vector (latent = number of classes); word vectors
  * are projected onto the span of the class vectors (see `prepareInformedRun`) and scaled so that
  * classes sit as far apart as one-hot vectors do (mean pairwise distance √2). The priors' Cholesky
- * factors and inverses are computed once per model (distributions/label-sets.ts), not per step.
+ * factors and inverses are computed once per model (distributions/label-sets.ts), not per step;
+ * tag sets, too many to enumerate, once per distinct set as training meets them (`SetPriorCache`).
  *
  * Classification ranks label vectors by their likelihood under the posterior, log N(w_c; μ, Σ)
  * (`scoreLabels`); for paired images the two most likely labels are the prediction. `encodeLabels`
@@ -23,10 +25,10 @@ import { cholesky, symmetricEigen } from '../core/linalg.js';
 import { normalTensor } from '../core/ops.js';
 import type { Rng } from '../core/random.js';
 import { type FullTerm, type InverseFullTerm, fullFromMoments } from '../distributions/objective.js';
-import type { Objective, Ops } from '../ops/types.js';
+import type { HostContext, Objective, Ops } from '../ops/types.js';
 import { DiagGaussian, FullGaussian, fullGaussianFromMoments, fullMomentsWidth, logDetFromTril, solveLowerTriangular } from '../distributions/gaussian.js';
 import { kl } from '../distributions/kl.js';
-import { LabelSetPriors, labelSetGaussian } from '../distributions/label-sets.js';
+import { LabelSetPriors, SetPriorCache, labelSetGaussian } from '../distributions/label-sets.js';
 import { type DataStats, ConvEncoderFields, ImageModelConfigSchema } from './base.js';
 import { EncoderDecoderModel } from './encoder-decoder.js';
 
@@ -47,6 +49,13 @@ export const InformedConfigSchema = ImageModelConfigSchema.extend({
   spread: z.number().min(0, 'spread must be in [0, 1]').max(1, 'spread must be in [0, 1]').default(1),
   /** Class vectors in the latent space, [numClasses][latent]; default one-hot (latent = numClasses). */
   classVectors: z.array(z.array(z.number())).optional(),
+  /**
+   * Tag vectors in the latent space, [tags][latent], for runs on datasets whose images carry tag
+   * sets (filled by `prepareInformedRun` from the tags' word vectors). With them an image's prior
+   * is built from its whole tag set (its class alone where the set is empty); absent: from its
+   * class (or pair of classes), as before tag sets existed.
+   */
+  tagVectors: z.array(z.array(z.number())).optional(),
   /** Linear map from a label input (labelDim) to a latent mean (latent), row-major; default: classVectors. */
   labelMap: z.array(z.number()).optional(),
   /**
@@ -71,6 +80,10 @@ export class Informed extends EncoderDecoderModel<InformedConfig> {
   /** Class vectors [C, K] and the midpoint of every label set [S, K], for objectives. */
   private readonly classVectorValues: Float32Array;
   private readonly setMeans: Float32Array;
+  /** Priors of tag sets (members: classes 0..C−1, then tag t as C + t), each factorised once; null without tagVectors. */
+  readonly tagSetPriors: SetPriorCache | null;
+  /** The class vectors followed by the tag vectors, [C + T, K], for drawing a set's mean. */
+  private readonly memberVectors: Float32Array;
 
   constructor(config: InformedConfig, rng: Rng) {
     super(config, rng);
@@ -86,6 +99,11 @@ export class Informed extends EncoderDecoderModel<InformedConfig> {
       throw new ProbsemError(`informed: labelMap must hold ${labelDim}×${k} numbers for ${labelDim}-wide label inputs`, 'BAD_OPTION');
     }
     this.priors = new LabelSetPriors(vectors, config.lambda, config.spread);
+    const tagVectors = config.tagVectors ?? null;
+    if (tagVectors?.some((v) => v.length !== k)) throw new ProbsemError(`informed: tagVectors must be vectors of length ${k} (the latent size)`, 'BAD_OPTION');
+    const members = tagVectors ? [...vectors, ...tagVectors] : vectors;
+    this.tagSetPriors = tagVectors ? new SetPriorCache(members, k, config.lambda, config.spread) : null;
+    this.memberVectors = Float32Array.from(members.flat());
     const s = this.priors.numSets;
     // Constants, not parameters: they are not in this.params, so nothing trains or saves them.
     this.labelMap = tf.tensor2d(map, [labelDim, k]);
@@ -201,6 +219,7 @@ export class Informed extends EncoderDecoderModel<InformedConfig> {
    * or their midpoint.
    */
   protected priorTerm<T>(o: Ops<T>): InverseFullTerm<T> {
+    if (this.tagSetPriors) return this.tagSetPriorTerm(o, this.tagSetPriors);
     const k = this.latentDim;
     const s = this.priors.numSets;
     const sets = o.host([o.rows, 1], [], (_v, ctx) => Float32Array.from(this.setsOf(ctx.labels, ctx.labels2)));
@@ -218,6 +237,48 @@ export class Informed extends EncoderDecoderModel<InformedConfig> {
       inverseTril: o.gatherRows(o.constant(this.priors.inverseTril, [s, k * k], 'informed-inverse'), sets),
       logDet: o.gatherRows(o.constant(this.priors.logDet, [s, 1], 'informed-logdet'), sets),
     };
+  }
+
+  /**
+   * The members of each row's label set for tag-set priors: its tags (as C + t), else its class
+   * and second class. Rows of a batch without tag sets fall back to their classes.
+   */
+  setMembers(ctx: Pick<HostContext, 'labels' | 'labels2' | 'tagSets'>): number[][] {
+    const c = this.config.numClasses;
+    return Array.from(ctx.labels, (a, i) => {
+      const tags = ctx.tagSets?.[i];
+      if (tags && tags.length > 0) return Array.from(tags, (t) => c + t);
+      return ctx.labels2 && ctx.labels2[i] !== a ? [a, ctx.labels2[i]] : [a];
+    });
+  }
+
+  /**
+   * Priors of label sets of any size, read from the cache (each distinct set factorised once):
+   * rows of its inverse factors and log-determinants, and its mean or, with priorMean 'sample', a
+   * member's vector drawn uniformly each step (no draw for a set of one).
+   */
+  private tagSetPriorTerm<T>(o: Ops<T>, cache: SetPriorCache): InverseFullTerm<T> {
+    const k = this.latentDim;
+    const slots = o.host([o.rows, 1], [], (_v, ctx) => Float32Array.from(this.setMembers(ctx), (m) => cache.slot(m)));
+    const rowsOf = (width: number, pick: (slot: number) => ArrayLike<number>) =>
+      o.host([o.rows, width], [slots], ([s]) => {
+        const out = new Float32Array(s.length * width);
+        s.forEach((slot, r) => out.set(pick(slot), r * width));
+        return out;
+      });
+    let mean: T;
+    if (this.config.priorMean === 'mean') mean = rowsOf(k, (s) => cache.get(s).mean);
+    else {
+      mean = o.host([o.rows, k], [], (_v, ctx) => {
+        const out = new Float32Array(ctx.rows * k);
+        this.setMembers(ctx).forEach((m, r) => {
+          const pick = m.length > 1 ? m[ctx.rng.int(m.length)] : m[0];
+          out.set(this.memberVectors.subarray(pick * k, (pick + 1) * k), r * k);
+        });
+        return out;
+      });
+    }
+    return { kind: 'inverse-full', mean, inverseTril: rowsOf(k * k, (s) => cache.get(s).inverseTril), logDet: rowsOf(1, (s) => [cache.get(s).logDet]) };
   }
 
   objective<T>(o: Ops<T>): Objective<T> {
@@ -294,7 +355,7 @@ function oneHotVectors(c: number, k: number): number[][] {
  */
 export function prepareInformedRun(
   config: Record<string, unknown>,
-  run: { classInputs?: { rows: Float32Array; width: number; kind: string } },
+  run: { classInputs?: { rows: Float32Array; width: number; kind: string }; tagInputs?: { rows: Float32Array; width: number } },
 ): Record<string, unknown> {
   const ci = run.classInputs;
   if (!ci || config.classVectors !== undefined) return config;
@@ -331,11 +392,7 @@ export function prepareInformedRun(
   } else {
     throw new ProbsemError(`informed with ${d}-dimensional word vectors: use latent = ${d} or a projection with latent ≤ ${c} (the number of classes), not ${k}`, 'BAD_OPTION');
   }
-  const projected = Array.from({ length: c }, (_, i) => Array.from({ length: k }, (_, j) => {
-    let s = 0;
-    for (let t = 0; t < d; t++) s += w[i * d + t] * map[t * k + j];
-    return s;
-  }));
+  const projected = Array.from({ length: c }, (_, i) => mapRow(w.subarray(i * d, (i + 1) * d), map, k, 1));
   let dist = 0;
   let pairs = 0;
   for (let i = 0; i < c; i++) for (let j = i + 1; j < c; j++) {
@@ -343,9 +400,21 @@ export function prepareInformedRun(
     pairs++;
   }
   const scale = pairs > 0 && dist > 0 ? Math.SQRT2 / (dist / pairs) : 1;
+  const ti = run.tagInputs;
+  if (ti && ti.width !== d) throw new ProbsemError(`informed: tag inputs have width ${ti.width}, the class inputs ${d}`, 'BAD_OPTION');
+  // Tags go through the same map as classes and queries, so a tag that names a class lands on it.
+  const tagVectors = ti ? Array.from({ length: ti.rows.length / d }, (_, i) => mapRow(ti.rows.subarray(i * d, (i + 1) * d), map, k, scale)) : undefined;
   return {
     ...config,
     classVectors: projected.map((v) => v.map((x) => x * scale)),
     labelMap: Array.from(map, (x) => x * scale),
+    ...(tagVectors ? { tagVectors } : {}),
   };
+}
+
+/** s · v M for an input row v [D] and a row-major map M [D, K]. */
+function mapRow(v: ArrayLike<number>, map: Float64Array, k: number, s: number): number[] {
+  const out = new Array<number>(k).fill(0);
+  for (let t = 0; t < v.length; t++) for (let j = 0; j < k; j++) out[j] += v[t] * map[t * k + j];
+  return out.map((x) => x * s);
 }

@@ -40,6 +40,8 @@ export interface ModelProvenance {
     engine?: string;
     /** Learning-rate schedule (absent: constant). */
     lrSchedule?: string;
+    /** 'tag-set-mean': an image's label input was the mean word vector of its tag set (absent: its class's). */
+    labelInput?: 'tag-set-mean';
     seconds: number;
     finalTerms: Record<string, number>;
   };
@@ -178,6 +180,14 @@ export function readModelMeta(dir: string, opts: ModelReadOptions = {}): ModelFi
       l.vectors.every((x) => typeof x === 'number' && Number.isFinite(x)) && Array.isArray(l.phrases) && typeof l.source === 'string')
   ) {
     throw new ProbsemError(`${jsonPath}: the word-vector label encoding is malformed (needs dim, source, phrases and ${meta.classNames.length} class vectors)`, 'MODEL_FORMAT');
+  }
+  const tags = l?.kind === 'words' ? l.tags : undefined;
+  if (
+    tags !== undefined &&
+    !(tags !== null && Array.isArray(tags.names) && tags.names.every((t) => typeof t === 'string') && Array.isArray(tags.vectors) &&
+      tags.vectors.length === l!.dim! * tags.names.length && tags.vectors.every((x) => typeof x === 'number' && Number.isFinite(x)))
+  ) {
+    throw new ProbsemError(`${jsonPath}: the tag vectors of the word-vector label encoding are malformed (needs a vector of ${l!.dim} numbers per tag name)`, 'MODEL_FORMAT');
   }
   if (meta.holdout !== undefined && !(Array.isArray(meta.holdout) && meta.holdout.every((h) => typeof h === 'string' && meta.classNames.includes(h)))) {
     throw new ProbsemError(`${jsonPath}: holdout must list class names`, 'MODEL_FORMAT');

@@ -42,7 +42,13 @@ export interface ModelEntry {
    */
   prepareRun?(
     config: Record<string, unknown>,
-    run: { steps: number; workers?: number; classInputs?: { rows: Float32Array; width: number; kind: string } },
+    run: {
+      steps: number;
+      workers?: number;
+      classInputs?: { rows: Float32Array; width: number; kind: string };
+      /** Label inputs of the dataset's tags, [tags × width], for word-vector runs on tag-set data. */
+      tagInputs?: { rows: Float32Array; width: number };
+    },
   ): Record<string, unknown>;
 }
 

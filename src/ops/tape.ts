@@ -54,6 +54,7 @@ export interface TapeBatch {
   y: Float32Array;
   labels: Int32Array;
   labels2?: Int32Array;
+  tagSets?: ReadonlyArray<ArrayLike<number>>;
   rows: number;
   pixels: number;
   labelDim: number;
@@ -965,7 +966,7 @@ export class Tape {
       if (batch.labelDim !== y.shape[1]) throw new ProbsemError(`label inputs have width ${batch.labelDim}, the model takes ${y.shape[1]}`, 'SHAPE');
       k.heap().set(batch.y.subarray(0, y.size), y.value.off);
     }
-    const ctx: HostContext = { labels: batch.labels, labels2: batch.labels2, rows: batch.rows, rng, step };
+    const ctx: HostContext = { labels: batch.labels, labels2: batch.labels2, tagSets: batch.tagSets, rows: batch.rows, rng, step };
     for (const n of this.forward) n.fwd!(k.heap(), ctx);
     const h = k.heap();
     const out: Record<string, number> = { loss: h[this.total.value.off] };

@@ -21,6 +21,7 @@ export interface TfBatchInputs {
   y: tf.Tensor2D;
   labels: Int32Array;
   labels2?: Int32Array;
+  tagSets?: ReadonlyArray<ArrayLike<number>>;
   rng: Rng;
 }
 
@@ -41,7 +42,7 @@ export class TfOps implements Ops<T> {
     step: number,
   ) {
     this.rows = batch.x.shape[0];
-    this.ctx = { labels: batch.labels, labels2: batch.labels2, rows: this.rows, rng: batch.rng, step };
+    this.ctx = { labels: batch.labels, labels2: batch.labels2, tagSets: batch.tagSets, rows: this.rows, rng: batch.rng, step };
   }
 
   shape(t: T): [number, number] {

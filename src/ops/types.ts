@@ -28,6 +28,8 @@ export interface HostContext {
   labels: Int32Array;
   /** Second class per row (two-object images). */
   labels2?: Int32Array;
+  /** Tag indices of each row (datasets whose images carry tag sets; a row's set may be empty). */
+  tagSets?: ReadonlyArray<ArrayLike<number>>;
   rows: number;
   /** The step's random stream (shared with `normal`, in program order). */
   rng: Rng;

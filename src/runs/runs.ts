@@ -9,7 +9,7 @@ import { currentBackend } from '../core/backend.js';
 import { ProbsemError } from '../core/errors.js';
 import { normalTensor } from '../core/ops.js';
 import { Rng } from '../core/random.js';
-import { type Dataset, datasetHash, pixelsOf, withoutClasses } from '../data/dataset.js';
+import { type Dataset, datasetHash, pixelsOf, withoutClasses, withoutTags } from '../data/dataset.js';
 import { type LabelEncodingSpec, buildLabelEncoding, classInputRows, labelInputWidth } from '../text/labels.js';
 import type { OovPolicy } from '../text/word-vectors.js';
 import { loadDataset } from '../data/registry.js';
@@ -26,6 +26,7 @@ import { FeatureMoments } from '../eval/fid.js';
 import { type RetrievalMeasures, type TripletAccuracy, retrievalMeasures, tripletAccuracy } from '../eval/metric-learning.js';
 import { sampleTriplets } from '../data/triplets.js';
 import { encodeSplit } from './retrieval.js';
+import { type TagRankingMeasures, tagRankingMeasures, tagScores } from '../eval/tag-ranking.js';
 import {
   annotationAccuracy,
   generationAccuracy,
@@ -104,11 +105,15 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
   const steps = o.steps ?? (o.epochs ?? 0) * stepsPerEpoch;
   if (!(steps >= 1)) throw new ProbsemError('give --steps N or --epochs N (at least one step)', 'BAD_OPTION');
   const heldOut = resolveHoldout(ds.classNames, o.holdout ?? []);
+  // Word-vector runs on tag-set data also read every tag's vector: priors and label inputs use them.
+  const tagged = ds.tagNames !== undefined && ds.train.tagStart !== undefined && (o.labels?.kind ?? 'onehot') === 'words';
   const { info: labels } = await buildLabelEncoding(o.labels ?? { kind: 'onehot' }, ds.classNames, {
     phrases: o.labelPhrases,
     oov: o.oov,
     onNotice: o.onNotice,
+    ...(tagged ? { tags: ds.tagNames } : {}),
   });
+  const tagInfo = labels.kind === 'words' ? labels.tags : undefined;
   const numClasses = ds.classNames.length;
   const labelDim = labelInputWidth(labels, numClasses);
   const classRows = classInputRows(labels, numClasses);
@@ -117,7 +122,9 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
     ls.forEach((c, i) => data.set(classRows.subarray(c * labelDim, (c + 1) * labelDim), i * labelDim));
     return { data, width: labelDim };
   };
-  const trainSplit = heldOut.length > 0 ? withoutClasses(ds.train, new Set(heldOut), pixels) : ds.train;
+  const unknownTags = new Set((tagInfo?.unknown ?? []).map((t) => tagInfo!.names.indexOf(t)));
+  const trainSplit = withoutTags(heldOut.length > 0 ? withoutClasses(ds.train, new Set(heldOut), pixels) : ds.train, unknownTags);
+  const tagInputs = tagInfo ? { rows: Float32Array.from(tagInfo.vectors), width: labelDim } : undefined;
   let config: unknown = {
     inputDim: pixels,
     numClasses,
@@ -149,11 +156,12 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
   // Models that need the run's length in their config (SCAN's stage split) complete it here.
   const prepare = getModelEntry(o.model).prepareRun;
   if (prepare) {
-    config = prepare(config as Record<string, unknown>, { steps, workers: o.workers, classInputs: { rows: classRows, width: labelDim, kind: labels.kind } });
+    config = prepare(config as Record<string, unknown>, { steps, workers: o.workers, classInputs: { rows: classRows, width: labelDim, kind: labels.kind }, tagInputs });
   }
   const model = createModel(o.model, config, o.seed) as Trainable & { config: Record<string, unknown> };
   const result = await train(model, trainSplit, { pixels, numClasses }, {
     labelInputs,
+    tagInputs,
     steps,
     batchSize: o.batchSize,
     lr: o.lr,
@@ -192,6 +200,7 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
       backend: currentBackend(),
       engine: result.engine,
       ...(o.lrSchedule && o.lrSchedule !== 'constant' ? { lrSchedule: o.lrSchedule } : {}),
+      ...(tagInputs ? { labelInput: 'tag-set-mean' as const } : {}),
       seconds: result.seconds,
       finalTerms: result.finalTerms,
     },
@@ -322,6 +331,12 @@ export interface EvalReport {
   /** Importance-sampled NLL and the negative ELBO from the same draws, in nats (absent unless asked for; null where the model has none). */
   nll?: (NllResult & { seed: number }) | null;
   metricLearning?: MetricLearningReport | null;
+  /**
+   * Datasets whose images carry tag sets: precision@1, @5 and mean average precision of ranking
+   * every tag of the vocabulary per test image (eval/tag-ranking.ts); null where the run cannot
+   * rank tags (no label encoder, or not trained with word vectors on the tags).
+   */
+  tagAnnotation?: TagRankingMeasures | null;
   seconds: number;
 }
 
@@ -434,6 +449,7 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
     }
   }
   labels.dispose();
+  const tagAnnotation = ds.test.tagStart && ds.tagNames ? runTagRanking(model, meta, ds, o.onNotice) : undefined;
   const report: EvalReport = {
     model: meta.model,
     dataset: ds.name,
@@ -462,6 +478,7 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
     tripletAccuracy: metric?.triplet.accuracy ?? null,
     metricLearning: metric,
     ...(nll !== undefined ? { nll } : {}),
+    ...(tagAnnotation !== undefined ? { tagAnnotation } : {}),
     seconds: (performance.now() - t0) / 1000,
   };
   if (o.save) {
@@ -473,6 +490,28 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
     }
   }
   return report;
+}
+
+/** Tag ranking of a tagged dataset's test split by a run that knows the tags' word vectors; null (said aloud) otherwise. */
+function runTagRanking(model: ImageModel, meta: ModelFile, ds: Dataset, onNotice?: (m: string) => void): TagRankingMeasures | null {
+  const tags = meta.labels?.kind === 'words' ? meta.labels.tags : undefined;
+  if (!model.encodeLabels || !tags) {
+    onNotice?.('tag ranking is not measured: it needs a label encoder trained with word vectors on the tag sets (--labels words)');
+    return null;
+  }
+  const names = ds.tagNames!;
+  if (names.length !== tags.names.length || names.some((t, i) => t !== tags.names[i])) {
+    throw new ProbsemError(`the run was trained on ${tags.names.length} tags, dataset ${ds.name} has ${names.length} different ones`, 'BAD_OPTION');
+  }
+  const inputs = tf.tensor2d(Float32Array.from(tags.vectors), [names.length, tags.vectors.length / names.length]);
+  try {
+    const exclude = new Set((tags.unknown ?? []).map((t) => names.indexOf(t)));
+    const r = tagRankingMeasures(tagScores(model, ds.test, pixelsOf(ds), inputs), ds.test, names.length, exclude);
+    if (r.skippedEmpty > 0) onNotice?.(`tag ranking skips ${r.skippedEmpty} test images with no tags`);
+    return r;
+  } finally {
+    inputs.dispose();
+  }
 }
 
 /**

@@ -24,6 +24,12 @@ export type LabelEncodingInfo =
       phrases: string[];
       /** The label-encoder input of each class (unit-length word vectors), row-major [classes × dim]. */
       vectors: number[];
+      /**
+       * Runs on datasets whose images carry tag sets: the tag vocabulary (`Dataset.tagNames`) and
+       * each tag's unit word vector, row-major [tags × dim]; a tag with no vector (`unknown`,
+       * with `--oov skip`) has a zero row and is left out of training and of tag ranking.
+       */
+      tags?: { names: string[]; vectors: number[]; unknown?: string[] };
     };
 
 /** Parses `onehot`, `words` or `words:<wordnet|path>`. */
@@ -149,15 +155,35 @@ export function unitPhraseVector(wv: WordVectors, phrase: string, oov: OovPolicy
 export async function buildLabelEncoding(
   spec: LabelEncodingSpec,
   classNames: string[],
-  opts: { phrases?: Record<string, string> | string; oov?: OovPolicy; onNotice?: (m: string) => void } = {},
+  opts: { phrases?: Record<string, string> | string; oov?: OovPolicy; onNotice?: (m: string) => void; tags?: string[] } = {},
 ): Promise<{ info: LabelEncodingInfo; words: WordVectors | null }> {
   if (spec.kind === 'onehot') return { info: { kind: 'onehot' }, words: null };
   const phrases = labelPhrases(classNames, opts.phrases);
-  const wv = await loadWordSource(spec.source, { vocabulary: phrases, onNotice: opts.onNotice });
-  const rows = phrases.map((p) => unitPhraseVector(wv, p, opts.oov));
+  const wv = await loadWordSource(spec.source, { vocabulary: [...phrases, ...(opts.tags ?? [])], onNotice: opts.onNotice });
+  const vectors = phrases.flatMap((p) => Array.from(unitPhraseVector(wv, p, opts.oov), (x) => Math.fround(x)));
+  const info: LabelEncodingInfo = { kind: 'words', source: spec.source, vectorsId: wv.source, dim: wv.dim, phrases, vectors };
+  if (opts.tags) info.tags = tagVectors(wv, opts.tags, opts.oov ?? 'error', opts.onNotice);
+  return { info, words: wv };
+}
+
+/** Unit word vectors of a tag vocabulary; unknown tags are an error (naming them all) or, with 'skip', zero rows listed in `unknown`. */
+function tagVectors(wv: WordVectors, names: string[], oov: OovPolicy, onNotice?: (m: string) => void): { names: string[]; vectors: number[]; unknown?: string[] } {
   const vectors: number[] = [];
-  for (const r of rows) vectors.push(...Array.from(r, (x) => Math.fround(x)));
-  return { info: { kind: 'words', source: spec.source, vectorsId: wv.source, dim: wv.dim, phrases, vectors }, words: wv };
+  const unknown: string[] = [];
+  for (const name of names) {
+    try {
+      vectors.push(...Array.from(unitPhraseVector(wv, name, oov), (x) => Math.fround(x)));
+    } catch (e) {
+      if (!(e instanceof ProbsemError) || e.code !== 'UNKNOWN_WORD') throw e;
+      unknown.push(name);
+      vectors.push(...new Array<number>(wv.dim).fill(0));
+    }
+  }
+  if (unknown.length === 0) return { names, vectors };
+  const listed = `${unknown.slice(0, 10).map((t) => `'${t}'`).join(', ')}${unknown.length > 10 ? ` and ${unknown.length - 10} more` : ''}`;
+  if (oov === 'error') throw new ProbsemError(`${unknown.length} of ${names.length} tags have no word vector in ${wv.source}: ${listed}; pass --oov skip to leave them out`, 'UNKNOWN_WORD');
+  onNotice?.(`${unknown.length} of ${names.length} tags have no word vector and are left out: ${listed}`);
+  return { names, vectors, unknown };
 }
 
 /** Label-encoder input width for an encoding. */

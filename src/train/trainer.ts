@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { ProbsemError } from '../core/errors.js';
 import { ensureDir, writeFileAtomicSync } from '../core/files.js';
 import { Rng } from '../core/random.js';
-import { Batcher, imagesToFloat, meanImage, oneHot, type Split } from '../data/dataset.js';
+import { Batcher, imagesToFloat, meanImage, oneHot, type Split, tagsOf } from '../data/dataset.js';
 import { type Batch, type Trainable, lossOf } from '../models/base.js';
 import { Kernels } from '../core/wasm/kernels.js';
 import { FlatParams } from '../ops/flat-params.js';
@@ -45,6 +45,12 @@ export interface TrainOptions {
   onNotice?: (msg: string) => void;
   /** Label inputs for the label encoder from class indices (default: one-hot). */
   labelInputs?: (labels: Int32Array) => { data: Float32Array; width: number };
+  /**
+   * Label inputs of the tag vocabulary, row-major [tags × width] (word vectors of `Dataset.tagNames`):
+   * when given and the split carries tag sets, an image's label input is the mean of its tags'
+   * rows (its class's input where its set is empty), the PSE paper's rule for phrases.
+   */
+  tagInputs?: { rows: Float32Array; width: number };
   /** Model config recorded in checkpoints. */
   config?: unknown;
   /** Stop early after this step (for tests of resume); the run stays resumable. */
@@ -116,12 +122,24 @@ export const CHECKPOINT_FILE = 'checkpoint.bin';
 export const LOG_FILE = 'train.jsonl';
 
 /** Builds a batch (plain arrays) for a set of example indices. */
-export function makeRawBatch(split: Split, idx: Int32Array, pixels: number, numClasses: number, labelInputs?: TrainOptions['labelInputs']): RawBatch {
+export function makeRawBatch(
+  split: Split,
+  idx: Int32Array,
+  pixels: number,
+  numClasses: number,
+  labelInputs?: TrainOptions['labelInputs'],
+  tagInputs?: TrainOptions['tagInputs'],
+): RawBatch {
   const labels = new Int32Array(idx.length);
   for (let i = 0; i < idx.length; i++) labels[i] = split.labels[idx[i]];
   const inputsOf = (ls: Int32Array) => (labelInputs ? labelInputs(ls) : { data: oneHot(ls, numClasses), width: numClasses });
   const li = inputsOf(labels);
   const x = imagesToFloat(split, idx, pixels);
+  if (split.tagStart) {
+    const tagSets = Array.from(idx, (i) => tagsOf(split, i));
+    if (tagInputs) meanTagInputs(li.data, tagSets, tagInputs);
+    return { x, y: li.data, labels, tagSets, rows: idx.length, pixels, labelDim: li.width };
+  }
   if (!split.labels2) return { x, y: li.data, labels, rows: idx.length, pixels, labelDim: li.width };
   // Two-object images: the label input is the mean of both labels' inputs (the PSE paper's rule for phrases).
   const labels2 = new Int32Array(idx.length);
@@ -129,6 +147,21 @@ export function makeRawBatch(split: Split, idx: Int32Array, pixels: number, numC
   const second = inputsOf(labels2).data;
   for (let i = 0; i < li.data.length; i++) li.data[i] = 0.5 * (li.data[i] + second[i]);
   return { x, y: li.data, labels, labels2, rows: idx.length, pixels, labelDim: li.width };
+}
+
+/** Overwrites each row of `y` whose tag set is not empty with the mean of its tags' input rows. */
+function meanTagInputs(y: Float32Array, tagSets: ArrayLike<number>[], tags: { rows: Float32Array; width: number }): void {
+  const w = tags.width;
+  if (y.length !== tagSets.length * w) throw new ProbsemError(`tag inputs have width ${w}, the class inputs ${y.length / tagSets.length}`, 'SHAPE');
+  tagSets.forEach((set, r) => {
+    if (set.length === 0) return;
+    const row = y.subarray(r * w, (r + 1) * w).fill(0);
+    for (let j = 0; j < set.length; j++) {
+      const t = set[j];
+      if (t * w >= tags.rows.length) throw new ProbsemError(`tag ${t} has no label input (${tags.rows.length / w} tags)`, 'BAD_INPUT');
+      for (let c = 0; c < w; c++) row[c] += tags.rows[t * w + c] / set.length;
+    }
+  });
 }
 
 /**
@@ -181,7 +214,7 @@ export class Stepper implements StepEngine {
     const x = tf.tensor2d(b.x, [b.rows, b.pixels]);
     const y = tf.tensor2d(b.y, [b.rows, b.labelDim]);
     try {
-      return this.step({ x, y, labels: b.labels, labels2: b.labels2, rng: Rng.for(this.seed, 'step', step) }, step);
+      return this.step({ x, y, labels: b.labels, labels2: b.labels2, tagSets: b.tagSets, rng: Rng.for(this.seed, 'step', step) }, step);
     } finally {
       tf.dispose([x, y]);
     }
@@ -349,7 +382,7 @@ async function runLoop(
     let terms: Record<string, number> | null = null;
     try {
       engine.setLrFactor(lrFactor(opts.lrSchedule ?? 'constant', step, opts.steps));
-      terms = engine.stepRaw(makeRawBatch(split, idx, shape.pixels, shape.numClasses, opts.labelInputs), step);
+      terms = engine.stepRaw(makeRawBatch(split, idx, shape.pixels, shape.numClasses, opts.labelInputs, opts.tagInputs), step);
     } catch (e) {
       if (!(e instanceof NonFiniteError)) throw e;
       if (opts.onNonFinite !== 'skip') {

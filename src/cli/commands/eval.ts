@@ -107,6 +107,11 @@ export const evalCommand: Command = {
                 `  test → train means    precision@1 ${pct(r.metricLearning.retrieval.precisionAt1)}, R-precision ${pct(r.metricLearning.retrieval.rPrecision)}, MAP@R ${pct(r.metricLearning.retrieval.mapAtR)} (${r.metricLearning.retrieval.queries} queries)`,
               ]
             : []),
+          ...(r.tagAnnotation
+            ? [
+                `  tag ranking           precision@1 ${pct(r.tagAnnotation.precisionAt1)}, precision@5 ${pct(r.tagAnnotation.precisionAt5)}, mAP ${pct(r.tagAnnotation.meanAveragePrecision)} (${r.tagAnnotation.images} images, ${r.tagAnnotation.tags} tags${r.tagAnnotation.skippedEmpty ? `; ${r.tagAnnotation.skippedEmpty} without tags skipped` : ''})`,
+              ]
+            : []),
         ].join('\n') + '\n',
       );
     }

@@ -163,7 +163,7 @@ export async function loadImageSet(spec: string, o: ImageSetOptions = {}): Promi
     }
     contents.push(bytes);
     // Untagged manifests keep the keys they had before tags existed.
-    key.update(`${e.path}\0${e.label}\0${e.split ?? ''}\0${e.tags ? `${JSON.stringify(e.tags)}\0` : ''}`).update(createHash('sha256').update(bytes).digest());
+    key.update(entryKey(e)).update(createHash('sha256').update(bytes).digest());
   }
   const contentKey = key.digest('hex').slice(0, 24);
   const dir = join(datasetsDir, contentKey);
@@ -231,6 +231,11 @@ export async function loadImageSet(spec: string, o: ImageSetOptions = {}): Promi
   return ds;
 }
 
+/** What a picture's row says (path, class, split, tags), as it enters the cache keys. */
+function entryKey(e: Entry): string {
+  return `${e.path}\0${e.label}\0${e.split ?? ''}\0${e.tags ? `${JSON.stringify(e.tags)}\0` : ''}`;
+}
+
 /** Where the content key of these files (as listed, with their sizes and mtimes) is remembered; null if one cannot be stat'ed. */
 function statPointer(datasetsDir: string, options: string, entries: Entry[]): string | null {
   const h = createHash('sha256').update(options);
@@ -241,7 +246,7 @@ function statPointer(datasetsDir: string, options: string, entries: Entry[]): st
     } catch {
       return null;
     }
-    h.update(`${e.path}\0${e.label}\0${e.split ?? ''}\0${st.size}\0${st.mtimeMs}\0`);
+    h.update(`${entryKey(e)}${st.size}\0${st.mtimeMs}\0`);
   }
   return join(datasetsDir, `files-${h.digest('hex').slice(0, 24)}.key`);
 }

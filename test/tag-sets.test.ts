@@ -257,6 +257,13 @@ test('a tagged manifest with word vectors: informed and PSE train on tag sets, e
   await trainRun({ ...base, model: 'pse', out: psetDir, modelOptions: small });
   const onehotDir = join(tmp(), 'onehot');
   await trainRun({ ...base, model: 'pse', labels: { kind: 'onehot' }, out: onehotDir, steps: 5, modelOptions: small });
+  // tags: 'ignore' trains a word-vector run on the classes alone, as on data without tags.
+  const classOnlyDir = join(tmp(), 'class-only');
+  await trainRun({ ...base, model: 'pse', tags: 'ignore', out: classOnlyDir, steps: 5, modelOptions: small });
+  const { meta: classOnly } = loadImageModel(classOnlyDir);
+  assert.equal(classOnly.training?.labelInput, undefined);
+  assert.equal(classOnly.labels?.kind, 'words');
+  assert.equal(classOnly.labels?.kind === 'words' ? classOnly.labels.tags : 'n/a', undefined);
 
   const tagNames = ['bag', 'canvas', 'denim', 'jeans', 'leather', 'shoe', 'sneaker', 'trousers'];
   for (const dir of [informedDir, psetDir]) {

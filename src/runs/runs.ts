@@ -76,6 +76,12 @@ export interface TrainRunOptions {
   labelPhrases?: Record<string, string> | string;
   /** Unknown words in a class phrase: an error (default) or skipped. */
   oov?: OovPolicy;
+  /**
+   * On tag-set data with word-vector labels: 'use' (default) trains on each picture's tags (the
+   * tag-set mean as label input, tag-set priors); 'ignore' trains on its class alone, as on data
+   * without tags.
+   */
+  tags?: 'use' | 'ignore';
   /** Classes to leave out of training, for zero-shot evaluation. */
   holdout?: string[];
   /** Learning-rate schedule over the run (default constant). */
@@ -106,7 +112,7 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
   if (!(steps >= 1)) throw new ProbsemError('give --steps N or --epochs N (at least one step)', 'BAD_OPTION');
   const heldOut = resolveHoldout(ds.classNames, o.holdout ?? []);
   // Word-vector runs on tag-set data also read every tag's vector: priors and label inputs use them.
-  const tagged = ds.tagNames !== undefined && ds.train.tagStart !== undefined && (o.labels?.kind ?? 'onehot') === 'words';
+  const tagged = ds.tagNames !== undefined && ds.train.tagStart !== undefined && (o.labels?.kind ?? 'onehot') === 'words' && o.tags !== 'ignore';
   const { info: labels } = await buildLabelEncoding(o.labels ?? { kind: 'onehot' }, ds.classNames, {
     phrases: o.labelPhrases,
     oov: o.oov,

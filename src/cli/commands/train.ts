@@ -58,6 +58,8 @@ export const trainCommand: Command = {
   --label-phrases MAP  how classes read as words, e.g. 'Ankle boot=boot,Bag=handbag'
                        (defaults: T-shirt/top=t-shirt, Trouser=trousers, Ankle boot=ankle boot, …)
   --oov error|skip     unknown words in a class phrase: fail listing them (default) or skip them
+  --tags use|ignore    on data with tag sets (emoji, tagged manifests) and --labels words: train
+                       on each picture's tags (default) or on its class alone
   --holdout A,B        train without these classes (zero-shot: eval reports zeroShot accuracies)
   --quiet              no progress bar`,
   async run(argv) {
@@ -90,14 +92,17 @@ export const trainCommand: Command = {
       labels: { type: 'string' },
       'label-phrases': { type: 'string' },
       oov: { type: 'string' },
+      tags: { type: 'string' },
       holdout: { type: 'string' },
     });
     const labels = parseLabelEncoding(strOption(v.labels, 'labels', 'onehot'));
     const oov = strOption(v.oov, 'oov', 'error');
     if (oov !== 'error' && oov !== 'skip') throw new ProbsemError(`--oov must be error or skip, got '${oov}'`, 'BAD_OPTION');
-    if (labels.kind === 'onehot' && (v['label-phrases'] !== undefined || v.oov !== undefined)) {
-      throw new ProbsemError('--label-phrases and --oov apply to --labels words', 'BAD_OPTION');
+    if (labels.kind === 'onehot' && (v['label-phrases'] !== undefined || v.oov !== undefined || v.tags !== undefined)) {
+      throw new ProbsemError('--label-phrases, --oov and --tags apply to --labels words', 'BAD_OPTION');
     }
+    const tags = strOption(v.tags, 'tags', 'use');
+    if (tags !== 'use' && tags !== 'ignore') throw new ProbsemError(`--tags must be use or ignore, got '${tags}'`, 'BAD_OPTION');
     const holdout = v.holdout === undefined ? [] : String(v.holdout).split(',').map((h) => h.trim()).filter(Boolean);
     const onNan = strOption(v['on-nan'], 'on-nan', 'stop');
     const engineOption = (e: unknown): EngineChoice => {
@@ -174,6 +179,7 @@ export const trainCommand: Command = {
       labels,
       labelPhrases: v['label-phrases'] as string | undefined,
       oov,
+      tags,
       holdout,
       onNotice: (m) => process.stderr.write(`${bar ? '\n' : ''}note: ${m}\n`),
       onProgress: (p) => {

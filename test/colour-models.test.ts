@@ -23,6 +23,7 @@ import { ConvDecoder } from '../src/nn/conv.js';
 import { ParamSet } from '../src/nn/params.js';
 import { TfOps } from '../src/ops/tfjs.js';
 import { trainCommand } from '../src/cli/commands/train.js';
+import { loadModel } from '../src/models/persist.js';
 
 const root = mkdtempSync(join(tmpdir(), 'probsem-colour-models-'));
 before(setupBackend);
@@ -179,7 +180,7 @@ test('old configs build what they always built: no new options, MLP decoder para
   assert.deepEqual(names, ['decoder.0.w', 'decoder.0.b', 'decoder.1.w', 'decoder.1.b', 'decoder.2.w', 'decoder.2.b']);
 });
 
-test('--arch conv picks layers for the image size; CLI refuses an unknown likelihood and models without the options', async () => {
+test('--arch conv picks layers for the image size (CVAE: the decoder); the CLI refuses an unknown likelihood or arch', async () => {
   assert.deepEqual(convArchitecture(28, 28), { encoderConv: [32, 64], decoderConv: [64, 32], encoderHidden: [256], decoderHidden: [] });
   assert.deepEqual((convArchitecture(32, 32) as { decoderConv: number[] }).decoderConv, [128, 64, 32]);
   assert.deepEqual((convArchitecture(64, 64) as { decoderConv: number[] }).decoderConv, [256, 128, 64, 32]);
@@ -191,8 +192,12 @@ test('--arch conv picks layers for the image size; CLI refuses an unknown likeli
   }
   const run = (args: string[]) => trainCommand.run(['--dataset', 'fashion-mnist-subset', '--steps', '1', '--quiet', '--out', join(root, 'never'), ...args]);
   await assert.rejects(run(['--model', 'pse', '--likelihood', 'poisson']), /unknown likelihood 'poisson': choose one of bernoulli, gaussian, logistic/);
-  await assert.rejects(run(['--model', 'cvae', '--likelihood', 'gaussian']), /--likelihood applies to --model .*pse-star/);
-  await assert.rejects(run(['--model', 'cvae', '--arch', 'conv']), /--arch conv applies to --model .*pse-star/);
+  // CVAE's encoder reads x ⊕ l through an MLP: --arch conv gives it the convolutional decoder only.
+  const out = join(root, 'cvae-conv');
+  assert.equal(await trainCommand.run(['--model', 'cvae', '--dataset', 'fashion-mnist-subset', '--steps', '2', '--batch', '20', '--quiet', '--out', out, '--arch', 'conv', '--likelihood', 'gaussian']), 0);
+  const saved = loadModel(out).model as unknown as ImageModel;
+  assert.deepEqual(saved.config, { inputDim: 784, numClasses: 10, latent: 10, encoderHidden: [256], decoderHidden: [], decoderConv: [64, 32], imageHeight: 28, likelihood: 'gaussian' });
+  assert.ok(saved.params.entries().some(([n]) => n === 'decoder.up1.w') && saved.params.entries().some(([n]) => n === SCALE_PARAM));
   await assert.rejects(run(['--model', 'pse', '--arch', 'cnn']), /--arch must be mlp or conv, got 'cnn'/);
 });
 

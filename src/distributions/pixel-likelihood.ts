@@ -97,6 +97,14 @@ export function pixelNll<T>(o: Ops<T>, kind: PixelLikelihood, logits: T, x: T, c
   return o.mean(pixelNllRows(o, kind, logits, x, channels));
 }
 
+/** Adds the likelihood's per-channel scale parameter where it has one (none for bernoulli: older runs load unchanged). */
+export function addScaleParam(params: ParamSet, kind: PixelLikelihood, channels: number, rng: Rng): void {
+  if (kind === 'bernoulli') return;
+  const v = params.add(SCALE_PARAM, [channels], 'zeros', rng);
+  const init = SCALE_BOUNDS[kind].init;
+  tf.tidy(() => v.assign(tf.fill([channels], init)));
+}
+
 /** What an image model's config says about its likelihood (absent fields: bernoulli, grey). */
 interface LikelihoodConfig {
   likelihood?: PixelLikelihood;

@@ -111,14 +111,10 @@ export const ImageModelConfigSchema = z
 export type ImageModelConfig = z.infer<typeof ImageModelConfigSchema>;
 
 /**
- * Options of models that can put convolutions in front of their image encoder (models extending
- * their schema with these fields; the encoder–decoder family implements them).
+ * Options of models whose image decoder may be convolutional and whose likelihood may be other
+ * than Bernoulli (the encoder–decoder family, CVAE and the autoencoders).
  */
-export const ConvEncoderFields = {
-  /** Filters of each stride-2 convolution (with ReLU) before the encoder MLP, e.g. [32, 64]; absent: none. */
-  encoderConv: z.array(positiveInt).min(1).max(4).optional(),
-  /** Kernel size of those convolutions (odd; "same" padding). */
-  encoderKernel: z.number().int().min(1).max(9).refine((k) => k % 2 === 1, 'encoderKernel must be odd').default(5),
+export const ConvDecoderFields = {
   /**
    * A convolutional decoder instead of the MLP's output layer: the channels of the start map and of
    * each stride-2 transposed convolution's input, e.g. [64, 32] (7×7×64 → 14×14×32 → 28×28×C);
@@ -133,6 +129,18 @@ export const ConvEncoderFields = {
   imageHeight: positiveInt.optional(),
   /** Values per pixel: 3 for RGB (stored per pixel), absent or 1 for grey; filled from the dataset. */
   imageChannels: z.union([z.literal(1), z.literal(3)]).optional(),
+};
+
+/**
+ * Options of models that can also put convolutions in front of their image encoder (models
+ * extending their schema with these fields; the encoder–decoder family implements them).
+ */
+export const ConvEncoderFields = {
+  ...ConvDecoderFields,
+  /** Filters of each stride-2 convolution (with ReLU) before the encoder MLP, e.g. [32, 64]; absent: none. */
+  encoderConv: z.array(positiveInt).min(1).max(4).optional(),
+  /** Kernel size of those convolutions (odd; "same" padding). */
+  encoderKernel: z.number().int().min(1).max(9).refine((k) => k % 2 === 1, 'encoderKernel must be odd').default(5),
 };
 export type ConvEncoderConfig = Partial<z.infer<z.ZodObject<typeof ConvEncoderFields>>>;
 

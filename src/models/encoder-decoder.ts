@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../core/random.js';
 import { DiagGaussian } from '../distributions/gaussian.js';
 import { ConvDecoder, ConvStack, type ImageDecoder } from '../nn/conv.js';
-import { type PixelLikelihood, SCALE_BOUNDS, SCALE_PARAM, pixelNll } from '../distributions/pixel-likelihood.js';
+import { type PixelLikelihood, addScaleParam, pixelNll } from '../distributions/pixel-likelihood.js';
 import { Mlp } from '../nn/mlp.js';
 import { ParamSet } from '../nn/params.js';
 import { ProbsemError } from '../core/errors.js';
@@ -48,12 +48,7 @@ export abstract class EncoderDecoderModel<C extends ImageModelConfig> implements
     this.encoder = new Mlp(this.params, 'encoder', [features, ...config.encoderHidden, this.encoderOutputWidth(k)], rng);
     this.decoder = imageDecoder(this.params, config, k, rng);
     this.likelihood = (config as ConvEncoderConfig).likelihood ?? 'bernoulli';
-    if (this.likelihood !== 'bernoulli') {
-      const c = (config as ConvEncoderConfig).imageChannels ?? 1;
-      const v = this.params.add(SCALE_PARAM, [c], 'zeros', rng);
-      const init = SCALE_BOUNDS[this.likelihood].init;
-      tf.tidy(() => v.assign(tf.fill([c], init)));
-    }
+    addScaleParam(this.params, this.likelihood, (config as ConvEncoderConfig).imageChannels ?? 1, rng);
   }
 
   /** Mean −log p(x|logits) of the batch's images under the model's likelihood, in an objective. */
@@ -141,8 +136,8 @@ function convFront(params: ParamSet, config: ImageModelConfig & ConvEncoderConfi
   return new ConvStack(params, 'encoder', imageShape(config, 'encoder'), config.encoderConv, config.encoderKernel ?? 5, rng);
 }
 
-/** The MLP decoder, or the transposed-convolution one where the config has `decoderConv`. */
-function imageDecoder(params: ParamSet, config: ImageModelConfig & ConvEncoderConfig, k: number, rng: Rng): ImageDecoder {
-  if (!config.decoderConv) return new Mlp(params, 'decoder', [k, ...config.decoderHidden, config.inputDim], rng);
-  return new ConvDecoder(params, 'decoder', k, config.decoderHidden, imageShape(config, 'decoder'), config.decoderConv, config.decoderKernel ?? 5, rng);
+/** The MLP decoder from `inputs` values (z, or z ⊕ l), or the transposed-convolution one where the config has `decoderConv`. */
+export function imageDecoder(params: ParamSet, config: ImageModelConfig & ConvEncoderConfig, inputs: number, rng: Rng): ImageDecoder {
+  if (!config.decoderConv) return new Mlp(params, 'decoder', [inputs, ...config.decoderHidden, config.inputDim], rng);
+  return new ConvDecoder(params, 'decoder', inputs, config.decoderHidden, imageShape(config, 'decoder'), config.decoderConv, config.decoderKernel ?? 5, rng);
 }

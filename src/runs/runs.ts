@@ -121,7 +121,9 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
     return { data, width: labelDim };
   };
   const trainSplit = heldOut.length > 0 ? withoutClasses(ds.train, new Set(heldOut), pixels) : ds.train;
-  const modelOptions = { ...(o.arch === 'conv' ? convArchitecture(ds.height, ds.width) : {}), ...(o.modelOptions ?? {}) };
+  // --arch conv sets what the model has: CVAE and the autoencoders take the decoder, not encoder convolutions.
+  const arch = o.arch === 'conv' ? Object.fromEntries(Object.entries(convArchitecture(ds.height, ds.width)).filter(([k]) => hasModelOption(o.model, k))) : {};
+  const modelOptions = { ...arch, ...(o.modelOptions ?? {}) };
   if (o.arch === 'conv' && !hasModelOption(o.model, 'decoderConv')) {
     throw new ProbsemError(`--arch conv applies to --model ${modelsWithOption('decoderConv').join(', ')}`, 'BAD_OPTION');
   }

@@ -48,7 +48,8 @@ export const trainCommand: Command = {
   --arch mlp|conv      image encoder and decoder: mlp (default, the papers') or conv: stride-2 5×5
                        convolutions and transposed convolutions sized to the image (28×28: [32,64]
                        and [64,32]; 32×32: three layers; 64×64: four; other sizes cropped), for every
-                       model with --set decoderConv; --set wins over its choices
+                       model with an image decoder (cvae and the autoencoders: the decoder only);
+                       --set wins over its choices
   --likelihood L       p(x|z) on intensities: bernoulli (default, the papers'), gaussian (learned
                        log-variance per channel, clamped to [-10, 1]) or logistic (discretised, 256
                        levels, learned log-scale per channel); eval reports in the same likelihood
@@ -60,8 +61,9 @@ export const trainCommand: Command = {
                        --set lambda=0.99 (informed: shrinkage; priorMean=sample|mean, classify=prior|posterior),
                        --set encoderConv=[32,64] (vae, beta-vae, tvae, pse, pse-star, jmvae, trelbo, scan,
                        poe, mopoe, mmvae, informed: stride-2 5×5 convolutions before the encoder MLP;
-                       encoderKernel=3|5|7), --set decoderConv=[64,32] (the same models: a dense layer
-                       to a 7×7×64 map, then stride-2 transposed convolutions; decoderKernel=3|5|7),
+                       encoderKernel=3|5|7), --set decoderConv=[64,32] (those, cvae and the autoencoders:
+                       a dense layer to a 7×7×64 map, then stride-2 transposed convolutions;
+                       decoderKernel=3|5|7),
                        --set margin=1 --set tripletWeight=10 --set mining=semi-hard|random (tvae)
   --labels ENC         label-encoder inputs: onehot (default), words (the built-in WordNet vectors),
                        or words:FILE (word2vec .bin, word2vec/GloVe text, fastText .vec)

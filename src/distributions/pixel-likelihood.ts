@@ -123,9 +123,11 @@ export function likelihoodOf(model: { config: object }): PixelLikelihood {
 export function imageLogLikelihood(model: { config: object; params: ParamSet }, logits: tf.Tensor2D, x: tf.Tensor2D): tf.Tensor1D {
   const kind = likelihoodOf(model);
   if (kind === 'bernoulli') return bernoulliLogLikelihood(logits, x);
-  const n = x.shape[0];
+  const n = logits.shape[0];
+  // One image against k decodings of it (the NLL's importance samples), as the Bernoulli broadcasts.
+  const xs = x.shape[0] === n ? x : (tf.tile(x, [n, 1]) as tf.Tensor2D);
   // Only `param`, `constant` and `host` read the batch: labels and noise are never drawn here.
-  const o = new TfOps(model.params, { x, y: x, labels: new Int32Array(n), rng: new Rng(0) }, 0);
-  const rows = pixelNllRows(o, kind, logits, x, (model.config as LikelihoodConfig).imageChannels ?? 1);
+  const o = new TfOps(model.params, { x: xs, y: xs, labels: new Int32Array(n), rng: new Rng(0) }, 0);
+  const rows = pixelNllRows(o, kind, logits, xs, (model.config as LikelihoodConfig).imageChannels ?? 1);
   return tf.neg(tf.reshape(rows, [n])) as tf.Tensor1D;
 }

@@ -74,7 +74,7 @@ export interface ImageModel extends Trainable {
    * otherwise q(z|l) of the mean label input is used.
    */
   encodeLabelSet?(y: tf.Tensor2D): Gaussian;
-  /** Bernoulli logits of p(x|z). */
+  /** Logits of p(x|z): the image is their sigmoid (Bernoulli, or the mean of the `likelihood` chosen). */
   decode(z: tf.Tensor2D): tf.Tensor2D;
   /** q(z|l) for label inputs [N, labelDim], where the model has a label encoder. */
   encodeLabels?(y: tf.Tensor2D): DiagGaussian;

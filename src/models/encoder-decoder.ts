@@ -1,7 +1,8 @@
 /**
  * The family every probsem generative model here belongs to: an MLP Gaussian image encoder
- * (optionally behind strided convolutions, `ConvEncoderFields`), an MLP Bernoulli decoder, and an
- * ELBO whose KL target (the "prior") each model chooses.
+ * (optionally behind strided convolutions, `ConvEncoderFields`), a decoder (MLP, or transposed
+ * convolutions with `decoderConv`) with its pixel likelihood (Bernoulli unless `likelihood` says
+ * otherwise), and an ELBO whose KL target (the "prior") each model chooses.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../core/random.js';

@@ -132,7 +132,7 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
     numClasses,
     ...(labels.kind === 'words' ? { labelDim } : {}),
     latent: o.latent,
-    // A convolutional encoder needs the image's shape, which only the dataset knows.
+    // Convolutions and per-channel likelihood scales need the image's shape, which only the dataset knows.
     ...(needsImageShape(modelOptions) ? { imageHeight: ds.height, ...((ds.channels ?? 1) !== 1 ? { imageChannels: ds.channels } : {}) } : {}),
     ...modelOptions,
   };

@@ -25,6 +25,7 @@ import { ParamSet } from '../src/nn/params.js';
 import { TfOps } from '../src/ops/tfjs.js';
 import { trainCommand } from '../src/cli/commands/train.js';
 import { loadModel } from '../src/models/persist.js';
+import { convSetOptions } from '../src/cli/commands/bench-paper.js';
 
 const root = mkdtempSync(join(tmpdir(), 'probsem-colour-models-'));
 before(setupBackend);
@@ -210,6 +211,12 @@ test('--arch conv picks layers for the image size (CVAE: the decoder); the CLI r
     assert.deepEqual(out, [2, h * h * c]);
   }
   const run = (args: string[]) => trainCommand.run(['--dataset', 'fashion-mnist-subset', '--steps', '1', '--quiet', '--out', join(root, 'never'), ...args]);
+  // bench paper --arch conv: the same options per bench model, as --set options under the explicit ones.
+  assert.deepEqual(convSetOptions(['pse', 'pse-star@20', 'cvae'], 28, 28, { pse: { encoderHidden: [32] } }), {
+    pse: { encoderConv: [32, 64], decoderConv: [64, 32], encoderHidden: [32], decoderHidden: [] },
+    'pse-star': { encoderConv: [32, 64], decoderConv: [64, 32], encoderHidden: [256], decoderHidden: [] },
+    cvae: { decoderConv: [64, 32], encoderHidden: [256], decoderHidden: [] },
+  });
   await assert.rejects(run(['--model', 'pse', '--likelihood', 'poisson']), /unknown likelihood 'poisson': choose one of bernoulli, gaussian, logistic/);
   // CVAE's encoder reads x ⊕ l through an MLP: --arch conv gives it the convolutional decoder only.
   const out = join(root, 'cvae-conv');

@@ -13,7 +13,7 @@ import { type Dataset, type Split, datasetHash, pixelsOf } from './data/dataset.
 import { loadDataset } from './data/registry.js';
 import { decodeImage } from './data/image-decode.js';
 import { encodeGridPng } from './data/png.js';
-import type { ImageModel, Trainable } from './models/base.js';
+import { type ImageModel, type Trainable, needsImageShape } from './models/base.js';
 import type { Autoencoder, AutoencoderConfigSchema } from './models/autoencoder.js';
 import type { BetaVae, BetaVaeConfigSchema } from './models/beta-vae.js';
 import type { Classifier, ClassifierConfigSchema } from './models/classifier.js';
@@ -101,7 +101,7 @@ export function createModel(name: ModelName, config: object, o: CreateModelOptio
     const shape = (getModelEntry(name).schema as { shape?: Record<string, unknown> }).shape ?? {};
     const fill: Record<string, unknown> = { inputDim: pixelsOf(ds), numClasses: ds.classNames.length };
     // Only the fields this model's schema has: the schemas are strict.
-    if ('imageHeight' in shape && full.encoderConv !== undefined) {
+    if ('imageHeight' in shape && needsImageShape(full)) {
       fill.imageHeight = ds.height;
       if ((ds.channels ?? 1) !== 1) fill.imageChannels = ds.channels;
     }

@@ -78,6 +78,16 @@ const cases: [string, object, number][] = [
   ['mmvae', { latent: 4, encoderHidden: [20], decoderHidden: [22] }, 10],
   ['mmvae', { latent: 3, labelHidden: [6], labelDecoderHidden: [5], labelWeight: 5, encoderConv: [3], encoderKernel: 3, imageHeight: 28, encoderHidden: [10], decoderHidden: [12] }, 7],
   ['poe', { latent: 3, labelHidden: [6], labelDecoderHidden: [5], labelWeight: 5, encoderConv: [3], encoderKernel: 3, imageHeight: 28, encoderHidden: [10], decoderHidden: [12] }, 7],
+  // Transposed-convolution decoders and the gaussian and discretised-logistic likelihoods: 28×28
+  // from 7×7 (two layers), and from 4×4 up to 32×32 cropped back to 28×28 (three layers).
+  ['pse-star', { latent: 4, encoderConv: [3], encoderKernel: 3, imageHeight: 28, decoderConv: [4, 3], decoderKernel: 3, encoderHidden: [12], decoderHidden: [], classifierHidden: [8] }, 10],
+  ['vae', { latent: 3, imageHeight: 28, decoderConv: [3], decoderHidden: [6], likelihood: 'gaussian' }, 10],
+  ['pse', { latent: 3, imageHeight: 28, decoderConv: [4, 3, 2], decoderKernel: 3, decoderHidden: [], encoderHidden: [10], likelihood: 'logistic' }, 7],
+  ['jmvae', { latent: 3, imageHeight: 28, decoderConv: [3, 2], decoderKernel: 3, decoderHidden: [], jointHidden: [10], encoderHidden: [10], likelihood: 'logistic' }, 10],
+  ['scan', { latent: 3, stage1Steps: 5, imageHeight: 28, decoderConv: [2], decoderHidden: [], encoderHidden: [10], likelihood: 'gaussian' }, 10],
+  ['cvae', { latent: 3, imageHeight: 28, decoderConv: [3, 2], decoderKernel: 3, decoderHidden: [], encoderHidden: [12], likelihood: 'logistic' }, 7],
+  ['ae', { latent: 4, imageHeight: 28, decoderConv: [3], decoderHidden: [5], encoderHidden: [12], likelihood: 'gaussian' }, 10],
+  ['bimodal-ae', { latent: 4, imageHeight: 28, decoderConv: [2, 2], decoderKernel: 3, decoderHidden: [], encoderHidden: [12], labelHidden: [5], labelDecoderHidden: [4] }, 10],
   ['bimodal-ae', { latent: 6, encoderHidden: [20], decoderHidden: [22], labelHidden: [5], labelDecoderHidden: [4] }, 10],
   ['bimodal-ae', { latent: 5, encoderHidden: [18], decoderHidden: [21], labelHidden: [], labelDecoderHidden: [], labelKind: 'words', codeActivation: 'relu', labelWeight: 3 }, 7],
   ['ae', { latent: 6, encoderHidden: [20], decoderHidden: [22] }, 10],
@@ -120,8 +130,13 @@ for (const [name, extra, labelDim] of cases) {
 // loads with identical outputs; a run stopped and resumed ends where the uninterrupted run ends.
 const firstCase = new Map<string, [object, number]>();
 for (const [name, extra] of cases) if (!firstCase.has(name)) firstCase.set(name, [extra, 10]);
-for (const [name, [extra, labelDim]] of firstCase) {
-  test(`${name}: a step trains, evaluation does not, save/load round trip and resume are exact`, async () => {
+// The same lifecycle for the convolutional decoders and the other likelihoods (their own parameters: transposed-convolution filters, a crop, logScale).
+const decoderLifecycle: [string, [object, number]][] = cases
+  .filter(([, extra]) => 'decoderConv' in extra || 'likelihood' in extra)
+  .map(([name, extra]) => [`${name} ${JSON.stringify({ decoderConv: (extra as { decoderConv?: number[] }).decoderConv, likelihood: (extra as { likelihood?: string }).likelihood })}`, [extra, 10]]);
+for (const [label, [extra, labelDim]] of [...firstCase, ...decoderLifecycle]) {
+  const name = label.split(' ')[0];
+  test(`${label}: a step trains, evaluation does not, save/load round trip and resume are exact`, async () => {
     const opts = { batchSize: 20, lr: 1e-3, seed: 5 };
     const idx = Int32Array.from({ length: 20 }, (_, i) => 7 * i);
     const batch = makeRawBatch(ds.train, idx, 784, 10);

@@ -144,7 +144,8 @@ test('a convolutional informed encoder: config checks, the tape engine, save/loa
   assert.throws(() => createModel('informed', { ...tiny, imageHeight: undefined }, 1), /needs imageHeight/);
   assert.throws(() => createModel('informed', { ...tiny, imageHeight: 27 }, 1), /needs imageHeight, a divisor of the 784 pixels/);
   assert.throws(() => createModel('informed', { ...tiny, encoderKernel: 4 }, 1), /encoderKernel must be odd/);
-  assert.throws(() => createModel('jmvae', { ...tiny, latent: 10 }, 1), /encoderConv|Unrecognized key/);
+  // CVAE's encoder reads x ⊕ l through an MLP: it has no encoder convolutions to configure.
+  assert.throws(() => createModel('cvae', { ...tiny, latent: 10 }, 1), /encoderConv|Unrecognized key/);
 
   const dir = mkdtempSync(join(tmpdir(), 'probsem-conv-'));
   const ds = await loadDataset('fashion-mnist-subset');

@@ -119,8 +119,8 @@ export async function trainJudge(
   const batchSize = Math.min(100, ds.train.count);
   const steps = epochs * Math.floor(ds.train.count / batchSize);
   const lr = 1e-3;
-  // The judge's convolution reads grey images; colour ones go to its MLP (no colour judge yet).
-  const config = { inputDim: pixels, numClasses: ds.classNames.length, height: ds.height, ...((ds.channels ?? 1) !== 1 ? { arch: 'mlp' as const } : {}) };
+  // The same CNN for grey and colour images: its first convolution reads every channel.
+  const config = { inputDim: pixels, numClasses: ds.classNames.length, height: ds.height, ...((ds.channels ?? 1) !== 1 ? { channels: ds.channels } : {}) };
   const clf = createModel('classifier', config, seed) as Classifier;
   const r = await train(clf, ds.train, { pixels, numClasses: ds.classNames.length }, {
     steps,

@@ -6,7 +6,8 @@
  *
  * a lower bound on log p(x) that tightens as K grows; K = 1 gives the ELBO in expectation, and the
  * mean of the K log-weights is reported beside it as the ELBO estimate. p(x|z) is the model's
- * Bernoulli decoder on grey intensities (as in training and the reconstruction error). p(z) is the
+ * decoder under the likelihood it was trained with (Bernoulli on intensities unless `likelihood`
+ * says gaussian or logistic; as in training and the reconstruction error). p(z) is the
  * model's generative prior: N(0, I) for the VAE family and the joint models, and for models whose
  * prior is the label encoder's (PSE, PSE*) the equal-weight mixture of the classes' q(z|l).
  */
@@ -15,6 +16,7 @@ import { ProbsemError } from '../core/errors.js';
 import { Rng } from '../core/random.js';
 import { imagesToFloat, type Split } from '../data/dataset.js';
 import type { ImageModel } from '../models/base.js';
+import { imageLogLikelihood } from '../distributions/pixel-likelihood.js';
 
 export type GenerativePrior = 'standard' | 'label-mixture';
 
@@ -120,8 +122,8 @@ function logWeights(model: ImageModel, x: Float32Array, eps: Float32Array, k: nu
     // log q(z|x) = Σ −½(ε² + log 2π + log σ²)
     const logQ = tf.mul(tf.sum(tf.add(tf.add(tf.square(e), LOG_2PI), q.logVar), 1), -0.5);
     const logits = model.decode(z);
-    // Bernoulli on intensities: x·l − softplus(l), summed over pixels.
-    const logPx = tf.sum(tf.sub(tf.mul(xt, logits), tf.softplus(logits)), 1);
+    // The model's own p(x|z): Bernoulli on intensities unless its config chose another likelihood.
+    const logPx = imageLogLikelihood(model, logits, xt);
     let logPz: tf.Tensor;
     if (!prior) {
       logPz = tf.mul(tf.sum(tf.add(tf.square(z), LOG_2PI), 1), -0.5);

@@ -8,7 +8,7 @@ import { FeatureMoments, frechetDistance } from './fid.js';
 import { normalTensor, tidyRead } from '../core/ops.js';
 import { Rng } from '../core/random.js';
 import { imagesToFloat, oneHot, type Split } from '../data/dataset.js';
-import { bernoulliLogLikelihood } from '../distributions/bernoulli.js';
+import { imageLogLikelihood } from '../distributions/pixel-likelihood.js';
 import { DiagGaussian, type Gaussian, pairwiseLogProb, tidyGaussian, withInverseFactor } from '../distributions/gaussian.js';
 import { kl } from '../distributions/kl.js';
 import type { ImageModel } from '../models/base.js';
@@ -33,7 +33,8 @@ function forBatches(split: Split, pixels: number, fn: (x: tf.Tensor2D, idx: Int3
 }
 
 /**
- * Mean Bernoulli negative log-likelihood of the images (nats, summed over pixels). `sample`: z
+ * Mean negative log-likelihood of the images under the model's own likelihood (Bernoulli unless
+ * its config says `likelihood`; nats, summed over pixels). `sample`: z
  * drawn once from q(z|x) per image (the ELBO's reconstruction term); `mean`: z = the posterior
  * mean (the deterministic reconstruction a user sees).
  */
@@ -56,11 +57,11 @@ export function reconstructionError(
       if (model.reconstructLogits) {
         const eps = mode === 'mean' ? null : (normalTensor(rng, [x.shape[0], model.latentDim]) as tf.Tensor2D);
         const y = tf.gather(labelInputs!, tf.tensor1d(Int32Array.from(idx, (i) => split.labels[i]), 'int32')) as tf.Tensor2D;
-        return tf.sum(bernoulliLogLikelihood(model.reconstructLogits(x, y, eps), x)).dataSync()[0];
+        return tf.sum(imageLogLikelihood(model, model.reconstructLogits(x, y, eps), x)).dataSync()[0];
       }
       const q = model.encodeImage(x);
       const zs = mode === 'mean' ? q.mean : q.sample(normalTensor(rng, [x.shape[0], model.latentDim]) as tf.Tensor2D);
-      return tf.sum(bernoulliLogLikelihood(model.decode(zs), x)).dataSync()[0];
+      return tf.sum(imageLogLikelihood(model, model.decode(zs), x)).dataSync()[0];
     });
   });
   return -total / split.count;

@@ -11,7 +11,10 @@ import { DiagGaussian } from '../distributions/gaussian.js';
 import { Mlp } from '../nn/mlp.js';
 import { ParamSet } from '../nn/params.js';
 import type { Objective, Ops } from '../ops/types.js';
-import { type DataStats, type ImageModel, ImageModelConfigSchema } from './base.js';
+import { ConvDecoderFields, type DataStats, type ImageModel, ImageModelConfigSchema } from './base.js';
+import { imageDecoder } from './encoder-decoder.js';
+import type { ImageDecoder } from '../nn/conv.js';
+import { addScaleParam, pixelNll } from '../distributions/pixel-likelihood.js';
 
 /**
  * The log-variance every code is reported with. An autoencoder's code is a point, not a
@@ -30,6 +33,7 @@ export const AutoencoderConfigSchema = ImageModelConfigSchema.extend({
   decoderHidden: z.array(z.number().int().positive()).default([128]),
   /** Activation of the code layer: relu as the lecture's compression autoencoder, or sigmoid / linear. */
   codeActivation: z.enum(['relu', 'sigmoid', 'linear']).default('relu'),
+  ...ConvDecoderFields,
 }).strict();
 export type AutoencoderConfig = z.infer<typeof AutoencoderConfigSchema>;
 
@@ -38,7 +42,7 @@ export class Autoencoder<C extends AutoencoderConfig = AutoencoderConfig> implem
   readonly params = new ParamSet();
   readonly latentDim: number;
   protected readonly encoder: Mlp;
-  protected readonly decoder: Mlp;
+  protected readonly decoder: ImageDecoder;
 
   constructor(
     readonly config: C,
@@ -48,7 +52,13 @@ export class Autoencoder<C extends AutoencoderConfig = AutoencoderConfig> implem
     // Hidden layers are ReLU (the lecture's net). The encoder's last layer is linear and the code
     // activation is applied by `encode` (and the objective) on the linear output.
     this.encoder = new Mlp(this.params, 'encoder', [config.inputDim, ...config.encoderHidden, config.latent], rng);
-    this.decoder = new Mlp(this.params, 'decoder', [config.latent, ...config.decoderHidden, config.inputDim], rng);
+    this.decoder = imageDecoder(this.params, config, config.latent, rng);
+    addScaleParam(this.params, config.likelihood ?? 'bernoulli', config.imageChannels ?? 1, rng);
+  }
+
+  /** Mean −log p(x|logits) of the batch's clean images under the model's likelihood, in an objective. */
+  protected pixelNll<T>(o: Ops<T>, logits: T): T {
+    return pixelNll(o, this.config.likelihood ?? 'bernoulli', logits, o.input('x'), this.config.imageChannels ?? 1);
   }
 
   /** The code g(x), [B, latent]. */
@@ -97,7 +107,7 @@ export class Autoencoder<C extends AutoencoderConfig = AutoencoderConfig> implem
     const act = this.config.codeActivation;
     const code = act === 'relu' || act === 'sigmoid' ? o.unary(act, pre) : pre;
     // The target is always the clean image.
-    const recon = o.bernoulliNll(this.decoder.run(o, code), o.input('x'));
+    const recon = this.pixelNll(o, this.decoder.run(o, code));
     const penalty = this.codePenalty(o, code);
     if (!penalty) return { total: recon, terms: { recon } };
     return { total: o.add(recon, penalty.total), terms: { recon, ...penalty.terms } };

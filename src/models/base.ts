@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { Rng } from '../core/random.js';
 import type { DiagGaussian, FullGaussian, Gaussian } from '../distributions/gaussian.js';
 import type { ParamSet } from '../nn/params.js';
+import { PixelLikelihoodSchema } from '../distributions/pixel-likelihood.js';
 import { tfObjective } from '../ops/tfjs.js';
 import type { Objective, Ops } from '../ops/types.js';
 
@@ -75,7 +76,7 @@ export interface ImageModel extends Trainable {
    * otherwise q(z|l) of the mean label input is used.
    */
   encodeLabelSet?(y: tf.Tensor2D): Gaussian;
-  /** Bernoulli logits of p(x|z). */
+  /** Logits of p(x|z): the image is their sigmoid (Bernoulli, or the mean of the `likelihood` chosen). */
   decode(z: tf.Tensor2D): tf.Tensor2D;
   /** q(z|l) for label inputs [N, labelDim], where the model has a label encoder. */
   encodeLabels?(y: tf.Tensor2D): DiagGaussian;
@@ -112,20 +113,57 @@ export const ImageModelConfigSchema = z
 export type ImageModelConfig = z.infer<typeof ImageModelConfigSchema>;
 
 /**
- * Options of models that can put convolutions in front of their image encoder (models extending
- * their schema with these fields; the encoder–decoder family implements them).
+ * Options of models whose image decoder may be convolutional and whose likelihood may be other
+ * than Bernoulli (the encoder–decoder family, CVAE and the autoencoders).
  */
-export const ConvEncoderFields = {
-  /** Filters of each stride-2 convolution (with ReLU) before the encoder MLP, e.g. [32, 64]; absent: none. */
-  encoderConv: z.array(positiveInt).min(1).max(4).optional(),
-  /** Kernel size of those convolutions (odd; "same" padding). */
-  encoderKernel: z.number().int().min(1).max(9).refine((k) => k % 2 === 1, 'encoderKernel must be odd').default(5),
+export const ConvDecoderFields = {
+  /**
+   * A convolutional decoder instead of the MLP's output layer: the channels of the start map and of
+   * each stride-2 transposed convolution's input, e.g. [64, 32] (7×7×64 → 14×14×32 → 28×28×C);
+   * `decoderHidden` then lists dense layers before the start map. Absent: the MLP decoder.
+   */
+  decoderConv: z.array(positiveInt).min(1).max(5).optional(),
+  /** Kernel size of the transposed convolutions (odd); absent: 5. */
+  decoderKernel: z.number().int().min(1).max(9).refine((k) => k % 2 === 1, 'decoderKernel must be odd').optional(),
+  /** p(x|z) on intensities: bernoulli (absent: the papers'), gaussian or logistic (distributions/pixel-likelihood.ts). */
+  likelihood: PixelLikelihoodSchema.optional(),
   /** Image height in pixels (width = inputDim / (height × channels)); filled from the dataset by `probsem train`. */
   imageHeight: positiveInt.optional(),
   /** Values per pixel: 3 for RGB (stored per pixel), absent or 1 for grey; filled from the dataset. */
   imageChannels: z.union([z.literal(1), z.literal(3)]).optional(),
 };
+
+/**
+ * Options of models that can also put convolutions in front of their image encoder (models
+ * extending their schema with these fields; the encoder–decoder family implements them).
+ */
+export const ConvEncoderFields = {
+  ...ConvDecoderFields,
+  /** Filters of each stride-2 convolution (with ReLU) before the encoder MLP, e.g. [32, 64]; absent: none. */
+  encoderConv: z.array(positiveInt).min(1).max(4).optional(),
+  /** Kernel size of those convolutions (odd; "same" padding). */
+  encoderKernel: z.number().int().min(1).max(9).refine((k) => k % 2 === 1, 'encoderKernel must be odd').default(5),
+};
 export type ConvEncoderConfig = Partial<z.infer<z.ZodObject<typeof ConvEncoderFields>>>;
+
+/**
+ * `--arch conv`: a convolutional encoder and decoder sized to the image, as model options. Stride-2
+ * 5×5 layers, 32 filters doubling per layer: two for images up to 28 pixels a side (28×28 →
+ * 7×7×64), three up to 48 (32×32 → 4×4×128), four beyond (64×64 → 4×4×256); the decoder mirrors
+ * the encoder from its start map, and sizes 2^L does not divide are cropped (ConvDecoder). One
+ * dense layer on each side: encoderHidden [256], the decoder's dense layer straight from z.
+ */
+export function convArchitecture(height: number, width: number): Record<string, unknown> {
+  const side = Math.max(height, width);
+  const layers = side <= 28 ? 2 : side <= 48 ? 3 : 4;
+  const filters = Array.from({ length: layers }, (_, i) => 32 * 2 ** i);
+  return { encoderConv: filters, decoderConv: [...filters].reverse(), encoderHidden: [256], decoderHidden: [] };
+}
+
+/** Whether a config needs the image's height and channels from the dataset (convolutions, per-channel likelihood scales). */
+export function needsImageShape(o: { encoderConv?: unknown; decoderConv?: unknown; likelihood?: unknown } | undefined): boolean {
+  return o !== undefined && (o.encoderConv !== undefined || o.decoderConv !== undefined || (o.likelihood !== undefined && o.likelihood !== 'bernoulli'));
+}
 
 /** Splits an encoder output [B, 2K] into (mean, logVar). */
 export function splitMoments(h: tf.Tensor2D, k: number): [tf.Tensor2D, tf.Tensor2D] {

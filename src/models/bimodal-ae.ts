@@ -88,7 +88,7 @@ export class BimodalAe extends Autoencoder<BimodalAeConfig> {
     const y = o.input('y');
     const pre = o.add(this.encoder.run(o, o.mul(x, o.sliceCols(seen, 0, 1))), this.labelEncoder.run(o, o.mul(y, o.sliceCols(seen, 1, 1))));
     const code = this.activate(o, pre);
-    const recon = o.bernoulliNll(this.decoder.run(o, code), x);
+    const recon = this.pixelNll(o, this.decoder.run(o, code));
     const out = this.labelDecoder.run(o, code);
     const labelLoss =
       this.config.labelKind === 'onehot'

@@ -17,8 +17,10 @@ export const ClassifierConfigSchema = z
   .object({
     inputDim: z.number().int().positive(),
     numClasses: z.number().int().positive(),
-    /** Image height; width = inputDim / height. */
+    /** Image height; width = inputDim / (height × channels). */
     height: z.number().int().positive().default(28),
+    /** Values per pixel: 3 for RGB stored per pixel (r, g, b); absent: grey (older judges have none). */
+    channels: z.union([z.literal(1), z.literal(3)]).optional(),
     arch: z.enum(['cnn', 'mlp']).default('cnn'),
     /** cnn: convolution filters and kernel size. */
     filters: z.number().int().positive().default(32),
@@ -31,8 +33,8 @@ export const ClassifierConfigSchema = z
     augmentShift: z.number().int().min(0).max(8).default(0),
   })
   .strict()
-  .refine((c) => c.inputDim % c.height === 0, { message: 'inputDim must be a multiple of height (square-pixel images)' })
-  .refine((c) => c.arch !== 'cnn' || (c.kernel + 1 <= c.height && c.kernel + 1 <= c.inputDim / c.height), {
+  .refine((c) => c.inputDim % (c.height * (c.channels ?? 1)) === 0, { message: 'inputDim must be a multiple of height × channels' })
+  .refine((c) => c.arch !== 'cnn' || (c.kernel + 1 <= c.height && c.kernel + 1 <= c.inputDim / (c.height * (c.channels ?? 1))), {
     message: 'kernel too large for the image',
   });
 export type ClassifierConfig = z.infer<typeof ClassifierConfigSchema>;
@@ -43,18 +45,20 @@ export class Classifier implements Trainable {
   private readonly layers: Mlp[];
   private readonly conv: { w: tf.Variable; b: tf.Variable } | null = null;
   private readonly width: number;
+  private readonly channels: number;
 
   constructor(
     readonly config: ClassifierConfig,
     rng: Rng,
   ) {
-    this.width = config.inputDim / config.height;
+    this.channels = config.channels ?? 1;
+    this.width = config.inputDim / (config.height * this.channels);
     const hidden = config.hidden ?? (config.arch === 'cnn' ? [256] : [1024, 512]);
     let features = config.inputDim;
     if (config.arch === 'cnn') {
       const k = config.kernel;
       this.conv = {
-        w: this.params.add('conv.w', [k * k, config.filters], 'glorot', rng),
+        w: this.params.add('conv.w', [k * k * this.channels, config.filters], 'glorot', rng),
         b: this.params.add('conv.b', [config.filters], 'zeros', rng),
       };
       const [ph, pw] = this.pooledSize();
@@ -103,14 +107,14 @@ export class Classifier implements Trainable {
   /**
    * The same convolution for evaluation, where no gradient is needed: the backend's own conv2d
    * (multi-threaded XNNPACK on wasm) instead of a JavaScript im2col and its transpose, which
-   * dominated judging generated images. The filters' im2col layout [k·k, filters] is conv2d's
-   * [k, k, 1, filters] row-major.
+   * dominated judging generated images. The filters' im2col layout [k·k·c, filters] is conv2d's
+   * [k, k, c, filters] row-major.
    */
   private convolveForInference(x: tf.Tensor2D): tf.Tensor2D {
     const n = x.shape[0];
     const k = this.config.kernel;
-    const images = tf.reshape(x, [n, this.config.height, this.width, 1]) as tf.Tensor4D;
-    const filters = tf.reshape(this.conv!.w, [k, k, 1, this.config.filters]) as tf.Tensor4D;
+    const images = tf.reshape(x, [n, this.config.height, this.width, this.channels]) as tf.Tensor4D;
+    const filters = tf.reshape(this.conv!.w, [k, k, this.channels, this.config.filters]) as tf.Tensor4D;
     const act = tf.fused.conv2d({ x: images, filter: filters, strides: 1, pad: 'valid', bias: this.conv!.b, activation: 'relu' });
     const pooled = tf.maxPool(act, 2, 2, 'valid');
     return tf.reshape(pooled, [n, -1]) as tf.Tensor2D;
@@ -124,10 +128,10 @@ export class Classifier implements Trainable {
   objective<T>(o: Ops<T>): Objective<T> {
     const { height, augmentShift, dropout, kernel, filters, numClasses } = this.config;
     let h = o.input('x');
-    if (augmentShift > 0) h = o.host(o.shape(h), [h], ([x], { rng }) => translate(x, o.rows, height, augmentShift, rng));
+    if (augmentShift > 0) h = o.host(o.shape(h), [h], ([x], { rng }) => translate(x, o.rows, height, this.channels, augmentShift, rng));
     if (this.conv) {
       const [ch, cw] = this.convSize();
-      const g = { height, width: this.width, channels: 1, kernel, stride: 1, pad: 0 };
+      const g = { height, width: this.width, channels: this.channels, kernel, stride: 1, pad: 0 };
       h = o.maxPool2(o.conv2d(h, o.param('conv.w'), o.param('conv.b'), g, 'relu'), ch, cw, filters);
     }
     this.layers.forEach((layer, i) => {
@@ -150,10 +154,10 @@ export class Classifier implements Trainable {
   }
 }
 
-/** Shifts each image by a random offset in [-max, max]² (zero fill): cheap augmentation. */
-function translate(src: Float32Array, n: number, height: number, max: number, rng: Rng): Float32Array {
+/** Shifts each image (c values per pixel) by a random offset in [-max, max]² (zero fill): cheap augmentation. */
+function translate(src: Float32Array, n: number, height: number, c: number, max: number, rng: Rng): Float32Array {
   const d = src.length / n;
-  const width = d / height;
+  const width = d / (height * c);
   const out = new Float32Array(n * d);
   for (let i = 0; i < n; i++) {
     const dy = rng.int(2 * max + 1) - max;
@@ -161,9 +165,10 @@ function translate(src: Float32Array, n: number, height: number, max: number, rn
     for (let r = 0; r < height; r++) {
       const sr = r - dy;
       if (sr < 0 || sr >= height) continue;
-      for (let c = 0; c < width; c++) {
-        const sc = c - dx;
-        if (sc >= 0 && sc < width) out[i * d + r * width + c] = src[i * d + sr * width + sc];
+      for (let col = 0; col < width; col++) {
+        const sc = col - dx;
+        if (sc < 0 || sc >= width) continue;
+        for (let ch = 0; ch < c; ch++) out[i * d + (r * width + col) * c + ch] = src[i * d + (sr * width + sc) * c + ch];
       }
     }
   }

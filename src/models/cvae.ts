@@ -19,9 +19,12 @@ import { diagFromMoments, meanKl, sampleTerm } from '../distributions/objective.
 import { Mlp } from '../nn/mlp.js';
 import { ParamSet } from '../nn/params.js';
 import type { Objective, Ops } from '../ops/types.js';
-import { type DataStats, type ImageModel, ImageModelConfigSchema, splitMoments } from './base.js';
+import { ConvDecoderFields, type DataStats, type ImageModel, ImageModelConfigSchema, splitMoments } from './base.js';
+import { imageDecoder } from './encoder-decoder.js';
+import type { ImageDecoder } from '../nn/conv.js';
+import { addScaleParam, pixelNll } from '../distributions/pixel-likelihood.js';
 
-export const CvaeConfigSchema = ImageModelConfigSchema.extend({}).strict();
+export const CvaeConfigSchema = ImageModelConfigSchema.extend({ ...ConvDecoderFields }).strict();
 export type CvaeConfig = z.infer<typeof CvaeConfigSchema>;
 
 /** Sets a decoder's output bias to the logit of the mean training image (decoders start from the average image). */
@@ -42,7 +45,7 @@ export class Cvae implements ImageModel {
   readonly latentDim: number;
   readonly labelDim: number;
   private readonly encoder: Mlp;
-  private readonly decoder: Mlp;
+  private readonly decoder: ImageDecoder;
 
   constructor(
     readonly config: CvaeConfig,
@@ -52,7 +55,8 @@ export class Cvae implements ImageModel {
     this.latentDim = k;
     this.labelDim = config.labelDim ?? config.numClasses;
     this.encoder = new Mlp(this.params, 'encoder', [config.inputDim + this.labelDim, ...config.encoderHidden, 2 * k], rng);
-    this.decoder = new Mlp(this.params, 'decoder', [k + this.labelDim, ...config.decoderHidden, config.inputDim], rng);
+    this.decoder = imageDecoder(this.params, config, k + this.labelDim, rng);
+    addScaleParam(this.params, config.likelihood ?? 'bernoulli', config.imageChannels ?? 1, rng);
   }
 
   initFromData(stats: DataStats): void {
@@ -95,7 +99,7 @@ export class Cvae implements ImageModel {
     const y = o.input('y');
     const q = diagFromMoments(o, this.encoder.run(o, o.concatCols([o.input('x'), y])), this.latentDim);
     const zs = sampleTerm(o, q, o.normal(this.latentDim));
-    const recon = o.bernoulliNll(this.decoder.run(o, o.concatCols([zs, y])), o.input('x'));
+    const recon = pixelNll(o, this.config.likelihood ?? 'bernoulli', this.decoder.run(o, o.concatCols([zs, y])), o.input('x'), this.config.imageChannels ?? 1);
     const klv = meanKl(o, q, { kind: 'standard', dim: this.latentDim });
     return { total: o.add(recon, klv), terms: { recon, kl: klv } };
   }

@@ -1,12 +1,14 @@
 /**
  * The family every probsem generative model here belongs to: an MLP Gaussian image encoder
- * (optionally behind strided convolutions, `ConvEncoderFields`), an MLP Bernoulli decoder, and an
- * ELBO whose KL target (the "prior") each model chooses.
+ * (optionally behind strided convolutions, `ConvEncoderFields`), a decoder (MLP, or transposed
+ * convolutions with `decoderConv`) with its pixel likelihood (Bernoulli unless `likelihood` says
+ * otherwise), and an ELBO whose KL target (the "prior") each model chooses.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../core/random.js';
 import { DiagGaussian } from '../distributions/gaussian.js';
-import { ConvStack } from '../nn/conv.js';
+import { ConvDecoder, ConvStack, type ImageDecoder } from '../nn/conv.js';
+import { type PixelLikelihood, addScaleParam, pixelNll } from '../distributions/pixel-likelihood.js';
 import { Mlp } from '../nn/mlp.js';
 import { ParamSet } from '../nn/params.js';
 import { ProbsemError } from '../core/errors.js';
@@ -30,7 +32,9 @@ export abstract class EncoderDecoderModel<C extends ImageModelConfig> implements
   readonly params = new ParamSet();
   readonly latentDim: number;
   protected readonly encoder: Mlp;
-  protected readonly decoder: Mlp;
+  protected readonly decoder: ImageDecoder;
+  /** p(x|z) on intensities (`likelihood`, default bernoulli). */
+  protected readonly likelihood: PixelLikelihood;
   /** Convolutions in front of the encoder MLP, where the config asks for them. */
   protected readonly encoderConv: ConvStack | null;
 
@@ -43,7 +47,14 @@ export abstract class EncoderDecoderModel<C extends ImageModelConfig> implements
     this.encoderConv = convFront(this.params, config, rng);
     const features = this.encoderConv?.outputSize ?? config.inputDim;
     this.encoder = new Mlp(this.params, 'encoder', [features, ...config.encoderHidden, this.encoderOutputWidth(k)], rng);
-    this.decoder = new Mlp(this.params, 'decoder', [k, ...config.decoderHidden, config.inputDim], rng);
+    this.decoder = imageDecoder(this.params, config, k, rng);
+    this.likelihood = (config as ConvEncoderConfig).likelihood ?? 'bernoulli';
+    addScaleParam(this.params, this.likelihood, (config as ConvEncoderConfig).imageChannels ?? 1, rng);
+  }
+
+  /** Mean −log p(x|logits) of the batch's images under the model's likelihood, in an objective. */
+  protected pixelNll<T>(o: Ops<T>, logits: T): T {
+    return pixelNll(o, this.likelihood, logits, o.input('x'), (this.config as ConvEncoderConfig).imageChannels ?? 1);
   }
 
   /** The image encoder's raw output for images x (moments before any split). */
@@ -102,21 +113,32 @@ export abstract class EncoderDecoderModel<C extends ImageModelConfig> implements
   protected elboTerms<T>(o: Ops<T>): ElboTerms<T> {
     const q = this.posteriorTerm(o);
     const logits = this.decoder.run(o, sampleTerm(o, q, o.normal(this.latentDim)));
-    const recon = o.bernoulliNll(logits, o.input('x'));
+    const recon = this.pixelNll(o, logits);
     return { q, logits, recon, kl: meanKl(o, q, this.priorTerm(o)) };
   }
 
   abstract objective<T>(o: Ops<T>, phase: string): Objective<T>;
 }
 
-/** The convolution stack a config asks for (`ConvEncoderFields`), or null. */
-function convFront(params: ParamSet, config: ImageModelConfig & ConvEncoderConfig, rng: Rng): ConvStack | null {
-  if (!config.encoderConv) return null;
+/** The image's height, width and channels from a config, for the convolutions `part` needs them for. */
+function imageShape(config: ImageModelConfig & ConvEncoderConfig, part: string): { height: number; width: number; channels: number } {
   const height = config.imageHeight;
   const channels = config.imageChannels ?? 1;
   if (!height || config.inputDim % (height * channels) !== 0) {
     const what = channels === 1 ? `imageHeight, a divisor of the ${config.inputDim} pixels (got ${String(height)})` : `imageHeight × imageChannels (${String(height)} × ${channels}) to divide the ${config.inputDim} input values`;
-    throw new ProbsemError(`a convolutional encoder needs ${what}`, 'BAD_OPTION');
+    throw new ProbsemError(`a convolutional ${part} needs ${what}`, 'BAD_OPTION');
   }
-  return new ConvStack(params, 'encoder', { height, width: config.inputDim / (height * channels), channels }, config.encoderConv, config.encoderKernel ?? 5, rng);
+  return { height, width: config.inputDim / (height * channels), channels };
+}
+
+/** The convolution stack a config asks for (`ConvEncoderFields`), or null. */
+function convFront(params: ParamSet, config: ImageModelConfig & ConvEncoderConfig, rng: Rng): ConvStack | null {
+  if (!config.encoderConv) return null;
+  return new ConvStack(params, 'encoder', imageShape(config, 'encoder'), config.encoderConv, config.encoderKernel ?? 5, rng);
+}
+
+/** The MLP decoder from `inputs` values (z, or z ⊕ l), or the transposed-convolution one where the config has `decoderConv`. */
+export function imageDecoder(params: ParamSet, config: ImageModelConfig & ConvEncoderConfig, inputs: number, rng: Rng): ImageDecoder {
+  if (!config.decoderConv) return new Mlp(params, 'decoder', [inputs, ...config.decoderHidden, config.inputDim], rng);
+  return new ConvDecoder(params, 'decoder', inputs, config.decoderHidden, imageShape(config, 'decoder'), config.decoderConv, config.decoderKernel ?? 5, rng);
 }

@@ -29,13 +29,14 @@ import { DiagGaussian } from '../distributions/gaussian.js';
 import { type DiagTerm, type FullTerm, type GaussianTerm, categoricalNllTerm, diagFromMoments, meanKl, sampleTerm } from '../distributions/objective.js';
 import { Mlp } from '../nn/mlp.js';
 import type { Objective, Ops } from '../ops/types.js';
-import { ImageModelConfigSchema, splitMoments } from './base.js';
+import { ConvEncoderFields, ImageModelConfigSchema, splitMoments } from './base.js';
 import { EncoderDecoderModel } from './encoder-decoder.js';
 
 const sizes = z.array(z.number().int().positive());
 
 /** Options every joint (image + label) VAE here shares. */
 export const JointVaeConfigSchema = ImageModelConfigSchema.extend({
+  ...ConvEncoderFields,
   /** Hidden layers of the joint encoder q(z|x,l) on x ⊕ l (paper: 512-64). */
   jointHidden: sizes.default([512, 64]),
   /** Hidden layers of the label encoder q(z|l) (paper: none, one dense layer). */
@@ -103,9 +104,9 @@ export abstract class JointVae<C extends JointVaeConfig> extends EncoderDecoderM
     return sampleTerm(o, q, o.normal(this.latentDim));
   }
 
-  /** Mean Bernoulli NLL of the batch's images under decoder(z). */
+  /** Mean NLL of the batch's images under decoder(z), in the model's likelihood. */
   protected imageNll<T>(o: Ops<T>, zs: T): T {
-    return o.bernoulliNll(this.decoder.run(o, zs), o.input('x'));
+    return this.pixelNll(o, this.decoder.run(o, zs));
   }
 
   /** Mean categorical NLL of the batch's labels under p(l|z). */

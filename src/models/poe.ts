@@ -81,7 +81,7 @@ export class Poe extends EncoderDecoderModel<PoeConfig> {
       const zs = sampleTerm(o, q, o.normal(k));
       const kl = meanKl(o, q, prior);
       let total = kl;
-      const recon = image ? o.bernoulliNll(this.decoder.run(o, zs), o.input('x')) : null;
+      const recon = image ? this.pixelNll(o, this.decoder.run(o, zs)) : null;
       const labelNll = label ? categoricalNllTerm(o, this.labelDecoder.run(o, zs), this.config.numClasses) : null;
       if (recon) total = o.add(total, recon);
       if (labelNll) total = o.add(total, o.affine(labelNll, w));
@@ -107,7 +107,7 @@ export class Poe extends EncoderDecoderModel<PoeConfig> {
   /** Both modalities' negative log-likelihoods from latent samples zs: the image and the label decoders. */
   protected reconstructBoth<T>(o: Ops<T>, zs: T): { recon: T; labelNll: T } {
     return {
-      recon: o.bernoulliNll(this.decoder.run(o, zs), o.input('x')),
+      recon: this.pixelNll(o, this.decoder.run(o, zs)),
       labelNll: categoricalNllTerm(o, this.labelDecoder.run(o, zs), this.config.numClasses),
     };
   }

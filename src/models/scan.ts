@@ -33,10 +33,11 @@ import { DiagGaussian } from '../distributions/gaussian.js';
 import { type DiagTerm, type GaussianTerm, diagFromMoments, meanKl, sampleTerm } from '../distributions/objective.js';
 import { Mlp } from '../nn/mlp.js';
 import type { Objective, Ops } from '../ops/types.js';
-import { type DataStats, ImageModelConfigSchema, splitMoments } from './base.js';
+import { ConvEncoderFields, type DataStats, ImageModelConfigSchema, splitMoments } from './base.js';
 import { EncoderDecoderModel } from './encoder-decoder.js';
 
 export const ScanConfigSchema = ImageModelConfigSchema.extend({
+  ...ConvEncoderFields,
   /** KL weight of the stage-1 β-VAE (the PSE paper: 10). */
   beta: z.number().positive().default(10),
   /** Steps of stage 1 (the β-VAE); later steps fit the label distributions. */
@@ -127,7 +128,7 @@ export class Scan extends EncoderDecoderModel<ScanConfig> {
     if (phase !== 'stage1' && phase !== 'stage2') throw new ProbsemError(`scan: unknown phase ${phase}`, 'INTERNAL');
     const q = this.posteriorTerm(o, phase);
     // Both stages encode, sample and decode, so the step's noise is drawn alike.
-    const recon = o.bernoulliNll(this.decoder.run(o, sampleTerm(o, q, o.normal(this.latentDim))), o.input('x'));
+    const recon = this.pixelNll(o, this.decoder.run(o, sampleTerm(o, q, o.normal(this.latentDim))));
     const klPrior = meanKl(o, q, this.priorTerm(o));
     const labelKl = meanKl(o, q, diagFromMoments(o, this.labelEncoder.run(o, o.input('y')), this.latentDim));
     const total = phase === 'stage2' ? labelKl : o.add(recon, o.affine(klPrior, this.config.beta));

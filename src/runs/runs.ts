@@ -13,15 +13,16 @@ import { type Dataset, datasetHash, pixelsOf, withoutClasses, withoutTags } from
 import { type LabelEncodingSpec, buildLabelEncoding, classInputRows, labelInputWidth } from '../text/labels.js';
 import type { OovPolicy } from '../text/word-vectors.js';
 import { loadDataset } from '../data/registry.js';
-import type { ImageModel, Trainable } from '../models/base.js';
+import { type ImageModel, type Trainable, convArchitecture, needsImageShape } from '../models/base.js';
 import { type ModelFile, loadModel, saveModel, updateModelMeta } from '../models/persist.js';
-import { createModel, getModelEntry } from '../models/registry.js';
+import { createModel, getModelEntry, hasModelOption, modelsWithOption } from '../models/registry.js';
 import { Informed } from '../models/informed.js';
 import { type EngineChoice, type TrainProgress, CHECKPOINT_FILE, train } from '../train/trainer.js';
 import { readCheckpoint } from '../train/checkpoint.js';
 import type { LrSchedule } from '../train/schedule.js';
 import { type JudgeNoticeKind, getJudge } from '../eval/judge.js';
 import { type NllResult, generativePrior, importanceSampledNll } from '../eval/likelihood.js';
+import { type PixelLikelihood, likelihoodOf } from '../distributions/pixel-likelihood.js';
 import { FeatureMoments } from '../eval/fid.js';
 import { type RetrievalMeasures, type TripletAccuracy, retrievalMeasures, tripletAccuracy } from '../eval/metric-learning.js';
 import { sampleTriplets } from '../data/triplets.js';
@@ -66,6 +67,8 @@ export interface TrainRunOptions {
   engine?: EngineChoice;
   /** Extra model options (e.g. beta for the VAE). */
   modelOptions?: Record<string, unknown>;
+  /** conv: `convArchitecture` for the dataset's image size under modelOptions (which win); mlp (default): the models' own. */
+  arch?: 'mlp' | 'conv';
   onProgress?: (p: TrainProgress) => void;
   onNotice?: (msg: string) => void;
   /** What a non-finite loss or gradient does: stop (default) or skip the batch. */
@@ -131,14 +134,20 @@ export async function trainRun(o: TrainRunOptions): Promise<TrainRunResult> {
   const unknownTags = new Set((tagInfo?.unknown ?? []).map((t) => tagInfo!.names.indexOf(t)));
   const trainSplit = withoutTags(heldOut.length > 0 ? withoutClasses(ds.train, new Set(heldOut), pixels) : ds.train, unknownTags);
   const tagInputs = tagInfo ? { rows: Float32Array.from(tagInfo.vectors), width: labelDim } : undefined;
+  // --arch conv sets what the model has: CVAE and the autoencoders take the decoder, not encoder convolutions.
+  const arch = o.arch === 'conv' ? Object.fromEntries(Object.entries(convArchitecture(ds.height, ds.width)).filter(([k]) => hasModelOption(o.model, k))) : {};
+  const modelOptions = { ...arch, ...(o.modelOptions ?? {}) };
+  if (o.arch === 'conv' && !hasModelOption(o.model, 'decoderConv')) {
+    throw new ProbsemError(`--arch conv applies to --model ${modelsWithOption('decoderConv').join(', ')}`, 'BAD_OPTION');
+  }
   let config: unknown = {
     inputDim: pixels,
     numClasses,
     ...(labels.kind === 'words' ? { labelDim } : {}),
     latent: o.latent,
-    // A convolutional encoder needs the image's shape, which only the dataset knows.
-    ...(o.modelOptions?.encoderConv !== undefined ? { imageHeight: ds.height, ...((ds.channels ?? 1) !== 1 ? { imageChannels: ds.channels } : {}) } : {}),
-    ...(o.modelOptions ?? {}),
+    // Convolutions and per-channel likelihood scales need the image's shape, which only the dataset knows.
+    ...(needsImageShape(modelOptions) ? { imageHeight: ds.height, ...((ds.channels ?? 1) !== 1 ? { imageChannels: ds.channels } : {}) } : {}),
+    ...modelOptions,
   };
   const ckptPath = join(o.out, CHECKPOINT_FILE);
   if (!o.resume && !o.force && (existsSync(ckptPath) || existsSync(join(o.out, 'model.json')))) {
@@ -302,9 +311,11 @@ export interface EvalReport {
   model: string;
   dataset: string;
   testImages: number;
-  /** Bernoulli NLL (nats) with z drawn from q(z|x): the ELBO's reconstruction term. */
+  /** NLL (nats) with z drawn from q(z|x) under the model's `likelihood`: the ELBO's reconstruction term. */
   reconstructionError: number;
-  /** Bernoulli NLL (nats) of the deterministic reconstruction from the posterior mean. */
+  /** The p(x|z) the reconstruction error and NLL are in: bernoulli, gaussian or logistic. */
+  likelihood: PixelLikelihood;
+  /** NLL (nats) of the deterministic reconstruction from the posterior mean, same likelihood. */
   reconstructionErrorMean: number;
   annotationAccuracy: number | null;
   generationAccuracy: number | null;
@@ -461,6 +472,7 @@ export async function evaluateRun(dir: string, o: EvalOptions = {}): Promise<Eva
     dataset: ds.name,
     testImages: ds.test.count,
     reconstructionError: recon,
+    likelihood: likelihoodOf(model),
     reconstructionErrorMean: reconMean,
     annotationAccuracy: annotation,
     generationAccuracy: gen?.accuracy ?? null,

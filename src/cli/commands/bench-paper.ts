@@ -5,6 +5,9 @@ import { ProgressBar } from '../progress.js';
 import type { Command } from './index.js';
 import { lrSchedule } from '../../train/schedule.js';
 import { setOptions } from './train.js';
+import { loadDataset } from '../../data/registry.js';
+import { convArchitecture } from '../../models/base.js';
+import { hasModelOption } from '../../models/registry.js';
 
 const PAPER_HELP = `probsem bench paper --dataset <fashion-mnist|mnist|DIR> [options]
 
@@ -27,6 +30,8 @@ Finished cells are kept in --runs; an interrupted bench continues where it stopp
   --set MODEL.KEY=VAL  a model option for every cell of that model, repeatable (value as JSON, else a
                        string), e.g. --set pse-star.classifierWeight=100; it names the cells' run
                        directories and shows in the report
+  --arch mlp|conv      conv: every model gets train --arch conv's convolutions for the dataset's image
+                       size, as --set options (so the cells are named by them; --set wins)
   --out DIR            where the report goes (default reports)
   --runs DIR           where the cells' runs go (default runs/bench-paper/<dataset>)
   --samples N          generated images per label per repeat (default 1000)
@@ -69,6 +74,7 @@ async function runPaper(argv: string[]): Promise<number> {
     'no-generation': { type: 'boolean' },
     'judge-epochs': { type: 'string' },
     set: { type: 'string', multiple: true },
+    arch: { type: 'string' },
     quiet: { type: 'boolean' },
   });
   const quiet = Boolean(v.quiet);
@@ -77,13 +83,21 @@ async function runPaper(argv: string[]): Promise<number> {
   const seeds = intOption(v.seeds, 'seeds', 3, 1, 1000);
   const models = v.models === undefined ? undefined : String(v.models).split(',').map((s) => s.trim()).filter(Boolean);
   if (models && models.length === 0) throw new ProbsemError('--models lists no model', 'BAD_OPTION');
+  const dataset = strOption(v.dataset, 'dataset', 'fashion-mnist');
+  const set = benchSetOptions(v.set as string[] | undefined);
+  const arch = strOption(v.arch, 'arch', 'mlp');
+  if (arch !== 'mlp' && arch !== 'conv') throw new ProbsemError(`--arch must be mlp or conv, got '${arch}'`, 'BAD_OPTION');
+  if (arch === 'conv') {
+    const ds = await loadDataset(dataset, { dataDir: v.data as string | undefined });
+    Object.assign(set, convSetOptions(models ?? defaultBenchModels(latent), ds.height, ds.width, set));
+  }
   const bars = new Map<string, ProgressBar>();
   const say = (m: string) => process.stderr.write(m + '\n');
   let judgeBar: ProgressBar | null = null;
   const label = (s: BenchModelSpec, seed: number) => `${s.label} seed ${seed}`;
 
   const r = await benchPaper({
-    dataset: strOption(v.dataset, 'dataset', 'fashion-mnist'),
+    dataset,
     dataDir: v.data as string | undefined,
     latent,
     seeds,
@@ -92,7 +106,7 @@ async function runPaper(argv: string[]): Promise<number> {
     lr: numOption(v.lr, 'lr', 1e-3, 0, 10, true),
     lrSchedule: lrSchedule(strOption(v['lr-schedule'], 'lr-schedule', 'constant')),
     models,
-    set: benchSetOptions(v.set as string[] | undefined),
+    set,
     out: strOption(v.out, 'out', 'reports'),
     runsDir: v.runs as string | undefined,
     samplesPerLabel: intOption(v.samples, 'samples', 1000, 1, 100000),
@@ -132,6 +146,19 @@ export function benchSetOptions(pairs: string[] | undefined): Record<string, Rec
       throw new ProbsemError(`--set expects MODEL.KEY=VALUE with MODEL one of ${benchableModels().join(', ')} (e.g. --set pse-star.classifierWeight=100), got '${pair}'`, 'BAD_OPTION');
     }
     out[m[1]] = { ...out[m[1]], ...setOptions([m[2]]) };
+  }
+  return out;
+}
+
+/**
+ * `bench paper --arch conv`: `train --arch conv`'s options for the image size as each bench
+ * model's --set options (those its schema has), under the explicit ones.
+ */
+export function convSetOptions(models: string[], height: number, width: number, set: Record<string, Record<string, unknown>>): Record<string, Record<string, unknown>> {
+  const out: Record<string, Record<string, unknown>> = {};
+  for (const model of new Set(models.map((m) => m.split('@')[0]))) {
+    const chosen = Object.entries(convArchitecture(height, width)).filter(([k]) => hasModelOption(model, k));
+    out[model] = { ...Object.fromEntries(chosen), ...set[model] };
   }
   return out;
 }

@@ -86,7 +86,7 @@ export const evalCommand: Command = {
       process.stdout.write(
         [
           `${r.model} on ${r.dataset} (${r.testImages} test images)`,
-          `  reconstruction error  ${r.reconstructionError.toFixed(2)} nats (z sampled from q(z|x)); ${r.reconstructionErrorMean.toFixed(2)} from the posterior mean`,
+          `  reconstruction error  ${r.reconstructionError.toFixed(2)} nats, ${r.likelihood} likelihood (z sampled from q(z|x)); ${r.reconstructionErrorMean.toFixed(2)} from the posterior mean`,
           `  annotation accuracy   ${pct(r.annotationAccuracy)}`,
           `  generation accuracy   ${pct(r.generationAccuracy)}${r.generationSd !== null ? ` ± ${(100 * r.generationSd).toFixed(2)}` : ''}` +
             (r.generationRepeats ? ` (${r.generationSamplesPerLabel}/label × ${r.generationRepeats})` : ''),
@@ -99,7 +99,7 @@ export const evalCommand: Command = {
               ]
             : []),
           ...(r.nll
-            ? [`  NLL (importance-sampled) ${r.nll.nll.toFixed(2)} nats, −ELBO ${r.nll.negativeElbo.toFixed(2)} (K = ${r.nll.samples}, ${r.nll.images} images)`]
+            ? [`  NLL (importance-sampled) ${r.nll.nll.toFixed(2)} nats (${r.likelihood}), −ELBO ${r.nll.negativeElbo.toFixed(2)} (K = ${r.nll.samples}, ${r.nll.images} images)`]
             : []),
           ...(r.metricLearning
             ? [

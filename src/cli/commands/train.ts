@@ -9,6 +9,7 @@ import { FOLDER_PREFIX, MANIFEST_PREFIX, imageSetName, parseImageSetSpec } from 
 import { cifarName, isCifarSpec, parseCifarSpec } from '../../data/cifar.js';
 import type { Command } from './index.js';
 import { lrSchedule } from '../../train/schedule.js';
+import { parseLikelihood } from '../../distributions/pixel-likelihood.js';
 
 export const trainCommand: Command = {
   summary: 'train a model on a dataset and save it to a run directory',
@@ -44,14 +45,25 @@ export const trainCommand: Command = {
   --force              replace an existing run in --out
   --engine E           auto or fast (default): the model's objective on probsem's wasm kernels (a tape);
                        tfjs: the same objective on tfjs ops with autodiff (tfjs-node or WebGPU where installed)
+  --arch mlp|conv      image encoder and decoder: mlp (default, the papers') or conv: stride-2 5×5
+                       convolutions and transposed convolutions sized to the image (28×28: [32,64]
+                       and [64,32]; 32×32: three layers; 64×64: four; other sizes cropped), for every
+                       model with an image decoder (cvae and the autoencoders: the decoder only);
+                       --set wins over its choices
+  --likelihood L       p(x|z) on intensities: bernoulli (default, the papers'), gaussian (learned
+                       log-variance per channel, clamped to [-10, 1]) or logistic (discretised, 256
+                       levels, learned log-scale per channel); eval reports in the same likelihood
   --on-nan stop|skip   a batch with a non-finite loss or gradient stops training, keeping the last
                        good weights as the checkpoint (stop, default), or is skipped and logged (skip)
   --set KEY=VALUE      any other model option, repeatable (value as JSON, else a string), e.g.
                        --set alpha=0.1 (jmvae), --set lambda1=10 (trelbo), --set warmupSteps=500,
                        --set stage1Steps=1200 (scan; default 60% of the steps), --set encoderHidden=[256,64],
                        --set lambda=0.99 (informed: shrinkage; priorMean=sample|mean, classify=prior|posterior),
-                       --set encoderConv=[32,64] (vae, beta-vae, tvae, pse, pse-star, poe, informed: stride-2
-                       5×5 convolutions before the encoder MLP; encoderKernel=3|5|7),
+                       --set encoderConv=[32,64] (vae, beta-vae, tvae, pse, pse-star, jmvae, trelbo, scan,
+                       poe, mopoe, mmvae, informed: stride-2 5×5 convolutions before the encoder MLP;
+                       encoderKernel=3|5|7), --set decoderConv=[64,32] (those, cvae and the autoencoders:
+                       a dense layer to a 7×7×64 map, then stride-2 transposed convolutions;
+                       decoderKernel=3|5|7),
                        --set margin=1 --set tripletWeight=10 --set mining=semi-hard|random (tvae)
   --labels ENC         label-encoder inputs: onehot (default), words (the built-in WordNet vectors),
                        or words:FILE (word2vec .bin, word2vec/GloVe text, fastText .vec)
@@ -85,6 +97,8 @@ export const trainCommand: Command = {
       engine: { type: 'string' },
       quiet: { type: 'boolean' },
       'on-nan': { type: 'string' },
+      arch: { type: 'string' },
+      likelihood: { type: 'string' },
       'image-size': { type: 'string' },
       channels: { type: 'string' },
       'on-bad-image': { type: 'string' },
@@ -140,6 +154,14 @@ export const trainCommand: Command = {
       optionFlag('classifier-weight', 'classifierWeight');
       modelOptions.classifierWeight = numOption(v['classifier-weight'], 'classifier-weight', 30, 0);
     }
+    if (v.likelihood !== undefined) {
+      const likelihood = parseLikelihood(String(v.likelihood));
+      optionFlag('likelihood', 'likelihood');
+      modelOptions.likelihood = likelihood;
+    }
+    const arch = strOption(v.arch, 'arch', 'mlp');
+    if (arch !== 'mlp' && arch !== 'conv') throw new ProbsemError(`--arch must be mlp or conv, got '${arch}'`, 'BAD_OPTION');
+    if (arch === 'conv') optionFlag('arch conv', 'decoderConv');
     Object.assign(modelOptions, setOptions(v.set as string[] | undefined));
     const out = strOption(v.out, 'out', `runs/${model}-${latent}d-s${seed}`);
     const steps = v.epochs === undefined ? intOption(v.steps, 'steps', 2000) : undefined;
@@ -175,6 +197,7 @@ export const trainCommand: Command = {
       workers: intOption(v.workers, 'workers', 1, 1, 64),
       engine: engineOption(v.engine),
       modelOptions,
+      arch,
       onNonFinite: onNan,
       labels,
       labelPhrases: v['label-phrases'] as string | undefined,

@@ -33,8 +33,10 @@ try {
   lowerPriority();
   // One thread per worker: the pool, not the backend, spreads work over the cores.
   await initBackend(setup.backend, { threads: 1 });
-  const service = await ModelService.load(setup.runDir, { dataset: setup.dataset, dataDir: setup.dataDir });
-  void service.posteriors;
+  // The main thread has loaded (or built and saved) the split's index before starting the pool, so
+  // each worker reads the cache file instead of encoding the split again.
+  const service = await ModelService.load(setup.runDir, { dataset: setup.dataset, dataDir: setup.dataDir, saveIndex: false });
+  void service.index;
   const ops: Record<JobMessage['op'], (...a: never[]) => unknown> = {
     annotateId: (id: number, o: { top?: number; reconstruct?: boolean }) => service.annotateId(id, o),
     annotateUpload: (buf: Uint8Array, o: { invert?: boolean; maxPixels: number; top?: number; reconstruct?: boolean }) =>

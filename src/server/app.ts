@@ -378,6 +378,11 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
     return job(req, reply, 'retrieve', words, b.k, b.distance);
   });
 
+  app.post('/api/similar', { schema: schemaOf('similar') }, async (req, reply) => {
+    const b = req.body as { id: number; k: number; distance?: Distance; dissimilar?: boolean };
+    return job(req, reply, 'similar', service.checkId(b.id), b.k, b.distance, Boolean(b.dissimilar));
+  });
+
   app.get('/api/images/:id', { schema: schemaOf('image') }, async (req, reply) => {
     const { id } = req.params as { id: string };
     const { scale } = req.query as { scale: number };

@@ -44,6 +44,7 @@ try {
     annotatePixels: (grey: Float32Array, o: { top?: number; reconstruct?: boolean }) => service.annotate(grey, o),
     generate: (req: { words?: string[]; label?: string; n: number; seed: number }) => service.generate(req),
     retrieve: (words: string[], k: number, distance?: Distance) => service.retrieve(words, k, distance),
+    similar: (id: number, k: number, distance?: Distance, dissimilar?: boolean) => service.similar(id, k, distance, dissimilar),
     interpolate: (from: string | number, to: string | number, steps: number, scale: number) => service.interpolate(from, to, steps, scale),
     reconstructionPng: (id: number, scale: number) => service.reconstructionPng(id, scale),
   };

@@ -19,6 +19,7 @@ import type { Distance } from '../index/distances.js';
 import {
   type SplitPosteriors,
   decodeInterpolation,
+  imageQuery,
   indexQuery,
   posteriorsOf,
   rankByDistance,
@@ -268,6 +269,22 @@ export class ModelService {
       labels: this.labelsOf(words),
       distance,
       results: r.ids.map((id, i) => ({ id, label: this.meta.classNames[r.labels[i]], kl: r.kl[i], ...(r.score ? { score: r.score[i] } : {}), url: `/api/images/${id}` })),
+    };
+  }
+
+  /** The k other test images closest to test image `id` (dissimilar: farthest), searched in the split's index. */
+  similar(id: number, k: number, distance: Distance = 'kl', dissimilar = false) {
+    const r = rankByDistance(this.model, this.dataset.test, this.pixels, imageQuery(this.model, this.testImage(id), this.pixels), k, distance, {
+      largest: dissimilar,
+      exclude: id,
+      index: this.index,
+    });
+    const label = (i: number) => this.meta.classNames[this.dataset.test.labels[i]];
+    return {
+      image: { id, label: label(id) },
+      distance,
+      dissimilar,
+      results: r.ids.map((x, i) => ({ id: x, label: label(x), kl: r.kl[i], ...(distance !== 'kl' ? { score: r.score![i] } : {}), url: `/api/images/${x}` })),
     };
   }
 

@@ -116,7 +116,7 @@ export function searchIndex(runDir: string, model: ImageModel, meta: ModelFile, 
         index.save(path);
       } catch (e) {
         const why = e instanceof ProbsemError ? e.message : (e as Error).message;
-        o.onNotice?.(`could not keep the index of ${ds.name} ${split} beside the run (${why}); it is used from memory (set PROBSEM_INDEX_CACHE=DIR to keep it elsewhere)`);
+        o.onNotice?.(`could not keep the index of ${ds.name} ${split} at ${path} (${why}); it is used from memory (PROBSEM_INDEX_CACHE=DIR keeps it elsewhere)`);
       }
     }
   }

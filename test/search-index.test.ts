@@ -12,6 +12,7 @@ import { after, before, test } from 'node:test';
 import type { Dataset } from '../src/data/dataset.js';
 import { loadDataset } from '../src/data/registry.js';
 import { loadRun } from '../src/api.js';
+import { KlIndex } from '../src/index/kl-index.js';
 import { indexQuery, queryDistribution, rankByDistance, retrieveAnyOf, retrieveImages, similarImages, encodeSplit } from '../src/runs/retrieval.js';
 import { loadImageModel, trainRun } from '../src/runs/runs.js';
 import { clearSearchIndexMemory, lastIndexSource, searchIndex, searchIndexPath } from '../src/runs/search-index.js';
@@ -80,6 +81,17 @@ for (const which of ['diag', 'full'] as const) {
     assert.deepEqual(w2.score, w2Fresh.score);
   });
 }
+
+test('an empty split answers nothing through the index; an index of another split is refused by name', () => {
+  const { model, meta } = loadImageModel(diag);
+  const empty = { ...ds.test, count: 0, images: new Uint8Array(0), labels: new Uint8Array(0) };
+  const none = KlIndex.build({ kind: 'diag', dim: 6, count: 0, mean: new Float32Array(0), variance: new Float32Array(0) });
+  const q = queryDistribution(model, meta, ['Bag']);
+  assert.deepEqual(retrieveImages(model, empty, 784, q, 5, { index: none }).ids, []);
+  assert.deepEqual(retrieveAnyOf(model, empty, 784, [q], 5, { index: none }).ids, []);
+  assert.deepEqual(similarImages(model, empty, 784, image(0), 5, { index: none }).ids, []);
+  assert.throws(() => retrieveImages(model, ds.test, 784, q, 5, { index: none }), /the index holds 0 posteriors of dimension 6, the split 2000 images/);
+});
 
 test('cache: built and saved once, then from memory, then from the file with identical results', () => {
   const { model, meta } = loadImageModel(diag);

@@ -137,6 +137,9 @@ function fromHits(split: Split, hits: SearchHit[], withScore: boolean): Retrieva
   return { ids, labels: ids.map((i) => split.labels[i]), kl: hits.map((h) => h.kl), ...(withScore ? { score: hits.map((h) => h.score) } : {}) };
 }
 
+/** k for an index search: at most the split's size, and at least 1 (an empty split answers nothing). */
+const searchK = (k: number, split: Split) => Math.max(1, Math.min(k, split.count));
+
 function checkIndex(index: KlIndex, split: Split, dim: number): void {
   if (index.count !== split.count || index.dim !== dim) {
     throw new ProbsemError(`the index holds ${index.count} posteriors of dimension ${index.dim}, the split ${split.count} images in a latent space of ${dim}`, 'BAD_OPTION');
@@ -244,7 +247,7 @@ export function rankByDistance(
 ): RetrievalResult {
   const index = opts.index ?? KlIndex.build(encodeSplitGaussians(model, split, pixels));
   checkIndex(index, split, model.latentDim);
-  const hits = index.search(query, Math.min(k, split.count), { distance, largest: opts.largest, exclude: opts.exclude !== undefined && opts.exclude >= 0 ? opts.exclude : undefined });
+  const hits = index.search(query, searchK(k, split), { distance, largest: opts.largest, exclude: opts.exclude !== undefined && opts.exclude >= 0 ? opts.exclude : undefined });
   return fromHits(split, hits, true);
 }
 
@@ -289,7 +292,7 @@ export function retrieveImages(
   const index = opts.index;
   if (index) {
     checkIndex(index, split, dim);
-    if ((opts.rank ?? 'kl') === 'kl') return fromHits(split, index.search(indexQuery(query), Math.min(k, split.count)), false);
+    if ((opts.rank ?? 'kl') === 'kl') return fromHits(split, index.search(indexQuery(query), searchK(k, split)), false);
   }
   const post = opts.posteriors ?? (index && opts.rank === 'posterior' ? posteriorsOf(index) : undefined);
   if (post && (post.count !== split.count || post.dim !== dim)) {
@@ -374,7 +377,7 @@ export function retrieveAnyOf(
   let klOf: ((i: number) => number)[];
   if (opts.index) {
     checkIndex(opts.index, split, dim);
-    const hits = opts.index.searchBatch(members.map(indexQuery), want);
+    const hits = opts.index.searchBatch(members.map(indexQuery), searchK(k, split));
     lists = hits.map((h) => h.map((x) => x.index));
     klOf = hits.map((h) => {
       const byId = new Map(h.map((x) => [x.index, x.kl]));
@@ -469,7 +472,7 @@ export function similarImages(
   if (opts.index) {
     checkIndex(opts.index, split, model.latentDim);
     const exclude = opts.exclude !== undefined && opts.exclude >= 0 ? opts.exclude : undefined;
-    return fromHits(split, opts.index.search(imageQuery(model, image, pixels), Math.min(k, split.count), { largest: opts.dissimilar, exclude }), false);
+    return fromHits(split, opts.index.search(imageQuery(model, image, pixels), searchK(k, split), { largest: opts.dissimilar, exclude }), false);
   }
   const query = tidyGaussian(() => {
     const x = tf.tensor2d(image, [1, pixels]);

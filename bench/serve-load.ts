@@ -9,6 +9,13 @@
  *
  * --generate N adds N `generate n=64` requests (heavy model work) to the backlog.
  *
+ * --retrieve N measures POST /api/retrieve (k 10, a class name per request) for --distances
+ * (default kl,w2): idle, N requests per distance from --clients concurrent clients (default 50,
+ * each sending its next request when the last is answered); and under the backlog, the same
+ * clients alternating the distances for as long as the flood lasts. --root DIR serves from another
+ * checkout (e.g. main before a change: `git archive COMMIT | tar -x -C DIR`, node_modules linked),
+ * so before and after are measured by one script. --deadline S (default 300) bounds the whole run.
+ *
  * Without --run it trains a small PSE* (latent 10, 300 steps on the shipped subset, ~40 s) first.
  * Bounded: every request has a 60 s timeout, the whole run a 5-minute deadline, and the server
  * (a child process) is stopped with SIGTERM at the end. Exits 1 on any error.
@@ -34,8 +41,20 @@ const { values: v } = parseArgs({
     generate: { type: 'string', default: '0' },
     json: { type: 'boolean', default: false },
     out: { type: 'string' },
+    retrieve: { type: 'string', default: '0' },
+    clients: { type: 'string', default: '50' },
+    distances: { type: 'string', default: 'kl,w2' },
+    root: { type: 'string' },
+    deadline: { type: 'string', default: '300' },
   },
 });
+const RETRIEVE = Number(v.retrieve);
+if (!Number.isInteger(RETRIEVE) || RETRIEVE < 0 || RETRIEVE > 100000) throw new Error('--retrieve must be an integer in [0, 100000]');
+const CLIENTS = Number(v.clients);
+if (!Number.isInteger(CLIENTS) || CLIENTS < 1 || CLIENTS > 500) throw new Error('--clients must be an integer in [1, 500]');
+const DISTANCES = String(v.distances).split(',').map((d) => d.trim()).filter(Boolean);
+const DEADLINE_S = Number(v.deadline);
+if (!(DEADLINE_S >= 10 && DEADLINE_S <= 3600)) throw new Error('--deadline must be in [10, 3600] seconds');
 const N = Number(v.requests);
 const ROUNDS = Number(v.rounds);
 const BIG = Number(v.big);
@@ -45,9 +64,9 @@ if (!Number.isInteger(GEN) || GEN < 0 || GEN > 1000) throw new Error('--generate
 if (!Number.isInteger(N) || N < 1 || N > 2000) throw new Error('--requests must be an integer in [1, 2000]');
 if (!Number.isInteger(ROUNDS) || ROUNDS < 1 || ROUNDS > 10) throw new Error('--rounds must be an integer in [1, 10]');
 const deadline = setTimeout(() => {
-  process.stderr.write('serve-load: 5-minute deadline passed; stopping\n');
+  process.stderr.write(`serve-load: ${DEADLINE_S} s deadline passed; stopping\n`);
   process.exit(1);
-}, 300_000);
+}, DEADLINE_S * 1000);
 deadline.unref();
 
 const log = (s: string) => process.stderr.write(`serve-load: ${s}\n`);
@@ -67,7 +86,8 @@ const payloads = Array.from({ length: N }, (_, i) => {
   return encodeGridPng(imagesToFloat(ds.test, [idx], 784), 1, { cols: 1, height: 28, width: 28, scale: 1, pad: 0 });
 });
 
-const server = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--run', run, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+const serverStart = performance.now();
+const server = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--run', run, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'], cwd: v.root ?? process.cwd() });
 const stopServer = async () => {
   if (server.exitCode !== null) return server.exitCode;
   const exited = new Promise<number | null>((r) => server.once('exit', r));
@@ -90,7 +110,8 @@ const base = await new Promise<string>((resolve, reject) => {
   });
   server.once('exit', (c) => reject(new Error(`the server exited (${c}): ${out}`)));
 });
-log(`server at ${base}`);
+const serverStartS = Number(((performance.now() - serverStart) / 1000).toFixed(2));
+log(`server at ${base} (up in ${serverStartS} s)`);
 
 /** The server's resident memory in MiB (Linux: /proc; elsewhere null). */
 function serverRssMiB(): number | null {
@@ -123,6 +144,54 @@ const generate = (seed: number) =>
   timedPost('/api/generate', 'application/json', JSON.stringify({ label: ds.classNames[seed % ds.classNames.length], n: 64, seed }), (b) => Array.isArray(b.images) && b.images.length === 64);
 
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+
+let retrieveSeq = 0;
+const retrieve = (distance: string) => {
+  const label = ds.classNames[retrieveSeq++ % ds.classNames.length];
+  return timedPost('/api/retrieve', 'application/json', JSON.stringify({ words: [label], k: 10, distance }), (b) => Array.isArray(b.results) && b.results.length === 10);
+};
+
+/**
+ * CLIENTS clients, each sending its next retrieve when the last is answered: until `total`
+ * requests have gone out, or (total null) until `stop()` says so; `pick` chooses each distance.
+ */
+async function retrieveClients(total: number | null, pick: (n: number) => string, stop: () => boolean = () => false) {
+  const out: { distance: string; r: Outcome }[] = [];
+  let sent = 0;
+  await Promise.all(
+    Array.from({ length: CLIENTS }, async () => {
+      while ((total === null || sent < total) && !stop()) {
+        const distance = pick(sent++);
+        out.push({ distance, r: await retrieve(distance) });
+      }
+    }),
+  );
+  return out;
+}
+
+function latencySummary(rs: Outcome[]) {
+  const ms = rs.map((x) => x.ms).sort((a, b) => a - b);
+  return {
+    requests: rs.length,
+    errors: rs.filter((x) => !x.ok).length,
+    statuses: [...new Set(rs.map((x) => x.status))],
+    p50_ms: ms.length ? Number(pct(ms, 50).toFixed(1)) : null,
+    p99_ms: ms.length ? Number(pct(ms, 99).toFixed(1)) : null,
+    max_ms: ms.length ? Number(ms[ms.length - 1].toFixed(1)) : null,
+  };
+}
+
+// Idle retrieval latency, per distance (a first request each warms the workers' index tables).
+const retrieveIdle: Record<string, ReturnType<typeof latencySummary> & { wall_s: number; loadavg: number[] }> = {};
+if (RETRIEVE > 0) {
+  for (const d of DISTANCES) for (let i = 0; i < 2 * CLIENTS; i++) await retrieve(d);
+  for (const d of DISTANCES) {
+    const t = performance.now();
+    const rs = await retrieveClients(RETRIEVE, () => d);
+    retrieveIdle[d] = { ...latencySummary(rs.map((x) => x.r)), wall_s: Number(((performance.now() - t) / 1000).toFixed(2)), loadavg: os.loadavg().map((x) => Number(x.toFixed(2))) };
+    if (retrieveIdle[d].errors) log(`retrieve ${d} errors: ${rs.filter((x) => !x.r.ok).slice(0, 3).map((x) => `${x.r.status} ${x.r.err}`).join('; ')}`);
+  }
+}
 
 // Warm-up, not counted.
 for (let i = 0; i < 10; i++) await annotate(payloads[i]);
@@ -179,12 +248,18 @@ const pollerDone = new Promise((r) => poller.once('exit', r));
 await new Promise((r) => setTimeout(r, 500));
 const floodStart = Date.now();
 const t0 = performance.now();
+let floodOver = false;
+// Retrieval clients run beside the flood, alternating the distances, until it is answered.
+const duringFlood = RETRIEVE > 0 ? retrieveClients(null, (n) => DISTANCES[n % DISTANCES.length], () => floodOver) : Promise.resolve([]);
 const flood = await Promise.all([
   ...payloads.map((p) => annotate(p)),
   ...Array.from({ length: BIG }, () => annotate(bigPng)),
   ...Array.from({ length: GEN }, (_, i) => generate(i)),
 ]);
+floodOver = true;
 const floodWall = (performance.now() - t0) / 1000;
+const floodRetrieves = await duringFlood;
+const retrieveBacklog = Object.fromEntries(DISTANCES.map((d) => [d, latencySummary(floodRetrieves.filter((x) => x.distance === d).map((x) => x.r))]));
 poller.stdin!.write('stop\n');
 await pollerDone;
 // [epoch ms when sent, latency ms, status] of each poll sent once the flood had started.
@@ -223,7 +298,8 @@ if (backlog.errors) log(`backlog errors: ${flood.filter((x) => !x.ok).slice(0, 3
 const health = (await (await fetch(`${base}/api/health`)).json()) as object;
 const code = await stopServer();
 clearTimeout(deadline);
-const result = { node: process.version, cores: os.availableParallelism(), run, rounds, backlog, serverExit: code, healthAfter: health };
+const retrieval = RETRIEVE > 0 ? { clients: CLIENTS, perDistanceIdle: RETRIEVE, idle: retrieveIdle, backlog: retrieveBacklog } : null;
+const result = { node: process.version, cores: os.availableParallelism(), run, root: v.root ?? process.cwd(), serverStartS, rounds, retrieval, backlog, serverExit: code, healthAfter: health };
 if (v.out) writeFileSync(v.out, JSON.stringify(result, null, 2) + '\n');
 if (v.json) process.stdout.write(JSON.stringify(result) + '\n');
 else {
@@ -237,5 +313,14 @@ else {
       `health over ${b.healthPolls} polls: p50 ${b.health_p50_ms} ms, p99 ${b.health_p99_ms} ms, max ${b.health_max_ms} ms\n` +
       `server RSS: ${b.rss_before_mib} MiB before, ${b.rss_after_mib} MiB right after, ${b.rss_after_10s_mib} MiB 10 s later; load average ${b.loadavg_before.join(' ')} → ${b.loadavg_after.join(' ')}\n`,
   );
+  if (retrieval) {
+    process.stdout.write(`\n/api/retrieve, ${CLIENTS} concurrent clients:\n| distance | when | requests | errors | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|---|---|\n`);
+    for (const d of DISTANCES) {
+      for (const [when, x] of [['idle', retrieval.idle[d]], ['backlog', retrieval.backlog[d]]] as const) {
+        process.stdout.write(`| ${d} | ${when} | ${x.requests} | ${x.errors} | ${x.p50_ms} | ${x.p99_ms} | ${x.max_ms} |\n`);
+      }
+    }
+  }
 }
-process.exitCode = rounds.some((r) => r.errors > 0) || backlog.errors > 0 || backlog.status5xx > 0 || code !== 0 ? 1 : 0;
+const retrieveErrors = retrieval ? Object.values(retrieval.idle).some((x) => x.errors > 0) || Object.values(retrieval.backlog).some((x) => x.errors > 0) : false;
+process.exitCode = rounds.some((r) => r.errors > 0) || backlog.errors > 0 || backlog.status5xx > 0 || retrieveErrors || code !== 0 ? 1 : 0;

@@ -35,8 +35,9 @@ import type { Vae, VaeConfigSchema } from './models/vae.js';
 import { type ModelFile, type ModelProvenance, loadModel, saveModel as saveModelFiles } from './models/persist.js';
 import { createModel as createRegisteredModel, getModelEntry } from './models/registry.js';
 import { type EvalOptions, type EvalReport, annotateImage, evaluateRun, runImageShape } from './runs/runs.js';
-import { type SplitPosteriors, encodeSplit, encodeSplitGaussians, imageQuery, indexQuery, queryDistribution, rankByDistance, retrieveImages, similarImages } from './runs/retrieval.js';
-import { KlIndex } from './index/kl-index.js';
+import { encodeSplitGaussians, imageQuery, indexQuery, queryDistribution, rankByDistance, retrieveImages, similarImages } from './runs/retrieval.js';
+import type { KlIndex } from './index/kl-index.js';
+import { searchIndex } from './runs/search-index.js';
 import { parseDistance, type Distance } from './index/distances.js';
 import { generateForPhrases, runWordVectors } from './runs/words.js';
 import type { LabelEncodingInfo } from './text/labels.js';
@@ -289,7 +290,7 @@ export interface Generated {
  * list of them (a run trained with word vectors knows any word its vectors know).
  */
 export class Run {
-  private searched: { split: Split; dataset: Dataset; posteriors: SplitPosteriors; index?: KlIndex } | null = null;
+  private searched: { split: Split; dataset: Dataset; index: KlIndex } | null = null;
 
   private constructor(
     readonly dir: string,
@@ -364,8 +365,9 @@ export class Run {
 
   /**
    * The `k` test images of the run's dataset closest to the words, by KL(q(z|words) ‖ q(z|x)). Several
-   * words form one set query (the Gaussian covering all of them). The dataset is loaded and encoded
-   * once per Run.
+   * words form one set query (the Gaussian covering all of them). The dataset is loaded once per
+   * Run, and searched through the run's exact index of it, kept in the run directory
+   * (`index-cache/`), so it is encoded once, not once per process.
    */
   async retrieve(words: string | string[], options: { k?: number; dataset?: string; distance?: Distance; onNotice?: (m: string) => void } = {}): Promise<Hit[]> {
     const distance = parseDistance(options.distance, 'distance');
@@ -374,17 +376,17 @@ export class Run {
     const query = queryDistribution(this.model, this.meta, list, vectors);
     const s = await this.searchSplit(options.dataset, options.onNotice);
     const pixels = pixelsOf(s.dataset);
-    if (distance !== 'kl') return this.hits(rankByDistance(this.model, s.split, pixels, indexQuery(query), options.k ?? 10, distance, { index: this.splitIndex() }));
-    return this.hits(retrieveImages(this.model, s.split, pixels, query, options.k ?? 10, { posteriors: s.posteriors }));
+    if (distance !== 'kl') return this.hits(rankByDistance(this.model, s.split, pixels, indexQuery(query), options.k ?? 10, distance, { index: s.index }));
+    return this.hits(retrieveImages(this.model, s.split, pixels, query, options.k ?? 10, { index: s.index }));
   }
 
   /**
    * The `k` test images most similar to an image by KL(q(z|query) ‖ q(z|x)) (`dissimilar`: least);
    * a number names a test image, which is then left out of its own results.
    */
-  async similar(image: ImageInput | number, options: { k?: number; dissimilar?: boolean; dataset?: string; distance?: Distance } = {}): Promise<Hit[]> {
+  async similar(image: ImageInput | number, options: { k?: number; dissimilar?: boolean; dataset?: string; distance?: Distance; onNotice?: (m: string) => void } = {}): Promise<Hit[]> {
     const distance = parseDistance(options.distance, 'distance');
-    const s = await this.searchSplit(options.dataset);
+    const s = await this.searchSplit(options.dataset, options.onNotice);
     const pixels = pixelsOf(s.dataset);
     let query: Float32Array;
     let exclude = -1;
@@ -399,16 +401,9 @@ export class Run {
     }
     if (distance !== 'kl') {
       const q = imageQuery(this.model, query, pixels);
-      return this.hits(rankByDistance(this.model, s.split, pixels, q, options.k ?? 10, distance, { largest: options.dissimilar, exclude, index: this.splitIndex() }));
+      return this.hits(rankByDistance(this.model, s.split, pixels, q, options.k ?? 10, distance, { largest: options.dissimilar, exclude, index: s.index }));
     }
-    return this.hits(similarImages(this.model, s.split, pixels, query, options.k ?? 10, { dissimilar: options.dissimilar, exclude }));
-  }
-
-  /** The searched split's posteriors as an exact index (other distances than kl), built once. */
-  private splitIndex(): KlIndex {
-    const s = this.searched!;
-    s.index ??= KlIndex.build(encodeSplitGaussians(this.model, s.split, pixelsOf(s.dataset)));
-    return s.index;
+    return this.hits(similarImages(this.model, s.split, pixels, query, options.k ?? 10, { dissimilar: options.dissimilar, exclude, index: s.index }));
   }
 
   /** The run's measures (see `evaluate`). */
@@ -420,6 +415,11 @@ export class Run {
   async searchGaussians(dataset?: string) {
     const s = await this.searchSplit(dataset);
     return encodeSplitGaussians(this.model, s.split, pixelsOf(s.dataset));
+  }
+
+  /** The exact index of the searched split (default: the test split of the run's dataset) that retrieve and similar search. */
+  async searchIndex(options: { dataset?: string; onNotice?: (m: string) => void } = {}): Promise<KlIndex> {
+    return (await this.searchSplit(options.dataset, options.onNotice)).index;
   }
 
   /** Frees the model's weights. */
@@ -439,7 +439,7 @@ export class Run {
       if (pixelsOf(ds) !== Number(this.model.config.inputDim)) {
         throw new ProbsemError(`dataset ${name} has ${ds.height}×${ds.width} images but the run takes ${this.model.config.inputDim} pixels`, 'SHAPE');
       }
-      this.searched = { split: ds.test, dataset: ds, posteriors: encodeSplit(this.model, ds.test, pixelsOf(ds)) };
+      this.searched = { split: ds.test, dataset: ds, index: searchIndex(this.dir, this.model, this.meta, ds, { onNotice }) };
     }
     return this.searched!;
   }

@@ -67,6 +67,7 @@ export * from './eval/tag-ranking.js';
 export { getJudge } from './eval/judge.js';
 export * from './runs/runs.js';
 export * from './runs/retrieval.js';
+export { searchIndex, searchIndexPath, buildSearchIndex, clearSearchIndexMemory, lastIndexSource, type SearchIndexOptions, type IndexSource, type SplitName } from './runs/search-index.js';
 export { benchPaper, type BenchPaperOptions, type BenchPaperResult, type BenchSummary, PAPER_TABLES } from './runs/bench-paper.js';
 export { WordVectors, UnknownWordError, cosine, type OovPolicy, type Neighbour } from './text/word-vectors.js';
 export { readWordVectors, writeWordVectors } from './text/readers.js';

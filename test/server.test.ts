@@ -14,6 +14,7 @@ import { HttpError, Limiter } from '../src/server/limits.js';
 import type { Method } from '../src/server/latent.js';
 import { imagesToFloat } from '../src/data/dataset.js';
 import { trainTinyRun } from './server.fixture.js';
+import { loadRun } from '../src/api.js';
 import { JPEG_GREY_56 } from './server.jpegs.js';
 
 let run: string;
@@ -264,6 +265,26 @@ test('retrieve by another distance: scores ascending, KL alongside; unknown dist
   hits.forEach((h, i) => assert.ok(h.kl >= 0 && (i === 0 || hits[i - 1].score <= h.score)));
   assert.equal((await post('/api/retrieve', { words: 'trouser', k: 3 })).body.distance, 'kl');
   assertError(await post('/api/retrieve', { words: 'bag', distance: 'cosine' }), 400, 'BAD_REQUEST', /distance/);
+});
+
+test('similar: the other test images by KL to a test image (or farthest), through the same index as the library; bad ids refused', async () => {
+  const r = await post('/api/similar', { id: 3, k: 6 });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.equal(r.body.image.id, 3);
+  assert.equal(r.body.distance, 'kl');
+  const hits = r.body.results as { id: number; kl: number; url: string }[];
+  assert.equal(hits.length, 6);
+  assert.ok(hits.every((h, i) => h.id !== 3 && h.url === `/api/images/${h.id}` && (i === 0 || hits[i - 1].kl <= h.kl)));
+  const lib = await loadRun(run).similar(3, { k: 6 });
+  assert.deepEqual(hits.map((h) => h.id), lib.map((h) => h.id));
+  hits.forEach((h, i) => assert.ok(Math.abs(h.kl - lib[i].kl) < 1e-9));
+  const far = await post('/api/similar', { id: 3, k: 4, distance: 'w2', dissimilar: true });
+  assert.equal(far.status, 200, JSON.stringify(far.body));
+  const fs = far.body.results as { score: number }[];
+  assert.ok(fs.every((h, i) => i === 0 || fs[i - 1].score >= h.score));
+  assertError(await post('/api/similar', { id: 999999 }), 404, 'NOT_FOUND', /test split holds/);
+  assertError(await post('/api/similar', { k: 3 }), 400, 'BAD_REQUEST', /id/);
+  assertError(await post('/api/similar', { id: 1, distance: 'cosine' }), 400, 'BAD_REQUEST', /distance/);
 });
 
 test('images and reconstructions: PNG at a chosen scale; 404 beyond the split, 400 for ids that are not numbers', async () => {

@@ -393,6 +393,44 @@ export class KlIndex {
     return best.map(({ index, value }) => ({ index, id: this.ids[index], kl: exactKl(this.items, index, q, this.scratch), score: sign * value }));
   }
 
+  /**
+   * The exact double-precision distance (default KL(query ‖ item)) of every item, by position:
+   * what a ranking other than by distance (the posterior or margin rules of retrieve) reports
+   * beside its own order.
+   */
+  scoreAll(q: QueryGaussian, distance: Distance = 'kl'): Float64Array {
+    const p = prepareQuery(this.kind, this.dim, q);
+    const d = parseDistance(distance, 'distance');
+    const out = new Float64Array(this.count);
+    if (d === 'kl') {
+      for (let i = 0; i < this.count; i++) out[i] = exactKl(this.items, i, p, this.scratch);
+    } else {
+      const scorer = new DistanceScorer(this.items, d, p);
+      for (let i = 0; i < this.count; i++) out[i] = scorer.score(i);
+    }
+    return out;
+  }
+
+  /**
+   * Every item's mean and marginal variances (row-major [count, dim], copies): for a full
+   * covariance the diagonal of L Lᵀ. Callers that map or interpolate posterior means read them here
+   * rather than encoding the split again.
+   */
+  moments(): { mean: Float32Array; variance: Float32Array } {
+    const it = this.items;
+    if (it.kind === 'diag') return { mean: it.mean.slice(), variance: it.variance.slice() };
+    const { dim, count } = it;
+    const variance = new Float32Array(count * dim);
+    for (let n = 0; n < count; n++) {
+      for (let r = 0; r < dim; r++) {
+        let s = 0;
+        for (let c = 0; c <= r; c++) s += it.scaleTril[n * dim * dim + r * dim + c] ** 2;
+        variance[n * dim + r] = s;
+      }
+    }
+    return { mean: it.mean.slice(), variance };
+  }
+
   /** Writes the index atomically (temporary sibling + rename); format in the comment above. */
   save(path: string): void {
     const items = this.items;

@@ -15,7 +15,7 @@ import { cholesky } from '../core/linalg.js';
 import { DiagGaussian, FullGaussian, type Gaussian, tidyGaussian } from '../distributions/gaussian.js';
 import { klToImages, setMargins, splitLabelScores, topK } from '../eval/metrics.js';
 import type { Distance } from '../index/distances.js';
-import { KlIndex, type ItemGaussians, type QueryGaussian as IndexQuery } from '../index/kl-index.js';
+import { KlIndex, type ItemGaussians, type QueryGaussian as IndexQuery, type SearchHit } from '../index/kl-index.js';
 import { kl } from '../distributions/kl.js';
 import type { ImageModel } from '../models/base.js';
 import type { ModelFile } from '../models/persist.js';
@@ -125,6 +125,27 @@ export interface SplitPosteriors {
 
 const BATCH = 500;
 
+/** A split's posterior moments read from its index (searchIndex), not encoded again. */
+export function posteriorsOf(index: KlIndex): SplitPosteriors {
+  const { mean, variance } = index.moments();
+  return { count: index.count, dim: index.dim, mean, logVar: variance.map(Math.log) };
+}
+
+/** Hits of an index search as a RetrievalResult of the split (positions are the split's image ids). */
+function fromHits(split: Split, hits: SearchHit[], withScore: boolean): RetrievalResult {
+  const ids = hits.map((h) => h.index);
+  return { ids, labels: ids.map((i) => split.labels[i]), kl: hits.map((h) => h.kl), ...(withScore ? { score: hits.map((h) => h.score) } : {}) };
+}
+
+/** k for an index search: at most the split's size, and at least 1 (an empty split answers nothing). */
+const searchK = (k: number, split: Split) => Math.max(1, Math.min(k, split.count));
+
+function checkIndex(index: KlIndex, split: Split, dim: number): void {
+  if (index.count !== split.count || index.dim !== dim) {
+    throw new ProbsemError(`the index holds ${index.count} posteriors of dimension ${index.dim}, the split ${split.count} images in a latent space of ${dim}`, 'BAD_OPTION');
+  }
+}
+
 /** Encodes a whole split in batches (each under tf.tidy). */
 export function encodeSplit(model: ImageModel, split: Split, pixels: number): SplitPosteriors {
   const dim = model.latentDim;
@@ -225,10 +246,9 @@ export function rankByDistance(
   opts: { largest?: boolean; exclude?: number; index?: KlIndex } = {},
 ): RetrievalResult {
   const index = opts.index ?? KlIndex.build(encodeSplitGaussians(model, split, pixels));
-  if (index.count !== split.count) throw new ProbsemError(`the index holds ${index.count} posteriors, the split ${split.count} images`, 'BAD_OPTION');
-  const hits = index.search(query, Math.min(k, split.count), { distance, largest: opts.largest, exclude: opts.exclude !== undefined && opts.exclude >= 0 ? opts.exclude : undefined });
-  const ids = hits.map((h) => h.index);
-  return { ids, labels: ids.map((i) => split.labels[i]), kl: hits.map((h) => h.kl), score: hits.map((h) => h.score) };
+  checkIndex(index, split, model.latentDim);
+  const hits = index.search(query, searchK(k, split), { distance, largest: opts.largest, exclude: opts.exclude !== undefined && opts.exclude >= 0 ? opts.exclude : undefined });
+  return fromHits(split, hits, true);
 }
 
 /**
@@ -256,6 +276,12 @@ export function retrieveImages(
     competitors?: QueryGaussian[];
     /** Label inputs [query labels first, then the others] and how many are query labels, for 'margin'. */
     marginLabels?: { inputs: tf.Tensor2D; queryCount: number };
+    /**
+     * The split's index (searchIndex): KL values come from it, exact in double precision, and
+     * 'kl' is its exact top-k search; the split is not encoded again ('margin' still scores the
+     * images through the model's classifier rule).
+     */
+    index?: KlIndex;
   } = {},
 ): RetrievalResult {
   const dim = model.latentDim;
@@ -263,14 +289,19 @@ export function retrieveImages(
     throw new ProbsemError(`the query has ${query.mean.length} dimensions but the model's latent space has ${dim}`, 'BAD_OPTION');
   }
   if (!Number.isInteger(k) || k < 1) throw new ProbsemError(`k must be a positive integer, got ${k}`, 'BAD_OPTION');
-  const post = opts.posteriors;
+  const index = opts.index;
+  if (index) {
+    checkIndex(index, split, dim);
+    if ((opts.rank ?? 'kl') === 'kl') return fromHits(split, index.search(indexQuery(query), searchK(k, split)), false);
+  }
+  const post = opts.posteriors ?? (index && opts.rank === 'posterior' ? posteriorsOf(index) : undefined);
   if (post && (post.count !== split.count || post.dim !== dim)) {
     throw new ProbsemError('the precomputed posteriors do not belong to this split and model', 'BAD_OPTION');
   }
-  const kls = klsToQuery(model, split, pixels, query, post);
+  const kls = index ? index.scoreAll(indexQuery(query)) : klsToQuery(model, split, pixels, query, post);
   const order = Array.from({ length: split.count }, (_, i) => i);
   if (opts.rank === 'posterior') {
-    const score = posteriorScores(query, opts.competitors ?? [], opts.posteriors ?? encodeSplit(model, split, pixels));
+    const score = posteriorScores(query, opts.competitors ?? [], post ?? encodeSplit(model, split, pixels));
     order.sort((a, b) => score[b] - score[a] || a - b);
   } else if (opts.rank === 'margin') {
     const m = opts.marginLabels;
@@ -332,7 +363,7 @@ export function retrieveAnyOf(
   pixels: number,
   members: QueryGaussian[],
   k: number,
-  opts: { posteriors?: SplitPosteriors } = {},
+  opts: { posteriors?: SplitPosteriors; index?: KlIndex } = {},
 ): AnyOfResult {
   if (members.length === 0) throw new ProbsemError('no words given', 'BAD_OPTION');
   const dim = model.latentDim;
@@ -340,11 +371,24 @@ export function retrieveAnyOf(
     if (m.mean.length !== dim || m.logVar.length !== dim) throw new ProbsemError(`the query has ${m.mean.length} dimensions but the model's latent space has ${dim}`, 'BAD_OPTION');
   }
   if (!Number.isInteger(k) || k < 1) throw new ProbsemError(`k must be a positive integer, got ${k}`, 'BAD_OPTION');
-  const post = opts.posteriors ?? (model.encodeImageFull ? undefined : encodeSplit(model, split, pixels));
   const want = Math.min(k, split.count);
-  const kls = members.map((m) => klsToQuery(model, split, pixels, m, post));
-  // Each member can only need `want` images of its own list.
-  const lists = kls.map((v) => topK(v, want));
+  // Each member can only need `want` images of its own list; klOf[j] gives member j's KL of one.
+  let lists: number[][];
+  let klOf: ((i: number) => number)[];
+  if (opts.index) {
+    checkIndex(opts.index, split, dim);
+    const hits = opts.index.searchBatch(members.map(indexQuery), searchK(k, split));
+    lists = hits.map((h) => h.map((x) => x.index));
+    klOf = hits.map((h) => {
+      const byId = new Map(h.map((x) => [x.index, x.kl]));
+      return (i: number) => byId.get(i)!;
+    });
+  } else {
+    const post = opts.posteriors ?? (model.encodeImageFull ? undefined : encodeSplit(model, split, pixels));
+    const kls = members.map((m) => klsToQuery(model, split, pixels, m, post));
+    lists = kls.map((v) => topK(v, want));
+    klOf = kls.map((v) => (i: number) => v[i]);
+  }
   const taken = new Set<number>();
   const ids: number[] = [];
   const chosenBy: number[] = [];
@@ -357,7 +401,7 @@ export function retrieveAnyOf(
       chosenBy.push(j);
     }
   }
-  return { ids, labels: ids.map((i) => split.labels[i]), kl: ids.map((i, n) => kls[chosenBy[n]][i]), members: chosenBy };
+  return { ids, labels: ids.map((i) => split.labels[i]), kl: ids.map((i, n) => klOf[chosenBy[n]](i)), members: chosenBy };
 }
 
 /** log p(query | μ_x) against the competitors, for every image: log N(μ_x; q) − logsumexp over all. */
@@ -418,12 +462,17 @@ export function similarImages(
   pixels: number,
   image: Float32Array,
   k: number,
-  opts: { dissimilar?: boolean; exclude?: number } = {},
+  opts: { dissimilar?: boolean; exclude?: number; index?: KlIndex } = {},
 ): RetrievalResult {
   if (image.length !== pixels) throw new ProbsemError(`the query image has ${image.length} pixels, the images searched have ${pixels}`, 'SHAPE');
   if (!Number.isInteger(k) || k < 1) throw new ProbsemError(`k must be a positive integer, got ${k}`, 'BAD_OPTION');
   for (let i = 0; i < image.length; i++) {
     if (!Number.isFinite(image[i])) throw new ProbsemError(`the query image has a non-finite value at pixel ${i}`, 'BAD_INPUT');
+  }
+  if (opts.index) {
+    checkIndex(opts.index, split, model.latentDim);
+    const exclude = opts.exclude !== undefined && opts.exclude >= 0 ? opts.exclude : undefined;
+    return fromHits(split, opts.index.search(imageQuery(model, image, pixels), searchK(k, split), { largest: opts.dissimilar, exclude }), false);
   }
   const query = tidyGaussian(() => {
     const x = tf.tensor2d(image, [1, pixels]);

@@ -176,8 +176,9 @@ function decodeBase64Image(s: string): Buffer {
 export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
   const limits: ServeLimits = { ...DEFAULT_LIMITS, ...(o.limits ?? {}) };
   const service = await ModelService.load(o.runDir, { dataset: o.dataset, dataDir: o.dataDir, onNotice: o.onNotice, latentSample: limits.latentSample });
-  // Encode the test split now, so the first latent map does not pay for it.
-  void service.posteriors;
+  // Load or build (and save) the test split's index now: the first search and latent map do not pay
+  // for it, and the pool's workers then read it from the run's index cache.
+  void service.index;
   const assets = await loadWebAssets(o.webDir);
   const pool = await WorkerPool.start(limits.maxConcurrent, {
     runDir: o.runDir,
@@ -375,6 +376,11 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
     const words = wordList(b.words) ?? [];
     if (!words.length) throw new HttpError(400, 'BAD_REQUEST', '`words` is empty');
     return job(req, reply, 'retrieve', words, b.k, b.distance);
+  });
+
+  app.post('/api/similar', { schema: schemaOf('similar') }, async (req, reply) => {
+    const b = req.body as { id: number; k: number; distance?: Distance; dissimilar?: boolean };
+    return job(req, reply, 'similar', service.checkId(b.id), b.k, b.distance, Boolean(b.dissimilar));
   });
 
   app.get('/api/images/:id', { schema: schemaOf('image') }, async (req, reply) => {

@@ -33,8 +33,10 @@ try {
   lowerPriority();
   // One thread per worker: the pool, not the backend, spreads work over the cores.
   await initBackend(setup.backend, { threads: 1 });
-  const service = await ModelService.load(setup.runDir, { dataset: setup.dataset, dataDir: setup.dataDir });
-  void service.posteriors;
+  // The main thread has loaded (or built and saved) the split's index before starting the pool, so
+  // each worker reads the cache file instead of encoding the split again.
+  const service = await ModelService.load(setup.runDir, { dataset: setup.dataset, dataDir: setup.dataDir, saveIndex: false });
+  void service.index;
   const ops: Record<JobMessage['op'], (...a: never[]) => unknown> = {
     annotateId: (id: number, o: { top?: number; reconstruct?: boolean }) => service.annotateId(id, o),
     annotateUpload: (buf: Uint8Array, o: { invert?: boolean; maxPixels: number; top?: number; reconstruct?: boolean }) =>
@@ -42,6 +44,7 @@ try {
     annotatePixels: (grey: Float32Array, o: { top?: number; reconstruct?: boolean }) => service.annotate(grey, o),
     generate: (req: { words?: string[]; label?: string; n: number; seed: number }) => service.generate(req),
     retrieve: (words: string[], k: number, distance?: Distance) => service.retrieve(words, k, distance),
+    similar: (id: number, k: number, distance?: Distance, dissimilar?: boolean) => service.similar(id, k, distance, dissimilar),
     interpolate: (from: string | number, to: string | number, steps: number, scale: number) => service.interpolate(from, to, steps, scale),
     reconstructionPng: (id: number, scale: number) => service.reconstructionPng(id, scale),
   };

@@ -18,7 +18,7 @@ export interface WorkerSetup {
   maxDecodeBytes: number;
 }
 
-export type JobOp = 'annotateId' | 'annotateUpload' | 'annotatePixels' | 'generate' | 'retrieve' | 'interpolate' | 'reconstructionPng';
+export type JobOp = 'annotateId' | 'annotateUpload' | 'annotatePixels' | 'generate' | 'retrieve' | 'similar' | 'interpolate' | 'reconstructionPng';
 
 export interface JobMessage {
   id: number;

@@ -15,6 +15,15 @@ const labelScores = {
   },
 };
 /** Words: one string (split on commas) or a list of strings, each a label name or phrase. */
+/** Ranked test images, as /api/retrieve and /api/similar answer them. */
+const searchHits = {
+  type: 'array',
+  items: {
+    type: 'object',
+    properties: { id: { type: 'integer' }, label: { type: 'string' }, kl: { type: 'number' }, score: { type: 'number' }, url: { type: 'string' } },
+  },
+};
+
 const words = {
   description:
     'a set query: its members as a list, or one string with commas between them; the words between two commas are one phrase ' +
@@ -215,18 +224,46 @@ export function routeDocs(l: ServeLimits): Record<string, RouteDoc> {
             properties: {
               labels: { type: 'array', items: { type: 'string' } },
               distance: { type: 'string' },
-              results: {
-                type: 'array',
-                items: {
-                  type: 'object',
-                  properties: { id: { type: 'integer' }, label: { type: 'string' }, kl: { type: 'number' }, score: { type: 'number' }, url: { type: 'string' } },
-                },
-              },
+              results: searchHits,
             },
           },
         },
         ...common,
         '422': { description: 'the model has no label encoder', json: errorRef },
+      },
+    },
+    similar: {
+      method: 'POST',
+      path: '/api/similar',
+      summary: 'test images ranked by KL(q(z|image) ‖ q(z|x)) to a test image',
+      description:
+        'The image `id` of the test split is the query (its own posterior, full covariance where the model has one) and is left out of the results; ' +
+        '`dissimilar` ranks the largest values first. Searched exactly in the run\'s index of the test split, as `/api/retrieve`.',
+      body: {
+        type: 'object',
+        required: ['id'],
+        properties: {
+          id: { type: 'integer', minimum: 0 },
+          k: { type: 'integer', minimum: 1, maximum: l.maxK, default: 8 },
+          distance: { type: 'string', enum: [...DISTANCES], default: 'kl', description: 'what to rank by (src/index/distances.ts); every one exact' },
+          dissimilar: { type: 'boolean', default: false },
+        },
+      },
+      responses: {
+        '200': {
+          description: 'the k closest (or, dissimilar, farthest) other test images, best first',
+          json: {
+            type: 'object',
+            properties: {
+              image: { type: 'object', properties: { id: { type: 'integer' }, label: { type: 'string' } } },
+              distance: { type: 'string' },
+              dissimilar: { type: 'boolean' },
+              results: searchHits,
+            },
+          },
+        },
+        ...common,
+        '404': { description: 'no test image with that id', json: errorRef },
       },
     },
     image: {

@@ -1,6 +1,7 @@
 /**
  * What the server does with a loaded run: thin wrappers over the library (src/runs/), plus the
- * caches a long-running process wants (the test split's posteriors, the latent maps).
+ * caches a long-running process wants (the test split's index, shared with the CLI through the
+ * run's index cache; the latent maps).
  */
 import { type Dataset, imagesToFloat, pixelsOf } from '../data/dataset.js';
 import { loadDataset } from '../data/registry.js';
@@ -12,14 +13,15 @@ import type { ModelFile } from '../models/persist.js';
 import { annotateImage, checkCompatible, generateForLabel, labelIndex, loadImageModel, reconstruct, runDatasetName } from '../runs/runs.js';
 import { runWordVectors, splitQuery } from '../runs/words.js';
 import type { WordVectors } from '../text/word-vectors.js';
-import { KlIndex } from '../index/kl-index.js';
+import type { KlIndex } from '../index/kl-index.js';
+import { searchIndex } from '../runs/search-index.js';
 import type { Distance } from '../index/distances.js';
 import {
   type SplitPosteriors,
   decodeInterpolation,
-  encodeSplit,
-  encodeSplitGaussians,
+  imageQuery,
   indexQuery,
+  posteriorsOf,
   rankByDistance,
   generateFromQuery,
   queryDistribution,
@@ -37,6 +39,8 @@ export interface ServiceOptions {
   onNotice?: (msg: string) => void;
   /** Test images the latent map uses. */
   latentSample?: number;
+  /** false: never write the index cache file (pool workers: the main thread has written it). */
+  saveIndex?: boolean;
 }
 
 /**
@@ -69,7 +73,6 @@ export class ModelService {
   readonly channels: 1 | 3;
   readonly pixels: number;
   private posteriorsCache: SplitPosteriors | null = null;
-  private indexCache: KlIndex | null = null;
   private readonly latentCache = new Map<Method, Promise<LatentResponse>>();
 
   private constructor(
@@ -80,6 +83,7 @@ export class ModelService {
     private readonly latentSample: number,
     /** Word vectors of a run trained on them (null for one-hot runs): any word they know is a query. */
     private readonly vectors: WordVectors | null = null,
+    private readonly indexOptions: { onNotice?: (msg: string) => void; save?: boolean } = {},
   ) {
     this.height = dataset.height;
     this.width = dataset.width;
@@ -99,7 +103,7 @@ export class ModelService {
       if (!(e instanceof ProbsemError && e.code === 'WORD_VECTORS_MISMATCH')) throw e;
       o.onNotice?.(e.message);
     }
-    return new ModelService(model, meta, ds, runDir, o.latentSample ?? 2000, vectors);
+    return new ModelService(model, meta, ds, runDir, o.latentSample ?? 2000, vectors, { onNotice: o.onNotice, save: o.saveIndex });
   }
 
   get hasLabelEncoder(): boolean {
@@ -112,9 +116,17 @@ export class ModelService {
     }
   }
 
-  /** The test split's posteriors, encoded once. */
+  /**
+   * The test split's exact index: the run's cached one (search-index.ts), loaded or built on first
+   * use and then held; every search of this service goes through it.
+   */
+  get index(): KlIndex {
+    return searchIndex(this.runDir, this.model, this.meta, this.dataset, this.indexOptions);
+  }
+
+  /** The test split's posterior moments (latent maps, interpolation ends), read from the index. */
   get posteriors(): SplitPosteriors {
-    this.posteriorsCache ??= encodeSplit(this.model, this.dataset.test, this.pixels);
+    this.posteriorsCache ??= posteriorsOf(this.index);
     return this.posteriorsCache;
   }
 
@@ -246,23 +258,33 @@ export class ModelService {
     return splitQuery(this.meta, words);
   }
 
-  /** The test split's posteriors as an exact index, built on the first search by a distance other than kl. */
-  private get index(): KlIndex {
-    this.indexCache ??= KlIndex.build(encodeSplitGaussians(this.model, this.dataset.test, this.pixels));
-    return this.indexCache;
-  }
-
   retrieve(words: string[], k: number, distance: Distance = 'kl') {
     this.needLabelEncoder('retrieve images for words');
     const q = queryDistribution(this.model, this.meta, words, this.vectors);
     const r =
       distance === 'kl'
-        ? retrieveImages(this.model, this.dataset.test, this.pixels, q, k, { posteriors: this.posteriors })
+        ? retrieveImages(this.model, this.dataset.test, this.pixels, q, k, { index: this.index })
         : rankByDistance(this.model, this.dataset.test, this.pixels, indexQuery(q), k, distance, { index: this.index });
     return {
       labels: this.labelsOf(words),
       distance,
       results: r.ids.map((id, i) => ({ id, label: this.meta.classNames[r.labels[i]], kl: r.kl[i], ...(r.score ? { score: r.score[i] } : {}), url: `/api/images/${id}` })),
+    };
+  }
+
+  /** The k other test images closest to test image `id` (dissimilar: farthest), searched in the split's index. */
+  similar(id: number, k: number, distance: Distance = 'kl', dissimilar = false) {
+    const r = rankByDistance(this.model, this.dataset.test, this.pixels, imageQuery(this.model, this.testImage(id), this.pixels), k, distance, {
+      largest: dissimilar,
+      exclude: id,
+      index: this.index,
+    });
+    const label = (i: number) => this.meta.classNames[this.dataset.test.labels[i]];
+    return {
+      image: { id, label: label(id) },
+      distance,
+      dissimilar,
+      results: r.ids.map((x, i) => ({ id: x, label: label(x), kl: r.kl[i], ...(distance !== 'kl' ? { score: r.score![i] } : {}), url: `/api/images/${x}` })),
     };
   }
 

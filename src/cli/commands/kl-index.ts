@@ -1,13 +1,12 @@
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { ProbsemError } from '../../core/errors.js';
-import { datasetHash, pixelsOf } from '../../data/dataset.js';
 import { loadDataset } from '../../data/registry.js';
 import { ClickHouseStore } from '../../index/clickhouse.js';
 import { KlIndex, type QueryGaussian, type SearchHit } from '../../index/kl-index.js';
 import type { ModelFile } from '../../models/persist.js';
 import { DISTANCES, parseDistance } from '../../index/distances.js';
-import { encodeSplitGaussians, indexQuery } from '../../runs/retrieval.js';
+import { indexQuery } from '../../runs/retrieval.js';
+import { lastIndexSource, searchIndex } from '../../runs/search-index.js';
 import { checkCompatible, loadImageModel, runDatasetName } from '../../runs/runs.js';
 import { queryForWords, runWordVectors, splitQuery } from '../../runs/words.js';
 import { intOption, parse, strOption } from '../args.js';
@@ -75,30 +74,11 @@ async function build(argv: string[]): Promise<number> {
   const { model, meta } = loadImageModel(dir);
   const ds = await loadDataset(runDatasetName(meta, v.dataset as string | undefined, (m) => process.stderr.write(`note: ${m}\n`)), { dataDir: v.data as string | undefined });
   checkCompatible(meta, ds);
-  const s = ds[split];
   const t0 = performance.now();
-  const items = encodeSplitGaussians(model, s, pixelsOf(ds));
-  const perItem = s.labels2 ? 2 : 1;
-  const labels = new Int32Array(s.count * perItem);
-  for (let i = 0; i < s.count; i++) {
-    labels[i * perItem] = s.labels[i];
-    if (s.labels2) labels[i * perItem + 1] = s.labels2[i];
-  }
-  const index = KlIndex.build(items, {
-    labels: { perItem, values: labels },
-    meta: {
-      run: resolve(dir),
-      model: meta.model,
-      // What the index was built from, so a query can tell a run retrained in place (checkIndexRun).
-      runWeightsSha256: meta.weights.sha256,
-      ...(meta.contentSha256 ? { runContentSha256: meta.contentSha256 } : {}),
-      dataset: ds.name,
-      datasetHash: datasetHash(ds),
-      split,
-      classNames: ds.classNames,
-    },
-  });
+  // The run's own index of the split (search-index.ts): taken from its cache when still valid.
+  const index = searchIndex(dir, model, meta, ds, { split, onNotice: (m) => process.stderr.write(`note: ${m}\n`) });
   const encodeMs = performance.now() - t0;
+  const how = lastIndexSource() === 'built' ? '' : ' (from the run\'s index cache)';
   if (v.out !== undefined) index.save(String(v.out));
   let uploaded = '';
   if (v.store !== undefined) {
@@ -107,7 +87,7 @@ async function build(argv: string[]): Promise<number> {
     uploaded = `; uploaded ${r.rows} rows to ${v.store} in ${(r.ms / 1000).toFixed(1)} s`;
   }
   process.stdout.write(
-    `indexed ${index.count} ${index.kind === 'full' ? 'full-covariance' : 'diagonal'} posteriors (latent ${index.dim}) of ${ds.name} ${split} in ${(encodeMs / 1000).toFixed(1)} s` +
+    `indexed ${index.count} ${index.kind === 'full' ? 'full-covariance' : 'diagonal'} posteriors (latent ${index.dim}) of ${ds.name} ${split} in ${(encodeMs / 1000).toFixed(1)} s${how}` +
       (v.out !== undefined ? `; wrote ${v.out}` : '') +
       uploaded +
       '\n',

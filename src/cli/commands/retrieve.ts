@@ -7,6 +7,7 @@ import { indexQuery, rankByDistance, type RetrievalResult, retrieveAnyOf, retrie
 import { parseDistance } from '../../index/distances.js';
 import { DISTANCE_HELP, scoreText } from './kl-index.js';
 import { checkCompatible, loadImageModel } from '../../runs/runs.js';
+import { searchIndex } from '../../runs/search-index.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { classOfPhrase, phraseGaussians, phraseInputs, queryForWords, runWordVectors, splitQuery } from '../../runs/words.js';
 import { labelInputWidth } from '../../text/labels.js';
@@ -34,7 +35,10 @@ export const retrieveCommand: Command = {
                  likely labels are the query's words, most clearly (for label pairs on two-object
                  images: "trouser, bag")
   ${DISTANCE_HELP}
-                 (with --rank kl, without --any; the split's posteriors are indexed and searched exactly)
+                 (with --rank kl, without --any)
+                 Every ranking searches the split's exact index, encoded once and kept in the run
+                 directory (index-cache/; PROBSEM_INDEX_CACHE=DIR keeps it elsewhere, =off in memory
+                 only), so later searches of the same run and dataset skip encoding the images
   --dataset D    images to search (default: the test split of the run's dataset)
   --out FILE     write the images as a PNG grid, best first
   --json         print ids, labels and KL(q(z|words) ‖ q(z|x)) as JSON (and score, the
@@ -57,7 +61,8 @@ export const retrieveCommand: Command = {
     if (rank !== 'kl' && rank !== 'posterior' && rank !== 'margin') throw new ProbsemError(`--rank must be kl, posterior or margin, got '${rank}'`, 'BAD_OPTION');
     if (v.any && rank !== 'kl') throw new ProbsemError("--any ranks by each member's own KL; it does not combine with --rank posterior or margin", 'BAD_OPTION');
     if (distance !== 'kl' && (v.any || rank !== 'kl')) throw new ProbsemError(`--distance ${distance} ranks one query by that distance; it does not combine with --any or --rank ${rank}`, 'BAD_OPTION');
-    const { model, meta } = loadImageModel(strOption(v.run, 'run'));
+    const runDir = strOption(v.run, 'run');
+    const { model, meta } = loadImageModel(runDir);
     const words = [strOption(v.words, 'words')];
     const k = intOption(v.k, 'k', 20, 1, 10000);
     const entries = splitQuery(meta, words);
@@ -69,6 +74,7 @@ export const retrieveCommand: Command = {
     const ds = await loadDataset(strOption(v.dataset, 'dataset', meta.dataset?.name ?? 'fashion-mnist'), { dataDir: v.data as string | undefined });
     checkCompatible(meta, ds);
     const pixels = pixelsOf(ds);
+    const index = searchIndex(runDir, model, meta, ds, { onNotice: (m) => process.stderr.write(`note: ${m}\n`) });
     const competitors = rank === 'posterior' ? phraseGaussians(model, meta, meta.classNames, vectors).filter((_, c) => !entries.some((e) => classOfPhrase(meta, e) === c)) : [];
     const others = meta.classNames.filter((_, c) => !entries.some((e) => classOfPhrase(meta, e) === c));
     const marginLabels =
@@ -77,10 +83,10 @@ export const retrieveCommand: Command = {
         : undefined;
     const r: RetrievalResult & { members?: number[] } =
       distance !== 'kl'
-        ? rankByDistance(model, ds.test, pixels, indexQuery(query!), k, distance)
+        ? rankByDistance(model, ds.test, pixels, indexQuery(query!), k, distance, { index })
         : query
-          ? retrieveImages(model, ds.test, pixels, query, k, { rank, competitors, marginLabels })
-          : retrieveAnyOf(model, ds.test, pixels, members, k);
+          ? retrieveImages(model, ds.test, pixels, query, k, { rank, competitors, marginLabels, index })
+          : retrieveAnyOf(model, ds.test, pixels, members, k, { index });
     marginLabels?.inputs.dispose();
     if (v.out !== undefined) {
       const out = String(v.out);

@@ -37,7 +37,7 @@ export const serveCommand: Command = {
   --max-decode SIZE    largest decoded picture (pixels × channels × bytes per
                        sample, from its header; default ${d.maxDecodeBytes / 1024 / 1024}m)
   --max-n N            images per /api/generate (default ${d.maxN})
-  --max-k N            results per /api/retrieve (default ${d.maxK})
+  --max-k N            results per /api/retrieve and /api/similar (default ${d.maxK})
   --max-steps N        frames per /api/interpolate (default ${d.maxSteps})
   --concurrency N      model jobs at once: worker threads (default: cores, ${d.maxConcurrent})
   --per-connection N   jobs one connection may have waiting or running (default ${d.maxPerConnection})

@@ -9,6 +9,7 @@ import { imageQuery, rankByDistance, similarImages } from '../../runs/retrieval.
 import { parseDistance } from '../../index/distances.js';
 import { DISTANCE_HELP, scoreText } from './kl-index.js';
 import { checkCompatible, loadImageModel } from '../../runs/runs.js';
+import { searchIndex } from '../../runs/search-index.js';
 import { intOption, parse, strOption } from '../args.js';
 import { INVERT_HELP, INVERT_OPTIONS, invertChoice, readPicture } from './image.js';
 import type { Command } from './index.js';
@@ -41,7 +42,8 @@ ${INVERT_HELP}`,
     });
     const distance = parseDistance(v.distance);
     const invert = invertChoice(v);
-    const { model, meta } = loadImageModel(strOption(v.run, 'run'));
+    const runDir = strOption(v.run, 'run');
+    const { model, meta } = loadImageModel(runDir);
     const k = intOption(v.k, 'k', 20, 1, 10000);
     const ds = await loadDataset(strOption(v.dataset, 'dataset', meta.dataset?.name ?? 'fashion-mnist'), { dataDir: v.data as string | undefined });
     checkCompatible(meta, ds);
@@ -61,10 +63,12 @@ ${INVERT_HELP}`,
       if (!statSync(spec).isFile()) throw new ProbsemError(`--image ${spec} is not a file`, 'BAD_OPTION');
       image = await readPicture(spec, ds.height, ds.width, invert, ds.channels ?? 1);
     }
+    // The split's exact index, from the run's cache where it has one (retrieve --help).
+    const index = searchIndex(runDir, model, meta, ds, { onNotice: (m) => process.stderr.write(`note: ${m}\n`) });
     const r =
       distance === 'kl'
-        ? similarImages(model, ds.test, pixels, image, k, { dissimilar: Boolean(v.dissimilar), exclude })
-        : rankByDistance(model, ds.test, pixels, imageQuery(model, image, pixels), k, distance, { largest: Boolean(v.dissimilar), exclude });
+        ? similarImages(model, ds.test, pixels, image, k, { dissimilar: Boolean(v.dissimilar), exclude, index })
+        : rankByDistance(model, ds.test, pixels, imageQuery(model, image, pixels), k, distance, { largest: Boolean(v.dissimilar), exclude, index });
     const rows = r.ids.map((id, i) => ({ id, label: labelsOf(ds, id), kl: r.kl[i], ...(r.score ? { score: r.score[i] } : {}) }));
     if (v.out !== undefined) {
       const out = String(v.out);

@@ -25,7 +25,8 @@ export const SHIPPED_DATA_DIR = resolve(HERE, '..', '..', 'data');
 export const SHIPPED_SUBSET_DIR = join(SHIPPED_DATA_DIR, 'fashion-mnist-subset');
 export const DEBIAN_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
 
-export const DATASET_NAMES = ['fashion-mnist', 'fashion-mnist-subset', 'mnist', 'emoji'] as const;
+/** The IDX datasets found by name alone (emoji and the folder, manifest and CIFAR specs are named in the error's hint). */
+export const DATASET_NAMES = ['fashion-mnist', 'fashion-mnist-subset', 'mnist'] as const;
 
 export interface LoadOptions {
   /** Directory given by the user (--data). */

@@ -9,13 +9,13 @@
 import { parseArgs } from 'node:util';
 import { writeFileAtomicSync } from '../src/core/files.js';
 import { initBackend } from '../src/core/backend.js';
-import { pixelsOf } from '../src/data/dataset.js';
+import { imagesToFloat, pixelsOf } from '../src/data/dataset.js';
 import type { EmojiDataset } from '../src/data/emoji.js';
 import { loadDataset } from '../src/data/registry.js';
 import { KlIndex } from '../src/index/kl-index.js';
 import { splitLabelScores } from '../src/eval/metrics.js';
 import { classLabelInputs, loadImageModel, runDatasetName } from '../src/runs/runs.js';
-import { encodeSplitGaussians } from '../src/runs/retrieval.js';
+import { encodeSplitGaussians, imageQuery } from '../src/runs/retrieval.js';
 
 const { values: v } = parseArgs({ options: { run: { type: 'string' }, json: { type: 'string' } } });
 if (!v.run) throw new Error('--run DIR is required');
@@ -26,9 +26,7 @@ if (!ds.emoji) throw new Error(`${v.run} was not trained on the emoji dataset`);
 const pixels = pixelsOf(ds);
 
 const train = encodeSplitGaussians(model, ds.train, pixels);
-const test = encodeSplitGaussians(model, ds.test, pixels);
 const index = KlIndex.build(train);
-const dim = model.latentDim;
 let emoji1 = 0;
 let emoji10 = 0;
 let sub1 = 0;
@@ -36,19 +34,7 @@ let sub10 = 0;
 let withTwin = 0;
 const trainCodes = new Set(ds.emoji.train.hexcode);
 for (let i = 0; i < ds.test.count; i++) {
-  const mean = test.mean.subarray(i * dim, (i + 1) * dim);
-  const covariance = new Float64Array(dim * dim);
-  if (test.kind === 'diag') for (let d = 0; d < dim; d++) covariance[d * dim + d] = test.variance[i * dim + d];
-  else {
-    const l = test.scaleTril.subarray(i * dim * dim, (i + 1) * dim * dim);
-    for (let r = 0; r < dim; r++) for (let c = 0; c <= r; c++) {
-      let s = 0;
-      for (let t = 0; t <= c; t++) s += l[r * dim + t] * l[c * dim + t];
-      covariance[r * dim + c] = s;
-      covariance[c * dim + r] = s;
-    }
-  }
-  const hits = index.search({ mean, covariance }, 10);
+  const hits = index.search(imageQuery(model, imagesToFloat(ds.test, [i], pixels), pixels), 10);
   const code = ds.emoji.test.hexcode[i];
   const cls = ds.test.labels[i];
   if (trainCodes.has(code)) {

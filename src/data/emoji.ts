@@ -287,21 +287,17 @@ export async function loadEmoji(spec: string, o: EmojiLoadOptions = {}): Promise
   // Decode each style once, over every emoji it has, so train and test share the cache.
   const pixels = s.height * s.width * s.channels;
   const progress = { done: 0, total: 0 };
-  const styleFiles = new Map<EmojiStyle, string[]>();
+  const styleFiles = new Map<EmojiStyle, Set<string>>();
   for (const it of [...trainItems, ...testItems]) {
-    const list = styleFiles.get(it.style) ?? [];
-    if (!styleFiles.has(it.style)) styleFiles.set(it.style, list);
-    list.push(it.file);
+    if (!styleFiles.has(it.style)) styleFiles.set(it.style, new Set());
+    styleFiles.get(it.style)!.add(it.file);
   }
+  for (const files of styleFiles.values()) progress.total += files.size;
   const decoded = new Map<string, Uint8Array>();
-  for (const [style, list] of styleFiles) {
-    const unique = [...new Set(list)];
-    progress.total += unique.length;
-    styleFiles.set(style, unique);
-  }
-  for (const [style, unique] of styleFiles) {
-    const all = await stylePixels(unique, s, style, cat.versions[`emoji-datasource-${style}`], o, progress);
-    unique.forEach((f, i) => decoded.set(f, all.subarray(i * pixels, (i + 1) * pixels)));
+  for (const [style, files] of styleFiles) {
+    const list = [...files];
+    const all = await stylePixels(list, s, style, cat.versions[`emoji-datasource-${style}`], o, progress);
+    list.forEach((f, i) => decoded.set(f, all.subarray(i * pixels, (i + 1) * pixels)));
   }
 
   const build = (items: Item[]): Split => {

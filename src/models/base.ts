@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
+import { ProbsemError } from '../core/errors.js';
 import type { Rng } from '../core/random.js';
 import type { DiagGaussian, FullGaussian, Gaussian } from '../distributions/gaussian.js';
 import type { ParamSet } from '../nn/params.js';
@@ -175,4 +176,14 @@ export function splitMoments(h: tf.Tensor2D, k: number): [tf.Tensor2D, tf.Tensor
 export function lossOf(model: Trainable, batch: Batch, step: number): LossResult {
   const phase = model.phase?.(step) ?? 'train';
   return tfObjective((o) => model.objective(o, phase), model.params, batch, step);
+}
+
+/** A model config checked against its schema (defaults filled in), or an error naming each bad field. */
+export function parseModelConfig<S extends z.ZodTypeAny>(schema: S, config: unknown, name: string): z.infer<S> {
+  const parsed = schema.safeParse(config);
+  if (!parsed.success) {
+    const msg = parsed.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`).join('; ');
+    throw new ProbsemError(`invalid ${name} config: ${msg}`, 'BAD_OPTION');
+  }
+  return parsed.data;
 }

@@ -22,7 +22,7 @@ import type { Rng } from '../core/random.js';
 import { Mlp } from '../nn/mlp.js';
 import { ParamSet } from '../nn/params.js';
 import type { Objective, Ops } from '../ops/types.js';
-import type { Trainable } from './base.js';
+import { type Trainable, parseModelConfig } from './base.js';
 
 const positiveInt = z.number().int().positive();
 
@@ -195,10 +195,5 @@ export class Dcca implements Trainable {
 
 /** Builds a Deep CCA from a config, with the schema's defaults and a clear error for a bad one. */
 export function createDcca(config: unknown, rng: Rng): Dcca {
-  const parsed = DccaConfigSchema.safeParse(config);
-  if (!parsed.success) {
-    const msg = parsed.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`).join('; ');
-    throw new ProbsemError(`invalid dcca config: ${msg}`, 'BAD_OPTION');
-  }
-  return new Dcca(parsed.data, rng);
+  return new Dcca(parseModelConfig(DccaConfigSchema, config, 'dcca'), rng);
 }

@@ -16,7 +16,7 @@ import { ParamSet } from '../nn/params.js';
 import { plainTfOps } from '../ops/tfjs.js';
 import { accuracyTerm } from '../distributions/objective.js';
 import type { Objective, Ops } from '../ops/types.js';
-import type { Trainable } from './base.js';
+import { type Trainable, parseModelConfig } from './base.js';
 
 /** s(v, f): dot product (DeViSE's), cosine, or negative squared Euclidean distance. */
 export const DEVISE_SIMILARITIES = ['dot', 'cosine', 'l2'] as const;
@@ -98,15 +98,7 @@ export class Devise implements Trainable {
   /** Mean over the batch of the hinge rank loss against the training classes. */
   objective<T>(o: Ops<T>): Objective<T> {
     const cPrime = this.trainClasses.length;
-    const mask = o.host([o.rows, cPrime], [], (_v, ctx) => {
-      const target = new Float32Array(ctx.rows * cPrime);
-      ctx.labels.forEach((c, i) => {
-        const pos = this.position[c];
-        if (pos < 0) throw new ProbsemError(`DeViSE: class ${c} is held out but appears in a training batch`, 'BAD_OPTION');
-        target[i * cPrime + pos] = 1;
-      });
-      return target;
-    });
+    const mask = ownClassMask(o, this.position, cPrime, 'DeViSE');
     const vectors = o.constant(this.trainVectors.dataSync() as Float32Array, [cPrime, this.config.labelDim], 'devise-train-vectors');
     const s = similarityMatrix(o, this.encoder.run(o, o.input('x')), vectors, this.config.similarity);
     const sy = o.sum(o.mul(s, mask), 1);
@@ -144,12 +136,23 @@ export function squaredDistanceMatrix<T>(o: Ops<T>, f: T, v: T): T {
   return o.add(o.sub(ff, o.affine(o.matMul(f, v, false, true), 2)), vv);
 }
 
+/**
+ * The batch's own-class indicator over the training classes, [rows, C'] (`position`: each class's
+ * index among them, −1 for a held-out class, which must not appear in a training batch).
+ */
+export function ownClassMask<T>(o: Ops<T>, position: Int32Array, cPrime: number, model: string): T {
+  return o.host([o.rows, cPrime], [], (_v, ctx) => {
+    const mask = new Float32Array(ctx.rows * cPrime);
+    ctx.labels.forEach((c, i) => {
+      const pos = position[c];
+      if (pos < 0) throw new ProbsemError(`${model}: class ${c} is held out but appears in a training batch`, 'BAD_OPTION');
+      mask[i * cPrime + pos] = 1;
+    });
+    return mask;
+  });
+}
+
 /** Builds a DeViSE from a config, with the schema's defaults and a clear error for a bad one. */
 export function createDevise(config: unknown, rng: Rng): Devise {
-  const parsed = DeviseConfigSchema.safeParse(config);
-  if (!parsed.success) {
-    const msg = parsed.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`).join('; ');
-    throw new ProbsemError(`invalid devise config: ${msg}`, 'BAD_OPTION');
-  }
-  return new Devise(parsed.data, rng);
+  return new Devise(parseModelConfig(DeviseConfigSchema, config, 'devise'), rng);
 }

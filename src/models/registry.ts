@@ -2,7 +2,7 @@
 import type { ZodTypeAny } from 'zod';
 import { ProbsemError } from '../core/errors.js';
 import { Rng } from '../core/random.js';
-import type { Trainable } from './base.js';
+import { type Trainable, parseModelConfig } from './base.js';
 import { Vae, VaeConfigSchema } from './vae.js';
 import { Pse, PseConfigSchema, preparePseRun } from './pse.js';
 import { PseStar, PseStarConfigSchema } from './pse-star.js';
@@ -89,12 +89,7 @@ export function getModelEntry(name: string): ModelEntry {
 /** Validates `config` against the model's schema (filling defaults) and builds the model. */
 export function createModel(name: string, config: unknown, seed: number): Trainable {
   const entry = getModelEntry(name);
-  const parsed = entry.schema.safeParse(config);
-  if (!parsed.success) {
-    const msg = parsed.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`).join('; ');
-    throw new ProbsemError(`invalid ${name} config: ${msg}`, 'BAD_OPTION');
-  }
-  return entry.create(parsed.data, Rng.for(seed, 'init', name));
+  return entry.create(parseModelConfig(entry.schema, config, name), Rng.for(seed, 'init', name));
 }
 
 registerModel('vae', {

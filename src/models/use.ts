@@ -23,8 +23,8 @@ import { Mlp } from '../nn/mlp.js';
 import { ParamSet } from '../nn/params.js';
 import { accuracyTerm } from '../distributions/objective.js';
 import type { Objective, Ops } from '../ops/types.js';
-import type { Trainable } from './base.js';
-import { ClassVectorFields, squaredDistanceMatrix } from './devise.js';
+import { type Trainable, parseModelConfig } from './base.js';
+import { ClassVectorFields, ownClassMask, squaredDistanceMatrix } from './devise.js';
 
 const positiveInt = z.number().int().positive();
 
@@ -127,15 +127,7 @@ export class Use implements Trainable {
     const zs = this.imageNet.run(o, o.input('x'));
     const u = o.matMul(o.constant(this.trainVectors, [cPrime, this.config.labelDim], 'use-train-vectors'), o.param('labelMap.w'));
     const dist = squaredDistanceMatrix(o, zs, u);
-    const own = o.host([o.rows, cPrime], [], (_v, ctx) => {
-      const m = new Float32Array(ctx.rows * cPrime);
-      ctx.labels.forEach((k, i) => {
-        const pos = this.position[k];
-        if (pos < 0) throw new ProbsemError(`use: class ${k} is held out but appears in a training batch`, 'BAD_OPTION');
-        m[i * cPrime + pos] = 1;
-      });
-      return m;
-    });
+    const own = ownClassMask(o, this.position, cPrime, 'use');
     const dOwn = o.sum(o.mul(dist, own), 1);
     const hinge = (d: T, mask: T) => o.affine(o.sum(o.mul(o.unary('relu', o.affine(o.sub(d, dist), 1, margin)), mask)), 1 / o.rows);
     const classHinge = hinge(dOwn, o.affine(own, -1, 1));
@@ -188,10 +180,5 @@ export class Use implements Trainable {
 
 /** Builds a USE from a config, with the schema's defaults and a clear error for a bad one. */
 export function createUse(config: unknown, rng: Rng): Use {
-  const parsed = UseConfigSchema.safeParse(config);
-  if (!parsed.success) {
-    const msg = parsed.error.issues.map((i) => `${i.path.join('.') || 'config'}: ${i.message}`).join('; ');
-    throw new ProbsemError(`invalid use config: ${msg}`, 'BAD_OPTION');
-  }
-  return new Use(parsed.data, rng);
+  return new Use(parseModelConfig(UseConfigSchema, config, 'use'), rng);
 }

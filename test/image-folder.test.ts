@@ -1,7 +1,7 @@
 /** Datasets from a user's own pictures: folder:DIR and manifest:FILE (src/data/image-folder.ts). */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -77,7 +77,12 @@ test('folder: a class per subfolder, a seeded per-class split, unreadable pictur
   const pointers = cacheEntries.filter((f) => f.startsWith('files-') && f.endsWith('.key'));
   assert.equal(pointers.length, 1);
   assert.equal(readFileSync(join(cache, 'datasets', pointers[0]), 'utf8').trim(), cacheEntries.find((f) => !f.endsWith('.key')));
-  writeFileSync(join(cache, 'datasets', pointers[0]), '../../etc');
+  // A pointer that is not a cache key (here a path to a look-alike decode elsewhere) is never followed.
+  const decoy = join(cache, 'decoy');
+  cpSync(join(cache, 'datasets', cacheEntries.find((f) => !f.endsWith('.key'))!), decoy, { recursive: true });
+  const decoyMeta = JSON.parse(readFileSync(join(decoy, 'dataset.json'), 'utf8'));
+  writeFileSync(join(decoy, 'dataset.json'), JSON.stringify({ ...decoyMeta, classNames: [...decoyMeta.classNames].reverse() }));
+  writeFileSync(join(cache, 'datasets', pointers[0]), '../decoy');
   const viaContent = (await loadDataset(`folder:${join(root, 'pics')}`, { onProgress: () => assert.fail('decoded again') })) as ImageDataset;
   assert.equal(datasetHash(viaContent), datasetHash(ds));
   assert.match(readFileSync(join(cache, 'datasets', pointers[0]), 'utf8'), /^[0-9a-f]{24}\n$/, 'the pointer is rewritten');

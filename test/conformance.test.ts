@@ -187,7 +187,7 @@ for (const [label, [extra, labelDim]] of [...firstCase, ...decoderLifecycle]) {
 // still annotate at ~0.3, where a few test images decide the comparison).
 // Layers a quarter of the defaults' width: the comparison is between engines, not of the models'
 // capacity, and the tfjs engine at full width made these the suite's slowest tests.
-const SMALL = { encoderHidden: [128, 32], decoderHidden: [32, 128] };
+const QUARTER_WIDTH = { encoderHidden: [128, 32], decoderHidden: [32, 128] };
 const realRuns: [string, object, number][] = [
   ['pse-star', { classifierHidden: [128, 32] }, 0.7],
   ['trelbo', { labelLrScale: 10 }, 0.35],
@@ -198,7 +198,7 @@ const realRuns: [string, object, number][] = [
 for (const [name, extra, minAcc] of realRuns) {
   test(`${name}: tape and tfjs engines train to the same place (same seed, 300 steps, annotation within 2 points)`, async () => {
     const run = async (engine: 'fast' | 'tfjs') => {
-      const m = createModel(name, { inputDim: 784, numClasses: 10, latent: 10, ...SMALL, ...extra }, 0) as unknown as ImageModel & Trainable;
+      const m = createModel(name, { inputDim: 784, numClasses: 10, latent: 10, ...QUARTER_WIDTH, ...extra }, 0) as unknown as ImageModel & Trainable;
       const r = await train(m, ds.train, SHAPE, { steps: 300, batchSize: 100, lr: 1e-3, seed: 0, engine });
       return { r, acc: annotationAccuracy(m, ds.test, 784, oneHotLabelInputs(10)) };
     };

@@ -10,20 +10,10 @@
 import { ClickHouseStore } from '../src/index/clickhouse.js';
 import { startLocalClickHouseCluster } from '../src/index/clickhouse-server.js';
 import { KlIndex, type QueryGaussian, type SearchHit } from '../src/index/kl-index.js';
-import { randomDiagItems, randomQueries } from './index.js';
+import { median, randomDiagItems, randomQueries, type IndexBenchOptions } from './index.js';
 
-export interface ShardBenchOptions {
-  items?: number;
-  dim?: number;
-  k?: number;
-  /** Single queries timed, after 2 warm-up queries. */
-  queries?: number;
-  batchSize?: number;
-  /** Batches timed, after one warm-up batch. */
-  batches?: number;
-  seed?: number;
-  log?: (m: string) => void;
-}
+/** items, dim, k, queries (single queries timed after 2 warm-ups), batchSize, batches (timed after one warm-up batch), seed, log. */
+export type ShardBenchOptions = Pick<IndexBenchOptions, 'items' | 'dim' | 'k' | 'queries' | 'batchSize' | 'batches' | 'seed' | 'log'>;
 
 export interface ShardBenchRow {
   shards: number;
@@ -46,10 +36,6 @@ export interface ShardBenchResult {
   rows: ShardBenchRow[];
 }
 
-const median = (a: number[]) => {
-  const s = [...a].sort((x, y) => x - y);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const same = (a: SearchHit[], b: SearchHit[]) => a.length === b.length && a.every((h, i) => h.index === b[i].index && h.kl === b[i].kl);
 
 export async function runShardBench(o: ShardBenchOptions = {}): Promise<ShardBenchResult> {

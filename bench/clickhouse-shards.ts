@@ -9,8 +9,8 @@
  */
 import { ClickHouseStore } from '../src/index/clickhouse.js';
 import { startLocalClickHouseCluster } from '../src/index/clickhouse-server.js';
-import { KlIndex, type QueryGaussian, type SearchHit } from '../src/index/kl-index.js';
-import { median, randomDiagItems, randomQueries, type IndexBenchOptions } from './index.js';
+import { bruteForceKl, KlIndex, type ItemGaussians, type QueryGaussian, type SearchHit } from '../src/index/kl-index.js';
+import { median, randomDiagItems, randomQueries, topK, type IndexBenchOptions } from './index.js';
 
 /** items, dim, k, queries (single queries timed after 2 warm-ups), batchSize, batches (timed after one warm-up batch), seed, log. */
 export type ShardBenchOptions = Pick<IndexBenchOptions, 'items' | 'dim' | 'k' | 'queries' | 'batchSize' | 'batches' | 'seed' | 'log'>;
@@ -33,10 +33,19 @@ export interface ShardBenchResult {
   k: number;
   batchSize: number;
   buildSeconds: number;
+  /** Queries whose hits were compared with the reference. */
+  checkedQueries: number;
+  reference: 'index' | 'brute force';
   rows: ShardBenchRow[];
 }
 
-const same = (a: SearchHit[], b: SearchHit[]) => a.length === b.length && a.every((h, i) => h.index === b[i].index && h.kl === b[i].kl);
+const same = (a: SearchHit[], b: SearchHit[] | null) => b === null || (a.length === b.length && a.every((h, i) => h.index === b[i].index && h.kl === b[i].kl));
+
+/** Exact top k by KL, ties by position, as the index orders them. */
+function bruteTop(items: ItemGaussians, q: QueryGaussian, k: number): SearchHit[] {
+  const kl = bruteForceKl(items, q);
+  return topK(kl, k).map((index) => ({ index, id: index, kl: kl[index], score: kl[index] }));
+}
 
 export async function runShardBench(o: ShardBenchOptions = {}): Promise<ShardBenchResult> {
   const n = o.items ?? 1_000_000;
@@ -48,12 +57,18 @@ export async function runShardBench(o: ShardBenchOptions = {}): Promise<ShardBen
   const seed = o.seed ?? 1;
   const log = o.log ?? ((m: string) => process.stderr.write(m + '\n'));
   const t0 = performance.now();
-  const index = KlIndex.build(randomDiagItems(n, dim, seed));
-  const buildSeconds = (performance.now() - t0) / 1000;
-  log(`clickhouse shards: ${n} items of dimension ${dim} indexed in ${buildSeconds.toFixed(1)} s`);
+  const items = randomDiagItems(n, dim, seed);
   // Queries as a diagonal model's: the covariance's diagonal only.
   const qs: QueryGaussian[] = randomQueries(2 + nq + bs * (nb + 1), dim, seed + 1).map((q) => ({ mean: q.mean, covariance: Array.from(q.covariance, (v, j) => (j % (dim + 1) === 0 ? v : 0)) }));
-  const want = index.searchBatch(qs, k);
+  // The reference: the in-process index where its kernel table fits (~6M items at d = 20), else
+  // the brute force on 3 single queries and each batch's first query (seconds per query at 10M).
+  const fits = n * (2 * dim + 1) * 4 <= 900 * 2 ** 20;
+  const checked = fits ? qs.map((_, i) => i) : [2, 3, 4, ...Array.from({ length: nb + 1 }, (_, b) => 2 + nq + b * bs)];
+  const want: (SearchHit[] | null)[] = qs.map(() => null);
+  if (fits) KlIndex.build(items).searchBatch(qs, k).forEach((h, i) => (want[i] = h));
+  else for (const i of checked) want[i] = bruteTop(items, qs[i], k);
+  const buildSeconds = (performance.now() - t0) / 1000;
+  log(`clickhouse shards: ${n} items of dimension ${dim}; reference hits of ${checked.length} queries (${fits ? 'index' : 'brute force'}) in ${buildSeconds.toFixed(1)} s`);
   const cluster = await startLocalClickHouseCluster({ shards: 2 });
   try {
     const head = cluster.servers[0];
@@ -62,7 +77,7 @@ export async function runShardBench(o: ShardBenchOptions = {}): Promise<ShardBen
     for (const shards of [1, 2]) {
       const url = head.url(`probsem_bench.s${shards}`);
       const store = await ClickHouseStore.open(url, shards > 1 ? { cluster: { name: cluster.name, shards: cluster.shardHosts } } : {});
-      const up = await store.upload(index, { replace: true });
+      const up = await store.uploadGaussians(items, { replace: true });
       log(`clickhouse shards: ${shards} shard(s): uploaded in ${(up.ms / 1000).toFixed(1)} s`);
       const reader = await ClickHouseStore.open(url);
       let ok = true;
@@ -100,7 +115,7 @@ export async function runShardBench(o: ShardBenchOptions = {}): Promise<ShardBen
       rows.push(row);
       await store.drop();
     }
-    return { server, items: n, dim, k, batchSize: bs, buildSeconds: +buildSeconds.toFixed(2), rows };
+    return { server, items: n, dim, k, batchSize: bs, buildSeconds: +buildSeconds.toFixed(2), checkedQueries: checked.length, reference: fits ? 'index' : 'brute force', rows };
   } finally {
     await cluster.stop();
   }

@@ -192,6 +192,8 @@ test('ClickHouse store: upload, count and exact search equal the in-process inde
       await rejectsCode(store.search(randomQueries(1, 8, 132)[0], 0), 'BAD_OPTION', /k must be a positive integer/);
       const other = KlIndex.build(randomDiagItems(10, 5, 133));
       await rejectsCode(store.upload(other), 'EXISTS', /already exists \(5000 diag Gaussians of dimension 8; this index: 10 of dimension 5\)/);
+      await rejectsCode(store.uploadGaussians({ kind: 'diag', dim: 2, count: 2, mean: new Float32Array(4), variance: Float32Array.of(1, 1, 0, 1) }), 'BAD_INPUT', /item 1: variance\[0\] is 0 \(must be positive/);
+      await rejectsCode(store.uploadGaussians({ kind: 'diag', dim: 2, count: 2, mean: new Float32Array(3), variance: new Float32Array(4) }), 'SHAPE', /mean has 3 values for 2 items of dimension 2/);
       await store.upload(other, { replace: true });
       assert.equal(await store.count(), 10);
       assert.equal((await store.info()).dim, 5);

@@ -244,9 +244,28 @@ export class ClickHouseStore {
    * (default 50,000), then the metadata. An existing table is an error unless `replace`.
    */
   async upload(index: KlIndex, opts: { replace?: boolean; batchRows?: number } = {}): Promise<{ rows: number; ms: number }> {
-    const t0 = performance.now();
     const items = INDEX_ITEMS.get(index);
     if (!items) throw new ProbsemError('upload expects a KlIndex', 'BAD_INPUT');
+    return this.uploadGaussians(items, { ...opts, ids: index.ids, labels: index.labels ?? undefined, meta: index.meta });
+  }
+
+  /**
+   * Stores Gaussians without building a KlIndex first, whose kernel table caps it at ~1 GiB
+   * (6M diagonal items of dimension 20): what a table larger than one process's index takes.
+   * Checks shapes and that every value is finite and every variance (or factor diagonal) positive.
+   */
+  async uploadGaussians(
+    items: ItemGaussians,
+    opts: { replace?: boolean; batchRows?: number; ids?: Int32Array; labels?: { perItem: number; values: Int32Array }; meta?: Record<string, unknown> } = {},
+  ): Promise<{ rows: number; ms: number }> {
+    const t0 = performance.now();
+    checkGaussians(items);
+    const count = items.count;
+    const ids = opts.ids ?? Int32Array.from({ length: count }, (_, i) => i);
+    if (ids.length !== count) throw new ProbsemError(`ids has ${ids.length} values for ${count} items`, 'SHAPE');
+    const labels = opts.labels;
+    if (labels && labels.values.length !== count * labels.perItem) throw new ProbsemError(`labels has ${labels.values.length} values for ${count} items × ${labels.perItem}`, 'SHAPE');
+    const index = { count, dim: items.dim, ids, labels, meta: opts.meta ?? {} };
     const name = `${this.address.database}.${this.address.table}`;
     if (await this.exists()) {
       if (!opts.replace) {
@@ -454,6 +473,25 @@ function dimTerms(distance: Distance, p: PreparedQuery, dim: number): { score: s
   const args = `mean, spread, ${sqlArray(p.mean)}, ${sqlArray(Array.from({ length: dim }, (_, j) => p.cov[j * dim + j]))}`;
   const sum = (body: string) => `arraySum(arrayMap((m, v, a, s) -> ${body}, ${args}))`;
   return { score: sum(t.f), err: `(${floatLiteral(h)} * ${sum(t.g)})` };
+}
+
+/** Shapes, finite values and positive variances (or Cholesky diagonals) of items to upload. */
+function checkGaussians(items: ItemGaussians): void {
+  const { kind, dim, count } = items ?? ({} as ItemGaussians);
+  if ((kind !== 'diag' && kind !== 'full') || !(Number.isInteger(dim) && dim >= 1) || !(Number.isInteger(count) && count >= 0)) {
+    throw new ProbsemError('items must be { kind: "diag" | "full", dim ≥ 1, count ≥ 0, mean, variance | scaleTril }', 'BAD_INPUT');
+  }
+  const spread = items.kind === 'diag' ? items.variance : items.scaleTril;
+  const per = kind === 'diag' ? dim : dim * dim;
+  if (items.mean?.length !== count * dim) throw new ProbsemError(`mean has ${items.mean?.length} values for ${count} items of dimension ${dim}`, 'SHAPE');
+  if (spread?.length !== count * per) throw new ProbsemError(`${kind === 'diag' ? 'variance' : 'scaleTril'} has ${spread?.length} values, expected ${count * per}`, 'SHAPE');
+  for (let i = 0; i < items.mean.length; i++) if (!Number.isFinite(items.mean[i])) throw new ProbsemError(`item ${Math.floor(i / dim)}: mean[${i % dim}] is ${items.mean[i]}`, 'BAD_INPUT');
+  for (let i = 0; i < count; i++) {
+    for (let j = 0; j < dim; j++) {
+      const v = kind === 'diag' ? spread[i * dim + j] : spread[i * per + j * dim + j];
+      if (!(v > 0 && Number.isFinite(v))) throw new ProbsemError(`item ${i}: ${kind === 'diag' ? 'variance' : 'scale_tril diagonal'}[${j}] is ${v} (must be positive and finite)`, 'BAD_INPUT');
+    }
+  }
 }
 
 function parseJson(text: string, name: string): Record<string, unknown> {

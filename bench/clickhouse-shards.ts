@@ -111,7 +111,7 @@ export async function runShardBench(o: ShardBenchOptions = {}): Promise<ShardBen
         meanCandidatesPerQuery: Math.round(cand),
         sameAsIndex: ok,
       };
-      log(`clickhouse shards: ${shards} shard(s): single ${row.singleMedianMs} ms, batched (${bs}) ${row.batchedMedianMsPerQuery} ms per query; hits ${ok ? 'equal' : 'DIFFER FROM'} the index's`);
+      log(`clickhouse shards: ${shards} shard(s): single ${row.singleMedianMs} ms, batched (${bs}) ${row.batchedMedianMsPerQuery} ms per query; hits ${ok ? 'equal' : 'DIFFER FROM'} the reference's`);
       rows.push(row);
       await store.drop();
     }

@@ -156,7 +156,7 @@ export function topK(values: Float64Array, k: number, largest = false, exclude =
   return idx.slice(0, k);
 }
 
-const median = (a: number[]) => {
+export const median = (a: number[]) => {
   const s = [...a].sort((x, y) => x - y);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };

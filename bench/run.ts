@@ -24,7 +24,8 @@
  * --engine auto|fast|tfjs, --memory-steps N (20000; 0 skips), --no-eval, --only index (only the
  * index benchmark), --only tsne (only the t-SNE benchmark), --index-items N (1000000), --index-dim K
  * (20; the issue's second anchor point is 64), --no-faiss (skip the FAISS anchor of the index),
- * --no-clickhouse (skip its ClickHouse part).
+ * --no-clickhouse (skip its ClickHouse part), --only clickhouse (one ClickHouse shard against two behind
+ * a Distributed table, bench/clickhouse-shards.ts) with --ch-items N (1000000) and --ch-dim K (20).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { spawnSync } from 'node:child_process';
@@ -42,6 +43,7 @@ import { createModel } from '../src/models/registry.js';
 import { annotationAccuracy, oneHotLabelInputs } from '../src/eval/metrics.js';
 import { createStepEngine, type EngineChoice } from '../src/train/trainer.js';
 import { runIndexBench } from './index.js';
+import { runShardBench } from './clickhouse-shards.js';
 import { runTsneBench } from './tsne.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -60,6 +62,8 @@ const { values: opt } = parseArgs({
     only: { type: 'string' },
     'index-items': { type: 'string', default: '1000000' },
     'index-dim': { type: 'string', default: '20' },
+    'ch-items': { type: 'string', default: '1000000' },
+    'ch-dim': { type: 'string', default: '20' },
     'no-faiss': { type: 'boolean', default: false },
     'no-clickhouse': { type: 'boolean', default: false },
   },
@@ -107,12 +111,15 @@ const save = (result: { date: string; [key: string]: unknown }, name: string) =>
 };
 
 if (opt.only !== undefined) {
-  if (opt.only !== 'index' && opt.only !== 'tsne') {
-    process.stderr.write(`--only: unknown benchmark "${opt.only}" (known: index, tsne)\n`);
+  if (opt.only !== 'index' && opt.only !== 'tsne' && opt.only !== 'clickhouse') {
+    process.stderr.write(`--only: unknown benchmark "${opt.only}" (known: index, tsne, clickhouse)\n`);
     process.exit(2);
   }
   const date = new Date().toISOString();
-  if (opt.only === 'tsne') {
+  if (opt.only === 'clickhouse') {
+    const clickhouse = await runShardBench({ items: Number(opt['ch-items']), dim: Number(opt['ch-dim']), log });
+    save({ benchmark: 'ClickHouse: one shard against a Distributed table over two', date, machine, clickhouse }, 'bench-clickhouse');
+  } else if (opt.only === 'tsne') {
     const tsne = await runTsneBench({ log });
     save({ benchmark: 't-SNE of 10,000 points', date, machine, tsne }, 'bench-tsne');
   } else {

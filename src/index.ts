@@ -55,7 +55,7 @@ export { SparseAe, SparseAeConfigSchema, sparsityPenalty } from './models/sparse
 export { BimodalAe, BimodalAeConfigSchema, prepareBimodalRun } from './models/bimodal-ae.js';
 export { parsePairedSpec, makePairedDataset, type PairedOptions } from './data/paired.js';
 export { DISTANCES, DISTANCE_INFO, type Distance, type DistanceInfo } from './index/distances.js';
-export { embedSplit, type EmbedOptions, type EmbedResult } from './runs/embed.js';
+export { embedSplit, type EmbedFormat, type EmbedOptions, type EmbedResult } from './runs/embed.js';
 export { NpyWriter, readNpy, type NpyDtype } from './data/npy.js';
 export { KlIndex, bruteForceKl, bruteForceScores, type ItemGaussians, type QueryGaussian as KlQuery, type SearchHit, type SearchOptions } from './index/kl-index.js';
 export { ClickHouseStore, parseClickHouseUrl } from './index/clickhouse.js';

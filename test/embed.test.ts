@@ -19,6 +19,20 @@ const tmp = () => mkdtempSync(join(tmpdir(), 'probsem-embed-'));
 /** Debian's numpy (python3-numpy), where installed: the reader the format is for. */
 const PYTHON = '/usr/bin/python3';
 const hasNumpy = existsSync(PYTHON) && spawnSync(PYTHON, ['-c', 'import numpy'], { encoding: 'utf8' }).status === 0;
+/** pandas with a Parquet engine (pyarrow or fastparquet), where installed: Debian 12 packages neither engine. */
+const hasPandasParquet =
+  existsSync(PYTHON) && spawnSync(PYTHON, ['-c', 'import pandas, importlib.util as u, sys; sys.exit(0 if u.find_spec("pyarrow") or u.find_spec("fastparquet") else 1)'], { encoding: 'utf8' }).status === 0;
+
+/** A Parquet file's rows and metadata, read by hyparquet (the reader paired with the writer). */
+async function readParquet(path: string) {
+  const { parquetMetadata, parquetReadObjects } = await import('hyparquet');
+  const b = readFileSync(path);
+  const file = b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+  const md = parquetMetadata(file);
+  const rows = (await parquetReadObjects({ file })) as { id: number; labels: number[]; label_names: string[]; mean: number[]; variance?: number[]; scale_tril?: number[] }[];
+  const meta = JSON.parse(md.key_value_metadata?.find((kv) => kv.key === 'probsem')?.value ?? 'null');
+  return { rows, meta, rowGroups: md.row_groups.length, schema: md.schema.map((e) => e.name) };
+}
 
 /** The first n images of a split, so the tests encode little. */
 function head(s: Split, n: number, pixels: number): Split {
@@ -49,7 +63,7 @@ test('npy header: numpy\'s dict, 64-byte aligned, a trailing comma for one dimen
   over.abort();
 });
 
-test('embed streams diagonal and full-covariance posteriors to .npy and JSON lines that read back exactly (and load in numpy where installed)', async (t) => {
+test('embed streams diagonal and full-covariance posteriors to .npy, JSON lines and Parquet that read back exactly (and load in numpy and pandas where installed)', async (t) => {
   await setupBackend();
   const ds = await loadDataset('fashion-mnist-subset');
   const pixels = pixelsOf(ds);
@@ -63,7 +77,7 @@ test('embed streams diagonal and full-covariance posteriors to .npy and JSON lin
     assert.equal(want.kind, kind);
     const dir = join(tmp(), 'emb');
     // 230 images in batches of 100: the last batch is short.
-    const r = embedSplit(model, split, pixels, { out: dir, format: 'npy', batch: 100, classNames: ds.classNames, meta: { split: 'test' } });
+    const r = await embedSplit(model, split, pixels, { out: dir, format: 'npy', batch: 100, classNames: ds.classNames, meta: { split: 'test' } });
     assert.equal(r.count, 230);
     const spreadFile = kind === 'diag' ? 'variance.npy' : 'scale_tril.npy';
     assert.deepEqual(readdirSync(dir).sort(), ['ids.npy', 'labels.npy', 'mean.npy', 'meta.json', spreadFile].sort());
@@ -81,7 +95,7 @@ test('embed streams diagonal and full-covariance posteriors to .npy and JSON lin
     assert.deepEqual(meta.classNames, ds.classNames);
     // JSON lines: every value reads back as the same float32.
     const file = join(tmp(), 'emb.jsonl');
-    embedSplit(model, split, pixels, { out: file, format: 'jsonl', batch: 64, classNames: ds.classNames });
+    await embedSplit(model, split, pixels, { out: file, format: 'jsonl', batch: 64, classNames: ds.classNames });
     const lines = readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l));
     assert.equal(lines.length, 230);
     lines.forEach((row, i) => {
@@ -93,6 +107,37 @@ test('embed streams diagonal and full-covariance posteriors to .npy and JSON lin
       const ref = want.kind === 'diag' ? want.variance.subarray(i * want.dim, (i + 1) * want.dim) : want.scaleTril.subarray(i * want.dim ** 2, (i + 1) * want.dim ** 2);
       assert.deepEqual(Float32Array.from(flat), ref);
     });
+    // Parquet: 230 rows in row groups of 64 (the last short), read back exactly.
+    const pq = join(tmp(), 'emb.parquet');
+    await embedSplit(model, split, pixels, { out: pq, format: 'parquet', batch: 50, rowGroupRows: 64, classNames: ds.classNames, meta: { split: 'test' } });
+    const got = await readParquet(pq);
+    assert.equal(got.rowGroups, 4);
+    assert.deepEqual(got.schema.filter((n) => !['list', 'element'].includes(n)), ['schema', 'id', 'labels', 'label_names', 'mean', kind === 'diag' ? 'variance' : 'scale_tril']);
+    assert.deepEqual([got.meta.format, got.meta.kind, got.meta.count, got.meta.dim, got.meta.split], ['probsem-embed', kind, 230, want.dim, 'test']);
+    assert.deepEqual(got.meta.classNames, ds.classNames);
+    assert.equal(got.rows.length, 230);
+    got.rows.forEach((row, i) => {
+      assert.equal(row.id, i);
+      assert.deepEqual(row.labels, [split.labels[i]]);
+      assert.deepEqual(row.label_names, [ds.classNames[split.labels[i]]]);
+      assert.deepEqual(Float32Array.from(row.mean), want.mean.subarray(i * want.dim, (i + 1) * want.dim));
+      const ref = want.kind === 'diag' ? want.variance.subarray(i * want.dim, (i + 1) * want.dim) : want.scaleTril.subarray(i * want.dim ** 2, (i + 1) * want.dim ** 2);
+      assert.deepEqual(Float32Array.from((kind === 'diag' ? row.variance : row.scale_tril)!), ref);
+    });
+    if (hasPandasParquet) {
+      const py = `
+import json, sys, numpy as np, pandas as pd
+df = pd.read_parquet(sys.argv[1])
+m = np.stack(df['mean'].to_numpy()).astype(np.float32)
+print(json.dumps({'n': len(df), 'cols': list(df.columns), 'mean': float(m.astype(np.float64).sum()), 'ids': int(df['id'].sum())}))`;
+      const out = spawnSync(PYTHON, ['-c', py, pq], { encoding: 'utf8' });
+      assert.equal(out.status, 0, out.stderr);
+      const r = JSON.parse(out.stdout);
+      assert.equal(r.n, 230);
+      assert.deepEqual(r.cols, ['id', 'labels', 'label_names', 'mean', kind === 'diag' ? 'variance' : 'scale_tril']);
+      assert.ok(Math.abs(r.mean - want.mean.reduce((x, y) => x + y, 0)) < 1e-9 * (1 + Math.abs(r.mean)));
+      assert.equal(r.ids, (229 * 230) / 2);
+    }
     if (hasNumpy) {
       // numpy reads the directory and the lines; it prints the arrays' shapes and exact sums.
       const py = `
@@ -116,6 +161,7 @@ print(json.dumps({'dtypes': [str(m.dtype), str(s.dtype), str(ids.dtype), str(lab
     }
   }
   if (!hasNumpy) t.diagnostic(`${PYTHON} with numpy (Debian python3-numpy) is not installed: loading in numpy skipped`);
+  if (!hasPandasParquet) t.diagnostic(`${PYTHON} has no pandas with pyarrow or fastparquet (Debian 12 packages neither engine): pandas.read_parquet skipped; the file was read back by hyparquet`);
 });
 
 test('embed output is atomic: an unrelated directory is refused, a previous embedding survives a failed run and is replaced by a good one', async () => {
@@ -128,24 +174,27 @@ test('embed output is atomic: an unrelated directory is refused, a previous embe
   const foreign = join(base, 'photos');
   mkdirSync(foreign);
   writeFileSync(join(foreign, 'keep.txt'), 'mine');
-  assert.throws(() => embedSplit(model, split, pixels, { out: foreign, format: 'npy', classNames: ds.classNames }), /probsem embed did not write/);
+  await assert.rejects(embedSplit(model, split, pixels, { out: foreign, format: 'npy', classNames: ds.classNames }), /probsem embed did not write/);
   assert.equal(readFileSync(join(foreign, 'keep.txt'), 'utf8'), 'mine');
   const out = join(base, 'emb');
-  embedSplit(model, split, pixels, { out, format: 'npy', batch: 20, classNames: ds.classNames });
+  await embedSplit(model, split, pixels, { out, format: 'npy', batch: 20, classNames: ds.classNames });
   const before = readFileSync(join(out, 'mean.npy'));
   // A model that fails on its second batch: the old embedding stays, no temporary is left.
   let calls = 0;
   const failing = { ...model, latentDim: model.latentDim, encodeImage: (x: never) => (++calls === 2 ? (() => { throw new Error('disk on fire'); })() : model.encodeImage(x)) } as unknown as ImageModel;
-  assert.throws(() => embedSplit(failing, split, pixels, { out, format: 'npy', batch: 20, classNames: ds.classNames }), /disk on fire/);
+  await assert.rejects(embedSplit(failing, split, pixels, { out, format: 'npy', batch: 20, classNames: ds.classNames }), /disk on fire/);
   assert.deepEqual(readFileSync(join(out, 'mean.npy')), before);
   assert.deepEqual(readdirSync(base).sort(), ['emb', 'photos']);
+  calls = 0;
+  await assert.rejects(embedSplit(failing, split, pixels, { out: join(base, 'e.parquet'), format: 'parquet', batch: 20, classNames: ds.classNames }), /disk on fire/);
+  assert.deepEqual(readdirSync(base).sort(), ['emb', 'photos'], 'a failed Parquet export leaves no file');
   const other = createModel('pse-star', { inputDim: 784, numClasses: 10, latent: 2, encoderHidden: [8], decoderHidden: [8] }, 4) as unknown as ImageModel;
-  embedSplit(other, split, pixels, { out, format: 'npy', batch: 20, classNames: ds.classNames });
+  await embedSplit(other, split, pixels, { out, format: 'npy', batch: 20, classNames: ds.classNames });
   assert.notDeepEqual(readFileSync(join(out, 'mean.npy')), before);
   assert.deepEqual(readdirSync(base).sort(), ['emb', 'photos']);
 });
 
-test('probsem embed: the command writes the npy directory and JSON lines; bad options are named', async () => {
+test('probsem embed: the command writes the npy directory, JSON lines and Parquet; bad options are named', async () => {
   await setupBackend();
   const ds = await loadDataset('fashion-mnist-subset');
   const run = join(tmp(), 'run');
@@ -164,8 +213,16 @@ test('probsem embed: the command writes the npy directory and JSON lines; bad op
   r = cli('embed', '--run', run, '--split', 'train', '--out', jl);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(readFileSync(jl, 'utf8').trimEnd().split('\n').length, ds.train.count);
+  // A .parquet --out picks the format; the file holds every row and the run's hashes.
+  const pq = join(tmp(), 'test.parquet');
+  r = cli('embed', '--run', run, '--out', pq);
+  assert.equal(r.status, 0, r.stderr);
+  const got = await readParquet(pq);
+  assert.equal(got.rows.length, 2000);
+  assert.equal(got.meta.datasetHash, datasetHash(ds));
+  assert.deepEqual(got.rows[1999].mean.length, 3);
   for (const [args, re] of [
-    [['--format', 'parquet'], /--format must be npy or jsonl, got 'parquet'/],
+    [['--format', 'arrow'], /--format must be npy, jsonl or parquet, got 'arrow'/],
     [['--split', 'val'], /--split must be test or train/],
   ] as [string[], RegExp][]) {
     r = cli('embed', '--run', run, '--out', join(tmp(), 'x'), ...args);

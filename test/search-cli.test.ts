@@ -63,7 +63,7 @@ test('--distance refusals: unknown names, combinations that rank otherwise', () 
     [['retrieve', '--run', dir, '--words', 'Sneaker', '--distance', 'hellinger'], /--distance must be one of kl, kl-reverse, kl-sym, bhattacharyya, w2, elk, csd; got "hellinger"/],
     [['retrieve', '--run', dir, '--words', 'Sneaker, Bag', '--any', '--distance', 'w2'], /--distance w2 ranks one query by that distance; it does not combine with --any/],
     [['retrieve', '--run', dir, '--words', 'Sneaker', '--rank', 'posterior', '--distance', 'elk'], /does not combine with --any or --rank posterior/],
-    [['index', 'query', '--store', 'clickhouse://127.0.0.1:1/db.t', '--words', 'Sneaker', '--distance', 'w2'], /the ClickHouse store ranks by kl only/],
+    [['index', 'build', '--run', dir, '--store', 'clickhouse://127.0.0.1:1/db.t', '--cluster', 'c'], /--cluster NAME and --shards host:port,… go together, with --store/],
   ];
   for (const [args, re] of cases) {
     const r = cli(...args);

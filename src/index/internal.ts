@@ -9,6 +9,6 @@ export const INDEX_ITEMS = new WeakMap<object, ItemGaussians>();
 
 /**
  * Counters for benchmarks and tests: in-process queries answered, second passes (kl_collect), full
- * rescans, candidates rescored; ClickHouse searches that needed their second statement.
+ * rescans, candidates rescored; candidates ClickHouse searches returned for rescoring.
  */
-export const SCAN_STATS = { queries: 0, collectPasses: 0, fullRescans: 0, rescored: 0, clickhouseSecondStatements: 0 };
+export const SCAN_STATS = { queries: 0, collectPasses: 0, fullRescans: 0, rescored: 0, clickhouseCandidates: 0 };

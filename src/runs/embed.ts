@@ -12,7 +12,12 @@
  *   "scale_tril" as nested rows; values printed with the 9 significant digits that round-trip a
  *   float32.
  *
- * Both are written under a temporary sibling name and renamed into place at the end, so a reader
+ * - parquet, a file: the jsonl columns (id INT32; labels LIST<INT32>; label_names LIST<STRING>;
+ *   mean and variance LIST<FLOAT>, or scale_tril LIST<FLOAT> of K·K values row by row), row groups
+ *   of at most ~4M floats written as they fill, and the meta.json object under the file's
+ *   key-value metadata key `probsem`. The writer (hyparquet-writer) is imported only for this format.
+ *
+ * All are written under a temporary sibling name and renamed into place at the end, so a reader
  * never sees a half-written embedding and an interrupted run leaves any previous one intact. An
  * existing --out is replaced only when it is an embedding written by probsem (its meta.json says
  * so), never an unrelated directory.
@@ -27,11 +32,21 @@ import type { ImageModel } from '../models/base.js';
 
 export const EMBED_FORMAT = 'probsem-embed';
 
+export const EMBED_FORMATS = ['npy', 'jsonl', 'parquet'] as const;
+export type EmbedFormat = (typeof EMBED_FORMATS)[number];
+
+/** The format an --out path implies when --format is not given: its extension, else npy. */
+export function embedFormatOf(out: string): EmbedFormat {
+  return out.endsWith('.jsonl') ? 'jsonl' : out.endsWith('.parquet') ? 'parquet' : 'npy';
+}
+
 export interface EmbedOptions {
   out: string;
-  format: 'npy' | 'jsonl';
+  format: EmbedFormat;
   /** Images encoded (and written) per step; the memory bound. */
   batch?: number;
+  /** Parquet: rows per row group (default: as many as hold ~4M floats, at most 65,536). */
+  rowGroupRows?: number;
   classNames: string[];
   /** Recorded in meta.json (run, model, dataset, split, …). */
   meta?: Record<string, unknown>;
@@ -55,14 +70,14 @@ interface Rows {
 }
 
 /** Refuses an --out that exists and is not something embed may replace (before any encoding). */
-export function checkEmbedOut(out: string, format: 'npy' | 'jsonl'): void {
+export function checkEmbedOut(out: string, format: EmbedFormat): void {
   if (!existsSync(out)) return;
   const st = statSync(out);
-  if (format === 'jsonl') {
+  if (format !== 'npy') {
     if (!st.isFile()) throw new ProbsemError(`--out ${out} exists and is not a file`, 'BAD_OPTION');
     return;
   }
-  if (!st.isDirectory()) throw new ProbsemError(`--out ${out} exists and is not a directory (the npy layout writes a directory of .npy files; name a .jsonl file for JSON lines)`, 'BAD_OPTION');
+  if (!st.isDirectory()) throw new ProbsemError(`--out ${out} exists and is not a directory (the npy layout writes a directory of .npy files; name a .jsonl or .parquet file for those formats)`, 'BAD_OPTION');
   let ours = false;
   try {
     ours = (JSON.parse(readFileSync(join(out, 'meta.json'), 'utf8')) as { format?: unknown }).format === EMBED_FORMAT;
@@ -72,7 +87,7 @@ export function checkEmbedOut(out: string, format: 'npy' | 'jsonl'): void {
   if (!ours) throw new ProbsemError(`--out ${out} is a directory that probsem embed did not write (no meta.json of format ${EMBED_FORMAT}); remove it or choose another --out`, 'BAD_OPTION');
 }
 
-export function embedSplit(model: ImageModel, split: Split, pixels: number, o: EmbedOptions): EmbedResult {
+export async function embedSplit(model: ImageModel, split: Split, pixels: number, o: EmbedOptions): Promise<EmbedResult> {
   const batch = o.batch ?? 500;
   if (!Number.isInteger(batch) || batch < 1) throw new ProbsemError(`batch must be a positive integer, got ${batch}`, 'BAD_OPTION');
   checkEmbedOut(o.out, o.format);
@@ -82,7 +97,10 @@ export function embedSplit(model: ImageModel, split: Split, pixels: number, o: E
   const perItem = split.labels2 ? 2 : 1;
   const tmp = `${o.out}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
-  const sink = o.format === 'npy' ? new NpySink(tmp, kind, n, dim, perItem) : new JsonlSink(tmp, kind, dim, o.classNames);
+  // Loaded here, not at module load: `import 'probsem'` never pays for the Parquet writer.
+  const parquet = o.format === 'parquet' ? await import('hyparquet-writer') : null;
+  const sink: Sink =
+    o.format === 'npy' ? new NpySink(tmp, kind, n, dim, perItem) : parquet ? new ParquetSink(parquet, tmp, kind, dim, o.classNames, o.rowGroupRows) : new JsonlSink(tmp, kind, dim, o.classNames);
   try {
     for (let s = 0; s < n; s += batch) {
       const idx = Array.from({ length: Math.min(n, s + batch) - s }, (_, i) => s + i);
@@ -219,6 +237,111 @@ class JsonlSink implements Sink {
   abort(): void {
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
+  }
+}
+
+type ParquetModule = typeof import('hyparquet-writer');
+type ParquetSchema = ConstructorParameters<ParquetModule['ParquetWriter']>[0]['schema'];
+
+/** A LIST column in Parquet's three-level layout (what pyarrow and pandas read as a list column). */
+function parquetList(name: string, type: 'INT32' | 'FLOAT' | 'BYTE_ARRAY'): ParquetSchema {
+  return [
+    { name, repetition_type: 'REQUIRED', num_children: 1, converted_type: 'LIST' },
+    { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
+    { name: 'element', type, repetition_type: 'REQUIRED', ...(type === 'BYTE_ARRAY' ? { converted_type: 'UTF8' as const } : {}) },
+  ];
+}
+
+/** At most this many floats of posteriors per row group: the rows buffered before a write. */
+const PARQUET_GROUP_FLOATS = 1 << 22;
+
+class ParquetSink implements Sink {
+  readonly files: string[] = [];
+  private writer: InstanceType<ParquetModule['ParquetWriter']> | null = null;
+  private readonly spreadName: 'variance' | 'scale_tril';
+  private readonly groupRows: number;
+  /** Rows buffered for the next row group, column by column. */
+  private ids: number[] = [];
+  private labels: number[][] = [];
+  private means: number[][] = [];
+  private spreads: number[][] = [];
+
+  constructor(
+    private readonly pq: ParquetModule,
+    private readonly path: string,
+    kind: 'diag' | 'full',
+    private readonly dim: number,
+    private readonly classNames: string[],
+    groupRows?: number,
+  ) {
+    this.spreadName = kind === 'diag' ? 'variance' : 'scale_tril';
+    const perRow = dim + (kind === 'diag' ? dim : dim * dim);
+    if (groupRows !== undefined && !(Number.isInteger(groupRows) && groupRows >= 1)) throw new ProbsemError(`rowGroupRows must be a positive integer, got ${groupRows}`, 'BAD_OPTION');
+    this.groupRows = groupRows ?? Math.max(1, Math.min(65536, Math.floor(PARQUET_GROUP_FLOATS / perRow)));
+    // Created on the first write, so that the key-value metadata (known at finish) can be set then.
+  }
+
+  private open(): InstanceType<ParquetModule['ParquetWriter']> {
+    if (this.writer) return this.writer;
+    const schema: ParquetSchema = [
+      { name: 'schema', num_children: 5 },
+      { name: 'id', type: 'INT32', repetition_type: 'REQUIRED' },
+      ...parquetList('labels', 'INT32'),
+      ...parquetList('label_names', 'BYTE_ARRAY'),
+      ...parquetList('mean', 'FLOAT'),
+      ...parquetList(this.spreadName, 'FLOAT'),
+    ];
+    this.writer = new this.pq.ParquetWriter({ writer: this.pq.fileWriter(this.path), schema, createdBy: 'probsem embed' });
+    return this.writer;
+  }
+
+  write(ids: Int32Array, rows: Rows, labels: Int32Array, perItem: number): void {
+    const k = this.dim;
+    const s = rows.spread.length / ids.length;
+    for (let i = 0; i < ids.length; i++) {
+      this.ids.push(ids[i]);
+      this.labels.push(Array.from(labels.subarray(i * perItem, (i + 1) * perItem)));
+      this.means.push(Array.from(rows.mean.subarray(i * k, (i + 1) * k)));
+      this.spreads.push(Array.from(rows.spread.subarray(i * s, (i + 1) * s)));
+      if (this.ids.length === this.groupRows) this.flush();
+    }
+  }
+
+  /** Writes the buffered rows as one row group. */
+  private flush(): void {
+    const w = this.open();
+    if (this.ids.length === 0) return;
+    w.write({
+      columnData: [
+        { name: 'id', data: Int32Array.from(this.ids) },
+        { name: 'labels', data: this.labels },
+        { name: 'label_names', data: this.labels.map((l) => l.map((c) => this.classNames[c] ?? String(c))) },
+        // PLAIN: float posteriors never gain from a dictionary, so the writer need not try one.
+        { name: 'mean', data: this.means, encoding: 'PLAIN' },
+        { name: this.spreadName, data: this.spreads, encoding: 'PLAIN' },
+      ],
+      rowGroupSize: this.ids.length,
+    });
+    this.ids = [];
+    this.labels = [];
+    this.means = [];
+    this.spreads = [];
+  }
+
+  finish(meta: Record<string, unknown>): void {
+    this.flush();
+    const w = this.open();
+    // meta.json's object, for readers that want the class names and the run without a side file.
+    w.kvMetadata = [{ key: 'probsem', value: JSON.stringify(meta) }];
+    w.finish();
+    const fd = openSync(this.path, 'r');
+    fsyncSync(fd);
+    closeSync(fd);
+    this.writer = null;
+  }
+
+  abort(): void {
+    this.writer = null;
   }
 }
 

@@ -24,8 +24,11 @@ build
   --split S        which split of the run's dataset (default test)
   --dataset D      another dataset of the same image size
   --out IDX        write the index file (atomically)
-  --store URL      also (or instead) upload to ClickHouse: clickhouse://host:port/db.table
-                   (HTTP port; the table is replaced)
+  --store URL      also (or instead) upload to ClickHouse: clickhouse://[user:key@]host:port/db.table
+                   (HTTP port; the table is replaced; credentials are sent in headers)
+  --cluster NAME   with --store: a Distributed table over the shards of this cluster (the
+                   server's remote_servers), each shard's part in db.table_local
+  --shards LIST    with --cluster: every shard's HTTP host:port, comma-separated, in order
 query
   --words SET      one set query, as retrieve's: commas separate its members, the words between
                    two commas are one phrase (a class name or, for word-vector runs, any phrase);
@@ -40,7 +43,7 @@ query
                    w2             the squared 2-Wasserstein distance
                    elk            −log of the expected likelihood kernel ∫ q(z) p(z) dz
                    csd            PCME++'s closed-form sampled distance ‖μ − μ'‖² + ‖σ² + σ'²‖₁
-                   (the index file only: a --store ranks by kl)
+                   (a --store: kl for every table, the others for diagonal models' tables)
   --run DIR        the model that turns words into a query (default: the one the index records);
                    it must be the run the index was built from (its weights' sha256 is checked:
                    a run retrained since is refused, rebuild the index)
@@ -66,7 +69,13 @@ async function build(argv: string[]): Promise<number> {
     data: { type: 'string' },
     out: { type: 'string' },
     store: { type: 'string' },
+    cluster: { type: 'string' },
+    shards: { type: 'string' },
   });
+  if ((v.cluster === undefined) !== (v.shards === undefined) || (v.cluster !== undefined && v.store === undefined)) {
+    throw new ProbsemError('--cluster NAME and --shards host:port,… go together, with --store', 'BAD_OPTION');
+  }
+  const cluster = v.cluster !== undefined ? { name: String(v.cluster), shards: String(v.shards).split(',').map((x) => x.trim()).filter(Boolean) } : undefined;
   if (v.out === undefined && v.store === undefined) throw new ProbsemError('give --out IDX, --store URL or both', 'BAD_OPTION');
   const split = strOption(v.split, 'split', 'test');
   if (split !== 'test' && split !== 'train') throw new ProbsemError(`--split must be test or train, got '${split}'`, 'BAD_OPTION');
@@ -82,7 +91,7 @@ async function build(argv: string[]): Promise<number> {
   if (v.out !== undefined) index.save(String(v.out));
   let uploaded = '';
   if (v.store !== undefined) {
-    const store = await ClickHouseStore.open(String(v.store));
+    const store = await ClickHouseStore.open(String(v.store), { cluster });
     const r = await store.upload(index, { replace: true });
     uploaded = `; uploaded ${r.rows} rows to ${v.store} in ${(r.ms / 1000).toFixed(1)} s`;
   }
@@ -113,7 +122,6 @@ async function query(argv: string[]): Promise<number> {
   if ((positionals.length === 1) === (v.store !== undefined) || positionals.length > 1) throw new ProbsemError('give exactly one of an index file or --store URL', 'BAD_OPTION');
   if ((v.words === undefined) === (v.queries === undefined)) throw new ProbsemError('give exactly one of --words or --queries', 'BAD_OPTION');
   const k = intOption(v.k, 'k', 10, 1, 100000);
-  if (v.store !== undefined && distance !== 'kl') throw new ProbsemError(`--distance ${distance}: the ClickHouse store ranks by kl only; query an index file (probsem index build --out IDX)`, 'BAD_OPTION');
   const texts = v.words !== undefined ? [String(v.words)] : readFileSync(String(v.queries), 'utf8').split('\n').map((l) => l.trim()).filter(Boolean);
   if (texts.length === 0) throw new ProbsemError(`${v.queries}: no queries (one per line)`, 'BAD_OPTION');
   const index = positionals.length === 1 ? KlIndex.load(positionals[0]) : null;
@@ -126,7 +134,7 @@ async function query(argv: string[]): Promise<number> {
   const vectors = await runWordVectors(meta, texts.flatMap((t) => splitQuery(meta, [t])), { onNotice: (m) => process.stderr.write(`note: ${m}\n`) });
   const queries: QueryGaussian[] = texts.map((t) => indexQuery(queryForWords(model, meta, [t], vectors)));
   const t0 = performance.now();
-  const results: SearchHit[][] = index ? index.searchBatch(queries, k, { distance }) : await Promise.all(queries.map((q) => store!.search(q, k)));
+  const results: SearchHit[][] = index ? index.searchBatch(queries, k, { distance }) : await store!.searchBatch(queries, k, { distance });
   const ms = performance.now() - t0;
   const classNames = (info.meta.classNames as string[] | undefined) ?? meta.classNames;
   // KlIndex.load checks labels against the index's own class list; one without is checked here.

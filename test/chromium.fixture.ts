@@ -1,0 +1,52 @@
+/** Shared by the browser tests: where Debian's Chromium is, or the reason the tests are skipped. */
+import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+
+export function findChromium(): string | null {
+  if (process.env.PROBSEM_CHROMIUM === 'none') return null;
+  const candidates = [process.env.PROBSEM_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'];
+  for (const c of candidates) if (c && existsSync(c)) return c;
+  try {
+    const p = execFileSync('sh', ['-c', 'command -v chromium || command -v chromium-browser'], { encoding: 'utf8' }).trim();
+    return p || null;
+  } catch {
+    return null;
+  }
+}
+
+export const CHROMIUM = findChromium();
+/** false where Chromium is found, else the message node:test prints for each skipped test. */
+export const SKIP_BROWSER: false | string = CHROMIUM
+  ? false
+  : 'no Chromium found (install it with `apt-get install -y chromium`, or set PROBSEM_CHROMIUM=/path/to/chromium): browser test skipped';
+
+export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+
+export interface WatchedPage {
+  browser: import('playwright-core').Browser;
+  page: import('playwright-core').Page;
+  /** Requests to anywhere but `base` (refused). */
+  external: string[];
+  /** Uncaught errors and console errors not matching `expectedConsole`. */
+  pageErrors: string[];
+}
+
+/** Headless Chromium with one page that may reach only `base` (and data:/blob: URLs); everything else is recorded and refused. */
+export async function openWatchedPage(base: string, o: { expectedConsole?: RegExp; args?: string[] } = {}): Promise<WatchedPage> {
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({ executablePath: CHROMIUM!, headless: true, args: [...CHROMIUM_ARGS, ...(o.args ?? [])] });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+  const external: string[] = [];
+  const pageErrors: string[] = [];
+  await page.route('**/*', (route) => {
+    const url = route.request().url();
+    if (url.startsWith(base) || url.startsWith('data:') || url.startsWith('blob:')) return route.continue();
+    external.push(url);
+    return route.abort();
+  });
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !(o.expectedConsole && o.expectedConsole.test(m.text()))) pageErrors.push(m.text());
+  });
+  return { browser, page, external, pageErrors };
+}

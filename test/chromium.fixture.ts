@@ -50,3 +50,17 @@ export async function openWatchedPage(base: string, o: { expectedConsole?: RegEx
   });
   return { browser, page, external, pageErrors };
 }
+
+/** The RGBA pixels of every loaded <img> matching `selector`, read back through a canvas. */
+export function readImages(page: import('playwright-core').Page, selector: string): Promise<{ width: number; height: number; rgba: number[] }[]> {
+  return page.$$eval(selector, (imgs) =>
+    (imgs as HTMLImageElement[]).map((img) => {
+      const c = document.createElement('canvas');
+      c.width = img.naturalWidth;
+      c.height = img.naturalHeight;
+      const ctx = c.getContext('2d')!;
+      ctx.drawImage(img, 0, 0);
+      return { width: c.width, height: c.height, rgba: Array.from(ctx.getImageData(0, 0, c.width, c.height).data) };
+    }),
+  );
+}

@@ -18,7 +18,7 @@ import { imagesToFloat } from '../src/data/dataset.js';
 import { annotateImage, loadImageModel, trainRun } from '../src/runs/runs.js';
 import { exportWeb, type ExportWebResult } from '../src/server/export-web.js';
 import type { SiteManifest } from '../src/server/types.js';
-import { SKIP_BROWSER as SKIP, openWatchedPage } from './chromium.fixture.js';
+import { SKIP_BROWSER as SKIP, openWatchedPage, readImages } from './chromium.fixture.js';
 
 if (SKIP) process.stdout.write(`${SKIP}\n`);
 
@@ -127,23 +127,10 @@ test('from a static server: the page computes in the tab, annotates a dropped te
   const captions = await page.locator('#retrieved figcaption').allTextContents();
   for (const c of captions) assert.match(c, /^Trouser · KL \d/, `retrieved: ${captions.join(', ')}`);
   // Generated images are not blank: each has bright and dark pixels.
-  const spread = await page.$$eval('#generated img', (imgs) =>
-    (imgs as HTMLImageElement[]).map((img) => {
-      const c = document.createElement('canvas');
-      c.width = img.naturalWidth;
-      c.height = img.naturalHeight;
-      const ctx = c.getContext('2d')!;
-      ctx.drawImage(img, 0, 0);
-      const d = ctx.getImageData(0, 0, c.width, c.height).data;
-      let lo = 255;
-      let hi = 0;
-      for (let i = 0; i < d.length; i += 4) {
-        lo = Math.min(lo, d[i]);
-        hi = Math.max(hi, d[i]);
-      }
-      return hi - lo;
-    }),
-  );
+  const spread = (await readImages(page, '#generated img')).map(({ rgba }) => {
+    const grey = rgba.filter((_, i) => i % 4 === 0);
+    return Math.max(...grey) - Math.min(...grey);
+  });
   for (const s of spread) assert.ok(s > 100, `a generated image spans ${s} grey levels`);
   await page.screenshot({ path: join(SHOTS, 'export-0-page.png'), fullPage: true });
 });

@@ -64,3 +64,34 @@ export function readImages(page: import('playwright-core').Page, selector: strin
     }),
   );
 }
+
+export interface StaticSite {
+  url: string;
+  /** Paths asked for, in order. */
+  served: string[];
+  close(): Promise<void>;
+}
+
+const STATIC_TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.json': 'application/json', '.wasm': 'application/wasm' };
+
+/** A plain static file server over `dir` on a free loopback port: GET of a file, index.html for a folder, 404 otherwise. */
+export async function serveFolder(dir: string): Promise<StaticSite> {
+  const { createServer } = await import('node:http');
+  const { existsSync, readFileSync, statSync } = await import('node:fs');
+  const { extname, join, normalize, resolve } = await import('node:path');
+  const root = resolve(dir);
+  const served: string[] = [];
+  const srv = createServer((req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname));
+    let file = join(root, path);
+    if (!file.startsWith(root)) return void res.writeHead(403).end();
+    if (existsSync(file) && statSync(file).isDirectory()) file = join(file, 'index.html');
+    if (!existsSync(file)) return void res.writeHead(404).end();
+    served.push(path);
+    const type = STATIC_TYPES[extname(file)];
+    res.writeHead(200, type ? { 'content-type': type } : {}).end(readFileSync(file));
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as import('node:net').AddressInfo).port;
+  return { url: `http://127.0.0.1:${port}`, served, close: () => new Promise((r) => srv.close(() => r())) };
+}

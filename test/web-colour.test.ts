@@ -5,10 +5,9 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer as createHttpServer, type Server } from 'node:http';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { extname, join, normalize } from 'node:path';
+import { join } from 'node:path';
 import type net from 'node:net';
 import sharp from 'sharp';
 import { initBackend } from '../src/core/backend.js';
@@ -16,7 +15,7 @@ import { Rng } from '../src/core/random.js';
 import { trainRun } from '../src/runs/runs.js';
 import { exportWeb } from '../src/server/export-web.js';
 import { createServer, type ProbsemServer } from '../src/server/app.js';
-import { SKIP_BROWSER as SKIP, openWatchedPage, readImages, type WatchedPage } from './chromium.fixture.js';
+import { SKIP_BROWSER as SKIP, type StaticSite, type WatchedPage, openWatchedPage, readImages, serveFolder } from './chromium.fixture.js';
 
 if (SKIP) process.stdout.write(`${SKIP}\n`);
 
@@ -25,7 +24,7 @@ const PICS = join(root, 'pics');
 const run = join(root, 'run');
 const site = join(root, 'site');
 const COLOURS: [string, [number, number, number]][] = [['red', [220, 40, 40]], ['green', [40, 170, 60]], ['blue', [40, 70, 230]]];
-let files: Server;
+let files: StaticSite;
 let srv: ProbsemServer;
 let w: WatchedPage;
 
@@ -51,21 +50,14 @@ before(async () => {
   await trainRun({ model: 'pse-star', dataset, latent: 4, steps: 500, batchSize: 16, lr: 1e-3, seed: 0, out: run, checkpointEvery: 0 });
   await exportWeb({ runDir: run, out: site, maps: ['pca'] });
   if (SKIP) return;
-  files = createHttpServer((req, res) => {
-    let file = join(site, normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)));
-    if (existsSync(file) && statSync(file).isDirectory()) file = join(file, 'index.html');
-    if (!file.startsWith(site) || !existsSync(file)) return void res.writeHead(404).end();
-    const type = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm' }[extname(file)];
-    res.writeHead(200, type ? { 'content-type': type } : {}).end(readFileSync(file));
-  });
-  await new Promise<void>((r) => files.listen(0, '127.0.0.1', r));
+  files = await serveFolder(site);
   srv = await createServer({ runDir: run, limits: { latentSample: 100 } });
   await srv.app.listen({ port: 0, host: '127.0.0.1' });
 });
 
 after(async () => {
   await w?.browser.close();
-  await new Promise((r) => (files ? files.close(r) : r(null)));
+  await files?.close();
   await srv?.close();
   delete process.env.PROBSEM_CACHE;
   rmSync(root, { recursive: true, force: true });
@@ -130,7 +122,7 @@ async function checkHome(url: string, home: RegExp): Promise<void> {
 }
 
 test('exported colour run from a static server: RGB images in their 16×24 shape, retrieval and generation by colour word', { skip: SKIP }, async () => {
-  await checkHome(`http://127.0.0.1:${(files.address() as net.AddressInfo).port}`, /computed in this tab/);
+  await checkHome(files.url, /computed in this tab/);
 });
 
 test('the same colour run under probsem serve: the same page shows the same', { skip: SKIP }, async () => {

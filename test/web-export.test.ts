@@ -1,15 +1,13 @@
 /**
  * `probsem export-web` in a real browser: the exported folder is served by a plain static file
- * server written here (no probsem behind it) and Debian's Chromium computes everything in the tab.
+ * server (no probsem behind it) and Debian's Chromium computes everything in the tab.
  * Skipped, with a message, where no Chromium is installed. Also: the exporter's refusals.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { extname, join, normalize, resolve } from 'node:path';
-import type net from 'node:net';
+import { join, resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { initBackend } from '../src/core/backend.js';
 import { loadDataset } from '../src/data/registry.js';
@@ -18,7 +16,7 @@ import { imagesToFloat } from '../src/data/dataset.js';
 import { annotateImage, loadImageModel, trainRun } from '../src/runs/runs.js';
 import { exportWeb, type ExportWebResult } from '../src/server/export-web.js';
 import type { SiteManifest } from '../src/server/types.js';
-import { SKIP_BROWSER as SKIP, openWatchedPage, readImages } from './chromium.fixture.js';
+import { SKIP_BROWSER as SKIP, type StaticSite, openWatchedPage, readImages, serveFolder } from './chromium.fixture.js';
 
 if (SKIP) process.stdout.write(`${SKIP}\n`);
 
@@ -27,28 +25,12 @@ const run = join(root, 'run');
 const site = join(root, 'site');
 const SHOTS = resolve(process.env.PROBSEM_SCREENSHOTS ?? join('reports', 'screenshots'));
 let exported: ExportWebResult;
-let files: Server;
+let files: StaticSite;
 let base: string;
 let browser: Browser;
 let page: Page;
 let external: string[] = [];
 let pageErrors: string[] = [];
-const served: string[] = [];
-
-const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.json': 'application/json', '.wasm': 'application/wasm', '.bin': 'application/octet-stream' };
-
-/** A plain static file server over `dir`: GET of a file, index.html for a folder, 404 otherwise. */
-function staticServer(dir: string): Server {
-  return createServer((req, res) => {
-    const path = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname));
-    let file = join(dir, path);
-    if (!file.startsWith(dir)) return void res.writeHead(403).end();
-    if (existsSync(file) && statSync(file).isDirectory()) file = join(file, 'index.html');
-    if (!existsSync(file)) return void res.writeHead(404).end();
-    served.push(path);
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' }).end(readFileSync(file));
-  });
-}
 
 before(async () => {
   await initBackend();
@@ -56,16 +38,15 @@ before(async () => {
   await trainRun({ model: 'pse-star', dataset: 'fashion-mnist-subset', latent: 6, steps: 1000, batchSize: 50, lr: 1e-3, seed: 0, out: run, checkpointEvery: 0 });
   exported = await exportWeb({ runDir: run, out: site, sample: 400, maps: ['pca'] });
   if (SKIP) return;
-  files = staticServer(site);
-  await new Promise<void>((r) => files.listen(0, '127.0.0.1', r));
-  base = `http://127.0.0.1:${(files.address() as net.AddressInfo).port}`;
+  files = await serveFolder(site);
+  base = files.url;
   ({ browser, page, external, pageErrors } = await openWatchedPage(base));
   mkdirSync(SHOTS, { recursive: true });
 });
 
 after(async () => {
   await browser?.close();
-  await new Promise((r) => (files ? files.close(r) : r(null)));
+  await files?.close();
 });
 
 test('the exported folder holds the page, its script, the wasm binaries, the model, the sample and site.json', () => {
@@ -159,6 +140,6 @@ test('from a static server: the map answers the pointer, interpolation draws its
   await page.waitForFunction(() => /unknown words 'purple', 'frog'/.test(document.getElementById('words-status')?.textContent ?? ''), undefined, { timeout: 10_000 });
   assert.deepEqual(external, [], 'no request leaves the site');
   assert.deepEqual(pageErrors, [], 'no errors in the page');
-  assert.ok(!served.some((p) => p.startsWith('/api/')), 'the page never asks for the server API');
-  assert.ok(served.includes('/model/weights.bin'));
+  assert.ok(!files.served.some((p) => p.startsWith('/api/')), 'the page never asks for the server API');
+  assert.ok(files.served.includes('/model/weights.bin'));
 });

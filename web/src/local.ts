@@ -26,11 +26,15 @@ async function fetchOk(url: string): Promise<Response> {
 }
 const bytes = async (url: string) => new Uint8Array(await (await fetchOk(url)).arrayBuffer());
 
-/** WebGL where the browser has it, else the wasm backend (its .wasm files ship in static/), else plain JS; `?backend=` picks one. */
+/**
+ * The wasm backend (its .wasm files ship in static/), else WebGL, else plain JS; `?backend=` picks
+ * one. wasm first: for these small dense models it answered 5–10× sooner than WebGL in headless
+ * Chromium, where WebGL compiles a shader per new op shape (docs/explorer.md).
+ */
 async function startBackend(): Promise<string> {
   setWasmPaths(new URL('static/', location.href).href);
   const wanted = new URLSearchParams(location.search).get('backend');
-  for (const b of wanted ? [wanted] : ['webgl', 'wasm', 'cpu']) {
+  for (const b of wanted ? [wanted] : ['wasm', 'webgl', 'cpu']) {
     try {
       if (await tf.setBackend(b)) {
         await tf.ready();

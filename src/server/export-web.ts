@@ -94,9 +94,14 @@ export async function exportWeb(o: ExportWebOptions): Promise<ExportWebResult> {
     const wv = await runWordVectors(meta, [], { neighbours: true, onNotice: o.onNotice });
     if (wv) {
       const max = o.maxWords ?? 10_000;
-      // The class phrases' words first (always shipped), then the vectors' own order up to the bound.
+      // The class phrases' words first (always shipped), then each class's nearest words in the
+      // vectors (the words a visitor is likely to try), then the vectors' own order up to the bound.
       const keep = new Set<string>();
       for (const p of meta.labels.phrases) for (const t of tokenize(p)) if (wv.indexOf(t) >= 0) keep.add(wv.words[wv.indexOf(t)]);
+      const c = meta.classNames.length;
+      const per = Math.floor(Math.max(0, max - keep.size) / c);
+      const rows = Float32Array.from(meta.labels.vectors);
+      for (let k = 0; k < c && per > 0; k++) for (const n of wv.nearest(rows.subarray(k * wv.dim, (k + 1) * wv.dim), per)) keep.add(n.word);
       for (let i = 0; i < wv.size && keep.size < max; i++) keep.add(wv.words[i]);
       const list = [...keep];
       const data = new Float32Array(list.length * wv.dim);

@@ -5,8 +5,8 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { SKIP_BROWSER as SKIP, openWatchedPage } from './chromium.fixture.js';
 import { join, resolve } from 'node:path';
 import type net from 'node:net';
 import type { Browser, Page } from 'playwright-core';
@@ -14,20 +14,6 @@ import { createServer, type ProbsemServer } from '../src/server/app.js';
 import { trainTinyRun } from './server.fixture.js';
 import { JPEG_GREY_56 } from './server.jpegs.js';
 
-function findChromium(): string | null {
-  if (process.env.PROBSEM_CHROMIUM === 'none') return null;
-  const candidates = [process.env.PROBSEM_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'];
-  for (const c of candidates) if (c && existsSync(c)) return c;
-  try {
-    const p = execFileSync('sh', ['-c', 'command -v chromium || command -v chromium-browser'], { encoding: 'utf8' }).trim();
-    return p || null;
-  } catch {
-    return null;
-  }
-}
-
-const CHROMIUM = findChromium();
-const SKIP = CHROMIUM ? false : 'no Chromium found (install it with `apt-get install -y chromium`, or set PROBSEM_CHROMIUM=/path/to/chromium): browser test skipped';
 if (SKIP) process.stdout.write(`${SKIP}\n`);
 
 const SHOTS = resolve(process.env.PROBSEM_SCREENSHOTS ?? join('reports', 'screenshots'));
@@ -36,8 +22,8 @@ let base: string;
 let browser: Browser;
 let run: string;
 let page: Page;
-const external: string[] = [];
-const pageErrors: string[] = [];
+let external: string[] = [];
+let pageErrors: string[] = [];
 
 before(async () => {
   if (SKIP) return;
@@ -45,25 +31,8 @@ before(async () => {
   srv = await createServer({ runDir: run, limits: { latentSample: 600 } });
   await srv.app.listen({ port: 0, host: '127.0.0.1' });
   base = `http://127.0.0.1:${(srv.app.server.address() as net.AddressInfo).port}`;
-  const { chromium } = await import('playwright-core');
-  browser = await chromium.launch({
-    executablePath: CHROMIUM!,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
-  page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
-  // Nothing may leave the server: record and refuse any other request.
-  await page.route('**/*', (route) => {
-    const url = route.request().url();
-    if (url.startsWith(base) || url.startsWith('data:') || url.startsWith('blob:')) return route.continue();
-    external.push(url);
-    return route.abort();
-  });
-  page.on('pageerror', (e) => pageErrors.push(e.message));
-  page.on('console', (m) => {
-    // The unknown-word test's 400 answers are expected; the browser logs them as failed loads.
-    if (m.type() === 'error' && !/status of 400 \(Bad Request\)/.test(m.text())) pageErrors.push(m.text());
-  });
+  // The unknown-word test's 400 answers are expected; the browser logs them as failed loads.
+  ({ browser, page, external, pageErrors } = await openWatchedPage(base, { expectedConsole: /status of 400 \(Bad Request\)/, args: ['--disable-gpu'] }));
   mkdirSync(SHOTS, { recursive: true });
 });
 

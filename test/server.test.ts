@@ -389,13 +389,16 @@ test('the page and its assets are served; traversal attempts (plain, encoded, do
   const page = await call('/');
   assert.equal(page.status, 200);
   assert.match(page.type, /text\/html/);
-  assert.match(page.body.toString(), /<script type="module" src="\/static\/app.js">/);
+  assert.match(page.body.toString(), /<script type="module" src="static\/app.js">/);
   assert.match(page.headers.get('content-security-policy') ?? '', /default-src 'none'/);
   const js = await call('/static/app.js');
   assert.equal(js.status, 200);
   assert.match(js.type, /javascript/);
   assert.match(js.body.toString(), /\/api\/annotate/);
-  assert.doesNotMatch(js.body.toString(), /https?:\/\/(?!127\.0\.0\.1)/, 'no external URLs in the bundle');
+  // The bundle carries TensorFlow.js for the static home; its only URLs are documentation links in
+  // its messages (browser.test.ts checks at run time that no request leaves the server).
+  const hosts = new Set([...js.body.toString().matchAll(/https?:\/\/([^/"'\s)]+)/g)].map((m) => m[1]));
+  for (const h of hosts) assert.ok(['127.0.0.1', 'github.com', 'arxiv.org', 'developer.mozilla.org', 'emscripten.org', 'www.shadertoy.com'].includes(h), `unexpected URL host ${h} in the bundle`);
   assert.equal((await call('/static/style.css')).status, 200);
   const etag = js.headers.get('etag')!;
   assert.equal((await call('/static/app.js', { headers: { 'if-none-match': etag } })).status, 304);

@@ -228,16 +228,24 @@ export function loadModel<T extends Trainable = Trainable>(dir: string, opts: Mo
   if (sha256(blob) !== meta.weights.sha256) {
     throw new ProbsemError(`${weightsPath} does not match the checksum in model.json (corrupted or tampered with)`, 'MODEL_FORMAT');
   }
+  return { model: modelFromWeights<T>(meta, blob, weightsPath, dir), meta, dir };
+}
+
+/**
+ * The model a verified model file and its weights describe. Free of file APIs, so the explorer
+ * page builds its model with this same function from fetched bytes.
+ */
+export function modelFromWeights<T extends Trainable = Trainable>(meta: ModelFile, blob: Uint8Array, weightsName: string, dirName = 'the run'): T {
   // The weights file bounds the model's size: a hostile config cannot allocate beyond it.
   let model: T;
   try {
     model = withParameterBudget(blob.byteLength / 4, () => createModel(meta.model, meta.config, 0)) as T;
   } catch (e) {
     if (e instanceof ProbsemError && e.code === 'MODEL_TOO_LARGE') {
-      throw new ProbsemError(`${dir}/model.json: its config describes a larger model than ${weightsPath} holds (${blob.byteLength / 4} values); the two do not match`, 'MODEL_FORMAT');
+      throw new ProbsemError(`${dirName}/model.json: its config describes a larger model than ${weightsName} holds (${blob.byteLength / 4} values); the two do not match`, 'MODEL_FORMAT');
     }
     throw e;
   }
-  model.params.load(meta.weights.tensors, blob, weightsPath);
-  return { model, meta, dir };
+  model.params.load(meta.weights.tensors, blob, weightsName);
+  return model;
 }

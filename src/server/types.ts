@@ -101,3 +101,33 @@ export interface LatentResponse {
   /** Seconds the map took to compute (once; later requests get the cached map). */
   seconds: number;
 }
+
+/**
+ * `site.json` of a folder written by `probsem export-web` (docs/explorer.md): what the page loads to
+ * compute in the browser. Paths are relative to the folder; binary files are little-endian.
+ */
+export interface SiteManifest {
+  format: 'probsem-site';
+  formatVersion: 1;
+  createdAt: string;
+  /** A copy of the run's model directory (model.json and its weights), which the CLI also reads. */
+  model: { json: string; weights: string };
+  dataset: { name: string; testImages: number };
+  image: { height: number; width: number; channels: 1 | 3 };
+  sample: {
+    count: number;
+    /** Test-split ids of the sampled images, ascending. */
+    ids: number[];
+    labels: number[];
+    /** uint8 pixels, count × height × width × channels (RGB per pixel). */
+    images: string;
+    /** float32 posterior means [count × dim], then variances [count × dim] (diag) or lower-triangular factors [count × dim × dim] (full). */
+    posteriors: string;
+    kind: 'diag' | 'full';
+    dim: number;
+  };
+  /** Latent maps of the sample, computed at export; x and y per sampled image. */
+  maps: Partial<Record<LatentMethod, { x: number[]; y: number[]; seconds: number }>>;
+  /** Word-vector runs: a bounded word list and its vectors (float32 [count × dim]), so other words are queries too. */
+  words: { file: string; list: string[]; dim: number; source: string } | null;
+}

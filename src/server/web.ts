@@ -34,7 +34,32 @@ function asset(body: Buffer, name: string): Asset {
   return { body, type: TYPES[extname(name)] ?? 'application/octet-stream', etag: `"${createHash('sha256').update(body).digest('hex').slice(0, 16)}"` };
 }
 
-/** esbuild's options for the page: one browser ES module (the server's in-memory build and `npm run build` share them). */
+/**
+ * Node's built-in modules as the page sees them. The library modules the page runs (the models,
+ * word queries, the exact KL) share files with code that reads files or starts threads; the page
+ * never takes those paths, and should one be reached, the call throws naming the function rather
+ * than failing somewhere obscure. The build replaces each `node:` import with this module.
+ */
+const NODE_IN_BROWSER = `
+const unavailable = (mod, name) => () => { throw new Error(mod + '.' + name + ' is not available in the browser'); };
+module.exports = (mod) => new Proxy({}, { get: (_, k) => (k === '__esModule' ? false : unavailable(mod, String(k))) });
+`;
+
+const nodeBuiltinsPlugin = {
+  name: 'probsem-node-builtins',
+  setup(b: import('esbuild').PluginBuild) {
+    b.onResolve({ filter: /^node:/ }, (a) => ({ path: a.path, namespace: 'node-builtin' }));
+    b.onResolve({ filter: /^probsem:node-in-browser$/ }, (a) => ({ path: a.path, namespace: 'node-builtin-shared' }));
+    b.onLoad({ filter: /.*/, namespace: 'node-builtin-shared' }, () => ({ contents: NODE_IN_BROWSER, loader: 'js' }));
+    b.onLoad({ filter: /.*/, namespace: 'node-builtin' }, (a) => ({
+      contents: `module.exports = require('probsem:node-in-browser')(${JSON.stringify(a.path)});`,
+      loader: 'js',
+      resolveDir: '.',
+    }));
+  },
+};
+
+/** esbuild's options for the page: one browser ES module (the server's in-memory build, `npm run build` and `export-web` share them). */
 export function webBuildOptions(webDir = WEB_DIR) {
   return {
     entryPoints: [join(webDir, 'src', 'main.ts')],
@@ -44,6 +69,9 @@ export function webBuildOptions(webDir = WEB_DIR) {
     target: 'es2020',
     logLevel: 'silent' as const,
     legalComments: 'none' as const,
+    plugins: [nodeBuiltinsPlugin],
+    // tfjs reads process.env.NODE_ENV-style flags where a bundler defines them.
+    define: { 'process.env.NODE_ENV': '"production"' },
   };
 }
 
@@ -51,7 +79,7 @@ export function webBuildOptions(webDir = WEB_DIR) {
  * Bundles the page's TypeScript where esbuild is installed (a development checkout); an installed
  * package has no esbuild and serves web/dist/app.js, which `npm run build` writes before packing.
  */
-async function buildApp(webDir: string): Promise<Buffer> {
+async function buildApp(webDir: string, minify: boolean): Promise<Buffer> {
   const entry = join(webDir, 'src', 'main.ts');
   let esbuild: typeof import('esbuild') | null = null;
   try {
@@ -60,7 +88,7 @@ async function buildApp(webDir: string): Promise<Buffer> {
     esbuild = null;
   }
   if (esbuild && existsSync(entry)) {
-    const r = await esbuild.build({ ...webBuildOptions(webDir), write: false });
+    const r = await esbuild.build({ ...webBuildOptions(webDir), write: false, minify });
     return Buffer.from(r.outputFiles[0].contents);
   }
   const prebuilt = join(webDir, 'dist', 'app.js');
@@ -69,7 +97,7 @@ async function buildApp(webDir: string): Promise<Buffer> {
 }
 
 /** name → asset, for `GET /` (index.html) and `GET /static/<name>`. */
-export async function loadWebAssets(webDir = WEB_DIR): Promise<Map<string, Asset>> {
+export async function loadWebAssets(webDir = WEB_DIR, o: { minify?: boolean } = {}): Promise<Map<string, Asset>> {
   const out = new Map<string, Asset>();
   const pub = join(webDir, 'public');
   if (!existsSync(pub)) throw new ProbsemError(`the explorer page's folder ${pub} does not exist`, 'NOT_FOUND');
@@ -77,6 +105,6 @@ export async function loadWebAssets(webDir = WEB_DIR): Promise<Map<string, Asset
     const p = join(pub, name);
     if (statSync(p).isFile()) out.set(name, asset(readFileSync(p), name));
   }
-  out.set('app.js', asset(await buildApp(webDir), 'app.js'));
+  out.set('app.js', asset(await buildApp(webDir, o.minify ?? false), 'app.js'));
   return out;
 }

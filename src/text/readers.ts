@@ -7,7 +7,6 @@
  * naming the file and the line (text) or byte offset (binary).
  */
 import { createReadStream, promises as fs, type ReadStream } from 'node:fs';
-import { endianness } from 'node:os';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream';
 import { createGunzip, gzipSync } from 'node:zlib';
@@ -469,7 +468,8 @@ function readText(ctx: ReadContext): Promise<WordVectors> {
 // ---------------------------------------------------------------------------------------------
 // word2vec binary
 
-const LITTLE_ENDIAN_HOST = endianness() === 'LE';
+// Read from a typed array rather than node:os, so this module also loads in the explorer page.
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 async function readBinary(ctx: ReadContext): Promise<WordVectors> {
   const { cur, path } = ctx;

@@ -1,18 +1,12 @@
 /**
- * The explorer page. Everything runs on the server (this page only calls its JSON API and shows
- * the results); no requests go anywhere else.
+ * The explorer page. It computes through an `Explorer` (explorer.ts): a folder written by
+ * `probsem export-web` (the HTML carries a `probsem-site` meta tag) is computed in the tab;
+ * under `probsem serve` every call goes to the server. No requests go anywhere else.
  */
 import { detectPolarity } from '../../src/data/polarity.js';
-import type {
-  AnnotateResponse,
-  ApiError,
-  GenerateResponse,
-  LabelScore,
-  LatentMethod,
-  LatentResponse,
-  ModelResponse,
-  RetrieveResponse,
-} from '../../src/server/types.js';
+import type { LabelScore, LatentMethod, LatentResponse } from '../../src/server/types.js';
+import { type Explorer, scaleFor } from './explorer.js';
+import { RemoteExplorer } from './remote.js';
 
 // A server started with a token is opened as http://HOST:PORT/#token=TOKEN: the token goes into a
 // same-site cookie, which every API call and <img> then carries, and out of the address bar.
@@ -33,33 +27,7 @@ function $<T extends HTMLElement = HTMLElement>(id: string): T {
   return el as T;
 }
 
-class ApiFailure extends Error {
-  constructor(
-    readonly status: number,
-    readonly body: Partial<ApiError>,
-    readonly retryAfter: number | null,
-  ) {
-    super(body.message ?? `HTTP ${status}`);
-  }
-}
-
-async function api<T>(path: string, init?: RequestInit): Promise<T> {
-  const res = await fetch(path, init);
-  if (!res.ok) {
-    let body: Partial<ApiError> = {};
-    try {
-      body = (await res.json()) as ApiError;
-    } catch {
-      body = { message: `HTTP ${res.status}` };
-    }
-    const ra = res.headers.get('retry-after');
-    throw new ApiFailure(res.status, body, ra ? Number(ra) : null);
-  }
-  return (await res.json()) as T;
-}
-
-const postJson = <T>(path: string, body: unknown) =>
-  api<T>(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+let ex: Explorer;
 
 function showError(e: unknown, where?: HTMLElement): void {
   const msg = e instanceof Error ? e.message : String(e);
@@ -186,23 +154,13 @@ async function loadMap(method: LatentMethod): Promise<void> {
   const status = $('map-status');
   status.classList.remove('error');
   status.textContent = `computing the ${method.toUpperCase()} map…`;
-  for (;;) {
-    try {
-      const data = await api<LatentResponse>(`/api/latent?method=${method}`);
-      if (req !== mapRequest) return;
-      drawMap(data);
-      status.textContent = `${data.ids.length} test images; computed in ${data.seconds.toFixed(1)} s`;
-      return;
-    } catch (e) {
-      if (req !== mapRequest) return;
-      if (e instanceof ApiFailure && e.status === 503) {
-        // Still computing (or busy): wait as told and ask again.
-        await new Promise((r) => setTimeout(r, 1000 * (e.retryAfter ?? 2)));
-        continue;
-      }
-      showError(e, status);
-      return;
-    }
+  try {
+    const data = await ex.latent(method);
+    if (req !== mapRequest) return;
+    drawMap(data);
+    status.textContent = `${data.ids.length} test images; computed in ${data.seconds.toFixed(1)} s`;
+  } catch (e) {
+    if (req === mapRequest) showError(e, status);
   }
 }
 
@@ -212,11 +170,11 @@ async function showDetail(i: number): Promise<void> {
   drawMap(mapState.data, i);
   const detail = $('detail');
   detail.hidden = false;
-  $<HTMLImageElement>('detail-original').src = `/api/images/${id}?scale=4`;
+  $<HTMLImageElement>('detail-original').src = ex.imageSrc(id, scaleFor(ex.info, 112));
   $('detail-id').textContent = String(id);
   $('detail-label').textContent = mapState.data.classes[mapState.data.labels[i]];
   try {
-    const r = await postJson<AnnotateResponse>('/api/annotate', { id, reconstruct: true, top: 5 });
+    const r = await ex.annotateId(id, { reconstruct: true, top: 5 });
     if (r.reconstruction) $<HTMLImageElement>('detail-recon').src = r.reconstruction;
     renderBars($('detail-bars'), r.labels);
   } catch (e) {
@@ -250,7 +208,7 @@ function setupMap(classes: string[]): void {
       shown = i;
       const id = mapState.data.ids[i];
       const img = document.createElement('img');
-      img.src = `/api/images/${id}?scale=3`;
+      img.src = ex.imageSrc(id, scaleFor(ex.info, 84));
       img.alt = `image ${id}`;
       const cap = document.createElement('div');
       cap.textContent = `#${id} ${mapState.data.classes[mapState.data.labels[i]]}`;
@@ -289,11 +247,11 @@ function setupWords(): void {
     status.textContent = 'working…';
     try {
       const [gen, ret] = await Promise.all([
-        postJson<GenerateResponse>('/api/generate', { words, n: 8, seed: 0 }),
-        postJson<RetrieveResponse>('/api/retrieve', { words, k: 8 }),
+        ex.generate(words, 8, 0),
+        ex.retrieve(words, 8),
       ]);
       $('generated').replaceChildren(...gen.images.map((src, i) => figure(src, `sample ${i + 1}`, 'generated')));
-      $('retrieved').replaceChildren(...ret.results.map((h) => figure(`${h.url}?scale=2`, `${h.label} · KL ${h.kl.toFixed(1)}`, 'retrieved')));
+      $('retrieved').replaceChildren(...ret.results.map((h) => figure(h.src, `${h.label} · KL ${h.kl.toFixed(1)}`, 'retrieved')));
       status.textContent = `query: ${gen.labels.join(' + ')}`;
     } catch (e) {
       $('generated').replaceChildren();
@@ -307,11 +265,18 @@ function setupWords(): void {
 
 function setupAnnotate(): void {
   const canvas = $<HTMLCanvasElement>('draw');
+  const { height, width, channels } = ex.info.image;
+  // The drawing area has the images' shape; colour runs take pictures as they are (no polarity
+  // guess), drawn dark on white like most colour pictures.
+  canvas.height = Math.round((canvas.width * height) / width);
+  canvas.style.aspectRatio = `${width} / ${height}`;
+  const colour = channels === 3;
   const ctx = canvas.getContext('2d')!;
   const invert = $<HTMLInputElement>('invert');
+  invert.closest('label')!.hidden = colour;
   const out = $('annotation');
   const clear = () => {
-    ctx.fillStyle = '#000';
+    ctx.fillStyle = colour ? '#fff' : '#000';
     ctx.fillRect(0, 0, canvas.width, canvas.height);
   };
   clear();
@@ -319,10 +284,8 @@ function setupAnnotate(): void {
   let pending = 0;
   const annotate = async () => {
     const req = ++pending;
-    const blob = await new Promise<Blob | null>((r) => canvas.toBlob(r, 'image/png'));
-    if (!blob) return;
     try {
-      const r = await api<AnnotateResponse>(`/api/annotate?invert=${invert.checked}`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: blob });
+      const r = await ex.annotateCanvas(canvas, invert.checked);
       if (req === pending) renderBars(out, r.labels);
     } catch (e) {
       if (req === pending) showError(e, out);
@@ -338,7 +301,7 @@ function setupAnnotate(): void {
     drawing = true;
     canvas.setPointerCapture(ev.pointerId);
     const [x, y] = pos(ev);
-    ctx.strokeStyle = invert.checked ? '#000' : '#fff';
+    ctx.strokeStyle = colour || invert.checked ? '#000' : '#fff';
     ctx.lineWidth = 22;
     ctx.lineCap = 'round';
     ctx.lineJoin = 'round';
@@ -378,8 +341,8 @@ function setupAnnotate(): void {
       const px = pctx.getImageData(0, 0, bmp.width, bmp.height).data;
       const grey = new Float32Array(bmp.width * bmp.height);
       for (let i = 0; i < grey.length; i++) grey[i] = (px[i * 4] + px[i * 4 + 1] + px[i * 4 + 2]) / 765;
-      invert.checked = detectPolarity(grey, bmp.height, bmp.width).polarity === 'dark-on-light';
-      if (invert.checked) {
+      invert.checked = !colour && detectPolarity(grey, bmp.height, bmp.width).polarity === 'dark-on-light';
+      if (colour || invert.checked) {
         ctx.fillStyle = '#fff';
         ctx.fillRect(0, 0, canvas.width, canvas.height);
       }
@@ -422,7 +385,7 @@ function setupInterpolation(classes: string[]): void {
   const frame = $<HTMLCanvasElement>('interp-frame');
   const strip = $<HTMLImageElement>('interp-strip');
   const steps = 11;
-  const scale = 2;
+  const scale = scaleFor(ex.info, 56);
   // Free text, with the classes offered as suggestions (word-vector runs take any word).
   $('interp-classes').replaceChildren(...classes.map((c) => new Option(c, c)));
   from.value = classes[0] ?? '';
@@ -433,10 +396,14 @@ function setupInterpolation(classes: string[]): void {
 
   const drawFrame = () => {
     if (!strip.complete || !strip.naturalWidth) return;
-    const size = strip.naturalHeight;
+    // Frames keep the images' shape (not always square).
+    const fw = strip.naturalWidth / steps;
+    const fh = strip.naturalHeight;
+    const h = Math.round((frame.width * fh) / fw);
+    if (frame.height !== h) frame.height = h;
     const ctx = frame.getContext('2d')!;
     ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(strip, Number(slider.value) * size, 0, size, size, 0, 0, frame.width, frame.height);
+    ctx.drawImage(strip, Number(slider.value) * fw, 0, fw, fh, 0, 0, frame.width, frame.height);
   };
   const load = async () => {
     const a = from.value.trim();
@@ -446,13 +413,7 @@ function setupInterpolation(classes: string[]): void {
     status.classList.remove('error');
     status.textContent = '';
     try {
-      const res = await fetch('/api/interpolate', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ from: a, to: b, steps, scale }),
-      });
-      if (!res.ok) throw new Error(((await res.json()) as ApiError).message);
-      const blob = await res.blob();
+      const blob = await ex.interpolate(a, b, steps, scale);
       // A slower earlier answer must not replace the strip of a later request.
       if (req !== pending) return;
       if (url) URL.revokeObjectURL(url);
@@ -477,10 +438,22 @@ function setupInterpolation(classes: string[]): void {
 
 // ---------------------------------------------------------------- start
 
+/** The static home where the page carries `<meta name="probsem-site" content="site.json">`, else the server. */
+function openExplorer(): Promise<Explorer> {
+  const site = document.querySelector<HTMLMetaElement>('meta[name="probsem-site"]')?.content;
+  // Loaded only for the static home, so the served page never downloads TensorFlow.js.
+  return site ? import('./local.js').then((m) => m.LocalExplorer.open(site)) : RemoteExplorer.open();
+}
+
 async function start(): Promise<void> {
-  const m = await api<ModelResponse>('/api/model');
+  ex = await openExplorer();
+  const m = ex.info;
   const acc = typeof m.metrics?.annotationAccuracy === 'number' ? ` · annotation accuracy ${(100 * m.metrics.annotationAccuracy).toFixed(1)} %` : '';
-  $('model-info').textContent = `${m.model} · latent ${m.latentDim} · ${m.classes.length} classes · ${m.dataset.name} (${m.dataset.testImages} test images)${acc}`;
+  const imgs = m.images < m.testImages ? `${m.images} of ${m.testImages} test images` : `${m.testImages} test images`;
+  const colour = m.image.channels === 3 ? ' RGB' : '';
+  $('model-info').textContent = `${m.model} · latent ${m.latentDim} · ${m.classes.length} classes · ${m.datasetName} (${imgs}, ${m.image.height}×${m.image.width}${colour})${acc} · ${m.home}`;
+  const sel = $<HTMLSelectElement>('map-method');
+  for (const o of [...sel.options]) if (!m.methods.includes(o.value as LatentMethod)) o.remove();
   setupMap(m.classes);
   setupWords();
   setupAnnotate();

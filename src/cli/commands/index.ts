@@ -4,6 +4,7 @@ import { annotateCommand, generateCommand } from './image.js';
 import { demoCommand } from './demo.js';
 import { judgeCommand } from './judge.js';
 import { serveCommand } from './serve.js';
+import { exportWebCommand } from './export-web.js';
 import { benchCommand } from './bench-paper.js';
 import { neighboursCommand } from './words.js';
 import { retrieveCommand } from './retrieve.js';
@@ -43,5 +44,6 @@ export const COMMANDS: Record<string, Command> = {
   judge: judgeCommand,
   demo: demoCommand,
   serve: serveCommand,
+  'export-web': exportWebCommand,
   bench: benchCommand,
 };

@@ -1,0 +1,164 @@
+/**
+ * `probsem export-web`: the explorer as a static folder that any file server can serve, computing
+ * in the browser (docs/explorer.md). It holds the page (index.html with a `probsem-site` meta tag,
+ * the one bundled script, the stylesheet, tfjs's wasm binaries), a copy of the run's model
+ * directory, a seeded sample of test images with their posteriors, the sample's latent maps, and
+ * for word-vector runs a bounded word list with its vectors. The folder is written beside the
+ * target and renamed into place, so a failed export leaves nothing half-written.
+ */
+import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { basename, dirname, join, resolve } from 'node:path';
+import { ProbsemError } from '../core/errors.js';
+import { writeFileAtomicSync } from '../core/files.js';
+import { pixelsOf } from '../data/dataset.js';
+import { encodeSplitGaussians } from '../runs/retrieval.js';
+import { runWordVectors } from '../runs/words.js';
+import { tokenize } from '../text/word-vectors.js';
+import { type Method, sampleIndices } from './latent.js';
+import { ModelService } from './service.js';
+import type { SiteManifest } from './types.js';
+import { loadWebAssets } from './web.js';
+
+export interface ExportWebOptions {
+  runDir: string;
+  out: string;
+  /** Test images shipped (a seeded sample; the whole split when smaller). */
+  sample?: number;
+  maps?: Method[];
+  /** Word-vector runs: words shipped beyond the class phrases. */
+  maxWords?: number;
+  dataset?: string;
+  dataDir?: string;
+  onNotice?: (m: string) => void;
+  onProgress?: (m: string) => void;
+}
+
+export interface ExportWebResult {
+  dir: string;
+  files: { path: string; bytes: number }[];
+  bytes: number;
+  sample: number;
+}
+
+/** The wasm binaries tfjs-backend-wasm may ask for (the threaded one only where a server sends COOP/COEP headers). */
+const WASM_FILES = ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm'];
+
+function checkOut(out: string): void {
+  if (!existsSync(out)) {
+    if (!existsSync(dirname(out))) throw new ProbsemError(`cannot write ${out}: its parent folder ${dirname(out)} does not exist`, 'NOT_FOUND');
+    return;
+  }
+  if (!statSync(out).isDirectory()) throw new ProbsemError(`--out ${out} is a file, not a folder`, 'BAD_OPTION');
+  if (readdirSync(out).length > 0) throw new ProbsemError(`--out ${out} is not empty: give a new or empty folder (nothing is overwritten)`, 'BAD_OPTION');
+}
+
+const f32 = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+export async function exportWeb(o: ExportWebOptions): Promise<ExportWebResult> {
+  const out = resolve(o.out);
+  checkOut(out);
+  const sampleSize = o.sample ?? 1000;
+  if (!Number.isInteger(sampleSize) || sampleSize < 1) throw new ProbsemError(`the sample size must be a positive integer, got ${sampleSize}`, 'BAD_OPTION');
+  const maps = o.maps ?? ['pca', 'tsne', 'umap'];
+  const progress = o.onProgress ?? (() => {});
+
+  progress('loading the run and its dataset');
+  const svc = await ModelService.load(o.runDir, { dataset: o.dataset, dataDir: o.dataDir, latentSample: sampleSize, onNotice: o.onNotice, saveIndex: false });
+  const { model, meta, dataset } = svc;
+  const test = dataset.test;
+  const pixels = pixelsOf(dataset);
+  // The ids the server's latent maps use for this sample size, so both homes map the same images.
+  const ids = sampleIndices(test.count, sampleSize);
+  const images = new Uint8Array(ids.length * pixels);
+  ids.forEach((id, r) => images.set(test.images.subarray(id * pixels, (id + 1) * pixels), r * pixels));
+  const labels = Uint8Array.from(ids, (id) => test.labels[id]);
+
+  progress(`encoding ${ids.length} test images`);
+  const g = encodeSplitGaussians(model, { images, labels, count: ids.length }, pixels);
+  const second = g.kind === 'diag' ? g.variance : g.scaleTril;
+  const posteriors = new Uint8Array(g.mean.byteLength + second.byteLength);
+  posteriors.set(f32(g.mean), 0);
+  posteriors.set(f32(second), g.mean.byteLength);
+
+  const mapData: SiteManifest['maps'] = {};
+  for (const m of maps) {
+    progress(`computing the ${m.toUpperCase()} map`);
+    const r = await svc.latent(m);
+    mapData[m] = { x: r.x, y: r.y, seconds: r.seconds };
+  }
+
+  let words: { list: string[]; data: Float32Array; dim: number; source: string } | null = null;
+  if (meta.labels?.kind === 'words') {
+    progress('choosing the word list');
+    const wv = await runWordVectors(meta, [], { neighbours: true, onNotice: o.onNotice });
+    if (wv) {
+      const max = o.maxWords ?? 10_000;
+      // The class phrases' words first (always shipped), then each class's nearest words in the
+      // vectors (the words a visitor is likely to try), then the vectors' own order up to the bound.
+      const keep = new Set<string>();
+      for (const p of meta.labels.phrases) for (const t of tokenize(p)) if (wv.indexOf(t) >= 0) keep.add(wv.words[wv.indexOf(t)]);
+      const c = meta.classNames.length;
+      const per = Math.floor(Math.max(0, max - keep.size) / c);
+      const rows = Float32Array.from(meta.labels.vectors);
+      for (let k = 0; k < c && per > 0; k++) for (const n of wv.nearest(rows.subarray(k * wv.dim, (k + 1) * wv.dim), per)) keep.add(n.word);
+      for (let i = 0; i < wv.size && keep.size < max; i++) keep.add(wv.words[i]);
+      const list = [...keep];
+      const data = new Float32Array(list.length * wv.dim);
+      list.forEach((w, i) => data.set(wv.data.subarray(wv.indexOf(w) * wv.dim, (wv.indexOf(w) + 1) * wv.dim), i * wv.dim));
+      words = { list, data, dim: wv.dim, source: wv.source };
+    }
+  }
+
+  progress('bundling the page');
+  const assets = await loadWebAssets(undefined, { minify: true });
+  const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}`);
+  rmSync(tmp, { recursive: true, force: true });
+  const files: { path: string; bytes: number }[] = [];
+  const put = (rel: string, data: Uint8Array | string) => {
+    mkdirSync(dirname(join(tmp, rel)), { recursive: true });
+    writeFileAtomicSync(join(tmp, rel), data);
+    files.push({ path: rel, bytes: typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength });
+  };
+  try {
+    const html = assets.get('index.html')!.body.toString('utf8');
+    if (!html.includes('</head>')) throw new ProbsemError('the explorer page has no </head> to mark as a static site', 'NOT_FOUND');
+    put('index.html', html.replace('</head>', '  <meta name="probsem-site" content="site.json">\n</head>'));
+    for (const [name, a] of assets) if (name !== 'index.html') put(`static/${name}`, a.body);
+    const require = createRequire(import.meta.url);
+    const wasmDir = dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm'));
+    for (const w of WASM_FILES) {
+      mkdirSync(join(tmp, 'static'), { recursive: true });
+      copyFileSync(join(wasmDir, w), join(tmp, 'static', w));
+      files.push({ path: `static/${w}`, bytes: statSync(join(tmp, 'static', w)).size });
+    }
+    // The run's model directory as it is (checksums intact), so the CLI can read the copy too.
+    for (const name of ['model.json', meta.weights.file]) {
+      mkdirSync(join(tmp, 'model'), { recursive: true });
+      copyFileSync(join(o.runDir, name), join(tmp, 'model', name));
+      files.push({ path: `model/${name}`, bytes: statSync(join(tmp, 'model', name)).size });
+    }
+    put('sample/images.bin', images);
+    put('sample/posteriors.bin', posteriors);
+    if (words) put('words/vectors.bin', f32(words.data));
+    const site: SiteManifest = {
+      format: 'probsem-site',
+      formatVersion: 1,
+      createdAt: new Date().toISOString(),
+      model: { json: 'model/model.json', weights: `model/${meta.weights.file}` },
+      dataset: { name: basename(dataset.name), testImages: test.count },
+      image: { height: dataset.height, width: dataset.width, channels: dataset.channels === 3 ? 3 : 1 },
+      sample: { count: ids.length, ids, labels: Array.from(labels), images: 'sample/images.bin', posteriors: 'sample/posteriors.bin', kind: g.kind, dim: g.dim },
+      maps: mapData,
+      words: words ? { file: 'words/vectors.bin', list: words.list, dim: words.dim, source: words.source } : null,
+    };
+    put('site.json', JSON.stringify(site));
+    checkOut(out);
+    if (existsSync(out)) rmSync(out, { recursive: true });
+    renameSync(tmp, out);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  return { dir: out, files, bytes: files.reduce((a, f) => a + f.bytes, 0), sample: ids.length };
+}

@@ -202,13 +202,35 @@ EXPORT int count_nonfinite(const f32* x, int n) {
   return bad;
 }
 
-/* dst[c][r] = src[r][c] for a rows x cols matrix. */
+/* The 4 x 4 block at r0..r3 transposed: out[q] holds lane q of every row. */
+static inline void transpose4(v128_t r0, v128_t r1, v128_t r2, v128_t r3, v128_t* out) {
+  v128_t t0 = wasm_i32x4_shuffle(r0, r1, 0, 4, 1, 5), t1 = wasm_i32x4_shuffle(r0, r1, 2, 6, 3, 7);
+  v128_t t2 = wasm_i32x4_shuffle(r2, r3, 0, 4, 1, 5), t3 = wasm_i32x4_shuffle(r2, r3, 2, 6, 3, 7);
+  out[0] = wasm_i32x4_shuffle(t0, t2, 0, 1, 4, 5); out[1] = wasm_i32x4_shuffle(t0, t2, 2, 3, 6, 7);
+  out[2] = wasm_i32x4_shuffle(t1, t3, 0, 1, 4, 5); out[3] = wasm_i32x4_shuffle(t1, t3, 2, 3, 6, 7);
+}
+
+/* dst[c][r] = src[r][c] for a rows x cols matrix: 32 x 32 tiles of 4 x 4 SIMD transposes. */
 EXPORT void transpose(const f32* src, int rows, int cols, f32* dst) {
   enum { T = 32 };
   for (int r0 = 0; r0 < rows; r0 += T)
     for (int c0 = 0; c0 < cols; c0 += T) {
       int r1 = r0 + T < rows ? r0 + T : rows, c1 = c0 + T < cols ? c0 + T : cols;
-      for (int r = r0; r < r1; r++)
+      int r = r0;
+      for (; r + 4 <= r1; r += 4) {
+        const f32* s = src + r * cols;
+        int c = c0;
+        for (; c + 4 <= c1; c += 4) {
+          v128_t o[4];
+          transpose4(wasm_v128_load(s + c), wasm_v128_load(s + cols + c), wasm_v128_load(s + 2 * cols + c), wasm_v128_load(s + 3 * cols + c), o);
+          f32* d = dst + c * rows + r;
+          wasm_v128_store(d, o[0]); wasm_v128_store(d + rows, o[1]);
+          wasm_v128_store(d + 2 * rows, o[2]); wasm_v128_store(d + 3 * rows, o[3]);
+        }
+        for (; c < c1; c++)
+          for (int q = 0; q < 4; q++) dst[c * rows + r + q] = s[q * cols + c];
+      }
+      for (; r < r1; r++)
         for (int c = c0; c < c1; c++) dst[c * rows + r] = src[r * cols + c];
     }
 }

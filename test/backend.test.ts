@@ -3,10 +3,13 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
 
-function run(env: Record<string, string>) {
+/** Runs the fixture with `env` over this process's environment; an undefined value unsets a variable (npm test sets PROBSEM_THREADS=1). */
+function run(env: Record<string, string | undefined>) {
+  const merged: NodeJS.ProcessEnv = { ...process.env, ...env };
+  for (const [k, v] of Object.entries(env)) if (v === undefined) delete merged[k];
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/fixtures/train-hash.ts'], {
     encoding: 'utf8',
-    env: { ...process.env, ...env },
+    env: merged,
     timeout: 120_000,
   });
   assert.equal(r.status, 0, r.stderr);
@@ -19,7 +22,7 @@ test('multi-threaded wasm starts in Node, exits cleanly, and trains bit-identica
   assert.equal(one.threads, 1);
   assert.equal(two.threads, 2, 'the threaded build really runs two XNNPACK threads');
   assert.equal(two.hash, one.hash, 'thread count does not change results');
-  const dflt = run({ PROBSEM_BACKEND: 'wasm' });
+  const dflt = run({ PROBSEM_BACKEND: 'wasm', PROBSEM_THREADS: undefined });
   assert.equal(dflt.threads, Math.min(8, cpus().length));
 });
 

@@ -63,6 +63,11 @@ export class TrainSession {
     return new TrainSession(model, stepper, ds, batcher, opts);
   }
 
+  /** Whether the kernels fuse multiply-adds (relaxed SIMD): runs reproduce bit for bit only within one choice. */
+  get fma(): boolean {
+    return this.stepper.kernels.fma;
+  }
+
   /** Steps taken so far. */
   get steps(): number {
     return this.done;

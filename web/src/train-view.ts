@@ -170,6 +170,7 @@ export function setupTrain(site: SiteManifest, onUse: (meta: ModelFile, weights:
       download.download = `${m.name}.zip`;
       download.hidden = false;
       use.disabled = false;
+      section.dataset.fma = String(m.fma);
       status.textContent = `trained ${m.step} steps · loss ${mean(losses.slice(-20)).toFixed(1)} · ${m.msPerStep.toFixed(1)} ms/step in this tab`;
       finish('done');
     };

@@ -103,7 +103,7 @@ async function run(base: string, train: NonNullable<Extract<ToWorker, { type: 's
       { name: `${name}/train.jsonl`, data: enc.encode(log.map((l) => l + '\n').join('')) },
     ]);
     const weights = blob.slice().buffer as ArrayBuffer;
-    post({ type: 'done', step: s.steps, modelJson, weights, zip: zip.buffer as ArrayBuffer, name, msPerStep: trainMs / Math.max(1, s.steps) }, [weights, zip.buffer as ArrayBuffer]);
+    post({ type: 'done', step: s.steps, modelJson, weights, zip: zip.buffer as ArrayBuffer, name, msPerStep: trainMs / Math.max(1, s.steps), fma: s.fma }, [weights, zip.buffer as ArrayBuffer]);
   } finally {
     await s.dispose();
   }

@@ -116,3 +116,21 @@ test('in the tab: training lowers the loss, the page explores the trained model,
   assert.deepEqual(pageErrors, [], 'no errors in the page');
   for (const f of ['/static/train-worker.js', '/train/train-images-idx3-ubyte.gz']) assert.ok(files.served.includes(f), `${f} was fetched from the site`);
 });
+
+test('in the tab: Stop ends training early with a run of the steps taken', { skip: SKIP }, async () => {
+  await page.fill('#train-steps', '100000');
+  await page.click('#train-start');
+  await page.waitForFunction(() => Number(document.getElementById('train-section')!.dataset.step ?? 0) >= 20 && document.getElementById('train-section')!.dataset.state === 'running', undefined, { timeout: 30_000 });
+  assert.equal(await page.isEnabled('#train-use'), false, 'the previous model cannot be switched to while training');
+  await page.click('#train-stop');
+  await page.waitForSelector('#train-section[data-state="done"]', { timeout: 30_000 });
+  const step = Number(await page.getAttribute('#train-section', 'data-step'));
+  assert.ok(step >= 20 && step < 1000, `stopped at step ${step}`);
+  assert.match((await page.textContent('#train-status')) ?? '', new RegExp(`^trained ${step} steps`));
+  assert.ok(await page.isVisible('#train-download'));
+  // Bad settings are refused with the reason, before any worker starts.
+  await page.fill('#train-latent', '0');
+  await page.click('#train-start');
+  assert.match((await page.textContent('#train-status')) ?? '', /Latent must be a whole number from 1 to 64/);
+  assert.deepEqual(pageErrors, [], 'no errors in the page');
+});

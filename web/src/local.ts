@@ -127,7 +127,9 @@ export class LocalExplorer implements Explorer {
     const pca = { x: Array.from({ length: count }, (_, i) => xy[2 * i]), y: Array.from({ length: count }, (_, i) => xy[2 * i + 1]), seconds: (performance.now() - t0) / 1000 };
     const steps = meta.training?.steps ?? 0;
     const info: ExplorerInfo = { ...this.info, model: `${meta.model} trained in this tab (${steps} steps)`, latentDim: model.latentDim, metrics: null, methods: ['pca'] };
-    return new LocalExplorer(info, this.site, meta, model, this.images, items, this.vectors, { pca });
+    // The site's word vectors answer only for a model trained on word vectors (the tab trains one-hot).
+    const vectors = meta.labels?.kind === 'words' ? this.vectors : null;
+    return new LocalExplorer(info, this.site, meta, model, this.images, items, vectors, { pca });
   }
 
   private position(id: number): number {

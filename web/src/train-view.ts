@@ -122,6 +122,7 @@ export function setupTrain(site: SiteManifest, onUse: (meta: ModelFile, weights:
     status.classList.remove('error');
     status.textContent = 'loading the training data…';
     section.dataset.state = 'running';
+    for (const k of ['step', 'firstLoss', 'lastLoss', 'msPerStep', 'fma']) delete section.dataset[k];
     start.disabled = true;
     stop.disabled = false;
     use.disabled = true;

@@ -128,6 +128,11 @@ test('in the tab: Stop ends training early with a run of the steps taken', { ski
   assert.ok(step >= 20 && step < 1000, `stopped at step ${step}`);
   assert.match((await page.textContent('#train-status')) ?? '', new RegExp(`^trained ${step} steps`));
   assert.ok(await page.isVisible('#train-download'));
+  // Stopped while the data are still loading: no model, and the reason.
+  await page.click('#train-start');
+  await page.click('#train-stop');
+  await page.waitForSelector('#train-section[data-state="error"]', { timeout: 30_000 });
+  assert.match((await page.textContent('#train-status')) ?? '', /stopped before the first step/);
   // Bad settings are refused with the reason, before any worker starts.
   await page.fill('#train-latent', '0');
   await page.click('#train-start');

@@ -91,6 +91,7 @@ async function run(base: string, train: NonNullable<Extract<ToWorker, { type: 's
       // Lets a Stop message in.
       await new Promise((r) => setTimeout(r, 0));
     }
+    if (s.steps === 0) throw new Error('stopped before the first step: there is no model to keep');
     if (windowN > 0) log.push(JSON.stringify({ step: s.steps, msPerStep: Math.round((trainMs / s.steps) * 1e4) / 1e4, loss: Math.round((windowSum / windowN) * 1e4) / 1e4 }));
     post({ type: 'progress', step: s.steps, steps: st.steps, losses: pending, msPerStep: trainMs / Math.max(1, s.steps), map: mapOf(s, ids, labels) });
     const { meta, blob } = s.modelFile(train.hash, sha256Hex, 'probsem wasm kernels (browser worker, 1 thread)');

@@ -22,6 +22,7 @@ import { datasetHash, type Dataset, pixelsOf } from '../src/data/dataset.js';
 import type { ImageModel, Trainable } from '../src/models/base.js';
 import { loadModel, modelJsonText } from '../src/models/persist.js';
 import { createModel } from '../src/models/registry.js';
+import { evaluateRun } from '../src/runs/runs.js';
 import { TrainSession, sessionModelConfig } from '../src/train/session.js';
 import { train } from '../src/train/trainer.js';
 
@@ -109,6 +110,11 @@ test('a session lowers the loss, and its run archive loads in the CLI to the sam
   const got = tf.tidy(() => model.encodeImage(tf.tensor2d(Float32Array.from(ds.test.images.subarray(0, 5 * 784), (v) => v / 255), [5, 784])).mean.dataSync());
   assert.deepEqual(Array.from(got), Array.from(want));
   model.params.dispose();
+  // The CLI's evaluation reads the archive too; it prints the metrics without rewriting the archive.
+  const notices: string[] = [];
+  const report = await evaluateRun(path, { skipGeneration: true, triplets: 0, retrievalQueries: 100, save: true, onNotice: (m) => notices.push(m) });
+  assert.ok((report.annotationAccuracy ?? 0) > 0.5, `annotation accuracy ${report.annotationAccuracy}`);
+  assert.ok(notices.some((m) => /metrics are printed only: .*run archive/.test(m)), notices.join('; '));
   // A damaged archive fails with the reason.
   const bad = readFileSync(path);
   bad[bad.length - 200] ^= 1;

@@ -262,13 +262,15 @@ function checkContent(meta: ModelFile, jsonPath: string, opts: ModelReadOptions)
  * page's download, model.json and weights.bin at its root or in one folder; stored entries).
  */
 export function loadModel<T extends Trainable = Trainable>(dir: string, opts: ModelReadOptions = {}): LoadedModel<T> {
-  const meta = readModelMeta(dir, opts);
+  // An archive is read once, for model.json and the weights.
+  const zip = isRunZip(dir) ? zipRun(dir) : null;
+  const meta = zip ? parseModelMeta(zip.text, zip.jsonName, opts) : readModelMeta(dir, opts);
   getModelEntry(meta.model); // clear error for an unknown model name
   if (typeof meta.weights.file !== 'string' || /[\\/]/.test(meta.weights.file)) {
     throw new ProbsemError(`${dir}/model.json names an invalid weights file`, 'MODEL_FORMAT');
   }
-  if (isRunZip(dir)) {
-    const blob = zipRun(dir).entry(meta.weights.file);
+  if (zip) {
+    const blob = zip.entry(meta.weights.file);
     if (!blob) throw new ProbsemError(`${dir} holds no ${meta.weights.file} beside its model.json`, 'NOT_FOUND');
     if (blob.byteLength !== meta.weights.bytes) throw new ProbsemError(`${dir}: ${meta.weights.file} holds ${blob.byteLength} bytes, model.json says ${meta.weights.bytes}`, 'MODEL_FORMAT');
     if (sha256(blob) !== meta.weights.sha256) throw new ProbsemError(`${dir}: ${meta.weights.file} does not match the checksum in model.json (corrupted or tampered with)`, 'MODEL_FORMAT');

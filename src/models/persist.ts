@@ -5,10 +5,11 @@
  * `contentSha256` covers model.json itself (all but the fields that change after saving), so an
  * edited class list, config or manifest is refused rather than loaded silently wrong.
  */
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ProbsemError } from '../core/errors.js';
 import { canonicalJson, readExactFileSync, readSmallFileSync, sha256, writeFileAtomicSync } from '../core/files.js';
+import { readZip } from '../core/zip.js';
 import { type TensorEntry, validateManifest, withParameterBudget } from '../nn/params.js';
 import type { LabelEncodingInfo } from '../text/labels.js';
 import type { Trainable } from './base.js';
@@ -74,10 +75,10 @@ const UNHASHED = new Set(['metrics', 'createdAt', 'contentSha256']);
 const MAX_MODEL_JSON_BYTES = 256 * 2 ** 20;
 
 /** The checksum `contentSha256` should hold for `meta` (as parsed from, or about to be written to, JSON). */
-export function modelContentSha256(meta: object): string {
+export function modelContentSha256(meta: object, hash: (data: Uint8Array | string) => string = sha256): string {
   const fields = Object.fromEntries(Object.entries(meta).filter(([k]) => !UNHASHED.has(k)));
   // Through JSON first, so the value hashed at saving is the one read back (-0, NaN, undefined).
-  return sha256(canonicalJson(JSON.parse(JSON.stringify(fields))));
+  return hash(canonicalJson(JSON.parse(JSON.stringify(fields))));
 }
 
 export interface ModelReadOptions {
@@ -93,11 +94,14 @@ export interface LoadedModel<T extends Trainable = Trainable> {
 
 export const LIBRARY_VERSION = '0.1.0';
 
-export function saveModel(
-  dir: string,
-  model: Trainable & { config: object },
-  info: { classNames: string[]; labels?: LabelEncodingInfo; holdout?: string[] } & ModelProvenance,
-): ModelFile {
+export type ModelInfo = { classNames: string[]; labels?: LabelEncodingInfo; holdout?: string[] } & ModelProvenance;
+
+/**
+ * model.json's content and the weights blob of a model, in memory (`saveModel` writes them; the
+ * explorer page's training worker zips them). `hash`: a SHA-256 hex digest (node:crypto by
+ * default; the page passes a plain-JavaScript one, as a browser has no node:crypto).
+ */
+export function modelFileOf(model: Trainable & { config: object }, info: ModelInfo, hash: (data: Uint8Array | string) => string = sha256): { meta: ModelFile; blob: Uint8Array } {
   const { manifest, blob } = model.params.serialize();
   const meta: ModelFile = {
     format: MODEL_FORMAT,
@@ -113,17 +117,28 @@ export function saveModel(
     metrics: info.metrics,
     library: { name: 'probsem', version: LIBRARY_VERSION },
     createdAt: new Date().toISOString(),
-    weights: { file: 'weights.bin', bytes: blob.byteLength, sha256: sha256(blob), tensors: manifest },
+    weights: { file: 'weights.bin', bytes: blob.byteLength, sha256: hash(blob), tensors: manifest },
   };
-  meta.contentSha256 = modelContentSha256(meta);
+  meta.contentSha256 = modelContentSha256(meta, hash);
+  return { meta, blob };
+}
+
+/** model.json as written to disk. */
+export function modelJsonText(meta: ModelFile): string {
+  return JSON.stringify(meta, null, 2) + '\n';
+}
+
+export function saveModel(dir: string, model: Trainable & { config: object }, info: ModelInfo): ModelFile {
+  const { meta, blob } = modelFileOf(model, info);
   mkdirSync(dir, { recursive: true });
   writeFileAtomicSync(join(dir, 'weights.bin'), blob);
-  writeFileAtomicSync(join(dir, 'model.json'), JSON.stringify(meta, null, 2) + '\n');
+  writeFileAtomicSync(join(dir, 'model.json'), modelJsonText(meta));
   return meta;
 }
 
 /** Rewrites model.json only (e.g. to record evaluation metrics), keeping the weights. */
 export function updateModelMeta(dir: string, meta: ModelFile): void {
+  if (isRunZip(dir)) throw new ProbsemError(`${dir} is a run archive, which probsem does not rewrite: unzip it and give the folder`, 'BAD_OPTION');
   // Only unhashed fields may change here; anything else would leave a file that no longer loads.
   if (meta.contentSha256 !== undefined && meta.contentSha256 !== modelContentSha256(meta)) {
     throw new ProbsemError(`refusing to rewrite ${join(dir, 'model.json')}: the update changes fields its content checksum covers`, 'MODEL_FORMAT');
@@ -131,7 +146,28 @@ export function updateModelMeta(dir: string, meta: ModelFile): void {
   writeFileAtomicSync(join(dir, 'model.json'), JSON.stringify(meta, null, 2) + '\n');
 }
 
+/** Whether `path` names a run packed as a ZIP archive (the explorer page's download) rather than a folder. */
+export function isRunZip(path: string): boolean {
+  return /\.zip$/i.test(path) && existsSync(path) && statSync(path).isFile();
+}
+
+/** A run archive's model.json (at its root or in one folder) and the entries beside it. */
+function zipRun(path: string): { jsonName: string; text: string; entry: (name: string) => Uint8Array | undefined } {
+  if (statSync(path).size > 4 * 2 ** 30) throw new ProbsemError(`${path} is larger than a run archive can be (4 GiB)`, 'MODEL_FORMAT');
+  const entries = readZip(readFileSync(path), path);
+  const json = entries.find((e) => /^([^/]+\/)?model\.json$/.test(e.name));
+  if (!json) throw new ProbsemError(`${path} holds no model.json (at its root or in one folder): it is not a probsem run archive`, 'NOT_FOUND');
+  if (json.data.length > MAX_MODEL_JSON_BYTES) throw new ProbsemError(`${path}: its model.json is larger than a model file can be`, 'MODEL_FORMAT');
+  const prefix = json.name.slice(0, -'model.json'.length);
+  const byName = new Map(entries.map((e) => [e.name, e.data]));
+  return { jsonName: `${path}:${json.name}`, text: new TextDecoder().decode(json.data), entry: (name) => byName.get(prefix + name) };
+}
+
 export function readModelMeta(dir: string, opts: ModelReadOptions = {}): ModelFile {
+  if (isRunZip(dir)) {
+    const z = zipRun(dir);
+    return parseModelMeta(z.text, z.jsonName, opts);
+  }
   const jsonPath = join(dir, 'model.json');
   if (!existsSync(dir) || !statSync(dir).isDirectory()) {
     throw new ProbsemError(`model directory ${dir} does not exist`, 'NOT_FOUND');
@@ -139,7 +175,6 @@ export function readModelMeta(dir: string, opts: ModelReadOptions = {}): ModelFi
   if (!existsSync(jsonPath)) {
     throw new ProbsemError(`${dir} is not a model directory: model.json is missing`, 'NOT_FOUND');
   }
-  let meta: ModelFile;
   let text: string;
   try {
     text = readSmallFileSync(jsonPath, MAX_MODEL_JSON_BYTES, 'model file', 'MODEL_FORMAT').toString('utf8');
@@ -147,6 +182,12 @@ export function readModelMeta(dir: string, opts: ModelReadOptions = {}): ModelFi
     if (e instanceof ProbsemError) throw e;
     throw new ProbsemError(`${jsonPath} is not readable as text: ${(e as Error).message}`, 'MODEL_FORMAT');
   }
+  return parseModelMeta(text, jsonPath, opts);
+}
+
+/** A model file's text, parsed and checked; `jsonPath` names it in errors. */
+function parseModelMeta(text: string, jsonPath: string, opts: ModelReadOptions): ModelFile {
+  let meta: ModelFile;
   try {
     meta = JSON.parse(text) as ModelFile;
   } catch (e) {
@@ -216,11 +257,24 @@ function checkContent(meta: ModelFile, jsonPath: string, opts: ModelReadOptions)
   }
 }
 
+/**
+ * A run's model from its folder, or from a ZIP archive of it (`dir` ending in .zip: the explorer
+ * page's download, model.json and weights.bin at its root or in one folder; stored entries).
+ */
 export function loadModel<T extends Trainable = Trainable>(dir: string, opts: ModelReadOptions = {}): LoadedModel<T> {
-  const meta = readModelMeta(dir, opts);
+  // An archive is read once, for model.json and the weights.
+  const zip = isRunZip(dir) ? zipRun(dir) : null;
+  const meta = zip ? parseModelMeta(zip.text, zip.jsonName, opts) : readModelMeta(dir, opts);
   getModelEntry(meta.model); // clear error for an unknown model name
   if (typeof meta.weights.file !== 'string' || /[\\/]/.test(meta.weights.file)) {
     throw new ProbsemError(`${dir}/model.json names an invalid weights file`, 'MODEL_FORMAT');
+  }
+  if (zip) {
+    const blob = zip.entry(meta.weights.file);
+    if (!blob) throw new ProbsemError(`${dir} holds no ${meta.weights.file} beside its model.json`, 'NOT_FOUND');
+    if (blob.byteLength !== meta.weights.bytes) throw new ProbsemError(`${dir}: ${meta.weights.file} holds ${blob.byteLength} bytes, model.json says ${meta.weights.bytes}`, 'MODEL_FORMAT');
+    if (sha256(blob) !== meta.weights.sha256) throw new ProbsemError(`${dir}: ${meta.weights.file} does not match the checksum in model.json (corrupted or tampered with)`, 'MODEL_FORMAT');
+    return { model: modelFromWeights<T>(meta, blob, `${dir}:${meta.weights.file}`, dir), meta, dir };
   }
   const weightsPath = join(dir, meta.weights.file);
   if (!existsSync(weightsPath)) throw new ProbsemError(`${weightsPath} is missing`, 'NOT_FOUND');

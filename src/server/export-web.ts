@@ -11,7 +11,8 @@ import { createRequire } from 'node:module';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ProbsemError } from '../core/errors.js';
 import { writeFileAtomicSync } from '../core/files.js';
-import { pixelsOf } from '../data/dataset.js';
+import { FASHION_MNIST_CLASSES, datasetHash, pixelsOf } from '../data/dataset.js';
+import { SHIPPED_SUBSET_DIR, loadDataset } from '../data/registry.js';
 import { encodeSplitGaussians } from '../runs/retrieval.js';
 import { runWordVectors } from '../runs/words.js';
 import { tokenize } from '../text/word-vectors.js';
@@ -30,6 +31,8 @@ export interface ExportWebOptions {
   maxWords?: number;
   dataset?: string;
   dataDir?: string;
+  /** Ship the Fashion-MNIST subset for in-tab training (default true; about 5.3 MB). */
+  train?: boolean;
   onNotice?: (m: string) => void;
   onProgress?: (m: string) => void;
 }
@@ -110,8 +113,22 @@ export async function exportWeb(o: ExportWebOptions): Promise<ExportWebResult> {
     }
   }
 
+  // In-tab training uses the shipped subset; the trained model is explored on this site's images, so
+  // the run must take the same 28×28 grey pictures of the same classes.
+  let train: SiteManifest['train'] = null;
+  if (o.train ?? true) {
+    const fits = dataset.height === 28 && dataset.width === 28 && (dataset.channels ?? 1) === 1 && JSON.stringify(meta.classNames) === JSON.stringify(FASHION_MNIST_CLASSES);
+    if (fits) {
+      const subset = await loadDataset('fashion-mnist-subset');
+      const files = { trainImages: 'train-images-idx3-ubyte.gz', trainLabels: 'train-labels-idx1-ubyte.gz', testImages: 't10k-images-idx3-ubyte.gz', testLabels: 't10k-labels-idx1-ubyte.gz' };
+      train = { name: 'fashion-mnist-subset', hash: datasetHash(subset), classNames: subset.classNames, files: Object.fromEntries(Object.entries(files).map(([k, f]) => [k, `train/${f}`])) as typeof files, worker: 'static/train-worker.js' };
+    } else {
+      o.onNotice?.('in-tab training left out: it trains on the Fashion-MNIST subset, and this run takes other pictures or classes');
+    }
+  }
+
   progress('bundling the page');
-  const assets = await loadWebAssets(undefined, { minify: true });
+  const assets = await loadWebAssets(undefined, { minify: true, worker: train !== null });
   const tmp = join(dirname(out), `.${basename(out)}.tmp-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
   const files: { path: string; bytes: number }[] = [];
@@ -138,6 +155,13 @@ export async function exportWeb(o: ExportWebOptions): Promise<ExportWebResult> {
       copyFileSync(join(o.runDir, name), join(tmp, 'model', name));
       files.push({ path: `model/${name}`, bytes: statSync(join(tmp, 'model', name)).size });
     }
+    if (train) {
+      mkdirSync(join(tmp, 'train'), { recursive: true });
+      for (const rel of Object.values(train.files)) {
+        copyFileSync(join(SHIPPED_SUBSET_DIR, basename(rel)), join(tmp, rel));
+        files.push({ path: rel, bytes: statSync(join(tmp, rel)).size });
+      }
+    }
     put('sample/images.bin', images);
     put('sample/posteriors.bin', posteriors);
     if (words) put('words/vectors.bin', f32(words.data));
@@ -151,6 +175,7 @@ export async function exportWeb(o: ExportWebOptions): Promise<ExportWebResult> {
       sample: { count: ids.length, ids, labels: Array.from(labels), images: 'sample/images.bin', posteriors: 'sample/posteriors.bin', kind: g.kind, dim: g.dim },
       maps: mapData,
       words: words ? { file: 'words/vectors.bin', list: words.list, dim: words.dim, source: words.source } : null,
+      train,
     };
     put('site.json', JSON.stringify(site));
     checkOut(out);

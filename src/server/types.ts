@@ -130,4 +130,16 @@ export interface SiteManifest {
   maps: Partial<Record<LatentMethod, { x: number[]; y: number[]; seconds: number }>>;
   /** Word-vector runs: a bounded word list and its vectors (float32 [count × dim]), so other words are queries too. */
   words: { file: string; list: string[]; dim: number; source: string } | null;
+  /**
+   * In-tab training's data (absent in older sites, null with `--no-train`): the shipped Fashion-MNIST
+   * subset's gzipped IDX files, the dataset's content hash (for the trained run's provenance) and a
+   * worker script that trains on probsem's wasm kernels.
+   */
+  train?: {
+    name: string;
+    hash: string;
+    classNames: string[];
+    files: { trainImages: string; trainLabels: string; testImages: string; testLabels: string };
+    worker: string;
+  } | null;
 }

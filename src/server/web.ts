@@ -60,9 +60,9 @@ const nodeBuiltinsPlugin = {
 };
 
 /** esbuild's options for the page: one browser ES module (the server's in-memory build, `npm run build` and `export-web` share them). */
-export function webBuildOptions(webDir = WEB_DIR) {
+export function webBuildOptions(webDir = WEB_DIR, entry = 'main') {
   return {
-    entryPoints: [join(webDir, 'src', 'main.ts')],
+    entryPoints: [join(webDir, 'src', `${entry}.ts`)],
     bundle: true,
     format: 'esm' as const,
     platform: 'browser' as const,
@@ -79,8 +79,8 @@ export function webBuildOptions(webDir = WEB_DIR) {
  * Bundles the page's TypeScript where esbuild is installed (a development checkout); an installed
  * package has no esbuild and serves web/dist/app.js, which `npm run build` writes before packing.
  */
-async function buildApp(webDir: string, minify: boolean): Promise<Buffer> {
-  const entry = join(webDir, 'src', 'main.ts');
+async function buildApp(webDir: string, minify: boolean, name = 'main', out = 'app.js'): Promise<Buffer> {
+  const entry = join(webDir, 'src', `${name}.ts`);
   let esbuild: typeof import('esbuild') | null = null;
   try {
     esbuild = await import('esbuild');
@@ -88,16 +88,22 @@ async function buildApp(webDir: string, minify: boolean): Promise<Buffer> {
     esbuild = null;
   }
   if (esbuild && existsSync(entry)) {
-    const r = await esbuild.build({ ...webBuildOptions(webDir), write: false, minify });
+    const r = await esbuild.build({ ...webBuildOptions(webDir, name), write: false, minify });
     return Buffer.from(r.outputFiles[0].contents);
   }
-  const prebuilt = join(webDir, 'dist', 'app.js');
+  const prebuilt = join(webDir, 'dist', out);
   if (existsSync(prebuilt)) return readFileSync(prebuilt);
   throw new ProbsemError(`cannot build the explorer page: esbuild is not installed and ${prebuilt} does not exist (run npm run build)`, 'NOT_FOUND');
 }
 
-/** name → asset, for `GET /` (index.html) and `GET /static/<name>`. */
-export async function loadWebAssets(webDir = WEB_DIR, o: { minify?: boolean } = {}): Promise<Map<string, Asset>> {
+/** The page's scripts: the page itself, and the worker that trains a model in the tab (static sites only). */
+export const WEB_SCRIPTS = [
+  { entry: 'main', out: 'app.js' },
+  { entry: 'train-worker', out: 'train-worker.js' },
+] as const;
+
+/** name → asset, for `GET /` (index.html) and `GET /static/<name>`; `worker`: include the training worker. */
+export async function loadWebAssets(webDir = WEB_DIR, o: { minify?: boolean; worker?: boolean } = {}): Promise<Map<string, Asset>> {
   const out = new Map<string, Asset>();
   const pub = join(webDir, 'public');
   if (!existsSync(pub)) throw new ProbsemError(`the explorer page's folder ${pub} does not exist`, 'NOT_FOUND');
@@ -105,6 +111,9 @@ export async function loadWebAssets(webDir = WEB_DIR, o: { minify?: boolean } = 
     const p = join(pub, name);
     if (statSync(p).isFile()) out.set(name, asset(readFileSync(p), name));
   }
-  out.set('app.js', asset(await buildApp(webDir, o.minify ?? false), 'app.js'));
+  for (const w of WEB_SCRIPTS) {
+    if (w.entry === 'train-worker' && !o.worker) continue;
+    out.set(w.out, asset(await buildApp(webDir, o.minify ?? false, w.entry, w.out), w.out));
+  }
   return out;
 }

@@ -14,6 +14,8 @@ import { annotateImage, reconstruct } from '../../src/runs/model-use.js';
 import { decodeInterpolation, generateFromQuery, indexQuery, queryDistribution } from '../../src/runs/retrieval.js';
 import { splitQuery } from '../../src/runs/words.js';
 import { type ItemGaussians, FullScratch, exactKl, prepareQuery } from '../../src/index/kl-math.js';
+import { pca2d } from '../../src/analysis/projection.js';
+import { encodeSplitGaussians } from '../../src/runs/retrieval.js';
 import { WordVectors } from '../../src/text/word-vectors.js';
 import type { AnnotateResponse, LatentMethod, LatentResponse, SiteManifest } from '../../src/server/types.js';
 import { type Explorer, type ExplorerInfo, type Hit, scaleFor, wordList } from './explorer.js';
@@ -63,12 +65,13 @@ export class LocalExplorer implements Explorer {
 
   private constructor(
     readonly info: ExplorerInfo,
-    private readonly site: SiteManifest,
+    readonly site: SiteManifest,
     private readonly meta: ModelFile,
     private readonly model: ImageModel,
     private readonly images: Uint8Array,
     private readonly items: ItemGaussians,
     private readonly vectors: WordVectors | null,
+    private readonly maps: SiteManifest['maps'],
   ) {
     site.sample.ids.forEach((id, i) => this.pos.set(id, i));
     this.shape = site.image;
@@ -107,7 +110,26 @@ export class LocalExplorer implements Explorer {
       methods: (['pca', 'tsne', 'umap'] as LatentMethod[]).filter((m) => site.maps[m]),
       home: `computed in this tab (TensorFlow.js, ${backend})`,
     };
-    return new LocalExplorer(info, site, meta, model, images, items, vectors);
+    return new LocalExplorer(info, site, meta, model, images, items, vectors, site.maps);
+  }
+
+  /**
+   * The same site's images explored through a model trained in this tab (the Train view): their
+   * posteriors and the PCA map are computed here, from the new weights.
+   */
+  withModel(meta: ModelFile, blob: Uint8Array): LocalExplorer {
+    const model = modelFromWeights(meta, blob, 'the trained weights') as unknown as ImageModel;
+    const { count } = this.site.sample;
+    const items = encodeSplitGaussians(model, { images: this.images, labels: Uint8Array.from(this.site.sample.labels), count }, this.pixels);
+    const t0 = performance.now();
+    const dim = items.dim;
+    const xy = dim >= 2 ? pca2d(items.mean, count, dim) : Float64Array.from({ length: 2 * count }, (_, i) => (i % 2 ? 0 : items.mean[i >> 1]));
+    const pca = { x: Array.from({ length: count }, (_, i) => xy[2 * i]), y: Array.from({ length: count }, (_, i) => xy[2 * i + 1]), seconds: (performance.now() - t0) / 1000 };
+    const steps = meta.training?.steps ?? 0;
+    const info: ExplorerInfo = { ...this.info, model: `${meta.model} trained in this tab (${steps} steps)`, latentDim: model.latentDim, metrics: null, methods: ['pca'] };
+    // The site's word vectors answer only for a model trained on word vectors (the tab trains one-hot).
+    const vectors = meta.labels?.kind === 'words' ? this.vectors : null;
+    return new LocalExplorer(info, this.site, meta, model, this.images, items, vectors, { pca });
   }
 
   private position(id: number): number {
@@ -122,8 +144,8 @@ export class LocalExplorer implements Explorer {
   }
 
   async latent(method: LatentMethod): Promise<LatentResponse> {
-    const m = this.site.maps[method];
-    if (!m) throw new Error(`the ${method.toUpperCase()} map was not exported (export-web --maps)`);
+    const m = this.maps[method];
+    if (!m) throw new Error(`the ${method.toUpperCase()} map is not available for this model (export-web --maps; a model trained in the tab has PCA)`);
     return { method, ids: this.site.sample.ids, x: m.x, y: m.y, labels: this.site.sample.labels, classes: this.meta.classNames, seconds: m.seconds };
   }
 

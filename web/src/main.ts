@@ -5,7 +5,9 @@
  */
 import { detectPolarity } from '../../src/data/polarity.js';
 import type { LabelScore, LatentMethod, LatentResponse } from '../../src/server/types.js';
+import { colour } from './colours.js';
 import { type Explorer, scaleFor } from './explorer.js';
+import type { LocalExplorer } from './local.js';
 import { RemoteExplorer } from './remote.js';
 
 // A server started with a token is opened as http://HOST:PORT/#token=TOKEN: the token goes into a
@@ -17,9 +19,6 @@ import { RemoteExplorer } from './remote.js';
     history.replaceState(null, '', location.pathname + location.search);
   }
 }
-
-const COLOURS = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
-const colour = (i: number) => COLOURS[i % COLOURS.length];
 
 function $<T extends HTMLElement = HTMLElement>(id: string): T {
   const el = document.getElementById(id);
@@ -439,25 +438,57 @@ function setupInterpolation(classes: string[]): void {
 // ---------------------------------------------------------------- start
 
 /** The static home where the page carries `<meta name="probsem-site" content="site.json">`, else the server. */
-function openExplorer(): Promise<Explorer> {
+async function openExplorer(): Promise<{ ex: Explorer; local: LocalExplorer | null }> {
   const site = document.querySelector<HTMLMetaElement>('meta[name="probsem-site"]')?.content;
   // Loaded only for the static home, so the served page never downloads TensorFlow.js.
-  return site ? import('./local.js').then((m) => m.LocalExplorer.open(site)) : RemoteExplorer.open();
+  if (!site) return { ex: await RemoteExplorer.open(), local: null };
+  const local = await import('./local.js').then((m) => m.LocalExplorer.open(site));
+  return { ex: local, local };
 }
 
-async function start(): Promise<void> {
-  ex = await openExplorer();
+const METHOD_OPTIONS = new Map<string, string>();
+
+function showModel(): void {
   const m = ex.info;
   const acc = typeof m.metrics?.annotationAccuracy === 'number' ? ` · annotation accuracy ${(100 * m.metrics.annotationAccuracy).toFixed(1)} %` : '';
   const imgs = m.images < m.testImages ? `${m.images} of ${m.testImages} test images` : `${m.testImages} test images`;
   const colour = m.image.channels === 3 ? ' RGB' : '';
   $('model-info').textContent = `${m.model} · latent ${m.latentDim} · ${m.classes.length} classes · ${m.datasetName} (${imgs}, ${m.image.height}×${m.image.width}${colour})${acc} · ${m.home}`;
   const sel = $<HTMLSelectElement>('map-method');
-  for (const o of [...sel.options]) if (!m.methods.includes(o.value as LatentMethod)) o.remove();
-  setupMap(m.classes);
+  if (METHOD_OPTIONS.size === 0) for (const o of sel.options) METHOD_OPTIONS.set(o.value, o.text);
+  sel.replaceChildren(...[...METHOD_OPTIONS].filter(([v]) => m.methods.includes(v as LatentMethod)).map(([v, t]) => new Option(t, v)));
+}
+
+/** Points the whole page at another model (one trained in this tab): header, map, and every later query. */
+function switchTo(next: Explorer): void {
+  ex = next;
+  showModel();
+  $('detail').hidden = true;
+  $('annotation').replaceChildren();
+  void loadMap($<HTMLSelectElement>('map-method').value as LatentMethod);
+  document.body.dataset.model = ex.info.model;
+}
+
+async function start(): Promise<void> {
+  const opened = await openExplorer();
+  ex = opened.ex;
+  showModel();
+  setupMap(ex.info.classes);
   setupWords();
   setupAnnotate();
-  setupInterpolation(m.classes);
+  setupInterpolation(ex.info.classes);
+  const local = opened.local;
+  if (local?.site.train) {
+    const { setupTrain } = await import('./train-view.js');
+    setupTrain(local.site, (meta, weights) => {
+      try {
+        switchTo(local.withModel(meta, weights));
+        $('map-section').scrollIntoView({ behavior: 'smooth' });
+      } catch (e) {
+        showError(e);
+      }
+    });
+  }
   document.body.dataset.ready = 'true';
 }
 

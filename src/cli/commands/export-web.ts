@@ -11,7 +11,7 @@ export function formatBytes(n: number): string {
 
 export const exportWebCommand: Command = {
   summary: 'write the explorer as a static folder that computes in the browser',
-  help: `probsem export-web --run DIR --out SITE [--sample 1000] [--maps pca,tsne,umap]
+  help: `probsem export-web --run DIR --out SITE [--sample 1000] [--maps pca,tsne,umap] [--no-train]
 
   Writes a folder any static file server can serve (no probsem behind it): the
   explorer page, its one script, the model's weights, a seeded sample of test
@@ -25,7 +25,10 @@ export const exportWebCommand: Command = {
   --maps LIST        latent maps computed now (default pca,tsne,umap)
   --max-words N      word-vector runs: words shipped (default 10000)
   --dataset NAME|DIR images to sample (default: the model's dataset)
-  --data DIR         where to look for the dataset`,
+  --data DIR         where to look for the dataset
+  --no-train         leave out in-tab training (the Fashion-MNIST subset, about
+                     5.3 MB, and its worker); it ships by default with runs on
+                     Fashion-MNIST's 28×28 grey pictures and classes`,
   async run(argv) {
     const { values: v } = parse(argv, {
       run: { type: 'string' },
@@ -35,6 +38,7 @@ export const exportWebCommand: Command = {
       'max-words': { type: 'string' },
       dataset: { type: 'string' },
       data: { type: 'string' },
+      'no-train': { type: 'boolean' },
     });
     const runDir = strOption(v.run, 'run');
     const out = strOption(v.out, 'out');
@@ -54,12 +58,13 @@ export const exportWebCommand: Command = {
       maxWords: intOption(v['max-words'], 'max-words', 10_000, 1, 10_000_000),
       dataset: v.dataset as string | undefined,
       dataDir: v.data as string | undefined,
+      train: !v['no-train'],
       onNotice: (m) => process.stderr.write(`probsem: ${m}\n`),
       onProgress: (m) => process.stderr.write(`export-web: ${m}\n`),
     });
     const groups = new Map<string, number>();
     for (const f of r.files) {
-      const g = f.path.startsWith('static/') ? (f.path.endsWith('.wasm') ? 'tfjs wasm binaries' : 'page and script') : f.path.split('/')[0].replace('.json', '').replace('index.html', 'page and script');
+      const g = f.path.startsWith('static/') ? (f.path.endsWith('.wasm') ? 'tfjs wasm binaries' : f.path.endsWith('train-worker.js') ? 'training worker' : 'page and script') : f.path.split('/')[0].replace('.json', '').replace('index.html', 'page and script');
       groups.set(g, (groups.get(g) ?? 0) + f.bytes);
     }
     process.stdout.write(`wrote ${r.dir}: ${r.files.length} files, ${formatBytes(r.bytes)} (${r.sample} test images)\n`);

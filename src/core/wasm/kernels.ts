@@ -52,6 +52,76 @@ const SPLIT_MIN_MACS = 150_000;
 const compiled = new Map<boolean, WebAssembly.Module | null>();
 
 /**
+ * Node, as opposed to a browser (the explorer page's training worker). In a browser the kernels run
+ * on one thread over unshared memory: without cross-origin isolation (COOP/COEP headers, which a
+ * plain static server does not send) there is no SharedArrayBuffer.
+ */
+export const IN_NODE = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+
+function base64Bytes(b64: string): Uint8Array {
+  if (IN_NODE) return Buffer.from(b64, 'base64');
+  const s = atob(b64);
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+/**
+ * The module bytes with the memory import's "shared" flag cleared, so it links against an ordinary
+ * memory. The instructions are the same (atomics are not used on the single-thread path), so the
+ * results are identical to the shared build's.
+ */
+export function unsharedMemoryModule(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  const b = Uint8Array.from(bytes);
+  let p = 8;
+  const leb = (): number => {
+    let r = 0;
+    let shift = 0;
+    for (;;) {
+      const x = b[p++];
+      r |= (x & 0x7f) << shift;
+      if (x < 0x80) return r >>> 0;
+      shift += 7;
+    }
+  };
+  while (p < b.length) {
+    const id = b[p++];
+    const size = leb();
+    const end = p + size;
+    if (id !== 2) {
+      p = end;
+      continue;
+    }
+    for (let n = leb(); n > 0; n--) {
+      for (let name = 0; name < 2; name++) {
+        const len = leb(); // module, then field name
+        p += len;
+      }
+      const kind = b[p++];
+      if (kind === 2) {
+        b[p] &= ~2;
+        return b;
+      }
+      if (kind === 0) leb();
+      else if (kind === 1) {
+        p++;
+        const flags = b[p++];
+        leb();
+        if (flags & 1) leb();
+      } else if (kind === 3) p += 2;
+      else throw new ProbsemError(`kernel module: unexpected import kind ${kind}`, 'INTERNAL');
+    }
+    break;
+  }
+  throw new ProbsemError('kernel module: no memory import found', 'INTERNAL');
+}
+
+function moduleBytes(b64: string): Uint8Array<ArrayBuffer> {
+  const bytes = base64Bytes(b64);
+  return IN_NODE ? (bytes as Uint8Array<ArrayBuffer>) : unsharedMemoryModule(bytes);
+}
+
+/**
  * The compiled kernels: with `fma`, the build whose multiply-adds are fused (relaxed SIMD; Node 20
  * has it behind a V8 flag, which is switched on here), falling back to the plain build where the
  * engine rejects it. Fused and plain products differ in the last bits, so a run's numbers are
@@ -62,13 +132,13 @@ function kernelModule(fma: boolean): WebAssembly.Module | null {
     let mod: WebAssembly.Module | null = null;
     if (fma) {
       try {
-        setFlagsFromString('--experimental-wasm-relaxed-simd');
-        mod = new WebAssembly.Module(Buffer.from(KERNELS_FMA_WASM_BASE64, 'base64'));
+        if (IN_NODE) setFlagsFromString('--experimental-wasm-relaxed-simd');
+        mod = new WebAssembly.Module(moduleBytes(KERNELS_FMA_WASM_BASE64));
       } catch {
         mod = null;
       }
     } else {
-      mod = new WebAssembly.Module(Buffer.from(KERNELS_WASM_BASE64, 'base64'));
+      mod = new WebAssembly.Module(moduleBytes(KERNELS_WASM_BASE64));
     }
     compiled.set(fma, mod);
   }
@@ -77,7 +147,7 @@ function kernelModule(fma: boolean): WebAssembly.Module | null {
 
 /** Fused multiply-adds unless PROBSEM_FMA=0. */
 export function defaultKernelFma(): boolean {
-  return process.env.PROBSEM_FMA !== '0';
+  return !IN_NODE || process.env.PROBSEM_FMA !== '0';
 }
 
 // The helper thread: waits for a task in the control block, runs it on its own instance of the
@@ -139,6 +209,7 @@ export interface KernelOptions {
 
 /** Threads the kernels use by default: PROBSEM_THREADS, else 2 if there are 2 cores. */
 export function defaultKernelThreads(): number {
+  if (!IN_NODE) return 1;
   const env = process.env.PROBSEM_THREADS;
   if (env !== undefined && env !== '') {
     const n = Number(env);
@@ -166,7 +237,7 @@ export class Kernels {
     /** Whether the products use fused multiply-adds. */
     readonly fma: boolean,
   ) {
-    this.memory = new WebAssembly.Memory({ initial: 32, maximum: MAX_PAGES, shared: true });
+    this.memory = new WebAssembly.Memory({ initial: 32, maximum: MAX_PAGES, shared: IN_NODE });
     this.ex = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as KernelExports;
     this.top = align(this.ex.__heap_base.value as number);
     this.ctl = this.top;
@@ -180,6 +251,7 @@ export class Kernels {
   static async create(opts: KernelOptions = {}): Promise<Kernels> {
     const threads = opts.threads ?? defaultKernelThreads();
     if (threads !== 1 && threads !== 2) throw new ProbsemError(`kernel threads must be 1 or 2, got ${threads}`, 'BAD_OPTION');
+    if (threads === 2 && !IN_NODE) throw new ProbsemError('kernel threads: a browser runs the kernels on 1 thread', 'BAD_OPTION');
     const fmaModule = (opts.fma ?? defaultKernelFma()) ? kernelModule(true) : null;
     const k = fmaModule ? new Kernels(threads, fmaModule, true) : new Kernels(threads, kernelModule(false)!, false);
     if (threads === 2) await k.startWorker();

@@ -143,7 +143,7 @@ export function updateModelMeta(dir: string, meta: ModelFile): void {
   if (meta.contentSha256 !== undefined && meta.contentSha256 !== modelContentSha256(meta)) {
     throw new ProbsemError(`refusing to rewrite ${join(dir, 'model.json')}: the update changes fields its content checksum covers`, 'MODEL_FORMAT');
   }
-  writeFileAtomicSync(join(dir, 'model.json'), JSON.stringify(meta, null, 2) + '\n');
+  writeFileAtomicSync(join(dir, 'model.json'), modelJsonText(meta));
 }
 
 /** Whether `path` names a run packed as a ZIP archive (the explorer page's download) rather than a folder. */
@@ -269,16 +269,19 @@ export function loadModel<T extends Trainable = Trainable>(dir: string, opts: Mo
   if (typeof meta.weights.file !== 'string' || /[\\/]/.test(meta.weights.file)) {
     throw new ProbsemError(`${dir}/model.json names an invalid weights file`, 'MODEL_FORMAT');
   }
+  let blob: Uint8Array;
+  let weightsPath: string;
   if (zip) {
-    const blob = zip.entry(meta.weights.file);
-    if (!blob) throw new ProbsemError(`${dir} holds no ${meta.weights.file} beside its model.json`, 'NOT_FOUND');
-    if (blob.byteLength !== meta.weights.bytes) throw new ProbsemError(`${dir}: ${meta.weights.file} holds ${blob.byteLength} bytes, model.json says ${meta.weights.bytes}`, 'MODEL_FORMAT');
-    if (sha256(blob) !== meta.weights.sha256) throw new ProbsemError(`${dir}: ${meta.weights.file} does not match the checksum in model.json (corrupted or tampered with)`, 'MODEL_FORMAT');
-    return { model: modelFromWeights<T>(meta, blob, `${dir}:${meta.weights.file}`, dir), meta, dir };
+    weightsPath = `${dir}:${meta.weights.file}`;
+    const entry = zip.entry(meta.weights.file);
+    if (!entry) throw new ProbsemError(`${dir} holds no ${meta.weights.file} beside its model.json`, 'NOT_FOUND');
+    if (entry.byteLength !== meta.weights.bytes) throw new ProbsemError(`${dir}: ${meta.weights.file} holds ${entry.byteLength} bytes, model.json says ${meta.weights.bytes}`, 'MODEL_FORMAT');
+    blob = entry;
+  } else {
+    weightsPath = join(dir, meta.weights.file);
+    if (!existsSync(weightsPath)) throw new ProbsemError(`${weightsPath} is missing`, 'NOT_FOUND');
+    blob = readExactFileSync(weightsPath, meta.weights.bytes, 'weights file', 'MODEL_FORMAT', 'model.json');
   }
-  const weightsPath = join(dir, meta.weights.file);
-  if (!existsSync(weightsPath)) throw new ProbsemError(`${weightsPath} is missing`, 'NOT_FOUND');
-  const blob = readExactFileSync(weightsPath, meta.weights.bytes, 'weights file', 'MODEL_FORMAT', 'model.json');
   if (sha256(blob) !== meta.weights.sha256) {
     throw new ProbsemError(`${weightsPath} does not match the checksum in model.json (corrupted or tampered with)`, 'MODEL_FORMAT');
   }

@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { chromium } from 'playwright-core';
-import { CHROMIUM, CHROMIUM_ARGS, serveFolder } from '../test/chromium.fixture.js';
+import { CHROMIUM, CHROMIUM_ARGS, timeInteractions, serveFolder } from '../test/chromium.fixture.js';
 
 const site = resolve(process.argv[2] ?? '');
 const runs = Number(process.argv[3] ?? 3);
@@ -30,24 +30,9 @@ for (const backend of ['webgl', 'wasm']) {
     ready.push(performance.now() - t0);
     const info = (await page.textContent('#model-info')) ?? '';
     if (!info.includes(`TensorFlow.js, ${backend}`)) throw new Error(`asked for ${backend}, the page says: ${info}`);
-    // A click on the map: annotation and reconstruction of that image.
-    const box = (await page.locator('#map').boundingBox())!;
-    const pt = await page.evaluate(() => {
-      const c = document.getElementById('map') as HTMLCanvasElement;
-      const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
-      const s = c.width / c.getBoundingClientRect().width;
-      for (let y = 0; y < c.height; y += 2) for (let x = 0; x < c.width; x += 2) if (d[(y * c.width + x) * 4 + 3] > 200) return { x: x / s, y: y / s };
-      return { x: 0, y: 0 };
-    });
-    let t = performance.now();
-    await page.mouse.click(box.x + pt.x + 1, box.y + pt.y + 1);
-    await page.waitForFunction(() => document.querySelectorAll('#detail-bars .bar').length === 5);
-    annotate.push(performance.now() - t);
-    t = performance.now();
-    await page.fill('#words', 'sneaker');
-    await page.press('#words', 'Enter');
-    await page.waitForFunction(() => document.querySelectorAll('#retrieved img').length === 8 && document.querySelectorAll('#generated img').length === 8);
-    words.push(performance.now() - t);
+    const timed = await timeInteractions(page, 'sneaker');
+    annotate.push(timed.annotateMs);
+    words.push(timed.wordsMs);
     await ctx.close();
   }
   const f = (xs: number[]) => `${median(xs).toFixed(0)} ms (runs: ${xs.map((x) => x.toFixed(0)).join(', ')})`;

@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
-import { SKIP_BROWSER as SKIP, openWatchedPage } from './chromium.fixture.js';
+import { SKIP_BROWSER as SKIP, mapPoint as mapPointOf, openWatchedPage } from './chromium.fixture.js';
 import { join, resolve } from 'node:path';
 import type net from 'node:net';
 import type { Browser, Page } from 'playwright-core';
@@ -61,16 +61,7 @@ async function imagesLoaded(selector: string, count: number): Promise<void> {
   );
 }
 
-/** A drawn point of the latent map in CSS pixels from its corner: the first pixel that is not background. */
-function mapPoint(): Promise<{ x: number; y: number } | null> {
-  return page.evaluate(() => {
-    const c = document.getElementById('map') as HTMLCanvasElement;
-    const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
-    const scale = c.width / c.getBoundingClientRect().width;
-    for (let y = 0; y < c.height; y += 2) for (let x = 0; x < c.width; x += 2) if (d[(y * c.width + x) * 4 + 3] > 200) return { x: x / scale, y: y / scale };
-    return null;
-  });
-}
+const mapPoint = () => mapPointOf(page);
 
 test('the explorer loads, draws the latent map, and hovering/clicking a point shows its image, reconstruction and annotation', { skip: SKIP }, async () => {
   await page.goto(base + '/');

@@ -51,6 +51,44 @@ export async function openWatchedPage(base: string, o: { expectedConsole?: RegEx
   return { browser, page, external, pageErrors };
 }
 
+/** A drawn point of the page's latent map in CSS pixels from its corner (the first pixel that is not background), or null. */
+export function mapPoint(page: import('playwright-core').Page): Promise<{ x: number; y: number } | null> {
+  return page.evaluate(() => {
+    const c = document.getElementById('map') as HTMLCanvasElement;
+    const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+    const scale = c.width / c.getBoundingClientRect().width;
+    for (let y = 0; y < c.height; y += 2) for (let x = 0; x < c.width; x += 2) if (d[(y * c.width + x) * 4 + 3] > 200) return { x: x / scale, y: y / scale };
+    return null;
+  });
+}
+
+/** Clicks the map's first drawn point; resolves once the clicked image's annotation bars show. */
+export async function clickMapPoint(page: import('playwright-core').Page): Promise<void> {
+  const pt = await mapPoint(page);
+  if (!pt) throw new Error('the map has no points');
+  const box = (await page.locator('#map').boundingBox())!;
+  await page.mouse.click(box.x + pt.x + 1, box.y + pt.y + 1);
+  await page.waitForFunction(() => document.querySelectorAll('#detail-bars .bar').length === 5, undefined, { timeout: 10_000 });
+}
+
+/**
+ * The benches' two timed interactions on a ready page: a map click until the clicked image's
+ * annotation shows, then a words query until its 8 generated and 8 retrieved images have loaded.
+ */
+export async function timeInteractions(page: import('playwright-core').Page, words: string): Promise<{ annotateMs: number; wordsMs: number }> {
+  let t = performance.now();
+  await clickMapPoint(page);
+  const annotateMs = performance.now() - t;
+  t = performance.now();
+  await page.fill('#words', words);
+  await page.press('#words', 'Enter');
+  await page.waitForFunction(() => {
+    const imgs = [...document.querySelectorAll<HTMLImageElement>('#retrieved img, #generated img')];
+    return imgs.length === 16 && imgs.every((im) => im.complete);
+  });
+  return { annotateMs, wordsMs: performance.now() - t };
+}
+
 /** The RGBA pixels of every loaded <img> matching `selector`, read back through a canvas. */
 export function readImages(page: import('playwright-core').Page, selector: string): Promise<{ width: number; height: number; rgba: number[] }[]> {
   return page.$$eval(selector, (imgs) =>

@@ -77,13 +77,13 @@ async function colourOf(selector: string) {
   });
 }
 
-async function checkHome(url: string, home: RegExp): Promise<void> {
+async function checkHome(url: string, home: RegExp, query = ''): Promise<void> {
   w ??= await openWatchedPage(url);
   if (!w.page.url().startsWith(url)) {
     await w.browser.close();
     w = await openWatchedPage(url);
   }
-  await w.page.goto(url + '/');
+  await w.page.goto(url + '/' + query);
   await w.page.waitForSelector('body[data-ready="true"]', { timeout: 30_000 });
   assert.match((await w.page.textContent('#model-info')) ?? '', /3 classes .*16×24 RGB/);
   assert.match((await w.page.textContent('#model-info')) ?? '', home);
@@ -125,6 +125,8 @@ test('exported colour run from a static server: RGB images in their 16×24 shape
   await checkHome(files.url, /computed in this tab/);
 });
 
-test('the same colour run under probsem serve: the same page shows the same', { skip: SKIP }, async () => {
-  await checkHome(`http://127.0.0.1:${(srv.app.server.address() as net.AddressInfo).port}`, /computed by the probsem server/);
+test('the same colour run under probsem serve: the same page shows the same, in the tab and on the server', { skip: SKIP }, async () => {
+  const url = `http://127.0.0.1:${(srv.app.server.address() as net.AddressInfo).port}`;
+  await checkHome(url, /computed in this tab \(TensorFlow\.js, wasm\); latent maps by the probsem server/);
+  await checkHome(url, /computed by the probsem server$/, '?compute=server');
 });

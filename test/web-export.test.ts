@@ -16,7 +16,7 @@ import { imagesToFloat } from '../src/data/dataset.js';
 import { annotateImage, loadImageModel, trainRun } from '../src/runs/runs.js';
 import { exportWeb, type ExportWebResult } from '../src/server/export-web.js';
 import type { SiteManifest } from '../src/server/types.js';
-import { SKIP_BROWSER as SKIP, type StaticSite, openWatchedPage, readImages, serveFolder } from './chromium.fixture.js';
+import { SKIP_BROWSER as SKIP, type StaticSite, clickMapPoint, openWatchedPage, readImages, serveFolder } from './chromium.fixture.js';
 
 if (SKIP) process.stdout.write(`${SKIP}\n`);
 
@@ -56,7 +56,7 @@ test('the exported folder holds the page, its script, the wasm binaries, the mod
   }
   assert.equal(exported.bytes, exported.files.reduce((a, f) => a + statSync(join(site, f.path)).size, 0), 'the stated size is the files on disk');
   const m = JSON.parse(readFileSync(join(site, 'site.json'), 'utf8')) as SiteManifest;
-  assert.equal(m.sample.count, 400);
+  assert.equal(m.sample!.count, 400);
   assert.equal(statSync(join(site, 'sample/images.bin')).size, 400 * 784);
   assert.equal(statSync(join(site, 'sample/posteriors.bin')).size, 400 * 6 * 2 * 4);
   assert.deepEqual(Object.keys(m.maps), ['pca']);
@@ -89,7 +89,7 @@ test('from a static server: the page computes in the tab, annotates a dropped te
   const m = JSON.parse(readFileSync(join(site, 'site.json'), 'utf8')) as SiteManifest;
   const ds = await loadDataset('fashion-mnist-subset');
   const { model, meta } = loadImageModel(run);
-  const id = m.sample.ids.find((i) => annotateImage(model, meta, imagesToFloat(ds.test, [i], 784))[0].label === meta.classNames[ds.test.labels[i]])!;
+  const id = m.sample!.ids.find((i) => annotateImage(model, meta, imagesToFloat(ds.test, [i], 784))[0].label === meta.classNames[ds.test.labels[i]])!;
   const label = meta.classNames[ds.test.labels[id]];
   const png = encodeGridPng(imagesToFloat(ds.test, [id], 784), 1, { cols: 1, height: 28, width: 28, scale: 10, pad: 0 });
   const dt = await page.evaluateHandle((b64) => {
@@ -117,17 +117,7 @@ test('from a static server: the page computes in the tab, annotates a dropped te
 });
 
 test('from a static server: the map answers the pointer, interpolation draws its strip, an unknown word is named; nothing leaves the site', { skip: SKIP }, async () => {
-  const pt = await page.evaluate(() => {
-    const c = document.getElementById('map') as HTMLCanvasElement;
-    const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
-    const scale = c.width / c.getBoundingClientRect().width;
-    for (let y = 0; y < c.height; y += 2) for (let x = 0; x < c.width; x += 2) if (d[(y * c.width + x) * 4 + 3] > 200) return { x: x / scale, y: y / scale };
-    return null;
-  });
-  assert.ok(pt, 'the map has points');
-  const box = (await page.locator('#map').boundingBox())!;
-  await page.mouse.click(box.x + pt.x + 1, box.y + pt.y + 1);
-  await page.waitForFunction(() => document.querySelectorAll('#detail-bars .bar').length === 5, undefined, { timeout: 10_000 });
+  await clickMapPoint(page);
   await page.fill('#interp-from', 'Trouser');
   await page.fill('#interp-to', 'bag');
   await page.press('#interp-to', 'Enter');

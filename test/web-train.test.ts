@@ -97,7 +97,7 @@ test('in the tab: training lowers the loss, the page explores the trained model,
   await page.waitForFunction(() => /test images/.test(document.getElementById('map-status')?.textContent ?? ''), undefined, { timeout: 20_000 });
   const ds = await loadDataset('fashion-mnist-subset');
   const m = JSON.parse(readFileSync(join(site, 'site.json'), 'utf8')) as SiteManifest;
-  const id = m.sample.ids.find((i) => annotateImage(model, meta, imagesToFloat(ds.test, [i], 784))[0].label === meta.classNames[ds.test.labels[i]]);
+  const id = m.sample!.ids.find((i) => annotateImage(model, meta, imagesToFloat(ds.test, [i], 784))[0].label === meta.classNames[ds.test.labels[i]]);
   assert.ok(id !== undefined, 'the trained model annotates some sampled test image correctly');
   const label = meta.classNames[ds.test.labels[id]];
   const png = encodeGridPng(imagesToFloat(ds.test, [id], 784), 1, { cols: 1, height: 28, width: 28, scale: 10, pad: 0 });

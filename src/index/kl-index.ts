@@ -431,6 +431,14 @@ export class KlIndex {
     return { mean: it.mean.slice(), variance };
   }
 
+  /**
+   * The items as stored (float32 means, and variances or Cholesky factors), not copied: what the
+   * server sends the explorer page, whose own exact search then ranks the same numbers. Read only.
+   */
+  itemGaussians(): Readonly<ItemGaussians> {
+    return this.items;
+  }
+
   /** Writes the index atomically (temporary sibling + rename); format in the comment above. */
   save(path: string): void {
     const items = this.items;

@@ -269,6 +269,12 @@ export function loadModel<T extends Trainable = Trainable>(dir: string, opts: Mo
   if (typeof meta.weights.file !== 'string' || /[\\/]/.test(meta.weights.file)) {
     throw new ProbsemError(`${dir}/model.json names an invalid weights file`, 'MODEL_FORMAT');
   }
+  const { blob, weightsPath } = readWeights(dir, meta, zip);
+  return { model: modelFromWeights<T>(meta, blob, weightsPath, dir), meta, dir };
+}
+
+/** The weights a run's model.json describes, from its folder or archive, size and SHA-256 checked. */
+function readWeights(dir: string, meta: ModelFile, zip: ReturnType<typeof zipRun> | null): { blob: Uint8Array; weightsPath: string } {
   let blob: Uint8Array;
   let weightsPath: string;
   if (zip) {
@@ -285,7 +291,15 @@ export function loadModel<T extends Trainable = Trainable>(dir: string, opts: Mo
   if (sha256(blob) !== meta.weights.sha256) {
     throw new ProbsemError(`${weightsPath} does not match the checksum in model.json (corrupted or tampered with)`, 'MODEL_FORMAT');
   }
-  return { model: modelFromWeights<T>(meta, blob, weightsPath, dir), meta, dir };
+  return { blob, weightsPath };
+}
+
+/**
+ * A run's weights file as saved (verified against its model.json): what `probsem serve` sends the
+ * explorer page, which builds the same model from it with `modelFromWeights`.
+ */
+export function readRunWeights(dir: string, meta: ModelFile): Uint8Array {
+  return readWeights(dir, meta, isRunZip(dir) ? zipRun(dir) : null).blob;
 }
 
 /**

@@ -23,6 +23,7 @@ import { findNonFinite, routeDocs } from './schemas.js';
 import { ModelService, imageHttpError, withoutPaths } from './service.js';
 import { type JobOp, WorkerPool } from './pool.js';
 import type { ApiError, HealthResponse, LimitsInfo } from './types.js';
+import { type ServedSite, servedSite } from './site.js';
 import { type Asset, loadWebAssets } from './web.js';
 
 export interface ServeOptions {
@@ -415,6 +416,22 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
     }
   });
 
+  // What the page needs to compute in the tab (site.ts): built on first request, then held.
+  let site: ServedSite | null = null;
+  const siteData = () => (site ??= servedSite(service, { maxDataBytes: limits.pageDataBytes }));
+  app.get('/api/site', { schema: schemaOf('site') }, async (req, reply) => {
+    reply.header('cache-control', 'no-cache');
+    return siteData().manifest;
+  });
+  app.get('/api/site/:file', { schema: schemaOf('siteFile') }, async (req, reply) => {
+    const { file } = req.params as { file: string };
+    const f = siteData().files.get(file);
+    if (!f) throw new HttpError(404, 'NOT_FOUND', `the site has no file '${file}'`);
+    reply.header('etag', f.etag).header('cache-control', 'no-cache');
+    if (req.headers['if-none-match'] === f.etag) return reply.code(304).send();
+    return reply.type(f.type).send(f.body);
+  });
+
   app.post('/api/interpolate', { schema: schemaOf('interpolate') }, async (req, reply) => {
     const b = req.body as { from: string | { id: number }; to: string | { id: number }; steps: number; scale: number };
     const end = (v: string | { id: number }) => (typeof v === 'string' ? v : v.id);
@@ -430,7 +447,8 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
     if (a.type.startsWith('text/html')) {
       reply.header(
         'content-security-policy',
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        // 'wasm-unsafe-eval': the page compiles TensorFlow.js's WebAssembly (it allows no eval of scripts).
+        "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
       );
     }
     return reply.type(a.type).send(a.body);

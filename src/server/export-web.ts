@@ -7,7 +7,6 @@
  * target and renamed into place, so a failed export leaves nothing half-written.
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ProbsemError } from '../core/errors.js';
 import { writeFileAtomicSync } from '../core/files.js';
@@ -15,9 +14,9 @@ import { FASHION_MNIST_CLASSES, datasetHash, pixelsOf } from '../data/dataset.js
 import { SHIPPED_SUBSET_DIR, loadDataset } from '../data/registry.js';
 import { encodeSplitGaussians } from '../runs/retrieval.js';
 import { runWordVectors } from '../runs/words.js';
-import { tokenize } from '../text/word-vectors.js';
 import { type Method, sampleIndices } from './latent.js';
 import { ModelService } from './service.js';
+import { SITE_MAX_WORDS, siteWords } from './site.js';
 import type { SiteManifest } from './types.js';
 import { loadWebAssets } from './web.js';
 
@@ -43,9 +42,6 @@ export interface ExportWebResult {
   bytes: number;
   sample: number;
 }
-
-/** The wasm binaries tfjs-backend-wasm may ask for (the threaded one only where a server sends COOP/COEP headers). */
-const WASM_FILES = ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm'];
 
 function checkOut(out: string): void {
   if (!existsSync(out)) {
@@ -91,26 +87,11 @@ export async function exportWeb(o: ExportWebOptions): Promise<ExportWebResult> {
     mapData[m] = { x: r.x, y: r.y, seconds: r.seconds };
   }
 
-  let words: { list: string[]; data: Float32Array; dim: number; source: string } | null = null;
+  let words: ReturnType<typeof siteWords> = null;
   if (meta.labels?.kind === 'words') {
     progress('choosing the word list');
     const wv = await runWordVectors(meta, [], { neighbours: true, onNotice: o.onNotice });
-    if (wv) {
-      const max = o.maxWords ?? 10_000;
-      // The class phrases' words first (always shipped), then each class's nearest words in the
-      // vectors (the words a visitor is likely to try), then the vectors' own order up to the bound.
-      const keep = new Set<string>();
-      for (const p of meta.labels.phrases) for (const t of tokenize(p)) if (wv.indexOf(t) >= 0) keep.add(wv.words[wv.indexOf(t)]);
-      const c = meta.classNames.length;
-      const per = Math.floor(Math.max(0, max - keep.size) / c);
-      const rows = Float32Array.from(meta.labels.vectors);
-      for (let k = 0; k < c && per > 0; k++) for (const n of wv.nearest(rows.subarray(k * wv.dim, (k + 1) * wv.dim), per)) keep.add(n.word);
-      for (let i = 0; i < wv.size && keep.size < max; i++) keep.add(wv.words[i]);
-      const list = [...keep];
-      const data = new Float32Array(list.length * wv.dim);
-      list.forEach((w, i) => data.set(wv.data.subarray(wv.indexOf(w) * wv.dim, (wv.indexOf(w) + 1) * wv.dim), i * wv.dim));
-      words = { list, data, dim: wv.dim, source: wv.source };
-    }
+    if (wv) words = siteWords(meta, wv, o.maxWords ?? SITE_MAX_WORDS);
   }
 
   // In-tab training uses the shipped subset; the trained model is explored on this site's images, so
@@ -142,13 +123,6 @@ export async function exportWeb(o: ExportWebOptions): Promise<ExportWebResult> {
     if (!html.includes('</head>')) throw new ProbsemError('the explorer page has no </head> to mark as a static site', 'NOT_FOUND');
     put('index.html', html.replace('</head>', '  <meta name="probsem-site" content="site.json">\n</head>'));
     for (const [name, a] of assets) if (name !== 'index.html') put(`static/${name}`, a.body);
-    const require = createRequire(import.meta.url);
-    const wasmDir = dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm'));
-    for (const w of WASM_FILES) {
-      mkdirSync(join(tmp, 'static'), { recursive: true });
-      copyFileSync(join(wasmDir, w), join(tmp, 'static', w));
-      files.push({ path: `static/${w}`, bytes: statSync(join(tmp, 'static', w)).size });
-    }
     // The run's model directory as it is (checksums intact), so the CLI can read the copy too.
     for (const name of ['model.json', meta.weights.file]) {
       mkdirSync(join(tmp, 'model'), { recursive: true });

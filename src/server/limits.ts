@@ -25,6 +25,11 @@ export interface ServeLimits {
   requestTimeoutMs: number;
   /** Test images the latent map is computed on (t-SNE uses at most half, at most 1000). */
   latentSample: number;
+  /**
+   * Largest test split (its images and posteriors, in bytes) sent to the explorer page, which then
+   * annotates and searches it in the tab; a larger one stays here and the page asks for it. 0: never.
+   */
+  pageDataBytes: number;
 }
 
 export const DEFAULT_LIMITS: ServeLimits = {
@@ -41,6 +46,8 @@ export const DEFAULT_LIMITS: ServeLimits = {
   maxQueue: 256,
   requestTimeoutMs: 30_000,
   latentSample: 2000,
+  // The full Fashion-MNIST test split (7.8 MB of pixels, 0.8 MB of posteriors at latent 10) fits.
+  pageDataBytes: 32 * 1024 * 1024,
 };
 
 /** An error with an HTTP status, a stable code and optional extra JSON fields. */

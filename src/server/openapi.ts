@@ -59,6 +59,7 @@ export function buildOpenApi(limits: ServeLimits = DEFAULT_LIMITS): Record<strin
           description: r.description,
           ...(r.json ? { content: { 'application/json': { schema: r.json } } } : {}),
           ...(r.png ? { content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } } : {}),
+          ...(r.binary ? { content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } } : {}),
         },
       ]),
     );

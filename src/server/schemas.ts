@@ -55,7 +55,7 @@ export interface RouteDoc {
   body?: Record<string, unknown>;
   /** Extra request body media types (beyond JSON), for the OpenAPI file. */
   uploads?: boolean;
-  responses: Record<string, { description: string; json?: Record<string, unknown>; png?: boolean }>;
+  responses: Record<string, { description: string; json?: Record<string, unknown>; png?: boolean; binary?: boolean }>;
 }
 
 /** Every API route, with the limits filled in. */
@@ -264,6 +264,26 @@ export function routeDocs(l: ServeLimits): Record<string, RouteDoc> {
         },
         ...common,
         '404': { description: 'no test image with that id', json: errorRef },
+      },
+    },
+    site: {
+      method: 'GET',
+      path: '/api/site',
+      summary: "what the explorer page needs to run the model in the browser: the site manifest of `probsem export-web`'s format",
+      description:
+        `The model file, its weights, the word list of word-vector runs and — when the test split's images and posteriors take at most ${l.pageDataBytes} bytes — ` +
+        'the whole split (`sample`; null when larger, and the page asks the server for test images and searches). `maps` is empty: the page asks /api/latent.',
+      responses: { '200': { description: 'the site manifest (docs/explorer.md)', json: { type: 'object', additionalProperties: true } } },
+    },
+    siteFile: {
+      method: 'GET',
+      path: '/api/site/{file}',
+      summary: 'a file the site manifest names: model.json, the weights, images.bin, posteriors.bin, words.bin',
+      params: { type: 'object', properties: { file: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$' } }, required: ['file'] },
+      responses: {
+        '200': { description: 'the file (with an ETag; If-None-Match answers 304)', binary: true },
+        '400': common['400'],
+        '404': { description: 'no such file in the site', json: errorRef },
       },
     },
     image: {

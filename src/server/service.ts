@@ -55,7 +55,7 @@ export function imageHttpError(e: unknown): unknown {
   return e;
 }
 
-const lastComponent = (p: string) => p.split(/[\\/]/).filter(Boolean).pop() ?? '';
+export const lastComponent = (p: string) => p.split(/[\\/]/).filter(Boolean).pop() ?? '';
 const ABSOLUTE = /^(\/|[A-Za-z]:[\\/]|\\\\)/;
 
 /** A copy with every absolute path (a string) cut to its last component: where files live is not the client's business. */
@@ -104,6 +104,11 @@ export class ModelService {
       o.onNotice?.(e.message);
     }
     return new ModelService(model, meta, ds, runDir, o.latentSample ?? 2000, vectors, { onNotice: o.onNotice, save: o.saveIndex });
+  }
+
+  /** The run's word vectors (null for one-hot runs, or where they did not load). */
+  get wordVectors(): WordVectors | null {
+    return this.vectors;
   }
 
   get hasLabelEncoder(): boolean {

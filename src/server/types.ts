@@ -110,6 +110,12 @@ export interface SiteManifest {
   format: 'probsem-site';
   formatVersion: 1;
   createdAt: string;
+  /**
+   * Sent by `probsem serve` (GET /api/site) rather than written by `export-web`: the server is
+   * there for whatever the page cannot do itself (the latent maps; a test split too large to send,
+   * where `sample` is null; words beyond the shipped list).
+   */
+  served?: true;
   /** A copy of the run's model directory (model.json and its weights), which the CLI also reads. */
   model: { json: string; weights: string };
   dataset: { name: string; testImages: number };
@@ -125,7 +131,7 @@ export interface SiteManifest {
     posteriors: string;
     kind: 'diag' | 'full';
     dim: number;
-  };
+  } | null;
   /** Latent maps of the sample, computed at export; x and y per sampled image. */
   maps: Partial<Record<LatentMethod, { x: number[]; y: number[]; seconds: number }>>;
   /** Word-vector runs: a bounded word list and its vectors (float32 [count × dim]), so other words are queries too. */

@@ -6,6 +6,7 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ProbsemError } from '../core/errors.js';
@@ -28,6 +29,7 @@ const TYPES: Record<string, string> = {
   '.png': 'image/png',
   '.ico': 'image/x-icon',
   '.json': 'application/json',
+  '.wasm': 'application/wasm',
 };
 
 function asset(body: Buffer, name: string): Asset {
@@ -102,7 +104,14 @@ export const WEB_SCRIPTS = [
   { entry: 'train-worker', out: 'train-worker.js' },
 ] as const;
 
-/** name → asset, for `GET /` (index.html) and `GET /static/<name>`; `worker`: include the training worker. */
+/** The wasm binaries tfjs-backend-wasm may ask for (the threaded one only where a server sends COOP/COEP headers). */
+export const TFJS_WASM_FILES = ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm'];
+
+/**
+ * name → asset, for `GET /` (index.html) and `GET /static/<name>`: web/public's files, the page's
+ * script, TensorFlow.js's wasm binaries (the page computes with them in both homes), and with
+ * `worker` the training worker.
+ */
 export async function loadWebAssets(webDir = WEB_DIR, o: { minify?: boolean; worker?: boolean } = {}): Promise<Map<string, Asset>> {
   const out = new Map<string, Asset>();
   const pub = join(webDir, 'public');
@@ -115,5 +124,7 @@ export async function loadWebAssets(webDir = WEB_DIR, o: { minify?: boolean; wor
     if (w.entry === 'train-worker' && !o.worker) continue;
     out.set(w.out, asset(await buildApp(webDir, o.minify ?? false, w.entry, w.out), w.out));
   }
+  const wasmDir = dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm'));
+  for (const name of TFJS_WASM_FILES) out.set(name, asset(readFileSync(join(wasmDir, name)), name));
   return out;
 }

@@ -57,6 +57,55 @@ async function checkWeights(meta: ModelFile, blob: Uint8Array): Promise<void> {
   if (hex !== meta.weights.sha256) throw new Error('the weights do not match the checksum in model.json (a partial or mixed copy?)');
 }
 
+/**
+ * The weights, from the browser's Cache Storage when this page fetched them before (keyed by their
+ * SHA-256, so a changed model is a miss), else from the network, then stored. Cache Storage exists
+ * only in secure contexts (https, localhost); elsewhere the HTTP cache alone applies.
+ */
+async function cachedWeights(url: string, meta: ModelFile): Promise<Uint8Array> {
+  const key = new URL(`probsem-weights/${meta.weights.sha256}`, location.href).href;
+  let cache: Cache | null = null;
+  try {
+    cache = globalThis.caches ? await caches.open('probsem-weights-v1') : null;
+    const hit = cache ? await cache.match(key) : undefined;
+    if (hit) {
+      const blob = new Uint8Array(await hit.arrayBuffer());
+      // A damaged entry is dropped and fetched again rather than trusted.
+      if (blob.byteLength === meta.weights.bytes) {
+        try {
+          await checkWeights(meta, blob);
+          WEIGHTS_SOURCE.last = 'cache';
+          return blob;
+        } catch {
+          await cache!.delete(key);
+        }
+      }
+    }
+  } catch {
+    cache = null; // storage refused (private mode, quota): fetch as usual
+  }
+  const blob = await bytes(url);
+  await checkWeights(meta, blob);
+  WEIGHTS_SOURCE.last = 'network';
+  try {
+    await cache?.put(key, new Response(blob as Uint8Array<ArrayBuffer>, { headers: { 'content-type': 'application/octet-stream' } }));
+  } catch {
+    // Quota or storage errors cost only the next visit's download.
+  }
+  return blob;
+}
+
+/** Where the last weights came from (the tests read it from the page). */
+export const WEIGHTS_SOURCE: { last: 'cache' | 'network' | null } = { last: null };
+
+/** The test images a LocalExplorer holds, with their posteriors (absent: the server keeps the split). */
+interface SampleData {
+  ids: number[];
+  labels: number[];
+  images: Uint8Array;
+  items: ItemGaussians;
+}
+
 export class LocalExplorer implements Explorer {
   private readonly pos = new Map<number, number>();
   private readonly shape: { height: number; width: number; channels: 1 | 3 };
@@ -68,35 +117,38 @@ export class LocalExplorer implements Explorer {
     readonly site: SiteManifest,
     private readonly meta: ModelFile,
     private readonly model: ImageModel,
-    private readonly images: Uint8Array,
-    private readonly items: ItemGaussians,
+    private readonly data: SampleData | null,
     private readonly vectors: WordVectors | null,
     private readonly maps: SiteManifest['maps'],
   ) {
-    site.sample.ids.forEach((id, i) => this.pos.set(id, i));
+    data?.ids.forEach((id, i) => this.pos.set(id, i));
     this.shape = site.image;
     this.pixels = site.image.height * site.image.width * site.image.channels;
   }
 
-  /** Loads the folder the page was served from; `siteUrl` is its site.json. */
+  /** Loads the folder the page was served from (`siteUrl` is its site.json), or the server's /api/site. */
   static async open(siteUrl: string): Promise<LocalExplorer> {
     const backend = await startBackend();
     const site = (await (await fetchOk(siteUrl)).json()) as SiteManifest;
     if (site.format !== 'probsem-site' || site.formatVersion !== 1) throw new Error(`${siteUrl} is not a probsem site of format version 1`);
-    const [meta, blob, images, post, words] = await Promise.all([
+    const s = site.sample;
+    const [meta, images, post, words] = await Promise.all([
       fetchOk(site.model.json).then((r) => r.json() as Promise<ModelFile>),
-      bytes(site.model.weights),
-      bytes(site.sample.images),
-      bytes(site.sample.posteriors),
+      s ? bytes(s.images) : Promise.resolve(null),
+      s ? bytes(s.posteriors) : Promise.resolve(null),
       site.words ? bytes(site.words.file) : Promise.resolve(null),
     ]);
-    await checkWeights(meta, blob);
+    const blob = await cachedWeights(site.model.weights, meta);
     const model = modelFromWeights(meta, blob, site.model.weights) as unknown as ImageModel;
-    const { count, dim, kind } = site.sample;
-    const f = new Float32Array(post.buffer, post.byteOffset, post.byteLength / 4);
-    const mean = f.subarray(0, count * dim);
-    const items: ItemGaussians =
-      kind === 'diag' ? { kind, dim, count, mean, variance: f.subarray(count * dim, 2 * count * dim) } : { kind, dim, count, mean, scaleTril: f.subarray(count * dim, count * dim * (1 + dim)) };
+    let data: SampleData | null = null;
+    if (s && images && post) {
+      const { count, dim, kind } = s;
+      const f = new Float32Array(post.buffer, post.byteOffset, post.byteLength / 4);
+      const mean = f.subarray(0, count * dim);
+      const items: ItemGaussians =
+        kind === 'diag' ? { kind, dim, count, mean, variance: f.subarray(count * dim, 2 * count * dim) } : { kind, dim, count, mean, scaleTril: f.subarray(count * dim, count * dim * (1 + dim)) };
+      data = { ids: s.ids, labels: s.labels, images, items };
+    }
     const vectors = site.words && words ? new WordVectors(site.words.list, new Float32Array(words.buffer, words.byteOffset, words.byteLength / 4), site.words.dim, site.words.source) : null;
     const info: ExplorerInfo = {
       model: meta.model,
@@ -104,13 +156,28 @@ export class LocalExplorer implements Explorer {
       classes: meta.classNames,
       image: site.image,
       datasetName: site.dataset.name,
-      images: count,
+      images: s?.count ?? 0,
       testImages: site.dataset.testImages,
       metrics: meta.metrics ?? null,
       methods: (['pca', 'tsne', 'umap'] as LatentMethod[]).filter((m) => site.maps[m]),
       home: `computed in this tab (TensorFlow.js, ${backend})`,
     };
-    return new LocalExplorer(info, site, meta, model, images, items, vectors, site.maps);
+    return new LocalExplorer(info, site, meta, model, data, vectors, site.maps);
+  }
+
+  /** The TensorFlow.js backend computing here. */
+  get backend(): string {
+    return tf.getBackend();
+  }
+
+  /** Whether this tab holds test image `id` (and so can show, annotate and search it). */
+  has(id: number): boolean {
+    return this.pos.has(id);
+  }
+
+  /** Whether the whole test split is here, so a search here ranks what the server's would. */
+  get holdsSplit(): boolean {
+    return this.data !== null && this.data.ids.length === this.site.dataset.testImages;
   }
 
   /**
@@ -119,8 +186,9 @@ export class LocalExplorer implements Explorer {
    */
   withModel(meta: ModelFile, blob: Uint8Array): LocalExplorer {
     const model = modelFromWeights(meta, blob, 'the trained weights') as unknown as ImageModel;
-    const { count } = this.site.sample;
-    const items = encodeSplitGaussians(model, { images: this.images, labels: Uint8Array.from(this.site.sample.labels), count }, this.pixels);
+    const d = this.sample();
+    const count = d.ids.length;
+    const items = encodeSplitGaussians(model, { images: d.images, labels: Uint8Array.from(d.labels), count }, this.pixels);
     const t0 = performance.now();
     const dim = items.dim;
     const xy = dim >= 2 ? pca2d(items.mean, count, dim) : Float64Array.from({ length: 2 * count }, (_, i) => (i % 2 ? 0 : items.mean[i >> 1]));
@@ -129,7 +197,12 @@ export class LocalExplorer implements Explorer {
     const info: ExplorerInfo = { ...this.info, model: `${meta.model} trained in this tab (${steps} steps)`, latentDim: model.latentDim, metrics: null, methods: ['pca'] };
     // The site's word vectors answer only for a model trained on word vectors (the tab trains one-hot).
     const vectors = meta.labels?.kind === 'words' ? this.vectors : null;
-    return new LocalExplorer(info, this.site, meta, model, this.images, items, vectors, { pca });
+    return new LocalExplorer(info, this.site, meta, model, { ...d, items }, vectors, { pca });
+  }
+
+  private sample(): SampleData {
+    if (!this.data) throw new Error('the test images are on the server, not in this tab');
+    return this.data;
   }
 
   private position(id: number): number {
@@ -140,20 +213,21 @@ export class LocalExplorer implements Explorer {
 
   private imageFloat(id: number): Float32Array {
     const i = this.position(id);
-    return Float32Array.from(this.images.subarray(i * this.pixels, (i + 1) * this.pixels), (v) => v / 255);
+    return Float32Array.from(this.sample().images.subarray(i * this.pixels, (i + 1) * this.pixels), (v) => v / 255);
   }
 
   async latent(method: LatentMethod): Promise<LatentResponse> {
     const m = this.maps[method];
     if (!m) throw new Error(`the ${method.toUpperCase()} map is not available for this model (export-web --maps; a model trained in the tab has PCA)`);
-    return { method, ids: this.site.sample.ids, x: m.x, y: m.y, labels: this.site.sample.labels, classes: this.meta.classNames, seconds: m.seconds };
+    const d = this.sample();
+    return { method, ids: d.ids, x: m.x, y: m.y, labels: d.labels, classes: this.meta.classNames, seconds: m.seconds };
   }
 
   imageSrc(id: number, scale: number): string {
     const key = `${id}@${scale}`;
     let u = this.urls.get(key);
     if (!u) {
-      u = pixelsUrl(this.images, this.position(id), this.shape, scale, 255);
+      u = pixelsUrl(this.sample().images, this.position(id), this.shape, scale, 255);
       this.urls.set(key, u);
     }
     return u;
@@ -168,7 +242,7 @@ export class LocalExplorer implements Explorer {
 
   async annotateId(id: number, o: { reconstruct?: boolean; top?: number }): Promise<AnnotateResponse> {
     const res = this.annotatePixels(this.imageFloat(id), o);
-    res.image = { id, label: this.meta.classNames[this.site.sample.labels[this.position(id)]] };
+    res.image = { id, label: this.meta.classNames[this.sample().labels[this.position(id)]] };
     return res;
   }
 
@@ -185,16 +259,17 @@ export class LocalExplorer implements Explorer {
 
   async retrieve(words: string, k: number): Promise<{ labels: string[]; results: Hit[] }> {
     const list = wordList(words);
-    const q = prepareQuery(this.items.kind, this.items.dim, indexQuery(queryDistribution(this.model, this.meta, list, this.vectors)));
-    const scratch = this.items.kind === 'full' ? new FullScratch(this.items.dim) : undefined;
-    const kl = Array.from({ length: this.items.count }, (_, i) => exactKl(this.items, i, q, scratch));
+    const d = this.sample();
+    const q = prepareQuery(d.items.kind, d.items.dim, indexQuery(queryDistribution(this.model, this.meta, list, this.vectors)));
+    const scratch = d.items.kind === 'full' ? new FullScratch(d.items.dim) : undefined;
+    const kl = Array.from({ length: d.items.count }, (_, i) => exactKl(d.items, i, q, scratch));
     const best = kl.map((_, i) => i).sort((a, b) => kl[a] - kl[b] || a - b).slice(0, k);
     const scale = scaleFor(this.info, 56);
     return {
       labels: splitQuery(this.meta, list),
       results: best.map((i) => {
-        const id = this.site.sample.ids[i];
-        return { id, label: this.meta.classNames[this.site.sample.labels[i]], kl: kl[i], src: this.imageSrc(id, scale) };
+        const id = d.ids[i];
+        return { id, label: this.meta.classNames[d.labels[i]], kl: kl[i], src: this.imageSrc(id, scale) };
       }),
     };
   }

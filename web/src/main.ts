@@ -1,7 +1,8 @@
 /**
  * The explorer page. It computes through an `Explorer` (explorer.ts): a folder written by
- * `probsem export-web` (the HTML carries a `probsem-site` meta tag) is computed in the tab;
- * under `probsem serve` every call goes to the server. No requests go anywhere else.
+ * `probsem export-web` (the HTML carries a `probsem-site` meta tag) is computed in the tab; under
+ * `probsem serve` the model also runs in the tab, and the server answers what needs its data
+ * (hybrid.ts; `?compute=server` sends every call there). No requests go anywhere else.
  */
 import { detectPolarity } from '../../src/data/polarity.js';
 import type { LabelScore, LatentMethod, LatentResponse } from '../../src/server/types.js';
@@ -437,11 +438,24 @@ function setupInterpolation(classes: string[]): void {
 
 // ---------------------------------------------------------------- start
 
-/** The static home where the page carries `<meta name="probsem-site" content="site.json">`, else the server. */
+/**
+ * The static home where the page carries `<meta name="probsem-site" content="site.json">`; under
+ * `probsem serve`, the model in this tab with the server for what the tab cannot do (hybrid.ts), or
+ * — where the tab cannot compute (no WebAssembly, a failed download) — the server alone.
+ */
 async function openExplorer(): Promise<{ ex: Explorer; local: LocalExplorer | null }> {
   const site = document.querySelector<HTMLMetaElement>('meta[name="probsem-site"]')?.content;
-  // Loaded only for the static home, so the served page never downloads TensorFlow.js.
-  if (!site) return { ex: await RemoteExplorer.open(), local: null };
+  if (!site) {
+    const remote = await RemoteExplorer.open();
+    if (new URLSearchParams(location.search).get('compute') === 'server') return { ex: remote, local: null };
+    try {
+      const hybrid = await import('./hybrid.js').then((m) => m.HybridExplorer.open(remote));
+      return { ex: hybrid, local: null };
+    } catch (e) {
+      console.warn(`computing on the server: the model could not start in this tab (${e instanceof Error ? e.message : String(e)})`);
+      return { ex: remote, local: null };
+    }
+  }
   const local = await import('./local.js').then((m) => m.LocalExplorer.open(site));
   return { ex: local, local };
 }

@@ -7,12 +7,12 @@ import type { Command } from './index.js';
 const d = DEFAULT_LIMITS;
 
 /** Bytes from '2097152', '512k', '2m' (binary units). */
-function bytesOption(v: unknown, name: string, def: number): number {
+function bytesOption(v: unknown, name: string, def: number, min = 1024): number {
   if (v === undefined) return def;
   const m = /^(\d+)\s*([kKmM]?)[bB]?$/.exec(String(v).trim());
   const n = m ? Number(m[1]) * (m[2].toLowerCase() === 'k' ? 1024 : m[2].toLowerCase() === 'm' ? 1024 * 1024 : 1) : NaN;
-  if (!Number.isSafeInteger(n) || n < 1024 || n > 1024 * 1024 * 1024) {
-    throw new ProbsemError(`--${name} must be a size from 1k to 1024m (e.g. 2m, 512k, 65536), got '${v}'`, 'BAD_OPTION');
+  if (!Number.isSafeInteger(n) || n < min || n > 1024 * 1024 * 1024) {
+    throw new ProbsemError(`--${name} must be a size from ${min === 0 ? '0' : '1k'} to 1024m (e.g. 2m, 512k, 65536), got '${v}'`, 'BAD_OPTION');
   }
   return n;
 }
@@ -44,6 +44,11 @@ export const serveCommand: Command = {
   --queue N            jobs waiting beyond those; more get 503 (default ${d.maxQueue})
   --timeout SECONDS    to receive a request, and to wait in the queue (default ${d.requestTimeoutMs / 1000})
   --latent-sample N    test images on the latent map (default ${d.latentSample})
+  --page-data SIZE     the explorer page runs the model in the browser; it also
+                       gets the test split (images and posteriors) when that
+                       takes at most SIZE, and then annotates and searches it
+                       there (default ${d.pageDataBytes / 1024 / 1024}m; 0: never). The page with
+                       ?compute=server leaves every computation to the server.
   --log                log every request (JSON lines on stdout)`,
   async run(argv) {
     const { values: v } = parse(argv, {
@@ -64,6 +69,7 @@ export const serveCommand: Command = {
       queue: { type: 'string' },
       timeout: { type: 'string' },
       'latent-sample': { type: 'string' },
+      'page-data': { type: 'string' },
       log: { type: 'boolean' },
     });
     const runDir = strOption(v.run, 'run');
@@ -90,6 +96,7 @@ export const serveCommand: Command = {
       maxQueue: intOption(v.queue, 'queue', d.maxQueue, 0, 100000),
       requestTimeoutMs: intOption(v.timeout, 'timeout', d.requestTimeoutMs / 1000, 1, 3600) * 1000,
       latentSample: intOption(v['latent-sample'], 'latent-sample', d.latentSample, 10, 100000),
+      pageDataBytes: bytesOption(v['page-data'], 'page-data', d.pageDataBytes, 0),
     };
     // fastify loads only for this command.
     const { createServer } = await import('../../server/app.js');

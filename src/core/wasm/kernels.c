@@ -371,129 +371,173 @@ EXPORT void col2im_add(const f32* cols, int n, int h, int w, int c, int k, int s
 }
 
 /*
- * Exact KL retrieval (src/index/kl-index.ts). Each item i has a row a(i, ·) of n values and a
- * constant c[i]; a query is a row b of n values; the kernels rank items by c[i] + Σ_j a(i, j) b(j)
- * (summed left to right from c[i]), smallest first. The index arranges these numbers so that the
- * score is a guaranteed lower bound of the exact KL score (kl-index.ts). Items are stored in
- * blocks of 16, each block [j][16] (item-interleaved: one 4-lane multiply-add serves four items and
- * no horizontal sums are needed); padding items have c = NaN and are never kept.
+ * Exact KL retrieval (src/index/kl-index.ts, whose module comment proves the bounds). Each item i
+ * has a row x(i, ·) of int16 values (|x| ≤ P) with a scale s[i], and float constants c[i], e[i],
+ * r[i]; a query is a row of int16 values (|q| ≤ R) with a scale t and two error coefficients A, B.
+ * The integer dot D = Σ_j x(i, j) q(j) is exact (n P R < 2³¹, so no int32 sum overflows), and
+ *
+ *     L_i = c[i] + fl(D) · (s[i] t) − (e[i] A + r[i] B)        (float32)
+ *
+ * is a guaranteed lower bound of item i's exact score, L_i + 2.001 (e[i] A + r[i] B) + 2⁻¹⁵ (|c[i]|
+ * + (r[i] + e[i]) A) an upper bound. Items are stored in blocks of 16, each block as n/2 pairs of
+ * dimensions (j, j+1), each pair as 16 items × 2 int16: one i32x4.dot_i16x8_s multiplies two
+ * dimensions of four items by the query's pair (a 32-bit splat) and adds them in each item's lane.
+ * Padding items have c = NaN, so their L is NaN and never passes a comparison.
  */
+typedef short i16;
 
-/* 16 items' c + a·b, from the block's 16 constants and its interleaved rows. */
-static inline void block_dot1(const f32* a, const f32* cb, const f32* b, int n, v128_t* s) {
-  v128_t x0 = wasm_v128_load(cb), x1 = wasm_v128_load(cb + 4), x2 = wasm_v128_load(cb + 8), x3 = wasm_v128_load(cb + 12);
-  for (int j = 0; j < n; j++, a += 16) {
-    v128_t p = wasm_v128_load32_splat(b + j);
-    x0 = MADD(p, wasm_v128_load(a), x0); x1 = MADD(p, wasm_v128_load(a + 4), x1);
-    x2 = MADD(p, wasm_v128_load(a + 8), x2); x3 = MADD(p, wasm_v128_load(a + 12), x3);
-  }
-  s[0] = x0; s[1] = x1; s[2] = x2; s[3] = x3;
+/* The smallest float32 at or above x (x finite; beyond the float32 range: infinity). */
+static f32 up32(double x) {
+  f32 f = (f32)x;
+  if ((double)f >= x) return f;
+  union { f32 f; int i; } u = { f };
+  if (f > 0) u.i++;
+  else if (f < 0) u.i--;
+  else u.i = 1;
+  return u.f;
 }
 
-/* Max-heap of the m smallest (value, index) pairs seen so far: v < hv[0] (or a free slot) enters. */
-static void heap_offer(f32* hv, int* hi, int* hn, int m, f32 v, int idx) {
+/*
+ * Offers upper bound u to query's max-heap of its k smallest upper bounds; once it holds k, the
+ * query's threshold tau falls to its top (rounded up to float32).
+ */
+static void heap_offer_up(double* h, int* hn, int k, double u, f32* tau) {
   int n = *hn, i;
-  if (n < m) {
+  if (n < k) {
     i = n++;
     while (i > 0) {
       int p = (i - 1) >> 1;
-      if (!(hv[p] < v)) break;
-      hv[i] = hv[p]; hi[i] = hi[p]; i = p;
+      if (!(h[p] < u)) break;
+      h[i] = h[p]; i = p;
     }
-    hv[i] = v; hi[i] = idx; *hn = n;
-    return;
+    h[i] = u; *hn = n;
+  } else {
+    if (!(u < h[0])) return;
+    i = 0;
+    for (;;) {
+      int l = 2 * i + 1, r = l + 1, big = i;
+      double bv = u;
+      if (l < k && h[l] > bv) { big = l; bv = h[l]; }
+      if (r < k && h[r] > bv) { big = r; }
+      if (big == i) break;
+      h[i] = h[big]; i = big;
+    }
+    h[i] = u;
   }
-  if (!(v < hv[0])) return;
-  i = 0;
-  for (;;) {
-    int l = 2 * i + 1, r = l + 1, big = i;
-    f32 bv = v;
-    if (l < m && hv[l] > bv) { big = l; bv = hv[l]; }
-    if (r < m && hv[r] > bv) { big = r; }
-    if (big == i) break;
-    hv[i] = hv[big]; hi[i] = hi[big]; i = big;
+  if (n == k) {
+    f32 t = up32(h[0]);
+    if (t < *tau) *tau = t;
   }
-  hv[i] = v; hi[i] = idx;
-}
-
-#define OFFER_LANE(vec, l, at) do { \
-    f32 v_ = wasm_f32x4_extract_lane(vec, l); int i_ = (at) + (l); \
-    if (v_ == v_ && i_ != exclude) heap_offer(hv, hi, hn, m, v_, i_); } while (0)
-#define OFFER_VEC(vec, at) do { OFFER_LANE(vec, 0, at); OFFER_LANE(vec, 1, at); OFFER_LANE(vec, 2, at); OFFER_LANE(vec, 3, at); } while (0)
-
-/* Offers 16 scores (items base..base+15) to one query's heap; most blocks fail one comparison. */
-static inline void offer16(const v128_t* s, int base, f32* hv, int* hi, int* hn, int m, int exclude) {
-  if (*hn == m) {
-    v128_t t = wasm_f32x4_splat(hv[0]);
-    v128_t k = wasm_v128_or(wasm_v128_or(wasm_f32x4_lt(s[0], t), wasm_f32x4_lt(s[1], t)),
-                            wasm_v128_or(wasm_f32x4_lt(s[2], t), wasm_f32x4_lt(s[3], t)));
-    if (!wasm_v128_any_true(k)) return;
-  }
-  OFFER_VEC(s[0], base); OFFER_VEC(s[1], base + 4); OFFER_VEC(s[2], base + 8); OFFER_VEC(s[3], base + 12);
 }
 
 /*
- * Scores all count items against Q queries (B: Q rows of n) and keeps, per query q, the m
- * smallest in the heap hv[q*m..], hi[q*m..] with hn[q] entries (the caller zeroes hn); item
- * `exclude` is skipped. Queries go in pairs so each loaded row of a block serves two of them;
- * every block is read from memory once per call.
+ * Item i (whose L passed the query's threshold) joins the query's candidates (indices oi, lower
+ * bounds ol, upper bounds ou, on of them, at most cap) and offers its upper bound to the heap. A full list is
+ * compacted to the entries still within the threshold; when that frees under a quarter of it the
+ * list stops growing and ov counts what it missed (the caller then scans that query again with
+ * the final threshold and a list of on + ov entries, which holds every candidate).
  */
-EXPORT void kl_scan(const f32* A, const f32* c, int count, int n, const f32* B, int Q, int exclude,
-                    f32* hv, int* hi, int* hn, int m) {
+static void take1(int i, f32 L, const f32* c, const f32* e, const f32* r, f32 A, f32 B, int count, int exclude,
+                  f32* tau, double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
+  if (i >= count || i == exclude) return;
+  double E = (double)e[i] * A + (double)r[i] * B;
+  double U = (double)L + 2.001 * E + 0x1p-15 * (__builtin_fabs((double)c[i]) + ((double)r[i] + (double)e[i]) * A);
+  if (*ov) {
+    (*ov)++;
+  } else {
+    int n = *on;
+    if (n == cap) {
+      f32 th = *tau;
+      int w = 0;
+      for (int u = 0; u < n; u++)
+        if (ol[u] <= th) { oi[w] = oi[u]; ol[w] = ol[u]; ou[w] = ou[u]; w++; }
+      n = w;
+      if (n == cap || n > cap - (cap >> 2)) *ov = 1; /* this item is the first one missed */
+    }
+    if (!*ov) { oi[n] = i; ol[n] = L; ou[n] = U; n++; }
+    *on = n;
+  }
+  heap_offer_up(hu, hn, k, U, tau);
+}
+
+#define TAKE_LANE(vec, l, at) do { \
+    f32 L_ = wasm_f32x4_extract_lane(vec, l); \
+    if (L_ <= *tau) take1((at) + (l), L_, c, e, r, A, B, count, exclude, tau, hu, hn, k, oi, ol, ou, on, ov, cap); } while (0)
+
+/* The slow path of one query and one block: each of the 16 items whose L is within the threshold. */
+static void take16(v128_t L0, v128_t L1, v128_t L2, v128_t L3, int base, const f32* c, const f32* e, const f32* r, f32 A, f32 B,
+                   int count, int exclude, f32* tau, double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
+  TAKE_LANE(L0, 0, base); TAKE_LANE(L0, 1, base); TAKE_LANE(L0, 2, base); TAKE_LANE(L0, 3, base);
+  TAKE_LANE(L1, 0, base + 4); TAKE_LANE(L1, 1, base + 4); TAKE_LANE(L1, 2, base + 4); TAKE_LANE(L1, 3, base + 4);
+  TAKE_LANE(L2, 0, base + 8); TAKE_LANE(L2, 1, base + 8); TAKE_LANE(L2, 2, base + 8); TAKE_LANE(L2, 3, base + 8);
+  TAKE_LANE(L3, 0, base + 12); TAKE_LANE(L3, 1, base + 12); TAKE_LANE(L3, 2, base + 12); TAKE_LANE(L3, 3, base + 12);
+}
+
+/* Four items' L = c + fl(D) (s t) − (e A + r B). */
+static inline v128_t lower4(v128_t d, const f32* s, const f32* c, const f32* e, const f32* r, v128_t t, v128_t A, v128_t B) {
+  v128_t w = wasm_f32x4_mul(wasm_v128_load(s), t);
+  v128_t v = MADD(wasm_f32x4_convert_i32x4(d), w, wasm_v128_load(c));
+  v128_t E = MADD(wasm_v128_load(e), A, wasm_f32x4_mul(wasm_v128_load(r), B));
+  return wasm_f32x4_sub(v, E);
+}
+
+/* One query's 16 integer dots of a block → lower bounds; the slow path only where one is within the threshold. */
+static inline void finish16(v128_t d0, v128_t d1, v128_t d2, v128_t d3, int base, const f32* s, const f32* c, const f32* e, const f32* r,
+                            const f32* qp, int count, int exclude, f32* tau, double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
+  v128_t t = wasm_v128_load32_splat(qp), A = wasm_v128_load32_splat(qp + 1), B = wasm_v128_load32_splat(qp + 2);
+  s += base; c += base; e += base; r += base;
+  v128_t L0 = lower4(d0, s, c, e, r, t, A, B), L1 = lower4(d1, s + 4, c + 4, e + 4, r + 4, t, A, B);
+  v128_t L2 = lower4(d2, s + 8, c + 8, e + 8, r + 8, t, A, B), L3 = lower4(d3, s + 12, c + 12, e + 12, r + 12, t, A, B);
+  v128_t th = wasm_v128_load32_splat(tau);
+  v128_t in = wasm_v128_or(wasm_v128_or(wasm_f32x4_le(L0, th), wasm_f32x4_le(L1, th)), wasm_v128_or(wasm_f32x4_le(L2, th), wasm_f32x4_le(L3, th)));
+  if (!wasm_v128_any_true(in)) return;
+  take16(L0, L1, L2, L3, base, c - base, e - base, r - base, qp[1], qp[2], count, exclude, tau, hu, hn, k, oi, ol, ou, on, ov, cap);
+}
+
+#define DOT_ADD(acc, a, w) acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(a, w))
+
+/*
+ * Scans all count items (X: np pairs per item; s, c, e, r per item, c for the sign searched) for
+ * Q queries (Qv: np int32 words per query, each two int16; qp: t, A, B and a spare float per
+ * query), skipping item `exclude`. Per query q: tau[q] is the threshold (the caller sets its
+ * start, +infinity or a known bound), hu[q·k..] and hn[q] the heap of the k smallest upper bounds
+ * (hn zeroed by the caller), oi/ol/ou[q·cap..] and on[q] the candidates, ov[q] how many were missed
+ * (on and ov zeroed by the caller). Queries go in pairs so each loaded row of a block serves two of
+ * them; every block is read from memory once per call.
+ */
+EXPORT void kl_scan16(const i16* X, const f32* s, const f32* c, const f32* e, const f32* r, int count, int np,
+                      const int* Qv, const f32* qp, int Q, int exclude, f32* tau, double* hu, int* hn, int k,
+                      int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
   int blocks = (count + 15) / 16;
-  v128_t s[4];
   for (int blk = 0; blk < blocks; blk++) {
-    const f32* a = A + blk * 16 * n;
-    const f32* cb = c + blk * 16;
+    const i16* xb = X + blk * np * 32;
     int base = blk * 16, q = 0;
     for (; q + 2 <= Q; q += 2) {
-      const f32* b0 = B + q * n;
-      const f32* b1 = b0 + n;
-      const f32* ar = a;
-      v128_t x0 = wasm_v128_load(cb), x1 = wasm_v128_load(cb + 4), x2 = wasm_v128_load(cb + 8), x3 = wasm_v128_load(cb + 12);
-      v128_t y0 = x0, y1 = x1, y2 = x2, y3 = x3;
-      for (int j = 0; j < n; j++, ar += 16) {
-        v128_t a0 = wasm_v128_load(ar), a1 = wasm_v128_load(ar + 4), a2 = wasm_v128_load(ar + 8), a3 = wasm_v128_load(ar + 12);
-        v128_t p = wasm_v128_load32_splat(b0 + j);
-        x0 = MADD(p, a0, x0); x1 = MADD(p, a1, x1); x2 = MADD(p, a2, x2); x3 = MADD(p, a3, x3);
-        p = wasm_v128_load32_splat(b1 + j);
-        y0 = MADD(p, a0, y0); y1 = MADD(p, a1, y1); y2 = MADD(p, a2, y2); y3 = MADD(p, a3, y3);
+      const int* q0 = Qv + q * np;
+      const int* q1 = q0 + np;
+      const i16* xr = xb;
+      v128_t x0 = wasm_i32x4_splat(0), x1 = x0, x2 = x0, x3 = x0, y0 = x0, y1 = x0, y2 = x0, y3 = x0;
+      for (int p = 0; p < np; p++, xr += 32) {
+        v128_t a0 = wasm_v128_load(xr), a1 = wasm_v128_load(xr + 8), a2 = wasm_v128_load(xr + 16), a3 = wasm_v128_load(xr + 24);
+        v128_t w = wasm_v128_load32_splat(q0 + p);
+        DOT_ADD(x0, a0, w); DOT_ADD(x1, a1, w); DOT_ADD(x2, a2, w); DOT_ADD(x3, a3, w);
+        w = wasm_v128_load32_splat(q1 + p);
+        DOT_ADD(y0, a0, w); DOT_ADD(y1, a1, w); DOT_ADD(y2, a2, w); DOT_ADD(y3, a3, w);
       }
-      s[0] = x0; s[1] = x1; s[2] = x2; s[3] = x3;
-      offer16(s, base, hv + q * m, hi + q * m, hn + q, m, exclude);
-      s[0] = y0; s[1] = y1; s[2] = y2; s[3] = y3;
-      offer16(s, base, hv + (q + 1) * m, hi + (q + 1) * m, hn + q + 1, m, exclude);
+      finish16(x0, x1, x2, x3, base, s, c, e, r, qp + 4 * q, count, exclude, tau + q, hu + q * k, hn + q, k, oi + q * cap, ol + q * cap, ou + q * cap, on + q, ov + q, cap);
+      finish16(y0, y1, y2, y3, base, s, c, e, r, qp + 4 * (q + 1), count, exclude, tau + q + 1, hu + (q + 1) * k, hn + q + 1, k,
+               oi + (q + 1) * cap, ol + (q + 1) * cap, ou + (q + 1) * cap, on + q + 1, ov + q + 1, cap);
     }
     if (q < Q) {
-      block_dot1(a, cb, B + q * n, n, s);
-      offer16(s, base, hv + q * m, hi + q * m, hn + q, m, exclude);
-    }
-  }
-}
-
-/*
- * One query: writes the indices of the items whose score is at most thr (NaN and `exclude` left
- * out) to out, up to cap of them, and returns how many there are (possibly more than cap).
- */
-EXPORT int kl_collect(const f32* A, const f32* c, int count, int n, const f32* b, int exclude, f32 thr, int* out, int cap) {
-  int blocks = (count + 15) / 16, found = 0;
-  v128_t t = wasm_f32x4_splat(thr);
-  v128_t s[4];
-  for (int blk = 0; blk < blocks; blk++) {
-    block_dot1(A + blk * 16 * n, c + blk * 16, b, n, s);
-    v128_t k = wasm_v128_or(wasm_v128_or(wasm_f32x4_le(s[0], t), wasm_f32x4_le(s[1], t)),
-                            wasm_v128_or(wasm_f32x4_le(s[2], t), wasm_f32x4_le(s[3], t)));
-    if (!wasm_v128_any_true(k)) continue;
-    for (int v = 0; v < 4; v++) {
-      int mask = wasm_i32x4_bitmask(wasm_f32x4_le(s[v], t));
-      for (int l = 0; l < 4; l++) {
-        int i = blk * 16 + v * 4 + l;
-        if ((mask >> l & 1) && i != exclude) {
-          if (found < cap) out[found] = i;
-          found++;
-        }
+      const int* q0 = Qv + q * np;
+      const i16* xr = xb;
+      v128_t x0 = wasm_i32x4_splat(0), x1 = x0, x2 = x0, x3 = x0;
+      for (int p = 0; p < np; p++, xr += 32) {
+        v128_t w = wasm_v128_load32_splat(q0 + p);
+        DOT_ADD(x0, wasm_v128_load(xr), w); DOT_ADD(x1, wasm_v128_load(xr + 8), w);
+        DOT_ADD(x2, wasm_v128_load(xr + 16), w); DOT_ADD(x3, wasm_v128_load(xr + 24), w);
       }
+      finish16(x0, x1, x2, x3, base, s, c, e, r, qp + 4 * q, count, exclude, tau + q, hu + q * k, hn + q, k, oi + q * cap, ol + q * cap, ou + q * cap, on + q, ov + q, cap);
     }
   }
-  return found;
 }

@@ -9,8 +9,9 @@ import type { ItemGaussians, QueryGaussian } from './kl-math.js';
 export const INDEX_ITEMS = new WeakMap<object, ItemGaussians>();
 
 /**
- * Counters for benchmarks and tests: in-process queries answered, second passes (kl_collect), full
- * rescans, candidates rescored; candidates ClickHouse searches returned for rescoring.
+ * Counters for benchmarks and tests: in-process queries answered, second passes (a query scanned
+ * again alone because its candidate list overflowed), full rescans, candidates rescored;
+ * candidates ClickHouse searches returned for rescoring.
  */
 export const SCAN_STATS = { queries: 0, collectPasses: 0, fullRescans: 0, rescored: 0, clickhouseCandidates: 0 };
 

@@ -6,9 +6,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Rng } from '../src/core/random.js';
 import type { Distance } from '../src/index/distances.js';
-import { INDEX_BOUNDS, SCAN_STATS, SCAN_TUNING } from '../src/index/internal.js';
+import { INDEX_BOUNDS, INDEX_ITEMS, SCAN_STATS, SCAN_TUNING } from '../src/index/internal.js';
 import { bruteForceScores, KlIndex, quantLimits, type ItemGaussians, type QueryGaussian, type SearchOptions } from '../src/index/kl-index.js';
 import { itemVector, prepareQuery, vectorLength } from '../src/index/kl-math.js';
 import { isDiagonal, rewriteFor } from '../src/index/rewrites.js';
@@ -266,4 +269,28 @@ test('a query whose values would come near the float32 range is rescored in full
   const before = SCAN_STATS.fullRescans;
   expectExact(index, items, [q, randomQueries(1, 4, 21)[0]], 6, {}, 'near overflow');
   assert.equal(SCAN_STATS.fullRescans - before, 1, 'only the large query was rescored in full');
+});
+
+test('index files written before the quantised scan load and search exactly; saved again they are the same bytes', () => {
+  // Written by probsem 7047b16, whose scan was float32: the format holds the Gaussians only, and
+  // the quantised tables are derived on load.
+  const dir = mkdtempSync(join(tmpdir(), 'probsem-index-v1-'));
+  for (const name of ['klindex-v1-diag.klindex', 'klindex-v1-full.klindex']) {
+    const path = join('test/fixtures', name);
+    const index = KlIndex.load(path);
+    const items = INDEX_ITEMS.get(index)!;
+    assert.equal(index.count, name.includes('diag') ? 80 : 40);
+    assert.equal(index.meta.written, 'probsem 7047b16 (float32 scan)');
+    if (name.includes('diag')) assert.deepEqual(Array.from(index.ids.slice(0, 3)), [1000, 1001, 1002]);
+    const qs = randomQueries(5, 3, 503);
+    const distances: Distance[] = items.kind === 'diag' ? SCANNED_DIAG : SCANNED_FULL;
+    for (const d of distances) {
+      const queries = items.kind === 'diag' && d !== 'kl' && d !== 'csd' ? qs.map((q) => diagonalOf(q, 3)) : qs;
+      expectExact(index, items, queries, 7, { distance: d }, `${name} ${d}`);
+      expectExact(index, items, queries, 7, { distance: d, largest: true, exclude: 2 }, `${name} ${d} largest`);
+    }
+    const again = join(dir, name);
+    index.save(again);
+    assert.deepEqual(readFileSync(again), readFileSync(path));
+  }
 });

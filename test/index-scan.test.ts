@@ -294,3 +294,16 @@ test('index files written before the quantised scan load and search exactly; sav
     assert.deepEqual(readFileSync(again), readFileSync(path));
   }
 });
+
+test('a large k takes fewer queries per pass (bounded buffers) and the same hits', () => {
+  const items = randomDiagItems(40_000, 2, 22);
+  const index = KlIndex.build(items);
+  const qs = randomQueries(66, 2, 23);
+  const k = 30_000;
+  const batch = index.searchBatch(qs, k, { largest: true });
+  for (const u of [0, 40, 65]) {
+    const scores = bruteForceScores(items, qs[u], 'kl');
+    assert.deepEqual(batch[u].map((h) => h.index), topK(scores, k, true), `query ${u}`);
+  }
+  assert.deepEqual(batch[41], index.search(qs[41], k, { largest: true }), 'the second pass of queries');
+});

@@ -94,8 +94,10 @@ export interface Labels {
   values: Int32Array;
 }
 
-/** Queries scored per pass over the items. */
+/** Queries scored per pass over the items (at most). */
 const QUERY_CHUNK = 64;
+/** Most bytes of heaps and candidate lists one pass may use (fewer queries per pass for a large k). */
+const WORK_BYTES = 2 ** 26;
 const BLOCK = 16;
 /** Kernel memory is at most 1 GiB; leave room for the query buffers. */
 const MAX_INDEX_BYTES = 1000 * 2 ** 20;
@@ -314,9 +316,14 @@ export class KlIndex {
       rw.query(q, b);
       scanned.push({ pos, q, b });
     });
-    for (let s = 0; s < scanned.length; s += QUERY_CHUNK) {
-      const chunk = scanned.slice(s, s + QUERY_CHUNK);
-      const hits = this.searchChunk(table!, chunk, k, sign, exclude, distance);
+    // The heap holds min(k, count) upper bounds per query, the candidate list cap entries; fewer
+    // queries per pass where they are large, so the buffers stay within WORK_BYTES.
+    const kk = Math.max(1, Math.min(k, this.count));
+    const cap = SCAN_TUNING.cap > 0 ? SCAN_TUNING.cap : Math.max(512, 2 * kk + 64);
+    const perPass = Math.max(1, Math.min(QUERY_CHUNK, Math.floor(WORK_BYTES / (8 * kk + 16 * cap))));
+    for (let s = 0; s < scanned.length; s += perPass) {
+      const chunk = scanned.slice(s, s + perPass);
+      const hits = this.searchChunk(table!, chunk, k, kk, cap, sign, exclude, distance);
       chunk.forEach((c, t) => (out[c.pos] = hits[t]));
     }
     return out;
@@ -334,24 +341,21 @@ export class KlIndex {
     return { sign: opts.largest ? -1 : 1, exclude };
   }
 
+  /** The table's query-side buffers, grown to hold `queries` queries with heaps of k and lists of cap. */
   private ensureWork(t: ScanTable, queries: number, k: number, cap: number): ScanWork {
-    const w = t.work;
-    if (w && w.queries >= queries && w.k >= k && w.cap >= cap) return w;
-    const qn = Math.max(queries, w?.queries ?? 0);
-    const kk = Math.max(k, w?.k ?? 0);
-    const cc = Math.max(cap, w?.cap ?? 0);
-    const m = t.kernels;
-    const ptr = (floats: number) => m.alloc(floats).ptr;
-    t.work = {
-      queries: qn, k: kk, cap: cc,
-      qv: ptr(qn * t.np), qp: ptr(4 * qn), tau: ptr(qn), hu: ptr(2 * qn * kk), hn: ptr(qn),
-      oi: ptr(qn * cc), ol: ptr(qn * cc), ou: ptr(2 * qn * cc), on: ptr(qn), ov: ptr(qn),
-    };
-    return t.work;
+    const w: ScanWork = t.work ?? { queries: 0, heap: 0, list: 0, qv: 0, qp: 0, tau: 0, hn: 0, on: 0, ov: 0, hu: 0, oi: 0, ol: 0, ou: 0 };
+    const ptr = (floats: number) => t.kernels.alloc(floats).ptr;
+    if (w.queries < queries) {
+      Object.assign(w, { queries, qv: ptr(queries * t.np), qp: ptr(4 * queries), tau: ptr(queries), hn: ptr(queries), on: ptr(queries), ov: ptr(queries) });
+    }
+    if (w.heap < queries * k) Object.assign(w, { heap: queries * k, hu: ptr(2 * queries * k) });
+    if (w.list < queries * cap) Object.assign(w, { list: queries * cap, oi: ptr(queries * cap), ol: ptr(queries * cap), ou: ptr(2 * queries * cap) });
+    t.work = w;
+    return w;
   }
 
   /**
-   * One kernel pass for up to QUERY_CHUNK query rows (null: not scanned, its threshold −∞ so
+   * One kernel pass over query rows (null: not scanned, its threshold −∞ so
    * nothing is kept): per query the final threshold τ (the k-th smallest upper bound; +∞ while
    * fewer than k items) and its candidates, or `missed` > 0 where its list ran out of room.
    */
@@ -401,10 +405,8 @@ export class KlIndex {
     return again;
   }
 
-  private searchChunk(t: ScanTable, qs: { q: PreparedQuery; b: Float64Array }[], k: number, sign: number, exclude: number, distance: Distance): SearchHit[][] {
+  private searchChunk(t: ScanTable, qs: { q: PreparedQuery; b: Float64Array }[], k: number, kk: number, cap: number, sign: number, exclude: number, distance: Distance): SearchHit[][] {
     const rows = qs.map(({ b }) => quantiseQuery(t, b, sign));
-    const kk = Math.max(1, Math.min(k, this.count));
-    const cap = SCAN_TUNING.cap > 0 ? SCAN_TUNING.cap : Math.max(512, 2 * kk + 64);
     const out = this.scanPass(t, rows, sign, exclude, kk, cap, rows.map(() => Infinity));
     return qs.map(({ q }, u) => {
       const row = rows[u];
@@ -739,11 +741,14 @@ interface ScanTable {
   maxR: number;
 }
 
-/** Byte offsets of a table's query-side buffers (kl_scan16 in kernels.c), for up to `queries` queries. */
+/**
+ * Byte offsets of a table's query-side buffers (kl_scan16 in kernels.c): room for `queries`
+ * queries, `heap` upper bounds and `list` candidates in all.
+ */
 interface ScanWork {
   queries: number;
-  k: number;
-  cap: number;
+  heap: number;
+  list: number;
   qv: number;
   qp: number;
   tau: number;

@@ -20,29 +20,36 @@
  *
  *     ±⟨a_i, b⟩ = s_i t D_i + t ⟨e_i, q̂⟩ + ⟨a_i, f⟩,   so   |±⟨a_i, b⟩ − s_i t D_i| ≤ ‖e_i‖ ‖t q̂‖ + ‖a_i‖ ‖f‖ =: Q_i
  *
- * (Cauchy–Schwarz twice): a per-item factor times a per-query one. Stored per item, float32:
- * s_i; c'_i = ±c_i − γ_c|c_i| rounded down (one array per sign); ê_i = (1 + κ)‖e_i‖ + κ(‖a_i‖ +
- * ‖e_i‖) and r_i = (1 + κ)‖a_i‖ + 2⁻⁵⁰, rounded up. Per query: t, A = (1 + κ)‖t q̂‖ and
- * B = (1 + κ)‖f‖ + 2⁻⁵⁰, rounded up (κ = γ_c = 2⁻¹⁸). The kernel computes in float32
+ * (Cauchy–Schwarz twice): per-item factors times per-query ones. Stored per item, float32: s_i;
+ * c'_i = ±c_i − γ_c|c_i| rounded down (one per sign); with ê_i = (1 + κ)‖e_i‖ + κ(‖a_i‖ + ‖e_i‖)
+ * and r_i = (1 + κ)‖a_i‖ + 2⁻⁵⁰, z_i ≥ ê_i + ρ r_i and m_i ≥ ê_i + r_i, rounded up (κ = γ_c = 2⁻¹⁸,
+ * ρ = √n / 2R, about the ratio of the two residual terms). Per query: t, and A ≥ max((1 + κ)‖t q̂‖,
+ * B / ρ) with B = (1 + κ)‖f‖ + 2⁻⁵⁰, rounded up, so that E_i := z_i A ≥ ê_i (1 + κ)‖t q̂‖ + r_i B.
+ * The kernel computes in float32, and U in double,
  *
- *     L_i = c'_i + fl(D_i) (s_i t) − (ê_i A + r_i B),   and in double   U_i = L_i + 2.001 E_i + 2⁻¹⁵ (|c'_i| + (r_i + ê_i) A)
+ *     v_i = c'_i + fl(D_i) (s_i t),   L_i = v_i − z_i A,   U_i = L_i + 2.001 E_i + 2⁻¹⁵ (|c'_i| + m_i A).
  *
- * with E_i = ê_i A + r_i B. Proof that L_i ≤ ±S_i ≤ U_i (dropping the i). Let M = ‖s x̂‖ ‖t q̂‖
- * ≥ |s t D| and u = 2⁻²⁴. L takes eight float32 roundings at most (the conversion of D, four
- * products, three sums; a fused multiply-add only removes some), each at most u times a value
- * below (1 + 2⁻²⁰)(|c'| + M + E), or 2⁻¹⁴⁹ absolutely (underflow: with s t ≥ 2⁻²⁰⁰ and |D| < 2³¹
- * that is at most 2⁻¹¹⁸ in all), so |L − (c' + s t D − E)| ≤ 12u (|c'| + M + E) + 2⁻¹¹⁸. Also
- * ê A ≥ (1 + κ)² ‖e‖ ‖t q̂‖ + κ M and r B ≥ (1 + κ)² ‖a‖ ‖f‖ + 2⁻¹⁰⁰, so E ≥ (1 + κ)² Q + κ M + 2⁻¹⁰⁰.
+ * Proof that L_i ≤ ±S_i ≤ U_i (dropping the i). Let M = ‖s x̂‖ ‖t q̂‖ ≥ |s t D| and u = 2⁻²⁴. L
+ * takes six float32 roundings at most (the conversion of D, three products, a sum and a
+ * difference; a fused multiply-add only removes one), each at most u times a value below
+ * (1 + 2⁻²⁰)(|c'| + M + E), or 2⁻¹⁴⁹ absolutely (underflow: with s t ≥ 2⁻²⁰⁰ and |D| < 2³¹ that is
+ * at most 2⁻¹¹⁸ in all), so |L − (c' + s t D − E)| ≤ 12u (|c'| + M + E) + 2⁻¹¹⁸. Also
+ * E ≥ (1 + κ)² ‖e‖ ‖t q̂‖ + κ M + (1 + κ)² ‖a‖ ‖f‖ + 2⁻¹⁰⁰ ≥ (1 + κ)² Q + κ M + 2⁻¹⁰⁰.
  * Lower: ±S − L ≥ (±c − c') + E − Q − 12u (|c'| + M + E) − 2⁻¹¹⁸, where ±c − c' ≥ γ_c |c| ≥ 12u |c'|
  * and E (1 − 12u) − Q ≥ κ (1 − 12u) M + 2⁻¹⁰¹ ≥ 12u M + 2⁻¹⁰¹ (as (1 + κ)² (1 − 12u) ≥ 1), so
  * ±S − L ≥ 2⁻¹⁰¹ − 2⁻¹¹⁸ > 0. Upper: ±S − L ≤ (±c − c') + Q + E + 12u (|c'| + M + E) + 2⁻¹¹⁸, with
  * ±c − c' ≤ 2⁻¹⁶ |c'| and Q ≤ E, which is below 2.001 E + 2⁻¹⁵ (|c'| + M) (0.0009 E ≥ 2⁻¹¹⁰ covers
- * the 2⁻¹¹⁸), and M ≤ (‖a‖ + ‖e‖) A ≤ (r + ê) A, so ±S ≤ U; U's own double rounding is far inside
+ * the 2⁻¹¹⁸), and M ≤ (‖a‖ + ‖e‖) ‖t q̂‖ ≤ m A, so ±S ≤ U; U's own double rounding is far inside
  * the 2⁻¹⁵ term. The margins, about 2⁻¹⁹ (|c| + ‖a‖ ‖b‖), also absorb the double-precision
  * rounding of a, b, c, of the residuals and norms, and of the exact distances themselves. Nothing
  * overflows: a query that could bring any of these values near 2¹²⁰ is rescored in full instead
  * (`quantiseQuery`), and a value that does not fit float32 at build time is an error for KL (brute
  * force for the other distances). Padding items have c' = NaN and never pass.
+ *
+ * Only v is computed for every item and query (a conversion, a product, a multiply-add and a
+ * comparison per four items beside the integer dot): a test v ≤ z_max A' + τ' (z_max the largest
+ * z of the item's block of 16, A' and τ' a little above A and the threshold τ; kernels.c) passes
+ * every item with L ≤ τ, and only the items that pass get L and U, in scalar code.
  *
  * Candidates. Per query the kernel keeps a heap of the k smallest U (τ its top once full, else
  * +∞) and appends every item with L ≤ τ (the current τ, which only falls) to a list; the final
@@ -183,17 +190,13 @@ export class KlIndex {
     const blocks = Math.ceil(count / BLOCK);
     const np = Math.ceil(n / 2);
     const { P, R } = quantLimits(n);
-    const xBuf = kernels.alloc(blocks * BLOCK * np); // two int16 per float slot
-    const per = () => kernels.alloc(blocks * BLOCK).ptr;
-    const t: ScanTable = {
-      kernels, work: null, n, np, P, R, xPtr: xBuf.ptr,
-      sPtr: per(), cPtr: { smallest: per(), largest: per() }, ePtr: per(), rPtr: per(),
-      maxS: 0, maxC: 0, maxE: 0, maxR: 0,
-    };
+    // A block: np pairs of 16 items × 2 int16 (16 floats' room each), then 16 floats each of s, c
+    // (smallest), c (largest), z and m, then the block's largest z and three spare floats.
+    const blockFloats = BLOCK * np + 5 * BLOCK + 4;
+    const xBuf = kernels.alloc(blocks * blockFloats);
+    const t: ScanTable = { kernels, work: null, n, np, P, R, xPtr: xBuf.ptr, rho: Math.sqrt(n) / (2 * R), maxS: 0, maxC: 0, maxZ: 0, maxM: 0 };
     const heap = kernels.heap();
     const h16 = new Int16Array(kernels.memory.buffer);
-    const x0 = xBuf.ptr >> 1;
-    const [s0, cs0, cl0, e0, r0] = [t.sPtr, t.cPtr.smallest, t.cPtr.largest, t.ePtr, t.rPtr].map((p) => p >> 2);
     const row = new Float64Array(n);
     for (let i = 0; i < count; i++) {
       const c = vector(i, row);
@@ -205,7 +208,8 @@ export class KlIndex {
         a2 += row[j] * row[j];
       }
       const s = Math.max(roundUp32(max / P), MIN_SCALE);
-      const base = x0 + (i >> 4) * BLOCK * 2 * np + (i & 15) * 2;
+      const block = (xBuf.ptr >> 2) + (i >> 4) * blockFloats;
+      const base = 2 * block + (i & 15) * 2;
       let e2 = 0;
       for (let j = 0; j < n; j++) {
         const x = Math.max(-P, Math.min(P, Math.round(row[j] / s)));
@@ -217,22 +221,29 @@ export class KlIndex {
       const normE = Math.sqrt(e2);
       const eHat = roundUp32((1 + KAPPA) * normE + KAPPA * (normA + normE));
       const r = roundUp32((1 + KAPPA) * normA + FLOOR);
+      const z = roundUp32(eHat + t.rho * r * (1 + 2 ** -40));
+      const m = roundUp32(eHat + r);
       const cS = roundDown32(c - GAMMA_C * Math.abs(c));
       const cL = roundDown32(-c - GAMMA_C * Math.abs(c));
-      if (!Number.isFinite(r) || !Number.isFinite(eHat) || !Number.isFinite(cS) || !Number.isFinite(cL)) {
+      if (!Number.isFinite(z) || !Number.isFinite(m) || !Number.isFinite(cS) || !Number.isFinite(cL)) {
         throw new ProbsemError(`item ${i}: its precision or constant μᵀΣ⁻¹μ + log|Σ| = ${c} overflows float32`, 'BAD_INPUT');
       }
-      heap[s0 + i] = s;
-      heap[cs0 + i] = cS;
-      heap[cl0 + i] = cL;
-      heap[e0 + i] = eHat;
-      heap[r0 + i] = r;
+      const f = block + BLOCK * np + (i & 15);
+      heap[f + F_S] = s;
+      heap[f + F_C] = cS;
+      heap[f + F_CL] = cL;
+      heap[f + F_Z] = z;
+      heap[f + F_M] = m;
+      heap[f - (i & 15) + F_ZMAX] = Math.max(heap[f - (i & 15) + F_ZMAX], z);
       t.maxS = Math.max(t.maxS, s);
       t.maxC = Math.max(t.maxC, Math.abs(cS), Math.abs(cL));
-      t.maxE = Math.max(t.maxE, eHat);
-      t.maxR = Math.max(t.maxR, r);
+      t.maxZ = Math.max(t.maxZ, z);
+      t.maxM = Math.max(t.maxM, m);
     }
-    for (let i = count; i < blocks * BLOCK; i++) heap[cs0 + i] = heap[cl0 + i] = NaN; // padding: its L is NaN, never a candidate
+    for (let i = count; i < blocks * BLOCK; i++) {
+      const f = (xBuf.ptr >> 2) + (i >> 4) * blockFloats + BLOCK * np + (i & 15);
+      heap[f + F_C] = heap[f + F_CL] = NaN; // padding: its v is NaN, never a candidate
+    }
     return t;
   }
 
@@ -343,10 +354,10 @@ export class KlIndex {
 
   /** The table's query-side buffers, grown to hold `queries` queries with heaps of k and lists of cap. */
   private ensureWork(t: ScanTable, queries: number, k: number, cap: number): ScanWork {
-    const w: ScanWork = t.work ?? { queries: 0, heap: 0, list: 0, qv: 0, qp: 0, tau: 0, hn: 0, on: 0, ov: 0, hu: 0, oi: 0, ol: 0, ou: 0 };
+    const w: ScanWork = t.work ?? { queries: 0, heap: 0, list: 0, qv: 0, qp: 0, tau: 0, tf: 0, hn: 0, on: 0, ov: 0, hu: 0, oi: 0, ol: 0, ou: 0 };
     const ptr = (floats: number) => t.kernels.alloc(floats).ptr;
     if (w.queries < queries) {
-      Object.assign(w, { queries, qv: ptr(queries * t.np), qp: ptr(4 * queries), tau: ptr(queries), hn: ptr(queries), on: ptr(queries), ov: ptr(queries) });
+      Object.assign(w, { queries, qv: ptr(queries * t.np), qp: ptr(4 * queries), tau: ptr(queries), tf: ptr(queries), hn: ptr(queries), on: ptr(queries), ov: ptr(queries) });
     }
     if (w.heap < queries * k) Object.assign(w, { heap: queries * k, hu: ptr(2 * queries * k) });
     if (w.list < queries * cap) Object.assign(w, { list: queries * cap, oi: ptr(queries * cap), ol: ptr(queries * cap), ou: ptr(2 * queries * cap) });
@@ -368,14 +379,14 @@ export class KlIndex {
     const f32 = new Float32Array(buf);
     rows.forEach((row, q) => {
       i32.set(row ? row.words : new Int32Array(t.np), (w.qv >> 2) + q * t.np);
-      f32.set(row ? [row.t, row.A, row.B, 0] : [0, 0, 0, 0], (w.qp >> 2) + 4 * q);
+      f32.set(row ? [row.t, row.A, row.filterA, 0] : [0, 0, 0, 0], (w.qp >> 2) + 4 * q);
       f32[(w.tau >> 2) + q] = row ? tau0[q] : -Infinity;
     });
     for (const p of [w.hn, w.on, w.ov]) i32.fill(0, p >> 2, (p >> 2) + nq);
     if (this.count > 0) {
       m.klScan16({
-        x: t.xPtr, s: t.sPtr, c: sign > 0 ? t.cPtr.smallest : t.cPtr.largest, e: t.ePtr, r: t.rPtr, count: this.count, np: t.np,
-        qv: w.qv, qp: w.qp, queries: nq, exclude, tau: w.tau, hu: w.hu, hn: w.hn, k, oi: w.oi, ol: w.ol, ou: w.ou, on: w.on, ov: w.ov, cap,
+        x: t.xPtr, count: this.count, np: t.np, cs: sign > 0 ? F_C : F_CL,
+        qv: w.qv, qp: w.qp, queries: nq, exclude, tau: w.tau, tf: w.tf, hu: w.hu, hn: w.hn, k, oi: w.oi, ol: w.ol, ou: w.ou, on: w.on, ov: w.ov, cap,
       });
     }
     const f64 = new Float64Array(buf);
@@ -728,17 +739,15 @@ interface ScanTable {
   /** Largest |x̂| of an item row and |q̂| of a query row (quantLimits). */
   P: number;
   R: number;
-  /** Byte offsets: int16 rows, then per item (blocks of 16) s, c for either sign, ê and r. */
+  /** Byte offset of the blocks (buildTable has their layout). */
   xPtr: number;
-  sPtr: number;
-  cPtr: { smallest: number; largest: number };
-  ePtr: number;
-  rPtr: number;
-  /** Largest s, |c| (either sign), ê and r: a query checks that nothing it computes overflows. */
+  /** ρ: z = ê + ρ r (module comment). */
+  rho: number;
+  /** Largest s, |c| (either sign), z and m: a query checks that nothing it computes overflows. */
   maxS: number;
   maxC: number;
-  maxE: number;
-  maxR: number;
+  maxZ: number;
+  maxM: number;
 }
 
 /**
@@ -752,6 +761,7 @@ interface ScanWork {
   qv: number;
   qp: number;
   tau: number;
+  tf: number;
   hu: number;
   hn: number;
   oi: number;
@@ -767,7 +777,8 @@ interface QueryRow {
   words: Int32Array;
   t: number;
   A: number;
-  B: number;
+  /** A (1 + 2⁻¹⁸), rounded up: the kernel's filter. */
+  filterA: number;
 }
 
 /** What one scan pass found for one query. */
@@ -778,6 +789,14 @@ interface ScanOut {
   upper: Float64Array;
   missed: number;
 }
+
+/** Offsets (floats) of s, c (smallest), c (largest), z, m and the largest z in a block's floats (F_S … in kernels.c). */
+const F_S = 0;
+const F_C = 16;
+const F_CL = 32;
+const F_Z = 48;
+const F_M = 64;
+const F_ZMAX = 80;
 
 /** Relative widening of the error terms and of the constants (module comment). */
 const KAPPA = 2 ** -18;
@@ -820,16 +839,17 @@ function quantiseQuery(t: ScanTable, b: Float64Array, sign: number): QueryRow | 
     tq2 += (scale * x) ** 2;
     e2 += (v - scale * x) ** 2;
   }
-  const A = roundUp32((1 + KAPPA) * Math.sqrt(tq2));
-  const B = roundUp32((1 + KAPPA) * Math.sqrt(e2) + FLOOR);
-  const biggest = 2 * (t.maxC + (t.maxR + 2 * t.maxE) * A + t.maxR * B);
+  const B = (1 + KAPPA) * Math.sqrt(e2) + FLOOR;
+  const A = roundUp32(Math.max((1 + KAPPA) * Math.sqrt(tq2), (B / t.rho) * (1 + 2 ** -40)));
+  const filterA = roundUp32(A * (1 + 2 ** -18));
+  const biggest = 4 * (t.maxC + (t.maxM + t.maxZ) * filterA);
   if (!(scale * t.maxS < SAFE && biggest < SAFE)) return null;
-  return { words, t: scale, A, B };
+  return { words, t: scale, A, filterA };
 }
 
-/** Kernel bytes of a table: per item ⌈n / 2⌉ int16 pairs and five floats, in blocks of 16. */
+/** Kernel bytes of a table: per item ⌈n / 2⌉ int16 pairs and five floats, per block of 16 four more (buildTable). */
 function tableBytes(count: number, n: number): number {
-  return Math.ceil(count / BLOCK) * BLOCK * (4 * Math.ceil(n / 2) + 20);
+  return Math.ceil(count / BLOCK) * (BLOCK * (4 * Math.ceil(n / 2) + 20) + 16);
 }
 
 function u8(a: Float32Array | Int32Array): Uint8Array {

@@ -372,24 +372,30 @@ EXPORT void col2im_add(const f32* cols, int n, int h, int w, int c, int k, int s
 
 /*
  * Exact KL retrieval (src/index/kl-index.ts, whose module comment proves the bounds). Each item i
- * has a row x(i, ·) of int16 values (|x| ≤ P) with a scale s[i], and float constants c[i], e[i],
- * r[i]; a query is a row of int16 values (|q| ≤ R) with a scale t and two error coefficients A, B.
- * The integer dot D = Σ_j x(i, j) q(j) is exact (n P R < 2³¹, so no int32 sum overflows), and
+ * has a row x(i, ·) of int16 values (|x| ≤ P) with a scale s[i], and float constants c[i] (one
+ * per sign), z[i] and m[i]; a query is a row of int16 values (|q| ≤ R) with a scale t and an
+ * error coefficient A. The integer dot D = Σ_j x(i, j) q(j) is exact (n P R < 2³¹, so no int32 sum
+ * overflows), and, in float32,
  *
- *     L_i = c[i] + fl(D) · (s[i] t) − (e[i] A + r[i] B)        (float32)
+ *     v_i = c[i] + fl(D) · (s[i] t),   L_i = v_i − z[i] A
  *
- * is a guaranteed lower bound of item i's exact score, L_i + 2.001 (e[i] A + r[i] B) + 2⁻¹⁵ (|c[i]|
- * + (r[i] + e[i]) A) an upper bound. Items are stored in blocks of 16, each block as n/2 pairs of
+ * is a guaranteed lower bound of item i's exact score, L_i + 2.001 z[i] A + 2⁻¹⁵ (|c[i]| + m[i] A)
+ * (in double) an upper bound. Items are stored in blocks of 16, each block as n/2 pairs of
  * dimensions (j, j+1), each pair as 16 items × 2 int16: one i32x4.dot_i16x8_s multiplies two
  * dimensions of four items by the query's pair (a 32-bit splat) and adds them in each item's lane.
- * Padding items have c = NaN, so their L is NaN and never passes a comparison.
+ * A block's floats follow its rows. A vector test v_i ≤ tf + zmax A' (zmax the block's largest z,
+ * tf and A' slightly above the threshold and A) passes every item whose L_i is within the
+ * threshold, and only those items get the scalar slow path. Padding items have c = NaN, so their v
+ * is NaN and never passes a comparison.
  */
 typedef short i16;
+/* A block's floats after its int16 rows: offsets (in floats) of s, c (smallest), c (largest), z, m; their size in int16 words. */
+enum { F_S = 0, F_C = 16, F_CL = 32, F_Z = 48, F_M = 64, F_ZMAX = 80, F_WORDS = 168 };
 
-/* The smallest float32 at or above x (x finite; beyond the float32 range: infinity). */
+/* The smallest float32 at or above x (beyond the float32 range: infinity). */
 static f32 up32(double x) {
   f32 f = (f32)x;
-  if ((double)f >= x) return f;
+  if ((double)f >= x || f != f) return f;
   union { f32 f; int i; } u = { f };
   if (f > 0) u.i++;
   else if (f < 0) u.i--;
@@ -398,10 +404,19 @@ static f32 up32(double x) {
 }
 
 /*
- * Offers upper bound u to query's max-heap of its k smallest upper bounds; once it holds k, the
- * query's threshold tau falls to its top (rounded up to float32).
+ * The vector filter's threshold for threshold tau: any float32 L = fl(v − fl(z A)) ≤ tau has
+ * v ≤ tau + 2u|tau| + 2⁻¹⁴⁹ + z A (1 + u) (u = 2⁻²⁴); fl(fl(zmax A') + tf), with zmax ≥ z,
+ * A' ≥ A (1 + 2⁻¹⁸) and this tf, is above that.
  */
-static void heap_offer_up(double* h, int* hn, int k, double u, f32* tau) {
+static f32 filter_tau(f32 tau) {
+  return up32((double)tau + 0x1p-19 * __builtin_fabs((double)tau) + 0x1p-140);
+}
+
+/*
+ * Offers upper bound u to query's max-heap of its k smallest upper bounds; once it holds k, the
+ * query's threshold tau (and the filter's tf) falls to its top (rounded up to float32).
+ */
+static void heap_offer_up(double* h, int* hn, int k, double u, f32* tau, f32* tf) {
   int n = *hn, i;
   if (n < k) {
     i = n++;
@@ -426,22 +441,24 @@ static void heap_offer_up(double* h, int* hn, int k, double u, f32* tau) {
   }
   if (n == k) {
     f32 t = up32(h[0]);
-    if (t < *tau) *tau = t;
+    if (t < *tau) { *tau = t; *tf = filter_tau(t); }
   }
 }
 
 /*
- * Item i (whose L passed the query's threshold) joins the query's candidates (indices oi, lower
- * bounds ol, upper bounds ou, on of them, at most cap) and offers its upper bound to the heap. A full list is
- * compacted to the entries still within the threshold; when that frees under a quarter of it the
- * list stops growing and ov counts what it missed (the caller then scans that query again with
- * the final threshold and a list of on + ov entries, which holds every candidate).
+ * Item i (lane l of a block whose floats are at f), whose v passed the filter: its L = v − z A;
+ * within the threshold, it joins the query's candidates (indices oi, lower bounds ol, upper bounds
+ * ou, on of them, at most cap) and offers its upper bound to the heap. A full list is compacted to
+ * the entries still within the threshold; when that frees under a quarter of it the list stops
+ * growing and ov counts what it missed (the caller then scans that query again with the final
+ * threshold and a list of on + ov entries, which holds every candidate).
  */
-static void take1(int i, f32 L, const f32* c, const f32* e, const f32* r, f32 A, f32 B, int count, int exclude,
-                  f32* tau, double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
-  if (i >= count || i == exclude) return;
-  double E = (double)e[i] * A + (double)r[i] * B;
-  double U = (double)L + 2.001 * E + 0x1p-15 * (__builtin_fabs((double)c[i]) + ((double)r[i] + (double)e[i]) * A);
+static void take1(int i, int l, f32 v, const f32* f, int cs, f32 A, int count, int exclude, f32* tau, f32* tf,
+                  double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
+  f32 c = f[cs + l], z = f[F_Z + l], m = f[F_M + l];
+  f32 L = v - z * A;
+  if (!(L <= *tau) || i >= count || i == exclude) return;
+  double U = (double)L + 2.001 * ((double)z * A) + 0x1p-15 * (__builtin_fabs((double)c) + (double)m * A);
   if (*ov) {
     (*ov)++;
   } else {
@@ -457,60 +474,65 @@ static void take1(int i, f32 L, const f32* c, const f32* e, const f32* r, f32 A,
     if (!*ov) { oi[n] = i; ol[n] = L; ou[n] = U; n++; }
     *on = n;
   }
-  heap_offer_up(hu, hn, k, U, tau);
+  heap_offer_up(hu, hn, k, U, tau, tf);
 }
 
-#define TAKE_LANE(vec, l, at) do { \
-    f32 L_ = wasm_f32x4_extract_lane(vec, l); \
-    if (L_ <= *tau) take1((at) + (l), L_, c, e, r, A, B, count, exclude, tau, hu, hn, k, oi, ol, ou, on, ov, cap); } while (0)
+#define TAKE_LANE(vec, thr, l, at) do { \
+    if (wasm_f32x4_extract_lane(vec, l) <= wasm_f32x4_extract_lane(thr, l)) \
+      take1(base + (at) + (l), (at) + (l), wasm_f32x4_extract_lane(vec, l), f, cs, A, count, exclude, tau, tf, hu, hn, k, oi, ol, ou, on, ov, cap); \
+  } while (0)
 
-/* The slow path of one query and one block: each of the 16 items whose L is within the threshold. */
-static void take16(v128_t L0, v128_t L1, v128_t L2, v128_t L3, int base, const f32* c, const f32* e, const f32* r, f32 A, f32 B,
-                   int count, int exclude, f32* tau, double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
-  TAKE_LANE(L0, 0, base); TAKE_LANE(L0, 1, base); TAKE_LANE(L0, 2, base); TAKE_LANE(L0, 3, base);
-  TAKE_LANE(L1, 0, base + 4); TAKE_LANE(L1, 1, base + 4); TAKE_LANE(L1, 2, base + 4); TAKE_LANE(L1, 3, base + 4);
-  TAKE_LANE(L2, 0, base + 8); TAKE_LANE(L2, 1, base + 8); TAKE_LANE(L2, 2, base + 8); TAKE_LANE(L2, 3, base + 8);
-  TAKE_LANE(L3, 0, base + 12); TAKE_LANE(L3, 1, base + 12); TAKE_LANE(L3, 2, base + 12); TAKE_LANE(L3, 3, base + 12);
+/* The slow path of one query and one block: each item whose v passed the filter. */
+static void take16(v128_t v0, v128_t v1, v128_t v2, v128_t v3, v128_t h, int base,
+                   const f32* f, int cs, f32 A, int count, int exclude, f32* tau, f32* tf,
+                   double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
+  TAKE_LANE(v0, h, 0, 0); TAKE_LANE(v0, h, 1, 0); TAKE_LANE(v0, h, 2, 0); TAKE_LANE(v0, h, 3, 0);
+  TAKE_LANE(v1, h, 0, 4); TAKE_LANE(v1, h, 1, 4); TAKE_LANE(v1, h, 2, 4); TAKE_LANE(v1, h, 3, 4);
+  TAKE_LANE(v2, h, 0, 8); TAKE_LANE(v2, h, 1, 8); TAKE_LANE(v2, h, 2, 8); TAKE_LANE(v2, h, 3, 8);
+  TAKE_LANE(v3, h, 0, 12); TAKE_LANE(v3, h, 1, 12); TAKE_LANE(v3, h, 2, 12); TAKE_LANE(v3, h, 3, 12);
 }
 
-/* Four items' L = c + fl(D) (s t) − (e A + r B). */
-static inline v128_t lower4(v128_t d, const f32* s, const f32* c, const f32* e, const f32* r, v128_t t, v128_t A, v128_t B) {
-  v128_t w = wasm_f32x4_mul(wasm_v128_load(s), t);
-  v128_t v = MADD(wasm_f32x4_convert_i32x4(d), w, wasm_v128_load(c));
-  v128_t E = MADD(wasm_v128_load(e), A, wasm_f32x4_mul(wasm_v128_load(r), B));
-  return wasm_f32x4_sub(v, E);
-}
-
-/* One query's 16 integer dots of a block → lower bounds; the slow path only where one is within the threshold. */
-static inline void finish16(v128_t d0, v128_t d1, v128_t d2, v128_t d3, int base, const f32* s, const f32* c, const f32* e, const f32* r,
-                            const f32* qp, int count, int exclude, f32* tau, double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
-  v128_t t = wasm_v128_load32_splat(qp), A = wasm_v128_load32_splat(qp + 1), B = wasm_v128_load32_splat(qp + 2);
-  s += base; c += base; e += base; r += base;
-  v128_t L0 = lower4(d0, s, c, e, r, t, A, B), L1 = lower4(d1, s + 4, c + 4, e + 4, r + 4, t, A, B);
-  v128_t L2 = lower4(d2, s + 8, c + 8, e + 8, r + 8, t, A, B), L3 = lower4(d3, s + 12, c + 12, e + 12, r + 12, t, A, B);
-  v128_t th = wasm_v128_load32_splat(tau);
-  v128_t in = wasm_v128_or(wasm_v128_or(wasm_f32x4_le(L0, th), wasm_f32x4_le(L1, th)), wasm_v128_or(wasm_f32x4_le(L2, th), wasm_f32x4_le(L3, th)));
+/*
+ * One query's 16 integer dots of a block (floats at f) → v = c + fl(D) (s t), and the slow path
+ * only where one v passes the filter, v ≤ zmax A' + tf. qp: t, A, A'.
+ */
+static inline __attribute__((always_inline)) void finish16(v128_t d0, v128_t d1, v128_t d2, v128_t d3, int base, const f32* f, int cs,
+                            const f32* qp, int count, int exclude, f32* tau, f32* tf,
+                            double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
+  v128_t t = wasm_v128_load32_splat(qp);
+  v128_t h = wasm_f32x4_splat(f[F_ZMAX] * qp[2] + *tf);
+  const f32* cb = f + cs;
+  v128_t v0 = MADD(wasm_f32x4_convert_i32x4(d0), wasm_f32x4_mul(wasm_v128_load(f), t), wasm_v128_load(cb));
+  v128_t v1 = MADD(wasm_f32x4_convert_i32x4(d1), wasm_f32x4_mul(wasm_v128_load(f + 4), t), wasm_v128_load(cb + 4));
+  v128_t v2 = MADD(wasm_f32x4_convert_i32x4(d2), wasm_f32x4_mul(wasm_v128_load(f + 8), t), wasm_v128_load(cb + 8));
+  v128_t v3 = MADD(wasm_f32x4_convert_i32x4(d3), wasm_f32x4_mul(wasm_v128_load(f + 12), t), wasm_v128_load(cb + 12));
+  v128_t in = wasm_v128_or(wasm_v128_or(wasm_f32x4_le(v0, h), wasm_f32x4_le(v1, h)), wasm_v128_or(wasm_f32x4_le(v2, h), wasm_f32x4_le(v3, h)));
   if (!wasm_v128_any_true(in)) return;
-  take16(L0, L1, L2, L3, base, c - base, e - base, r - base, qp[1], qp[2], count, exclude, tau, hu, hn, k, oi, ol, ou, on, ov, cap);
+  take16(v0, v1, v2, v3, h, base, f, cs, qp[1], count, exclude, tau, tf, hu, hn, k, oi, ol, ou, on, ov, cap);
 }
 
 #define DOT_ADD(acc, a, w) acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(a, w))
+#define FINISH(d0, d1, d2, d3, q) finish16(d0, d1, d2, d3, base, f, cs, qp + 4 * (q), count, exclude, tau + (q), tf + (q), \
+                                           hu + (q) * k, hn + (q), k, oi + (q) * cap, ol + (q) * cap, ou + (q) * cap, on + (q), ov + (q), cap)
 
 /*
- * Scans all count items (X: np pairs per item; s, c, e, r per item, c for the sign searched) for
- * Q queries (Qv: np int32 words per query, each two int16; qp: t, A, B and a spare float per
- * query), skipping item `exclude`. Per query q: tau[q] is the threshold (the caller sets its
- * start, +infinity or a known bound), hu[q·k..] and hn[q] the heap of the k smallest upper bounds
- * (hn zeroed by the caller), oi/ol/ou[q·cap..] and on[q] the candidates, ov[q] how many were missed
- * (on and ov zeroed by the caller). Queries go in pairs so each loaded row of a block serves two of
- * them; every block is read from memory once per call.
+ * Scans all count items for Q queries, skipping item `exclude`. X: blocks of 16 items, each np
+ * pairs of 16 items × 2 int16, then the block's floats: s, c (smallest), c (largest), z and m,
+ * 16 of each (F_S … F_M), and the largest z (F_ZMAX); cs selects the constant of the sign
+ * searched (F_C or F_CL). Qv: np int32 words per query, each two int16; qp: t, A, A' and a spare
+ * float per query. Per query q: tau[q] is the threshold (the caller sets its start, +infinity or
+ * a known bound; tf[q] is set here), hu[q·k..] and hn[q] the heap of the k smallest upper bounds
+ * (hn zeroed by the caller), oi/ol/ou[q·cap..] and on[q] the candidates, ov[q] how many were
+ * missed (on and ov zeroed by the caller). Queries go in pairs so each loaded row of a block
+ * serves two of them; every block is read from memory once per call.
  */
-EXPORT void kl_scan16(const i16* X, const f32* s, const f32* c, const f32* e, const f32* r, int count, int np,
-                      const int* Qv, const f32* qp, int Q, int exclude, f32* tau, double* hu, int* hn, int k,
-                      int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
+EXPORT void kl_scan16(const i16* X, int count, int np, int cs, const int* Qv, const f32* qp, int Q, int exclude, f32* tau, f32* tf,
+                      double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
   int blocks = (count + 15) / 16;
+  for (int q = 0; q < Q; q++) tf[q] = filter_tau(tau[q]);
   for (int blk = 0; blk < blocks; blk++) {
-    const i16* xb = X + blk * np * 32;
+    const i16* xb = X + blk * (np * 32 + F_WORDS);
+    const f32* f = (const f32*)(xb + np * 32);
     int base = blk * 16, q = 0;
     for (; q + 2 <= Q; q += 2) {
       const int* q0 = Qv + q * np;
@@ -524,9 +546,8 @@ EXPORT void kl_scan16(const i16* X, const f32* s, const f32* c, const f32* e, co
         w = wasm_v128_load32_splat(q1 + p);
         DOT_ADD(y0, a0, w); DOT_ADD(y1, a1, w); DOT_ADD(y2, a2, w); DOT_ADD(y3, a3, w);
       }
-      finish16(x0, x1, x2, x3, base, s, c, e, r, qp + 4 * q, count, exclude, tau + q, hu + q * k, hn + q, k, oi + q * cap, ol + q * cap, ou + q * cap, on + q, ov + q, cap);
-      finish16(y0, y1, y2, y3, base, s, c, e, r, qp + 4 * (q + 1), count, exclude, tau + q + 1, hu + (q + 1) * k, hn + q + 1, k,
-               oi + (q + 1) * cap, ol + (q + 1) * cap, ou + (q + 1) * cap, on + q + 1, ov + q + 1, cap);
+      FINISH(x0, x1, x2, x3, q);
+      FINISH(y0, y1, y2, y3, q + 1);
     }
     if (q < Q) {
       const int* q0 = Qv + q * np;
@@ -537,7 +558,7 @@ EXPORT void kl_scan16(const i16* X, const f32* s, const f32* c, const f32* e, co
         DOT_ADD(x0, wasm_v128_load(xr), w); DOT_ADD(x1, wasm_v128_load(xr + 8), w);
         DOT_ADD(x2, wasm_v128_load(xr + 16), w); DOT_ADD(x3, wasm_v128_load(xr + 24), w);
       }
-      finish16(x0, x1, x2, x3, base, s, c, e, r, qp + 4 * q, count, exclude, tau + q, hu + q * k, hn + q, k, oi + q * cap, ol + q * cap, ou + q * cap, on + q, ov + q, cap);
+      FINISH(x0, x1, x2, x3, q);
     }
   }
 }

@@ -396,21 +396,23 @@ export class Kernels {
   }
 
   /**
-   * KL-index scan (see kl_scan16 in kernels.c): int16 item rows in blocks of 16 at `x` (np pairs
-   * of dimensions per item, [block][pair][16 items × 2]), per-item float32 scale `s`, constant `c`
-   * and error coefficients `e`, `r`; query rows of np int32 words (two int16 each) at `qv`, and
-   * per query four floats (t, A, B, unused) at `qp`. Per query q: the threshold (float32) at
-   * tau + 4q, set by the caller; the heap of the k smallest upper bounds (float64) at hu + 8qk
-   * with its size (int32, zeroed) at hn + 4q; the candidates' indices (int32), lower bounds
-   * (float32) and upper bounds (float64) at oi, ol + 4q·cap and ou + 8q·cap, their number (int32, zeroed) at on + 4q and the number missed
-   * (int32, zeroed) at ov + 4q. Skips item `exclude` (-1: none). Arguments are byte offsets into
-   * kernel memory (kl-index.ts has the layout and the bounds).
+   * KL-index scan (see kl_scan16 in kernels.c): items in blocks of 16 at `x`, each block np pairs
+   * of dimensions × 16 items × 2 int16, then 16 floats each of the scale s, the constants for
+   * either sign, and the error coefficients z and m (`cs`: the offset, in floats, of the sign's
+   * constants); query rows of np int32 words (two int16 each) at `qv`, and per query four floats
+   * (t, A, the filter's A', unused) at `qp`. Per query q: the threshold (float32) at tau + 4q, set
+   * by the caller, and the filter's at tf + 4q; the heap of the k smallest upper bounds (float64)
+   * at hu + 8qk with its size (int32, zeroed) at hn + 4q; the candidates' indices (int32), lower
+   * bounds (float32) and upper bounds (float64) at oi + 4q·cap, ol + 4q·cap and ou + 8q·cap, their
+   * number (int32, zeroed) at on + 4q and the number missed (int32, zeroed) at ov + 4q. Skips item
+   * `exclude` (-1: none). Arguments are byte offsets into kernel memory (kl-index.ts has the
+   * bounds).
    */
   klScan16(o: {
-    x: number; s: number; c: number; e: number; r: number; count: number; np: number; qv: number; qp: number; queries: number; exclude: number;
-    tau: number; hu: number; hn: number; k: number; oi: number; ol: number; ou: number; on: number; ov: number; cap: number;
+    x: number; count: number; np: number; cs: number; qv: number; qp: number; queries: number; exclude: number;
+    tau: number; tf: number; hu: number; hn: number; k: number; oi: number; ol: number; ou: number; on: number; ov: number; cap: number;
   }): void {
-    this.ex.kl_scan16(o.x, o.s, o.c, o.e, o.r, o.count, o.np, o.qv, o.qp, o.queries, o.exclude, o.tau, o.hu, o.hn, o.k, o.oi, o.ol, o.ou, o.on, o.ov, o.cap);
+    this.ex.kl_scan16(o.x, o.count, o.np, o.cs, o.qv, o.qp, o.queries, o.exclude, o.tau, o.tf, o.hu, o.hn, o.k, o.oi, o.ol, o.ou, o.on, o.ov, o.cap);
   }
 
   /** g ← g where y > 0, else 0 (backward through a ReLU whose output is y). */

@@ -229,12 +229,12 @@ export class KlIndex {
         throw new ProbsemError(`item ${i}: its precision or constant μᵀΣ⁻¹μ + log|Σ| = ${c} overflows float32`, 'BAD_INPUT');
       }
       const f = block + BLOCK * np + (i & 15);
-      heap[f + F_S] = s;
-      heap[f + F_C] = cS;
-      heap[f + F_CL] = cL;
-      heap[f + F_Z] = z;
-      heap[f + F_M] = m;
-      heap[f - (i & 15) + F_ZMAX] = Math.max(heap[f - (i & 15) + F_ZMAX], z);
+      heap[f + F.S] = s;
+      heap[f + F.C] = cS;
+      heap[f + F.CL] = cL;
+      heap[f + F.Z] = z;
+      heap[f + F.M] = m;
+      heap[f - (i & 15) + F.ZMAX] = Math.max(heap[f - (i & 15) + F.ZMAX], z);
       t.maxS = Math.max(t.maxS, s);
       t.maxC = Math.max(t.maxC, Math.abs(cS), Math.abs(cL));
       t.maxZ = Math.max(t.maxZ, z);
@@ -242,7 +242,7 @@ export class KlIndex {
     }
     for (let i = count; i < blocks * BLOCK; i++) {
       const f = (xBuf.ptr >> 2) + (i >> 4) * blockFloats + BLOCK * np + (i & 15);
-      heap[f + F_C] = heap[f + F_CL] = NaN; // padding: its v is NaN, never a candidate
+      heap[f + F.C] = heap[f + F.CL] = NaN; // padding: its v is NaN, never a candidate
     }
     return t;
   }
@@ -385,7 +385,7 @@ export class KlIndex {
     for (const p of [w.hn, w.on, w.ov]) i32.fill(0, p >> 2, (p >> 2) + nq);
     if (this.count > 0) {
       m.klScan16({
-        x: t.xPtr, count: this.count, np: t.np, cs: sign > 0 ? F_C : F_CL,
+        x: t.xPtr, count: this.count, np: t.np, cs: sign > 0 ? F.C : F.CL,
         qv: w.qv, qp: w.qp, queries: nq, exclude, tau: w.tau, tf: w.tf, hu: w.hu, hn: w.hn, k, oi: w.oi, ol: w.ol, ou: w.ou, on: w.on, ov: w.ov, cap,
       });
     }
@@ -791,12 +791,7 @@ interface ScanOut {
 }
 
 /** Offsets (floats) of s, c (smallest), c (largest), z, m and the largest z in a block's floats (F_S … in kernels.c). */
-const F_S = 0;
-const F_C = 16;
-const F_CL = 32;
-const F_Z = 48;
-const F_M = 64;
-const F_ZMAX = 80;
+const F = { S: 0, C: 16, CL: 32, Z: 48, M: 64, ZMAX: 80 } as const;
 
 /** Relative widening of the error terms and of the constants (module comment). */
 const KAPPA = 2 ** -18;

@@ -307,3 +307,22 @@ test('a large k takes fewer queries per pass (bounded buffers) and the same hits
   }
   assert.deepEqual(batch[41], index.search(qs[41], k, { largest: true }), 'the second pass of queries');
 });
+
+test('the staged check of the KL scan (diagonal items, batches): exact where the last dimensions decide', () => {
+  // The check after the first 80 % of the dimensions adds the least the others can contribute,
+  // Σ (1 + log σq²), which is negative for small query variances; items differ mostly in the last
+  // dimensions, so a check that overestimated that bound would drop true neighbours.
+  const dim = 10;
+  const rng = Rng.for(24, 'staged');
+  const count = 3000;
+  const mean = Float32Array.from({ length: count * dim }, (_, t) => (t % dim >= 8 ? 2 * rng.normal() : 0.05 * rng.normal()));
+  const variance = Float32Array.from({ length: count * dim }, (_, t) => (t % dim >= 8 ? 10 ** (-3 * rng.uniform()) : 0.5 + 0.1 * rng.uniform()));
+  const items: ItemGaussians = { kind: 'diag', dim, count, mean, variance };
+  const index = KlIndex.build(items);
+  const qs = Array.from({ length: 9 }, () => ({
+    mean: Float64Array.from({ length: dim }, (_, j) => (j >= 8 ? 2 * rng.normal() : 0)),
+    covariance: Float64Array.from({ length: dim * dim }, (_, t) => (t % (dim + 1) === 0 ? (Math.floor(t / dim) >= 8 ? 1e-3 : 0.5) : 0)),
+  }));
+  for (const k of [1, 10, 40]) expectExact(index, items, qs, k, {}, `staged k ${k}`);
+  expectExact(index, items, qs, 10, { exclude: 4 }, 'staged exclude');
+});

@@ -386,11 +386,12 @@ EXPORT void col2im_add(const f32* cols, int n, int h, int w, int c, int k, int s
  * A block's floats follow its rows. A vector test v_i ≤ tf + zmax A' (zmax the block's largest z,
  * tf and A' slightly above the threshold and A) passes every item whose L_i is within the
  * threshold, and only those items get the scalar slow path. Padding items have c = NaN, so their v
- * is NaN and never passes a comparison.
+ * is NaN and never passes a comparison. With h1 > 0 (KL, diagonal items) each pair of queries
+ * checks a block after its first h1 pairs (check16) and skips the rest where no item can qualify.
  */
 typedef short i16;
 /* A block's floats after its int16 rows: offsets (in floats) of s, c (smallest), c (largest), z, m; their size in int16 words. */
-enum { F_S = 0, F_C = 16, F_CL = 32, F_Z = 48, F_M = 64, F_ZMAX = 80, F_WORDS = 168 };
+enum { F_S = 0, F_C = 16, F_CL = 32, F_Z = 48, F_M = 64, F_ZMAX = 80, F_CJ = 84, F_WORDS = 200 };
 
 /* The smallest float32 at or above x (beyond the float32 range: infinity). */
 static f32 up32(double x) {
@@ -416,7 +417,14 @@ static f32 filter_tau(f32 tau) {
  * Offers upper bound u to query's max-heap of its k smallest upper bounds; once it holds k, the
  * query's threshold tau (and the filter's tf) falls to its top (rounded up to float32).
  */
-static void heap_offer_up(double* h, int* hn, int k, double u, f32* tau, f32* tf) {
+/* A query's thresholds: tau, the filter's tf, and tj for the first pairs' check (rest: the lower bound of the other pairs). */
+static void set_tau(f32* tau, f32* tf, f32* tj, f32 rest, f32 t) {
+  *tau = t;
+  *tf = filter_tau(t);
+  *tj = filter_tau(up32((double)t - (double)rest));
+}
+
+static void heap_offer_up(double* h, int* hn, int k, double u, f32* tau, f32* tf, f32* tj, f32 rest) {
   int n = *hn, i;
   if (n < k) {
     i = n++;
@@ -441,7 +449,7 @@ static void heap_offer_up(double* h, int* hn, int k, double u, f32* tau, f32* tf
   }
   if (n == k) {
     f32 t = up32(h[0]);
-    if (t < *tau) { *tau = t; *tf = filter_tau(t); }
+    if (t < *tau) set_tau(tau, tf, tj, rest, t);
   }
 }
 
@@ -453,7 +461,7 @@ static void heap_offer_up(double* h, int* hn, int k, double u, f32* tau, f32* tf
  * growing and ov counts what it missed (the caller then scans that query again with the final
  * threshold and a list of on + ov entries, which holds every candidate).
  */
-static void take1(int i, int l, f32 v, const f32* f, int cs, f32 A, int count, int exclude, f32* tau, f32* tf,
+static void take1(int i, int l, f32 v, const f32* f, int cs, f32 A, f32 rest, int count, int exclude, f32* tau, f32* tf, f32* tj,
                   double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
   f32 c = f[cs + l], z = f[F_Z + l], m = f[F_M + l];
   f32 L = v - z * A;
@@ -474,17 +482,17 @@ static void take1(int i, int l, f32 v, const f32* f, int cs, f32 A, int count, i
     if (!*ov) { oi[n] = i; ol[n] = L; ou[n] = U; n++; }
     *on = n;
   }
-  heap_offer_up(hu, hn, k, U, tau, tf);
+  heap_offer_up(hu, hn, k, U, tau, tf, tj, rest);
 }
 
 #define TAKE_LANE(vec, thr, l, at) do { \
     if (wasm_f32x4_extract_lane(vec, l) <= wasm_f32x4_extract_lane(thr, l)) \
-      take1(base + (at) + (l), (at) + (l), wasm_f32x4_extract_lane(vec, l), f, cs, A, count, exclude, tau, tf, hu, hn, k, oi, ol, ou, on, ov, cap); \
+      take1(base + (at) + (l), (at) + (l), wasm_f32x4_extract_lane(vec, l), f, cs, A, rest, count, exclude, tau, tf, tj, hu, hn, k, oi, ol, ou, on, ov, cap); \
   } while (0)
 
 /* The slow path of one query and one block: each item whose v passed the filter. */
 static void take16(v128_t v0, v128_t v1, v128_t v2, v128_t v3, v128_t h, int base,
-                   const f32* f, int cs, f32 A, int count, int exclude, f32* tau, f32* tf,
+                   const f32* f, int cs, f32 A, f32 rest, int count, int exclude, f32* tau, f32* tf, f32* tj,
                    double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
   TAKE_LANE(v0, h, 0, 0); TAKE_LANE(v0, h, 1, 0); TAKE_LANE(v0, h, 2, 0); TAKE_LANE(v0, h, 3, 0);
   TAKE_LANE(v1, h, 0, 4); TAKE_LANE(v1, h, 1, 4); TAKE_LANE(v1, h, 2, 4); TAKE_LANE(v1, h, 3, 4);
@@ -497,7 +505,7 @@ static void take16(v128_t v0, v128_t v1, v128_t v2, v128_t v3, v128_t h, int bas
  * only where one v passes the filter, v ≤ zmax A' + tf. qp: t, A, A'.
  */
 static inline __attribute__((always_inline)) void finish16(v128_t d0, v128_t d1, v128_t d2, v128_t d3, int base, const f32* f, int cs,
-                            const f32* qp, int count, int exclude, f32* tau, f32* tf,
+                            const f32* qp, int count, int exclude, f32* tau, f32* tf, f32* tj,
                             double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
   v128_t t = wasm_v128_load32_splat(qp);
   v128_t h = wasm_f32x4_splat(f[F_ZMAX] * qp[2] + *tf);
@@ -508,28 +516,46 @@ static inline __attribute__((always_inline)) void finish16(v128_t d0, v128_t d1,
   v128_t v3 = MADD(wasm_f32x4_convert_i32x4(d3), wasm_f32x4_mul(wasm_v128_load(f + 12), t), wasm_v128_load(cb + 12));
   v128_t in = wasm_v128_or(wasm_v128_or(wasm_f32x4_le(v0, h), wasm_f32x4_le(v1, h)), wasm_v128_or(wasm_f32x4_le(v2, h), wasm_f32x4_le(v3, h)));
   if (!wasm_v128_any_true(in)) return;
-  take16(v0, v1, v2, v3, h, base, f, cs, qp[1], count, exclude, tau, tf, hu, hn, k, oi, ol, ou, on, ov, cap);
+  take16(v0, v1, v2, v3, h, base, f, cs, qp[1], qp[3], count, exclude, tau, tf, tj, hu, hn, k, oi, ol, ou, on, ov, cap);
+}
+
+/*
+ * Whether any of a block's 16 items may still be a candidate after its first pairs (dots d): their
+ * v_J = c_J + fl(D_J) (s t) against zmax A' + tj, where tj is the filter's threshold for tau
+ * minus the query-only lower bound of the other pairs (kl-index.ts). Blocks that fail skip the
+ * other pairs for this query.
+ */
+static inline __attribute__((always_inline)) int check16(v128_t d0, v128_t d1, v128_t d2, v128_t d3, const f32* f, const f32* qp, const f32* tj) {
+  v128_t w = wasm_f32x4_splat(qp[0]);
+  v128_t h = wasm_f32x4_splat(f[F_ZMAX] * qp[2] + *tj);
+  const f32* cb = f + F_CJ;
+  v128_t v0 = MADD(wasm_f32x4_convert_i32x4(d0), wasm_f32x4_mul(wasm_v128_load(f), w), wasm_v128_load(cb));
+  v128_t v1 = MADD(wasm_f32x4_convert_i32x4(d1), wasm_f32x4_mul(wasm_v128_load(f + 4), w), wasm_v128_load(cb + 4));
+  v128_t v2 = MADD(wasm_f32x4_convert_i32x4(d2), wasm_f32x4_mul(wasm_v128_load(f + 8), w), wasm_v128_load(cb + 8));
+  v128_t v3 = MADD(wasm_f32x4_convert_i32x4(d3), wasm_f32x4_mul(wasm_v128_load(f + 12), w), wasm_v128_load(cb + 12));
+  return wasm_v128_any_true(wasm_v128_or(wasm_v128_or(wasm_f32x4_le(v0, h), wasm_f32x4_le(v1, h)), wasm_v128_or(wasm_f32x4_le(v2, h), wasm_f32x4_le(v3, h))));
 }
 
 #define DOT_ADD(acc, a, w) acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(a, w))
-#define FINISH(d0, d1, d2, d3, q) finish16(d0, d1, d2, d3, base, f, cs, qp + 4 * (q), count, exclude, tau + (q), tf + (q), \
+#define FINISH(d0, d1, d2, d3, q) finish16(d0, d1, d2, d3, base, f, cs, qp + 4 * (q), count, exclude, tau + (q), tf + (q), tj + (q), \
                                            hu + (q) * k, hn + (q), k, oi + (q) * cap, ol + (q) * cap, ou + (q) * cap, on + (q), ov + (q), cap)
 
 /*
  * Scans all count items for Q queries, skipping item `exclude`. X: blocks of 16 items, each np
  * pairs of 16 items × 2 int16, then the block's floats: s, c (smallest), c (largest), z and m,
  * 16 of each (F_S … F_M), and the largest z (F_ZMAX); cs selects the constant of the sign
- * searched (F_C or F_CL). Qv: np int32 words per query, each two int16; qp: t, A, A' and a spare
- * float per query. Per query q: tau[q] is the threshold (the caller sets its start, +infinity or
+ * searched (F_C or F_CL); h1: the pairs before the staged check (0: none). Qv: np int32 words per
+ * query, each two int16; qp: t, A, A' and the check's lower bound of the other pairs per query. Per query q: tau[q] is the threshold (the caller sets its start, +infinity or
  * a known bound; tf[q] is set here), hu[q·k..] and hn[q] the heap of the k smallest upper bounds
  * (hn zeroed by the caller), oi/ol/ou[q·cap..] and on[q] the candidates, ov[q] how many were
  * missed (on and ov zeroed by the caller). Queries go in pairs so each loaded row of a block
  * serves two of them; every block is read from memory once per call.
  */
-EXPORT void kl_scan16(const i16* X, int count, int np, int cs, const int* Qv, const f32* qp, int Q, int exclude, f32* tau, f32* tf,
-                      double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
+EXPORT void kl_scan16(const i16* X, int count, int np, int cs, int h1, const int* Qv, const f32* qp, int Q, int exclude, f32* tau, f32* tf,
+                      f32* tj, double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
   int blocks = (count + 15) / 16;
-  for (int q = 0; q < Q; q++) tf[q] = filter_tau(tau[q]);
+  int staged = h1 > 0 && h1 < np;
+  for (int q = 0; q < Q; q++) set_tau(tau + q, tf + q, tj + q, qp[4 * q + 3], tau[q]);
   for (int blk = 0; blk < blocks; blk++) {
     const i16* xb = X + blk * (np * 32 + F_WORDS);
     const f32* f = (const f32*)(xb + np * 32);
@@ -539,17 +565,26 @@ EXPORT void kl_scan16(const i16* X, int count, int np, int cs, const int* Qv, co
       const int* q1 = q0 + np;
       const i16* xr = xb;
       v128_t x0 = wasm_i32x4_splat(0), x1 = x0, x2 = x0, x3 = x0, y0 = x0, y1 = x0, y2 = x0, y3 = x0;
-      for (int p = 0; p < np; p++, xr += 32) {
-        v128_t a0 = wasm_v128_load(xr), a1 = wasm_v128_load(xr + 8), a2 = wasm_v128_load(xr + 16), a3 = wasm_v128_load(xr + 24);
-        v128_t w = wasm_v128_load32_splat(q0 + p);
-        DOT_ADD(x0, a0, w); DOT_ADD(x1, a1, w); DOT_ADD(x2, a2, w); DOT_ADD(x3, a3, w);
-        w = wasm_v128_load32_splat(q1 + p);
-        DOT_ADD(y0, a0, w); DOT_ADD(y1, a1, w); DOT_ADD(y2, a2, w); DOT_ADD(y3, a3, w);
+      int p = 0, gx = 1, gy = 1;
+      for (int stop = staged ? h1 : np;;) {
+        for (; p < stop; p++, xr += 32) {
+          v128_t a0 = wasm_v128_load(xr), a1 = wasm_v128_load(xr + 8), a2 = wasm_v128_load(xr + 16), a3 = wasm_v128_load(xr + 24);
+          v128_t w = wasm_v128_load32_splat(q0 + p);
+          DOT_ADD(x0, a0, w); DOT_ADD(x1, a1, w); DOT_ADD(x2, a2, w); DOT_ADD(x3, a3, w);
+          w = wasm_v128_load32_splat(q1 + p);
+          DOT_ADD(y0, a0, w); DOT_ADD(y1, a1, w); DOT_ADD(y2, a2, w); DOT_ADD(y3, a3, w);
+        }
+        if (stop == np) break;
+        gx = check16(x0, x1, x2, x3, f, qp + 4 * q, tj + q);
+        gy = check16(y0, y1, y2, y3, f, qp + 4 * (q + 1), tj + q + 1);
+        if (!gx && !gy) break;
+        stop = np;
       }
-      FINISH(x0, x1, x2, x3, q);
-      FINISH(y0, y1, y2, y3, q + 1);
+      if (p < np) continue;
+      if (gx) FINISH(x0, x1, x2, x3, q);
+      if (gy) FINISH(y0, y1, y2, y3, q + 1);
     }
-    if (q < Q) {
+    if (q < Q) { /* one query: no check (memory-bound, where a data-dependent branch costs more than it saves) */
       const int* q0 = Qv + q * np;
       const i16* xr = xb;
       v128_t x0 = wasm_i32x4_splat(0), x1 = x0, x2 = x0, x3 = x0;

@@ -399,9 +399,10 @@ export class Kernels {
    * KL-index scan (see kl_scan16 in kernels.c): items in blocks of 16 at `x`, each block np pairs
    * of dimensions × 16 items × 2 int16, then 16 floats each of the scale s, the constants for
    * either sign, and the error coefficients z and m (`cs`: the offset, in floats, of the sign's
-   * constants); query rows of np int32 words (two int16 each) at `qv`, and per query four floats
-   * (t, A, the filter's A', unused) at `qp`. Per query q: the threshold (float32) at tau + 4q, set
-   * by the caller, and the filter's at tf + 4q; the heap of the k smallest upper bounds (float64)
+   * constants; h1: the pairs before the staged check, 0 for none); query rows of np int32 words
+   * (two int16 each) at `qv`, and per query four floats (t, A, the filter's A', the check's bound of
+   * the other pairs) at `qp`. Per query q: the threshold (float32) at tau + 4q, set by the caller,
+   * and the filters' at tf + 4q and tj + 4q; the heap of the k smallest upper bounds (float64)
    * at hu + 8qk with its size (int32, zeroed) at hn + 4q; the candidates' indices (int32), lower
    * bounds (float32) and upper bounds (float64) at oi + 4q·cap, ol + 4q·cap and ou + 8q·cap, their
    * number (int32, zeroed) at on + 4q and the number missed (int32, zeroed) at ov + 4q. Skips item
@@ -409,10 +410,10 @@ export class Kernels {
    * bounds).
    */
   klScan16(o: {
-    x: number; count: number; np: number; cs: number; qv: number; qp: number; queries: number; exclude: number;
-    tau: number; tf: number; hu: number; hn: number; k: number; oi: number; ol: number; ou: number; on: number; ov: number; cap: number;
+    x: number; count: number; np: number; cs: number; h1: number; qv: number; qp: number; queries: number; exclude: number;
+    tau: number; tf: number; tj: number; hu: number; hn: number; k: number; oi: number; ol: number; ou: number; on: number; ov: number; cap: number;
   }): void {
-    this.ex.kl_scan16(o.x, o.count, o.np, o.cs, o.qv, o.qp, o.queries, o.exclude, o.tau, o.tf, o.hu, o.hn, o.k, o.oi, o.ol, o.ou, o.on, o.ov, o.cap);
+    this.ex.kl_scan16(o.x, o.count, o.np, o.cs, o.h1, o.qv, o.qp, o.queries, o.exclude, o.tau, o.tf, o.tj, o.hu, o.hn, o.k, o.oi, o.ol, o.ou, o.on, o.ov, o.cap);
   }
 
   /** g ← g where y > 0, else 0 (backward through a ReLU whose output is y). */

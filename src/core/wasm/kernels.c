@@ -500,6 +500,17 @@ static void take16(v128_t v0, v128_t v1, v128_t v2, v128_t v3, v128_t h, int bas
   TAKE_LANE(v3, h, 0, 12); TAKE_LANE(v3, h, 1, 12); TAKE_LANE(v3, h, 2, 12); TAKE_LANE(v3, h, 3, 12);
 }
 
+/* A block's 16 v = c + fl(D) (s t) (s at f, c at cb), and the lanes where v ≤ h (or-ed over the four vectors). */
+static inline __attribute__((always_inline)) v128_t values16(v128_t d0, v128_t d1, v128_t d2, v128_t d3, const f32* f, const f32* cb, f32 t,
+                                                              v128_t h, v128_t* v0, v128_t* v1, v128_t* v2, v128_t* v3) {
+  v128_t w = wasm_f32x4_splat(t);
+  *v0 = MADD(wasm_f32x4_convert_i32x4(d0), wasm_f32x4_mul(wasm_v128_load(f), w), wasm_v128_load(cb));
+  *v1 = MADD(wasm_f32x4_convert_i32x4(d1), wasm_f32x4_mul(wasm_v128_load(f + 4), w), wasm_v128_load(cb + 4));
+  *v2 = MADD(wasm_f32x4_convert_i32x4(d2), wasm_f32x4_mul(wasm_v128_load(f + 8), w), wasm_v128_load(cb + 8));
+  *v3 = MADD(wasm_f32x4_convert_i32x4(d3), wasm_f32x4_mul(wasm_v128_load(f + 12), w), wasm_v128_load(cb + 12));
+  return wasm_v128_or(wasm_v128_or(wasm_f32x4_le(*v0, h), wasm_f32x4_le(*v1, h)), wasm_v128_or(wasm_f32x4_le(*v2, h), wasm_f32x4_le(*v3, h)));
+}
+
 /*
  * One query's 16 integer dots of a block (floats at f) → v = c + fl(D) (s t), and the slow path
  * only where one v passes the filter, v ≤ zmax A' + tf. qp: t, A, A'.
@@ -507,14 +518,8 @@ static void take16(v128_t v0, v128_t v1, v128_t v2, v128_t v3, v128_t h, int bas
 static inline __attribute__((always_inline)) void finish16(v128_t d0, v128_t d1, v128_t d2, v128_t d3, int base, const f32* f, int cs,
                             const f32* qp, int count, int exclude, f32* tau, f32* tf, f32* tj,
                             double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
-  v128_t t = wasm_v128_load32_splat(qp);
-  v128_t h = wasm_f32x4_splat(f[F_ZMAX] * qp[2] + *tf);
-  const f32* cb = f + cs;
-  v128_t v0 = MADD(wasm_f32x4_convert_i32x4(d0), wasm_f32x4_mul(wasm_v128_load(f), t), wasm_v128_load(cb));
-  v128_t v1 = MADD(wasm_f32x4_convert_i32x4(d1), wasm_f32x4_mul(wasm_v128_load(f + 4), t), wasm_v128_load(cb + 4));
-  v128_t v2 = MADD(wasm_f32x4_convert_i32x4(d2), wasm_f32x4_mul(wasm_v128_load(f + 8), t), wasm_v128_load(cb + 8));
-  v128_t v3 = MADD(wasm_f32x4_convert_i32x4(d3), wasm_f32x4_mul(wasm_v128_load(f + 12), t), wasm_v128_load(cb + 12));
-  v128_t in = wasm_v128_or(wasm_v128_or(wasm_f32x4_le(v0, h), wasm_f32x4_le(v1, h)), wasm_v128_or(wasm_f32x4_le(v2, h), wasm_f32x4_le(v3, h)));
+  v128_t h = wasm_f32x4_splat(f[F_ZMAX] * qp[2] + *tf), v0, v1, v2, v3;
+  v128_t in = values16(d0, d1, d2, d3, f, f + cs, qp[0], h, &v0, &v1, &v2, &v3);
   if (!wasm_v128_any_true(in)) return;
   take16(v0, v1, v2, v3, h, base, f, cs, qp[1], qp[3], count, exclude, tau, tf, tj, hu, hn, k, oi, ol, ou, on, ov, cap);
 }
@@ -526,14 +531,8 @@ static inline __attribute__((always_inline)) void finish16(v128_t d0, v128_t d1,
  * other pairs for this query.
  */
 static inline __attribute__((always_inline)) int check16(v128_t d0, v128_t d1, v128_t d2, v128_t d3, const f32* f, const f32* qp, const f32* tj) {
-  v128_t w = wasm_f32x4_splat(qp[0]);
-  v128_t h = wasm_f32x4_splat(f[F_ZMAX] * qp[2] + *tj);
-  const f32* cb = f + F_CJ;
-  v128_t v0 = MADD(wasm_f32x4_convert_i32x4(d0), wasm_f32x4_mul(wasm_v128_load(f), w), wasm_v128_load(cb));
-  v128_t v1 = MADD(wasm_f32x4_convert_i32x4(d1), wasm_f32x4_mul(wasm_v128_load(f + 4), w), wasm_v128_load(cb + 4));
-  v128_t v2 = MADD(wasm_f32x4_convert_i32x4(d2), wasm_f32x4_mul(wasm_v128_load(f + 8), w), wasm_v128_load(cb + 8));
-  v128_t v3 = MADD(wasm_f32x4_convert_i32x4(d3), wasm_f32x4_mul(wasm_v128_load(f + 12), w), wasm_v128_load(cb + 12));
-  return wasm_v128_any_true(wasm_v128_or(wasm_v128_or(wasm_f32x4_le(v0, h), wasm_f32x4_le(v1, h)), wasm_v128_or(wasm_f32x4_le(v2, h), wasm_f32x4_le(v3, h))));
+  v128_t h = wasm_f32x4_splat(f[F_ZMAX] * qp[2] + *tj), v0, v1, v2, v3;
+  return wasm_v128_any_true(values16(d0, d1, d2, d3, f, f + F_CJ, qp[0], h, &v0, &v1, &v2, &v3));
 }
 
 #define DOT_ADD(acc, a, w) acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(a, w))
@@ -545,8 +544,9 @@ static inline __attribute__((always_inline)) int check16(v128_t d0, v128_t d1, v
  * pairs of 16 items × 2 int16, then the block's floats: s, c (smallest), c (largest), z and m,
  * 16 of each (F_S … F_M), and the largest z (F_ZMAX); cs selects the constant of the sign
  * searched (F_C or F_CL); h1: the pairs before the staged check (0: none). Qv: np int32 words per
- * query, each two int16; qp: t, A, A' and the check's lower bound of the other pairs per query. Per query q: tau[q] is the threshold (the caller sets its start, +infinity or
- * a known bound; tf[q] is set here), hu[q·k..] and hn[q] the heap of the k smallest upper bounds
+ * query, each two int16; qp: t, A, A' and the check's lower bound of the other pairs per query.
+ * Per query q: tau[q] is the threshold (the caller sets its start, +infinity or a known bound;
+ * tf[q] and tj[q] are set here), hu[q·k..] and hn[q] the heap of the k smallest upper bounds
  * (hn zeroed by the caller), oi/ol/ou[q·cap..] and on[q] the candidates, ov[q] how many were
  * missed (on and ov zeroed by the caller). Queries go in pairs so each loaded row of a block
  * serves two of them; every block is read from memory once per call.

@@ -345,10 +345,11 @@ export class KlIndex {
       rw.query(q, b);
       scanned.push({ pos, q, b });
     });
-    // The heap holds min(k, count) upper bounds per query, the candidate list cap entries; fewer
-    // queries per pass where they are large, so the buffers stay within WORK_BYTES.
+    // The heap holds min(k, count) upper bounds per query, the candidate list cap entries (4096:
+    // pools are about k, but symmetric KL at d = 64 keeps ~3,000); fewer queries per pass where
+    // they are large, so the buffers stay within WORK_BYTES.
     const kk = Math.max(1, Math.min(k, this.count));
-    const cap = SCAN_TUNING.cap > 0 ? SCAN_TUNING.cap : Math.max(512, 2 * kk + 64);
+    const cap = SCAN_TUNING.cap > 0 ? SCAN_TUNING.cap : Math.max(4096, 2 * kk + 64);
     const perPass = Math.max(1, Math.min(QUERY_CHUNK, Math.floor(WORK_BYTES / (8 * kk + 16 * cap))));
     for (let s = 0; s < scanned.length; s += perPass) {
       const chunk = scanned.slice(s, s + perPass);

@@ -73,7 +73,7 @@ export interface FaissAnchorResult {
 
 export interface DistanceBenchRow {
   distance: Distance;
-  /** Answered by the float32 scan of its rewrite (else exact brute force). */
+  /** Answered by the quantised scan of its rewrite (else exact brute force). */
   scan: boolean;
   /** The first query's time, which builds the distance's table. */
   firstQueryMs: number;
@@ -100,7 +100,7 @@ export interface IndexBenchResult {
   queries: number;
   bruteForceQueries: number;
   matchesBruteForce: boolean;
-  /** Queries whose float32 pool was not provably complete and took a second pass. */
+  /** Queries scanned a second time (their candidate list overflowed) or rescored in full. */
   secondPasses: number;
   meanCandidatesRescored: number;
   /** Batched ms per query (median batch / batch size). */

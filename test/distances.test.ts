@@ -136,7 +136,7 @@ test('an unknown distance is refused with the list of names', () => {
   assert.throws(() => index.search({ mean: [0, 0], covariance: [1, 0, 0, 1] }, 3, { distance: 'cosine' as Distance }), /distance must be one of/);
 });
 
-test('distances with an inner-product rewrite are answered by the float32 scan and a small rescored pool; the rest by brute force', () => {
+test('distances with an inner-product rewrite are answered by the quantised scan and a small rescored pool; the rest by brute force', () => {
   const dim = 6;
   const items = randomDiagItems(2000, dim, 31);
   const index = KlIndex.build(items);

@@ -2,24 +2,75 @@
  * Exact top-k retrieval of item Gaussians by KL(query ‖ item).
  *
  * 2 KL(p ‖ q_i) = S_i − K − log|Σp| with S_i = c_i + ⟨a_i, b_p⟩ (kl-math.ts), so ranking the items
- * for a query is ranking S_i: one pass of n-long dot products. The index keeps the a_i in float32
- * in the memory of probsem's wasm kernels, 16 items interleaved per block for SIMD, and `kl_scan`
- * scores every item and keeps the best m = k + max(32, k) per query in a heap, for up to 64
- * queries per pass (each block of items is read from memory once and serves all of them).
+ * for a query is ranking S_i: one pass of n-long dot products. The index keeps the a_i quantised to
+ * int16 in the memory of probsem's wasm kernels, and `kl_scan16` (kernels.c) computes for every
+ * item a guaranteed lower bound L_i and upper bound U_i of S_i (of −S_i for `largest`) from an
+ * exact integer dot product, for up to 64 queries per pass (each block of items is read from
+ * memory once and serves all of them). The candidates, every item with L_i ≤ τ where τ is the k-th
+ * smallest U, are rescored by the exact double-precision KL (the same function as `bruteForceKl`)
+ * and sorted, so the hits and their `kl` values equal the brute force (equal KL values are ordered
+ * by item position).
  *
- * Exactness. Summed in float32, S_i is off by at most about (n + 4) 2⁻²⁴ (|c_i| + Σ_j |a_ij b_j|)
- * (the usual γ bound, with the rounding of a, b and c to float32). Each item carries its own bound
- * E_i = γ (|c_i| + ‖a_i‖ ‖b‖) with γ = (n + 6) 2⁻²³ (Cauchy–Schwarz, and a margin of two), folded
- * into the float32 score itself: the kernel's rows are [a_i, ‖a_i‖] with constant ±c_i − γ|c_i|,
- * the query's row is [±b, −γ‖b‖] (sign − for the largest KL), so what the kernel computes,
- * L_i = ±S_i − E_i + (its own rounding, < E_i), is a guaranteed lower bound of ±S_i, and
- * L_i + 2 E_i an upper bound. With τ the k-th smallest upper bound in the heap, every item with
- * L_i > τ is provably outside the top k; if the heap's largest L exceeds τ the heap holds every
- * candidate, otherwise a second pass (`kl_collect`) gathers every item with L_i ≤ τ (rare). The
- * candidates are rescored by the exact double-precision KL (the same function as `bruteForceKl`)
- * and sorted, so the hits and their `kl` values equal the brute force, ties aside (equal KL values
- * are ordered by item position). Per-item bounds keep the candidate pool at about k even when a
- * few items are badly conditioned (a global bound would be set by the worst of them).
+ * Quantisation. Item i's row is stored as x̂_i = round(a_i / s_i) with its own scale
+ * s_i ≥ max_j |a_ij| / P (a float32), so |x̂_ij| ≤ P; a query's row ±b as q̂ = round(±b / t),
+ * t ≥ max_j |b_j| / R, |q̂_j| ≤ R. P and R (`quantLimits`) satisfy n P R < 2³¹ and P, R ≤ 32767, so
+ * the kernel's int32 sum D_i = Σ_j x̂_ij q̂_j (pairs of dimensions per i32x4.dot_i16x8_s lane) and
+ * each of its partial sums is at most n P R < 2³¹ in magnitude: it is exact. With the residuals
+ * e_i = a_i − s_i x̂_i and f = ±b − t q̂ (computed in double precision at build and query time),
+ *
+ *     ±⟨a_i, b⟩ = s_i t D_i + t ⟨e_i, q̂⟩ + ⟨a_i, f⟩,   so   |±⟨a_i, b⟩ − s_i t D_i| ≤ ‖e_i‖ ‖t q̂‖ + ‖a_i‖ ‖f‖ =: Q_i
+ *
+ * (Cauchy–Schwarz twice): per-item factors times per-query ones. Stored per item, float32: s_i;
+ * c'_i = ±c_i − γ_c|c_i| rounded down (one per sign); with ê_i = (1 + κ)‖e_i‖ + κ(‖a_i‖ + ‖e_i‖)
+ * and r_i = (1 + κ)‖a_i‖ + 2⁻⁵⁰, z_i ≥ ê_i + ρ r_i and m_i ≥ ê_i + r_i, rounded up (κ = γ_c = 2⁻¹⁸,
+ * ρ = √n / 2R, about the ratio of the two residual terms). Per query: t, and A ≥ max((1 + κ)‖t q̂‖,
+ * B / ρ) with B = (1 + κ)‖f‖ + 2⁻⁵⁰, rounded up, so that E_i := z_i A ≥ ê_i (1 + κ)‖t q̂‖ + r_i B.
+ * The kernel computes in float32, and U in double,
+ *
+ *     v_i = c'_i + fl(D_i) (s_i t),   L_i = v_i − z_i A,   U_i = L_i + 2.001 E_i + 2⁻¹⁵ (|c'_i| + m_i A).
+ *
+ * Proof that L_i ≤ ±S_i ≤ U_i (dropping the i). Let M = ‖s x̂‖ ‖t q̂‖ ≥ |s t D| and u = 2⁻²⁴. L
+ * takes six float32 roundings at most (the conversion of D, three products, a sum and a
+ * difference; a fused multiply-add only removes one), each at most u times a value below
+ * (1 + 2⁻²⁰)(|c'| + M + E), or 2⁻¹⁴⁹ absolutely (underflow: with s t ≥ 2⁻²⁰⁰ and |D| < 2³¹ that is
+ * at most 2⁻¹¹⁸ in all), so |L − (c' + s t D − E)| ≤ 12u (|c'| + M + E) + 2⁻¹¹⁸. Also
+ * E ≥ (1 + κ)² ‖e‖ ‖t q̂‖ + κ M + (1 + κ)² ‖a‖ ‖f‖ + 2⁻¹⁰⁰ ≥ (1 + κ)² Q + κ M + 2⁻¹⁰⁰.
+ * Lower: ±S − L ≥ (±c − c') + E − Q − 12u (|c'| + M + E) − 2⁻¹¹⁸, where ±c − c' ≥ γ_c |c| ≥ 12u |c'|
+ * and E (1 − 12u) − Q ≥ κ (1 − 12u) M + 2⁻¹⁰¹ ≥ 12u M + 2⁻¹⁰¹ (as (1 + κ)² (1 − 12u) ≥ 1), so
+ * ±S − L ≥ 2⁻¹⁰¹ − 2⁻¹¹⁸ > 0. Upper: ±S − L ≤ (±c − c') + Q + E + 12u (|c'| + M + E) + 2⁻¹¹⁸, with
+ * ±c − c' ≤ 2⁻¹⁶ |c'| and Q ≤ E, which is below 2.001 E + 2⁻¹⁵ (|c'| + M) (0.0009 E ≥ 2⁻¹¹⁰ covers
+ * the 2⁻¹¹⁸), and M ≤ (‖a‖ + ‖e‖) ‖t q̂‖ ≤ m A, so ±S ≤ U; U's own double rounding is far inside
+ * the 2⁻¹⁵ term. The margins, about 2⁻¹⁹ (|c| + ‖a‖ ‖b‖), also absorb the double-precision
+ * rounding of a, b, c, of the residuals and norms, and of the exact distances themselves. Nothing
+ * overflows: a query that could bring any of these values near 2¹²⁰ is rescored in full instead
+ * (`quantiseQuery`), and a value that does not fit float32 at build time is an error for KL (brute
+ * force for the other distances). Padding items have c' = NaN and never pass.
+ *
+ * Only v is computed for every item and query (a conversion, a product, a multiply-add and a
+ * comparison per four items beside the integer dot): a test v ≤ z_max A' + τ' (z_max the largest
+ * z of the item's block of 16, A' and τ' a little above A and the threshold τ; kernels.c) passes
+ * every item with L ≤ τ, and only the items that pass get L and U, in scalar code.
+ *
+ * Staged check (KL(query ‖ item) with diagonal items, smallest, two or more queries). Each
+ * dimension's share of S, (σq² + μq² − 2 μq μ + μ²)/σ² + log σ² = (σq² + (μq − μ)²)/σ² + log σ²
+ * (σq² the query covariance's diagonal entry), is at least 1 + log σq² (a one-dimensional KL is
+ * not negative), so S ≥ S_J + Σ_{j ∉ J} (1 + log σq_j²) for the share S_J of the first dimensions
+ * J. The KL table stores each row in dimension order (pair p is dimension p's 1/σ², μ/σ²) and
+ * each item's share c_J of the constant; after the first 80 % of the pairs the kernel bounds S_J
+ * below exactly as L bounds S (the same E covers a partial dot) and skips the other pairs of a
+ * block for a query when every item's bound plus that query-only sum (`restBound`) exceeds τ —
+ * over nine tenths of the blocks on the benchmark's data. A skipped item has S > τ,
+ * and τ only falls, so it is outside the final pool anyway. Single queries scan every pair: they
+ * are memory-bound, and the data-dependent branch costs more than it saves.
+ *
+ * Candidates. Per query the kernel keeps a heap of the k smallest U (τ its top once full, else
+ * +∞) and appends every item with L ≤ τ (the current τ, which only falls) to a list; the final
+ * pool is the list filtered by L ≤ τ. Every item with ±S ≤ the k-th smallest ±S has L ≤ ±S ≤ τ, so
+ * the pool holds the top k and every tie with it. A full list is compacted by the current τ; if
+ * that frees too little the list stops and the query is scanned again alone with τ as its fixed
+ * threshold and room for what was missed (`candidates`, counted in SCAN_STATS.collectPasses;
+ * it happens with thousands of near-ties). On the benchmark's distribution the quantisation error
+ * is well below the gaps between the best scores and the pool is about k (1M items, d = 20: ~11).
  *
  * Other distances (`search(q, k, { distance })`, distances.ts) reuse the same scan where they have
  * an inner-product rewrite (rewrites.ts), each with its own table in a kernel instance of its own,
@@ -29,8 +80,8 @@
 import { createHash } from 'node:crypto';
 import { ProbsemError } from '../core/errors.js';
 import { RegularFile, writeFileAtomicSync } from '../core/files.js';
-import { Kernels, type Buf } from '../core/wasm/kernels.js';
-import { INDEX_ITEMS, SCAN_STATS } from './internal.js';
+import { Kernels } from '../core/wasm/kernels.js';
+import { INDEX_BOUNDS, INDEX_ITEMS, SCAN_STATS, SCAN_TUNING } from './internal.js';
 import { DistanceScorer, parseDistance, type Distance } from './distances.js';
 import { isDiagonal, rewriteFor, type Rewrite } from './rewrites.js';
 import { exactKl, FullScratch, itemVector, prepareQuery, validateItems, vectorLength, type ItemGaussians, type PreparedQuery, type QueryGaussian } from './kl-math.js';
@@ -62,8 +113,10 @@ export interface Labels {
   values: Int32Array;
 }
 
-/** Queries scored per pass over the items. */
+/** Queries scored per pass over the items (at most). */
 const QUERY_CHUNK = 64;
+/** Most bytes of heaps and candidate lists one pass may use (fewer queries per pass for a large k). */
+const WORK_BYTES = 2 ** 26;
 const BLOCK = 16;
 /** Kernel memory is at most 1 GiB; leave room for the query buffers. */
 const MAX_INDEX_BYTES = 1000 * 2 ** 20;
@@ -126,6 +179,7 @@ export class KlIndex {
     this.meta = meta;
     this.scratch = items.kind === 'full' ? new FullScratch(items.dim) : undefined;
     INDEX_ITEMS.set(this, items);
+    INDEX_BOUNDS.set(this, (q, opts) => this.scanBounds(q, opts));
     const n = vectorLength(items.kind, items.dim);
     const bytes = tableBytes(items.count, n);
     if (bytes > MAX_INDEX_BYTES) {
@@ -134,50 +188,80 @@ export class KlIndex {
         'TOO_LARGE',
       );
     }
-    this.klTable = this.buildTable(Kernels.createSync(), n, (i, row) => itemVector(items, i, row, this.scratch));
+    this.klTable = this.buildTable(Kernels.createSync(), n, (i, row) => itemVector(items, i, row, this.scratch), items.kind === 'diag' ? stagedKl(items) : null);
   }
 
   /**
-   * Lays out one table in kernel memory: rows [a_i, ‖a_i‖] (16 items interleaved per block) and
-   * the constants c_i − γ|c_i| and −c_i − γ|c_i| (module comment). Throws a ProbsemError where a
-   * value overflows float32.
+   * Lays out one table in kernel memory (module comment): each item's row a_i quantised to int16
+   * with its own scale, [block][pair][16 items × 2] (16 items per block), and per item the scale
+   * s_i, the constants for either sign, c_i − γ_c|c_i| and −c_i − γ_c|c_i| rounded down, and the
+   * error coefficients ê_i, r_i rounded up. Throws a ProbsemError where a value overflows float32.
    */
-  private buildTable(kernels: Kernels, n: number, vector: (i: number, row: Float64Array) => number): ScanTable {
+  private buildTable(kernels: Kernels, n: number, vector: (i: number, row: Float64Array) => number, stage: Stage | null = null): ScanTable {
     const count = this.count;
     const blocks = Math.ceil(count / BLOCK);
-    const rowLen = n + 1;
-    const gamma = (n + 6) * 2 ** -23;
-    const aBuf = kernels.alloc(blocks * BLOCK * rowLen);
-    const cSmall = kernels.alloc(blocks * BLOCK);
-    const cLarge = kernels.alloc(blocks * BLOCK);
-    const t: ScanTable = { kernels, work: null, collect: null, n, rowLen, gamma, aPtr: aBuf.ptr, cPtr: { smallest: cSmall.ptr, largest: cLarge.ptr }, errC: new Float64Array(count), normA: new Float32Array(count) };
+    const np = Math.ceil(n / 2);
+    const { P, R } = quantLimits(n);
+    // A block: np pairs of 16 items × 2 int16 (16 floats' room each), then 16 floats each of s, c
+    // (smallest), c (largest), z and m, then the block's largest z and three spare floats.
+    const blockFloats = BLOCK * np + 5 * BLOCK + 4 + BLOCK;
+    const xBuf = kernels.alloc(blocks * blockFloats);
+    const t: ScanTable = { kernels, work: null, n, np, P, R, xPtr: xBuf.ptr, rho: Math.sqrt(n) / (2 * R), stage, maxS: 0, maxC: 0, maxZ: 0, maxM: 0 };
     const heap = kernels.heap();
-    const a0 = aBuf.ptr >> 2;
-    const cs0 = cSmall.ptr >> 2;
-    const cl0 = cLarge.ptr >> 2;
-    const row = new Float64Array(n);
+    const h16 = new Int16Array(kernels.memory.buffer);
+    const raw = new Float64Array(n);
+    const row = stage ? new Float64Array(n) : raw;
     for (let i = 0; i < count; i++) {
-      const c = vector(i, row);
-      const base = a0 + (i >> 4) * BLOCK * rowLen + (i & 15);
-      let norm2 = 0;
+      const c = vector(i, raw);
+      if (stage) for (let j = 0; j < n; j++) row[j] = raw[stage.order[j]];
+      let max = 0;
+      let a2 = 0;
       for (let j = 0; j < n; j++) {
-        const v = Math.fround(row[j]);
-        if (!Number.isFinite(v)) throw new ProbsemError(`item ${i}: its precision (inverse covariance) overflows float32 (a[${j}] = ${row[j]}); variances must be above ~1e-38`, 'BAD_INPUT');
-        heap[base + j * BLOCK] = v;
-        norm2 += row[j] * row[j];
+        if (!Number.isFinite(Math.fround(row[j]))) throw new ProbsemError(`item ${i}: its precision (inverse covariance) overflows float32 (a[${j}] = ${row[j]}); variances must be above ~1e-38`, 'BAD_INPUT');
+        max = Math.max(max, Math.abs(row[j]));
+        a2 += row[j] * row[j];
       }
-      const norm = roundUp32(Math.sqrt(norm2));
-      const err = gamma * Math.abs(c);
-      if (!Number.isFinite(norm) || !Number.isFinite(Math.fround(c - err)) || !Number.isFinite(Math.fround(-c - err))) {
+      const s = Math.max(roundUp32(max / P), MIN_SCALE);
+      const block = (xBuf.ptr >> 2) + (i >> 4) * blockFloats;
+      const base = 2 * block + (i & 15) * 2;
+      let e2 = 0;
+      for (let j = 0; j < n; j++) {
+        const x = Math.max(-P, Math.min(P, Math.round(row[j] / s)));
+        h16[base + (j >> 1) * 2 * BLOCK + (j & 1)] = x;
+        const e = row[j] - s * x;
+        e2 += e * e;
+      }
+      const normA = Math.sqrt(a2);
+      const normE = Math.sqrt(e2);
+      const eHat = roundUp32((1 + KAPPA) * normE + KAPPA * (normA + normE));
+      const r = roundUp32((1 + KAPPA) * normA + FLOOR);
+      const z = roundUp32(eHat + t.rho * r * (1 + 2 ** -40));
+      const m = roundUp32(eHat + r);
+      const cS = roundDown32(c - GAMMA_C * Math.abs(c));
+      const cL = roundDown32(-c - GAMMA_C * Math.abs(c));
+      if (!Number.isFinite(z) || !Number.isFinite(m) || !Number.isFinite(cS) || !Number.isFinite(cL)) {
         throw new ProbsemError(`item ${i}: its precision or constant μᵀΣ⁻¹μ + log|Σ| = ${c} overflows float32`, 'BAD_INPUT');
       }
-      heap[base + n * BLOCK] = norm;
-      heap[cs0 + i] = c - err;
-      heap[cl0 + i] = -c - err;
-      t.errC[i] = err;
-      t.normA[i] = norm;
+      const f = block + BLOCK * np + (i & 15);
+      heap[f + F.S] = s;
+      heap[f + F.C] = cS;
+      heap[f + F.CL] = cL;
+      heap[f + F.Z] = z;
+      heap[f + F.M] = m;
+      if (stage) {
+        const cJ = stage.partial(i);
+        heap[f + F.CJ] = roundDown32(cJ - GAMMA_C * Math.abs(cJ));
+      }
+      heap[f - (i & 15) + F.ZMAX] = Math.max(heap[f - (i & 15) + F.ZMAX], z);
+      t.maxS = Math.max(t.maxS, s);
+      t.maxC = Math.max(t.maxC, Math.abs(cS), Math.abs(cL));
+      t.maxZ = Math.max(t.maxZ, z);
+      t.maxM = Math.max(t.maxM, m);
     }
-    for (let i = count; i < blocks * BLOCK; i++) heap[cs0 + i] = heap[cl0 + i] = NaN; // padding: never kept
+    for (let i = count; i < blocks * BLOCK; i++) {
+      const f = (xBuf.ptr >> 2) + (i >> 4) * blockFloats + BLOCK * np + (i & 15);
+      heap[f + F.C] = heap[f + F.CL] = NaN; // padding: its v is NaN, never a candidate
+    }
     return t;
   }
 
@@ -261,9 +345,15 @@ export class KlIndex {
       rw.query(q, b);
       scanned.push({ pos, q, b });
     });
-    for (let s = 0; s < scanned.length; s += QUERY_CHUNK) {
-      const chunk = scanned.slice(s, s + QUERY_CHUNK);
-      const hits = this.searchChunk(table!, chunk, k, sign, exclude, distance);
+    // The heap holds min(k, count) upper bounds per query, the candidate list cap entries (4096:
+    // pools are about k, but symmetric KL at d = 64 keeps ~3,000); fewer queries per pass where
+    // they are large, so the buffers stay within WORK_BYTES.
+    const kk = Math.max(1, Math.min(k, this.count));
+    const cap = SCAN_TUNING.cap > 0 ? SCAN_TUNING.cap : Math.max(4096, 2 * kk + 64);
+    const perPass = Math.max(1, Math.min(QUERY_CHUNK, Math.floor(WORK_BYTES / (8 * kk + 16 * cap))));
+    for (let s = 0; s < scanned.length; s += perPass) {
+      const chunk = scanned.slice(s, s + perPass);
+      const hits = this.searchChunk(table!, chunk, k, kk, cap, sign, exclude, distance);
       chunk.forEach((c, t) => (out[c.pos] = hits[t]));
     }
     return out;
@@ -281,82 +371,110 @@ export class KlIndex {
     return { sign: opts.largest ? -1 : 1, exclude };
   }
 
-  private ensureWork(t: ScanTable, queries: number, m: number): NonNullable<ScanTable['work']> {
-    const w = t.work;
-    if (w && w.queries >= queries && w.m >= m) return w;
-    const qn = Math.max(queries, w?.queries ?? 0);
-    const mm = Math.max(m, w?.m ?? 0);
-    const k = t.kernels;
-    t.work = { queries: qn, m: mm, b: k.alloc(qn * t.rowLen), hv: k.alloc(qn * mm), hi: k.alloc(qn * mm), hn: k.alloc(qn) };
-    return t.work;
+  /** The table's query-side buffers, grown to hold `queries` queries with heaps of k and lists of cap. */
+  private ensureWork(t: ScanTable, queries: number, k: number, cap: number): ScanWork {
+    const w: ScanWork = t.work ?? { queries: 0, heap: 0, list: 0, qv: 0, qp: 0, tau: 0, tf: 0, tj: 0, hn: 0, on: 0, ov: 0, hu: 0, oi: 0, ol: 0, ou: 0 };
+    const ptr = (floats: number) => t.kernels.alloc(floats).ptr;
+    if (w.queries < queries) {
+      Object.assign(w, { queries, qv: ptr(queries * t.np), qp: ptr(4 * queries), tau: ptr(queries), tf: ptr(queries), tj: ptr(queries), hn: ptr(queries), on: ptr(queries), ov: ptr(queries) });
+    }
+    if (w.heap < queries * k) Object.assign(w, { heap: queries * k, hu: ptr(2 * queries * k) });
+    if (w.list < queries * cap) Object.assign(w, { list: queries * cap, oi: ptr(queries * cap), ol: ptr(queries * cap), ou: ptr(2 * queries * cap) });
+    t.work = w;
+    return w;
   }
 
-  private searchChunk(t: ScanTable, qs: { q: PreparedQuery; b: Float64Array }[], k: number, sign: number, exclude: number, distance: Distance): SearchHit[][] {
-    const nq = qs.length;
-    const { n, rowLen } = t;
-    const valid = this.count - (exclude >= 0 ? 1 : 0);
-    const m = Math.max(1, Math.min(k + Math.max(32, k), this.count));
-    const w = this.ensureWork(t, nq, m);
-    const kernels = t.kernels;
-    const heap = kernels.heap();
-    const cPtr = sign > 0 ? t.cPtr.smallest : t.cPtr.largest;
-    // The query rows [±b, −γ‖b‖]; g = γ‖b‖ rounded up.
-    const g = new Float64Array(nq);
-    for (let q = 0; q < nq; q++) {
-      const b = qs[q].b;
-      const o = (w.b.ptr >> 2) + q * rowLen;
-      let norm2 = 0;
-      for (let j = 0; j < n; j++) {
-        heap[o + j] = sign * b[j];
-        norm2 += b[j] * b[j];
-      }
-      g[q] = roundUp32(t.gamma * Math.sqrt(norm2));
-      heap[o + n] = -g[q];
-    }
-    const hn = new Int32Array(kernels.memory.buffer, w.hn.ptr, nq);
-    hn.fill(0);
+  /**
+   * One kernel pass over query rows (null: not scanned, its threshold −∞ so
+   * nothing is kept): per query the final threshold τ (the k-th smallest upper bound; +∞ while
+   * fewer than k items) and its candidates, or `missed` > 0 where its list ran out of room.
+   */
+  private scanPass(t: ScanTable, rows: (QueryRow | null)[], sign: number, exclude: number, k: number, cap: number, tau0: number[]): ScanOut[] {
+    const nq = rows.length;
+    const w = this.ensureWork(t, nq, k, cap);
+    const m = t.kernels;
+    const buf = m.memory.buffer;
+    const i32 = new Int32Array(buf);
+    const f32 = new Float32Array(buf);
+    rows.forEach((row, q) => {
+      i32.set(row ? row.words : new Int32Array(t.np), (w.qv >> 2) + q * t.np);
+      f32.set(row ? [row.t, row.A, row.filterA, row.rest] : [0, 0, 0, 0], (w.qp >> 2) + 4 * q);
+      f32[(w.tau >> 2) + q] = row ? tau0[q] : -Infinity;
+    });
+    for (const p of [w.hn, w.on, w.ov]) i32.fill(0, p >> 2, (p >> 2) + nq);
     if (this.count > 0) {
-      kernels.klScan({ a: t.aPtr, c: cPtr, count: this.count, n: rowLen, b: w.b.ptr, queries: nq, exclude, hv: w.hv.ptr, hi: w.hi.ptr, hn: w.hn.ptr, m });
+      m.klScan16({
+        x: t.xPtr, count: this.count, np: t.np, cs: sign > 0 ? F.C : F.CL, h1: sign > 0 && t.stage ? t.stage.h1 : 0,
+        qv: w.qv, qp: w.qp, queries: nq, exclude, tau: w.tau, tf: w.tf, tj: w.tj, hu: w.hu, hn: w.hn, k, oi: w.oi, ol: w.ol, ou: w.ou, on: w.on, ov: w.ov, cap,
+      });
     }
-    const results: SearchHit[][] = [];
-    for (let q = 0; q < nq; q++) {
-      const size = hn[q];
-      const hv = new Float32Array(kernels.memory.buffer, w.hv.ptr + 4 * q * m, size);
-      const hi = new Int32Array(kernels.memory.buffer, w.hi.ptr + 4 * q * m, size).slice();
-      // Upper bounds L + 2E (E as stored, padded for the double-precision sum).
-      const upper = Array.from(hv, (lo, u) => lo + 2 * (1 + 1e-9) * (t.errC[hi[u]] + t.normA[hi[u]] * g[q]));
-      let pool: ArrayLike<number> | null;
-      if (!Number.isFinite(g[q]) || upper.some((u) => !Number.isFinite(u))) {
-        pool = null; // float32 overflow somewhere: rescore everything
-      } else if (size < Math.min(m, valid)) {
-        pool = null; // cannot happen with finite scores; be safe
-      } else if (size <= k || size === valid) {
-        pool = hi;
-      } else {
-        const tau = [...upper].sort((x, y) => x - y)[k - 1];
-        let lowMax = -Infinity;
-        for (let u = 0; u < size; u++) lowMax = Math.max(lowMax, hv[u]);
-        if (lowMax > tau) {
-          pool = hi.filter((_, u) => hv[u] <= tau);
-        } else {
-          pool = this.collectWithin(t, w.b.ptr + 4 * q * rowLen, cPtr, exclude, tau);
-        }
-      }
-      results.push(this.rescore(qs[q].q, pool, k, sign, exclude, distance));
-    }
-    return results;
+    const f64 = new Float64Array(buf);
+    return rows.map((_, q) => {
+      const size = i32[(w.on >> 2) + q];
+      const heapTop = f64[(w.hu >> 3) + q * k];
+      return {
+        tau: i32[(w.hn >> 2) + q] === k ? heapTop : Infinity,
+        index: i32.slice((w.oi >> 2) + q * cap, (w.oi >> 2) + q * cap + size),
+        lower: f32.slice((w.ol >> 2) + q * cap, (w.ol >> 2) + q * cap + size),
+        upper: f64.slice((w.ou >> 3) + q * cap, (w.ou >> 3) + q * cap + size),
+        missed: i32[(w.ov >> 2) + q],
+      };
+    });
   }
 
-  /** Every item whose float32 lower bound is at most `limit` (rounded up to float32). */
-  private collectWithin(t: ScanTable, bPtr: number, cPtr: number, exclude: number, limit: number): Int32Array {
+  /**
+   * The candidates of one query row: every item whose lower bound is at most τ, the k-th smallest
+   * upper bound (module comment), from a first pass, or from a second pass of that query alone
+   * with τ as its starting threshold where the first pass's list ran out of room.
+   */
+  private candidates(t: ScanTable, row: QueryRow, first: ScanOut, sign: number, exclude: number, k: number): ScanOut {
+    if (first.missed === 0) return first;
     SCAN_STATS.collectPasses++;
-    const thr = roundUp32(limit);
-    for (;;) {
-      const cap = t.collect?.length ?? 0;
-      const found = this.count === 0 ? 0 : t.kernels.klCollect({ a: t.aPtr, c: cPtr, count: this.count, n: t.rowLen, b: bPtr, exclude, thr, out: t.collect?.ptr ?? 0, cap });
-      if (found <= cap) return new Int32Array(t.kernels.memory.buffer, t.collect!.ptr, found).slice();
-      t.collect = t.kernels.alloc(Math.max(found, 2 * cap, 1024));
+    const again = this.scanPass(t, [row], sign, exclude, k, first.index.length + first.missed, [roundUp32(first.tau)])[0];
+    if (again.missed !== 0 || again.tau !== first.tau) throw new ProbsemError('KL index: the second pass disagrees with the first', 'INTERNAL');
+    return again;
+  }
+
+  private searchChunk(t: ScanTable, qs: { q: PreparedQuery; b: Float64Array }[], k: number, kk: number, cap: number, sign: number, exclude: number, distance: Distance): SearchHit[][] {
+    const rows = qs.map(({ q, b }) => quantiseQuery(t, b, sign, q));
+    const out = this.scanPass(t, rows, sign, exclude, kk, cap, rows.map(() => Infinity));
+    return qs.map(({ q }, u) => {
+      const row = rows[u];
+      let pool: ArrayLike<number> | null = null; // null: a value would overflow float32; rescore everything
+      if (row) {
+        const c = this.candidates(t, row, out[u], sign, exclude, kk);
+        pool = c.index.filter((_, v) => c.lower[v] <= c.tau);
+      }
+      return this.rescore(q, pool, k, sign, exclude, distance);
+    });
+  }
+
+  /**
+   * The kernel's lower and upper bounds of every item's score for one query (sign −1: of minus the
+   * score), by item position: what the tests check against the exact scores. Null where the
+   * query's values would overflow float32 (such a query is rescored in full).
+   */
+  private scanBounds(q: QueryGaussian, opts: SearchOptions = {}): { lower: Float64Array; upper: Float64Array } | null {
+    const { sign, exclude } = this.checkOptions(1, opts);
+    const distance = parseDistance(opts.distance, 'distance');
+    const p = prepareQuery(this.kind, this.dim, q);
+    let t: ScanTable | null = this.klTable;
+    let b = p.b;
+    if (distance !== 'kl') {
+      const rw = rewriteFor(distance, this.kind, this.dim, isDiagonal(p));
+      t = rw ? this.tableFor(distance, rw) : null;
+      if (!rw || !t) return null;
+      b = new Float64Array(rw.n);
+      rw.query(p, b);
     }
+    const row = quantiseQuery(t, b, sign, p);
+    if (!row || this.count === 0) return null;
+    const valid = this.count - (exclude >= 0 ? 1 : 0);
+    const o = this.scanPass(t, [row], sign, exclude, this.count, Math.max(1, valid), [Infinity])[0];
+    const lower = new Float64Array(this.count).fill(NaN);
+    const upper = new Float64Array(this.count).fill(NaN);
+    o.index.forEach((i, v) => ((lower[i] = o.lower[v]), (upper[i] = o.upper[v])));
+    return { lower, upper };
   }
 
   /** The exact distance (and KL) of the candidates (all items when null), best first, k of them. */
@@ -636,29 +754,179 @@ export function bruteForceKl(items: ItemGaussians, q: QueryGaussian): Float64Arr
   return out;
 }
 
-/** One distance's rows in kernel memory (buildTable), with the instance's query buffers. */
+/** One distance's quantised rows in kernel memory (buildTable), with the instance's query buffers. */
 interface ScanTable {
   kernels: Kernels;
-  /** Query rows and heaps, grown as needed. */
-  work: { queries: number; m: number; b: Buf; hv: Buf; hi: Buf; hn: Buf } | null;
-  /** Second-pass output. */
-  collect: Buf | null;
+  /** Query rows, heaps and candidate lists, grown as needed. */
+  work: ScanWork | null;
   /** Length of a_i and b. */
   n: number;
-  /** Row length in the kernel: n + 1 (a_i and ‖a_i‖). */
-  rowLen: number;
-  gamma: number;
-  aPtr: number;
-  /** Constants for the smallest score (c − γ|c|) and the largest (−c − γ|c|). */
-  cPtr: { smallest: number; largest: number };
-  /** γ |c_i| and ‖a_i‖ (as stored, rounded up), for the upper bounds. */
-  errC: Float64Array;
-  normA: Float32Array;
+  /** Pairs of dimensions per row: ⌈n / 2⌉. */
+  np: number;
+  /** Largest |x̂| of an item row and |q̂| of a query row (quantLimits). */
+  P: number;
+  R: number;
+  /** Byte offset of the blocks (buildTable has their layout). */
+  xPtr: number;
+  /** ρ: z = ê + ρ r (module comment). */
+  rho: number;
+  /** The KL table of diagonal items: rows in dimension order and a check after the first dimensions. */
+  stage: Stage | null;
+  /** Largest s, |c| (either sign), z and m: a query checks that nothing it computes overflows. */
+  maxS: number;
+  maxC: number;
+  maxZ: number;
+  maxM: number;
 }
 
-/** Kernel bytes of a table: rows of n + 1 floats and two constants per item, in blocks of 16. */
+/**
+ * Byte offsets of a table's query-side buffers (kl_scan16 in kernels.c): room for `queries`
+ * queries, `heap` upper bounds and `list` candidates in all.
+ */
+interface ScanWork {
+  queries: number;
+  heap: number;
+  list: number;
+  qv: number;
+  qp: number;
+  tau: number;
+  tf: number;
+  tj: number;
+  hu: number;
+  hn: number;
+  oi: number;
+  ol: number;
+  ou: number;
+  on: number;
+  ov: number;
+}
+
+/**
+ * The staged scan of KL(query ‖ item) for diagonal items (module comment): row position j holds
+ * a[order[j]], so that pair p is dimension p's (1/σ², μ/σ²); the kernel checks each block after
+ * the first h1 dimensions, whose share of each item's constant is partial(i).
+ */
+interface Stage {
+  order: Int32Array;
+  h1: number;
+  partial: (i: number) => number;
+}
+
+/** The stage of a KL table of diagonal items: the check after 80 % of the dimensions (the fastest of 55–90 % at d = 20 and 64). */
+function stagedKl(items: ItemGaussians & { kind: 'diag' }): Stage | null {
+  const dim = items.dim;
+  const h1 = Math.round(0.8 * dim);
+  if (h1 < 1 || h1 >= dim) return null;
+  const order = new Int32Array(2 * dim);
+  for (let j = 0; j < dim; j++) {
+    order[2 * j] = j;
+    order[2 * j + 1] = dim + j;
+  }
+  const partial = (i: number) => {
+    let c = 0;
+    for (let j = 0; j < h1; j++) {
+      const m = items.mean[i * dim + j];
+      const v = items.variance[i * dim + j];
+      c += (m * m) / v + Math.log(v);
+    }
+    return c;
+  };
+  return { order, h1, partial };
+}
+
+/**
+ * The query-only lower bound of the dimensions after the check, each dimension's share of S being
+ * at least 1 + log σp² (module comment), lowered past its own rounding to float32.
+ */
+function restBound(stage: Stage, q: PreparedQuery): number {
+  let sum = 0;
+  let mag = 0;
+  for (let j = stage.h1; j < q.dim; j++) {
+    const v = 1 + Math.log(q.cov[j * q.dim + j]);
+    sum += v;
+    mag += Math.abs(v);
+  }
+  return roundDown32(sum - 1e-9 * mag - 1e-30);
+}
+
+/** A query row quantised for one table (quantiseQuery). */
+interface QueryRow {
+  /** ⌈n / 2⌉ words, each two int16 q̂ (dimension 2p in the low half). */
+  words: Int32Array;
+  t: number;
+  A: number;
+  /** A (1 + 2⁻¹⁸), rounded up: the kernel's filter. */
+  filterA: number;
+  /** The staged check's lower bound of the other dimensions (restBound), or 0. */
+  rest: number;
+}
+
+/** What one scan pass found for one query. */
+interface ScanOut {
+  tau: number;
+  index: Int32Array;
+  lower: Float32Array;
+  upper: Float64Array;
+  missed: number;
+}
+
+/** Offsets (floats) of s, c (smallest), c (largest), z, m, the largest z and c_J in a block's floats (F_S … in kernels.c). */
+const F = { S: 0, C: 16, CL: 32, Z: 48, M: 64, ZMAX: 80, CJ: 84 } as const;
+
+/** Relative widening of the error terms and of the constants (module comment). */
+const KAPPA = 2 ** -18;
+const GAMMA_C = 2 ** -18;
+/** Floor of the error coefficients r and B: covers float32 underflow, absolute at most ~2⁻¹¹⁸. */
+const FLOOR = 2 ** -50;
+/** Smallest scale s or t, so that x / s never overflows. */
+const MIN_SCALE = 2 ** -100;
+/** Largest magnitude a kernel value may reach: far below float32's 2¹²⁸. */
+const SAFE = 2 ** 120;
+
+/**
+ * Integer ranges for rows of length n: |x̂| ≤ P, |q̂| ≤ R with n P R < 2³¹, so that no int32 sum
+ * of the kernel's dot products can overflow (each partial sum is at most n P R in magnitude), and
+ * P, R ≤ 32767 (int16). P = R ≈ √(2³¹ / n): 7327 for n = 40, 4096 for n = 128.
+ */
+export function quantLimits(n: number): { P: number; R: number } {
+  const lim = Math.floor((2 ** 31 - 1) / n);
+  const P = Math.min(32767, Math.floor(Math.sqrt(lim)));
+  return { P, R: Math.min(32767, Math.floor(lim / P)) };
+}
+
+/**
+ * Query row b (times sign) quantised for a table: t ≥ max|b| / R, q̂ = round(b / t), and the error
+ * coefficients A ≥ (1 + κ)‖t q̂‖, B ≥ (1 + κ)‖b − t q̂‖ + 2⁻⁵⁰, rounded up to float32. Null where a
+ * kernel value could come near the float32 range (such a query is rescored in full).
+ */
+function quantiseQuery(t: ScanTable, b0: Float64Array, sign: number, q: PreparedQuery): QueryRow | null {
+  const n = t.n;
+  const stage = t.stage;
+  const b = stage ? Float64Array.from(stage.order, (o) => b0[o]) : b0;
+  let max = 0;
+  for (let j = 0; j < n; j++) max = Math.max(max, Math.abs(b[j]));
+  const scale = Math.max(roundUp32(max / t.R), MIN_SCALE);
+  const words = new Int32Array(t.np);
+  let tq2 = 0;
+  let e2 = 0;
+  for (let j = 0; j < n; j++) {
+    const v = sign * b[j];
+    const x = Math.max(-t.R, Math.min(t.R, Math.round(v / scale)));
+    words[j >> 1] |= j & 1 ? x << 16 : x & 0xffff;
+    tq2 += (scale * x) ** 2;
+    e2 += (v - scale * x) ** 2;
+  }
+  const B = (1 + KAPPA) * Math.sqrt(e2) + FLOOR;
+  const A = roundUp32(Math.max((1 + KAPPA) * Math.sqrt(tq2), (B / t.rho) * (1 + 2 ** -40)));
+  const filterA = roundUp32(A * (1 + 2 ** -18));
+  const biggest = 4 * (t.maxC + (t.maxM + t.maxZ) * filterA);
+  if (!(scale * t.maxS < SAFE && biggest < SAFE)) return null;
+  return { words, t: scale, A, filterA, rest: stage && sign > 0 ? restBound(stage, q) : 0 };
+}
+
+/** Kernel bytes of a table: per item ⌈n / 2⌉ int16 pairs and six floats, per block of 16 four more (buildTable). */
 function tableBytes(count: number, n: number): number {
-  return Math.ceil(count / BLOCK) * BLOCK * (n + 3) * 4;
+  return Math.ceil(count / BLOCK) * (BLOCK * (4 * Math.ceil(n / 2) + 24) + 16);
 }
 
 function u8(a: Float32Array | Int32Array): Uint8Array {
@@ -671,6 +939,11 @@ function checksum(file: Buffer): Buffer {
 
 const f32 = new Float32Array(1);
 const i32 = new Int32Array(f32.buffer);
+/** The largest float32 at or below x (−Infinity beyond the float32 range). */
+function roundDown32(x: number): number {
+  return -roundUp32(-x);
+}
+
 /** The smallest float32 at or above x (Infinity beyond the float32 range). */
 function roundUp32(x: number): number {
   const r = Math.fround(x);

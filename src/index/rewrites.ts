@@ -1,9 +1,9 @@
 /**
- * Inner-product rewrites of the distances that have one (distances.ts), for the index's float32
+ * Inner-product rewrites of the distances that have one (distances.ts), for the index's quantised
  * scan: distance(q, x) = scale · (⟨a(x), b(q)⟩ + c(x) + k(q)), with scale > 0, so ranking by the
  * distance is ranking by S = ⟨a, b⟩ + c, and the scan's bound-and-rescore argument (kl-index.ts)
- * applies unchanged: it only needs S's float32 error bound, which depends on |c|, ‖a‖ and ‖b‖
- * alone, and candidates are rescored by the exact double-precision distance.
+ * applies unchanged: its bounds on S depend on c, the norms of a, b and of their quantisation
+ * residuals alone, and candidates are rescored by the exact double-precision distance.
  *
  * With d = μx − μq, per dimension j (σ² the variances; s = σq²):
  *

@@ -371,129 +371,229 @@ EXPORT void col2im_add(const f32* cols, int n, int h, int w, int c, int k, int s
 }
 
 /*
- * Exact KL retrieval (src/index/kl-index.ts). Each item i has a row a(i, ·) of n values and a
- * constant c[i]; a query is a row b of n values; the kernels rank items by c[i] + Σ_j a(i, j) b(j)
- * (summed left to right from c[i]), smallest first. The index arranges these numbers so that the
- * score is a guaranteed lower bound of the exact KL score (kl-index.ts). Items are stored in
- * blocks of 16, each block [j][16] (item-interleaved: one 4-lane multiply-add serves four items and
- * no horizontal sums are needed); padding items have c = NaN and are never kept.
+ * Exact KL retrieval (src/index/kl-index.ts, whose module comment proves the bounds). Each item i
+ * has a row x(i, ·) of int16 values (|x| ≤ P) with a scale s[i], and float constants c[i] (one
+ * per sign), z[i] and m[i]; a query is a row of int16 values (|q| ≤ R) with a scale t and an
+ * error coefficient A. The integer dot D = Σ_j x(i, j) q(j) is exact (n P R < 2³¹, so no int32 sum
+ * overflows), and, in float32,
+ *
+ *     v_i = c[i] + fl(D) · (s[i] t),   L_i = v_i − z[i] A
+ *
+ * is a guaranteed lower bound of item i's exact score, L_i + 2.001 z[i] A + 2⁻¹⁵ (|c[i]| + m[i] A)
+ * (in double) an upper bound. Items are stored in blocks of 16, each block as n/2 pairs of
+ * dimensions (j, j+1), each pair as 16 items × 2 int16: one i32x4.dot_i16x8_s multiplies two
+ * dimensions of four items by the query's pair (a 32-bit splat) and adds them in each item's lane.
+ * A block's floats follow its rows. A vector test v_i ≤ tf + zmax A' (zmax the block's largest z,
+ * tf and A' slightly above the threshold and A) passes every item whose L_i is within the
+ * threshold, and only those items get the scalar slow path. Padding items have c = NaN, so their v
+ * is NaN and never passes a comparison. With h1 > 0 (KL, diagonal items) each pair of queries
+ * checks a block after its first h1 pairs (check16) and skips the rest where no item can qualify.
  */
+typedef short i16;
+/* A block's floats after its int16 rows: offsets (in floats) of s, c (smallest), c (largest), z, m; their size in int16 words. */
+enum { F_S = 0, F_C = 16, F_CL = 32, F_Z = 48, F_M = 64, F_ZMAX = 80, F_CJ = 84, F_WORDS = 200 };
 
-/* 16 items' c + a·b, from the block's 16 constants and its interleaved rows. */
-static inline void block_dot1(const f32* a, const f32* cb, const f32* b, int n, v128_t* s) {
-  v128_t x0 = wasm_v128_load(cb), x1 = wasm_v128_load(cb + 4), x2 = wasm_v128_load(cb + 8), x3 = wasm_v128_load(cb + 12);
-  for (int j = 0; j < n; j++, a += 16) {
-    v128_t p = wasm_v128_load32_splat(b + j);
-    x0 = MADD(p, wasm_v128_load(a), x0); x1 = MADD(p, wasm_v128_load(a + 4), x1);
-    x2 = MADD(p, wasm_v128_load(a + 8), x2); x3 = MADD(p, wasm_v128_load(a + 12), x3);
-  }
-  s[0] = x0; s[1] = x1; s[2] = x2; s[3] = x3;
+/* The smallest float32 at or above x (beyond the float32 range: infinity). */
+static f32 up32(double x) {
+  f32 f = (f32)x;
+  if ((double)f >= x || f != f) return f;
+  union { f32 f; int i; } u = { f };
+  if (f > 0) u.i++;
+  else if (f < 0) u.i--;
+  else u.i = 1;
+  return u.f;
 }
 
-/* Max-heap of the m smallest (value, index) pairs seen so far: v < hv[0] (or a free slot) enters. */
-static void heap_offer(f32* hv, int* hi, int* hn, int m, f32 v, int idx) {
+/*
+ * The vector filter's threshold for threshold tau: any float32 L = fl(v − fl(z A)) ≤ tau has
+ * v ≤ tau + 2u|tau| + 2⁻¹⁴⁹ + z A (1 + u) (u = 2⁻²⁴); fl(fl(zmax A') + tf), with zmax ≥ z,
+ * A' ≥ A (1 + 2⁻¹⁸) and this tf, is above that.
+ */
+static f32 filter_tau(f32 tau) {
+  return up32((double)tau + 0x1p-19 * __builtin_fabs((double)tau) + 0x1p-140);
+}
+
+/*
+ * Offers upper bound u to query's max-heap of its k smallest upper bounds; once it holds k, the
+ * query's threshold tau (and the filter's tf) falls to its top (rounded up to float32).
+ */
+/* A query's thresholds: tau, the filter's tf, and tj for the first pairs' check (rest: the lower bound of the other pairs). */
+static void set_tau(f32* tau, f32* tf, f32* tj, f32 rest, f32 t) {
+  *tau = t;
+  *tf = filter_tau(t);
+  *tj = filter_tau(up32((double)t - (double)rest));
+}
+
+static void heap_offer_up(double* h, int* hn, int k, double u, f32* tau, f32* tf, f32* tj, f32 rest) {
   int n = *hn, i;
-  if (n < m) {
+  if (n < k) {
     i = n++;
     while (i > 0) {
       int p = (i - 1) >> 1;
-      if (!(hv[p] < v)) break;
-      hv[i] = hv[p]; hi[i] = hi[p]; i = p;
+      if (!(h[p] < u)) break;
+      h[i] = h[p]; i = p;
     }
-    hv[i] = v; hi[i] = idx; *hn = n;
-    return;
+    h[i] = u; *hn = n;
+  } else {
+    if (!(u < h[0])) return;
+    i = 0;
+    for (;;) {
+      int l = 2 * i + 1, r = l + 1, big = i;
+      double bv = u;
+      if (l < k && h[l] > bv) { big = l; bv = h[l]; }
+      if (r < k && h[r] > bv) { big = r; }
+      if (big == i) break;
+      h[i] = h[big]; i = big;
+    }
+    h[i] = u;
   }
-  if (!(v < hv[0])) return;
-  i = 0;
-  for (;;) {
-    int l = 2 * i + 1, r = l + 1, big = i;
-    f32 bv = v;
-    if (l < m && hv[l] > bv) { big = l; bv = hv[l]; }
-    if (r < m && hv[r] > bv) { big = r; }
-    if (big == i) break;
-    hv[i] = hv[big]; hi[i] = hi[big]; i = big;
+  if (n == k) {
+    f32 t = up32(h[0]);
+    if (t < *tau) set_tau(tau, tf, tj, rest, t);
   }
-  hv[i] = v; hi[i] = idx;
-}
-
-#define OFFER_LANE(vec, l, at) do { \
-    f32 v_ = wasm_f32x4_extract_lane(vec, l); int i_ = (at) + (l); \
-    if (v_ == v_ && i_ != exclude) heap_offer(hv, hi, hn, m, v_, i_); } while (0)
-#define OFFER_VEC(vec, at) do { OFFER_LANE(vec, 0, at); OFFER_LANE(vec, 1, at); OFFER_LANE(vec, 2, at); OFFER_LANE(vec, 3, at); } while (0)
-
-/* Offers 16 scores (items base..base+15) to one query's heap; most blocks fail one comparison. */
-static inline void offer16(const v128_t* s, int base, f32* hv, int* hi, int* hn, int m, int exclude) {
-  if (*hn == m) {
-    v128_t t = wasm_f32x4_splat(hv[0]);
-    v128_t k = wasm_v128_or(wasm_v128_or(wasm_f32x4_lt(s[0], t), wasm_f32x4_lt(s[1], t)),
-                            wasm_v128_or(wasm_f32x4_lt(s[2], t), wasm_f32x4_lt(s[3], t)));
-    if (!wasm_v128_any_true(k)) return;
-  }
-  OFFER_VEC(s[0], base); OFFER_VEC(s[1], base + 4); OFFER_VEC(s[2], base + 8); OFFER_VEC(s[3], base + 12);
 }
 
 /*
- * Scores all count items against Q queries (B: Q rows of n) and keeps, per query q, the m
- * smallest in the heap hv[q*m..], hi[q*m..] with hn[q] entries (the caller zeroes hn); item
- * `exclude` is skipped. Queries go in pairs so each loaded row of a block serves two of them;
- * every block is read from memory once per call.
+ * Item i (lane l of a block whose floats are at f), whose v passed the filter: its L = v − z A;
+ * within the threshold, it joins the query's candidates (indices oi, lower bounds ol, upper bounds
+ * ou, on of them, at most cap) and offers its upper bound to the heap. A full list is compacted to
+ * the entries still within the threshold; when that frees under a quarter of it the list stops
+ * growing and ov counts what it missed (the caller then scans that query again with the final
+ * threshold and a list of on + ov entries, which holds every candidate).
  */
-EXPORT void kl_scan(const f32* A, const f32* c, int count, int n, const f32* B, int Q, int exclude,
-                    f32* hv, int* hi, int* hn, int m) {
+static void take1(int i, int l, f32 v, const f32* f, int cs, f32 A, f32 rest, int count, int exclude, f32* tau, f32* tf, f32* tj,
+                  double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
+  f32 c = f[cs + l], z = f[F_Z + l], m = f[F_M + l];
+  f32 L = v - z * A;
+  if (!(L <= *tau) || i >= count || i == exclude) return;
+  double U = (double)L + 2.001 * ((double)z * A) + 0x1p-15 * (__builtin_fabs((double)c) + (double)m * A);
+  if (*ov) {
+    (*ov)++;
+  } else {
+    int n = *on;
+    if (n == cap) {
+      f32 th = *tau;
+      int w = 0;
+      for (int u = 0; u < n; u++)
+        if (ol[u] <= th) { oi[w] = oi[u]; ol[w] = ol[u]; ou[w] = ou[u]; w++; }
+      n = w;
+      if (n == cap || n > cap - (cap >> 2)) *ov = 1; /* this item is the first one missed */
+    }
+    if (!*ov) { oi[n] = i; ol[n] = L; ou[n] = U; n++; }
+    *on = n;
+  }
+  heap_offer_up(hu, hn, k, U, tau, tf, tj, rest);
+}
+
+#define TAKE_LANE(vec, thr, l, at) do { \
+    if (wasm_f32x4_extract_lane(vec, l) <= wasm_f32x4_extract_lane(thr, l)) \
+      take1(base + (at) + (l), (at) + (l), wasm_f32x4_extract_lane(vec, l), f, cs, A, rest, count, exclude, tau, tf, tj, hu, hn, k, oi, ol, ou, on, ov, cap); \
+  } while (0)
+
+/* The slow path of one query and one block: each item whose v passed the filter. */
+static void take16(v128_t v0, v128_t v1, v128_t v2, v128_t v3, v128_t h, int base,
+                   const f32* f, int cs, f32 A, f32 rest, int count, int exclude, f32* tau, f32* tf, f32* tj,
+                   double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
+  TAKE_LANE(v0, h, 0, 0); TAKE_LANE(v0, h, 1, 0); TAKE_LANE(v0, h, 2, 0); TAKE_LANE(v0, h, 3, 0);
+  TAKE_LANE(v1, h, 0, 4); TAKE_LANE(v1, h, 1, 4); TAKE_LANE(v1, h, 2, 4); TAKE_LANE(v1, h, 3, 4);
+  TAKE_LANE(v2, h, 0, 8); TAKE_LANE(v2, h, 1, 8); TAKE_LANE(v2, h, 2, 8); TAKE_LANE(v2, h, 3, 8);
+  TAKE_LANE(v3, h, 0, 12); TAKE_LANE(v3, h, 1, 12); TAKE_LANE(v3, h, 2, 12); TAKE_LANE(v3, h, 3, 12);
+}
+
+/* A block's 16 v = c + fl(D) (s t) (s at f, c at cb), and the lanes where v ≤ h (or-ed over the four vectors). */
+static inline __attribute__((always_inline)) v128_t values16(v128_t d0, v128_t d1, v128_t d2, v128_t d3, const f32* f, const f32* cb, f32 t,
+                                                              v128_t h, v128_t* v0, v128_t* v1, v128_t* v2, v128_t* v3) {
+  v128_t w = wasm_f32x4_splat(t);
+  *v0 = MADD(wasm_f32x4_convert_i32x4(d0), wasm_f32x4_mul(wasm_v128_load(f), w), wasm_v128_load(cb));
+  *v1 = MADD(wasm_f32x4_convert_i32x4(d1), wasm_f32x4_mul(wasm_v128_load(f + 4), w), wasm_v128_load(cb + 4));
+  *v2 = MADD(wasm_f32x4_convert_i32x4(d2), wasm_f32x4_mul(wasm_v128_load(f + 8), w), wasm_v128_load(cb + 8));
+  *v3 = MADD(wasm_f32x4_convert_i32x4(d3), wasm_f32x4_mul(wasm_v128_load(f + 12), w), wasm_v128_load(cb + 12));
+  return wasm_v128_or(wasm_v128_or(wasm_f32x4_le(*v0, h), wasm_f32x4_le(*v1, h)), wasm_v128_or(wasm_f32x4_le(*v2, h), wasm_f32x4_le(*v3, h)));
+}
+
+/*
+ * One query's 16 integer dots of a block (floats at f) → v = c + fl(D) (s t), and the slow path
+ * only where one v passes the filter, v ≤ zmax A' + tf. qp: t, A, A'.
+ */
+static inline __attribute__((always_inline)) void finish16(v128_t d0, v128_t d1, v128_t d2, v128_t d3, int base, const f32* f, int cs,
+                            const f32* qp, int count, int exclude, f32* tau, f32* tf, f32* tj,
+                            double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
+  v128_t h = wasm_f32x4_splat(f[F_ZMAX] * qp[2] + *tf), v0, v1, v2, v3;
+  v128_t in = values16(d0, d1, d2, d3, f, f + cs, qp[0], h, &v0, &v1, &v2, &v3);
+  if (!wasm_v128_any_true(in)) return;
+  take16(v0, v1, v2, v3, h, base, f, cs, qp[1], qp[3], count, exclude, tau, tf, tj, hu, hn, k, oi, ol, ou, on, ov, cap);
+}
+
+/*
+ * Whether any of a block's 16 items may still be a candidate after its first pairs (dots d): their
+ * v_J = c_J + fl(D_J) (s t) against zmax A' + tj, where tj is the filter's threshold for tau
+ * minus the query-only lower bound of the other pairs (kl-index.ts). Blocks that fail skip the
+ * other pairs for this query.
+ */
+static inline __attribute__((always_inline)) int check16(v128_t d0, v128_t d1, v128_t d2, v128_t d3, const f32* f, const f32* qp, const f32* tj) {
+  v128_t h = wasm_f32x4_splat(f[F_ZMAX] * qp[2] + *tj), v0, v1, v2, v3;
+  return wasm_v128_any_true(values16(d0, d1, d2, d3, f, f + F_CJ, qp[0], h, &v0, &v1, &v2, &v3));
+}
+
+#define DOT_ADD(acc, a, w) acc = wasm_i32x4_add(acc, wasm_i32x4_dot_i16x8(a, w))
+#define FINISH(d0, d1, d2, d3, q) finish16(d0, d1, d2, d3, base, f, cs, qp + 4 * (q), count, exclude, tau + (q), tf + (q), tj + (q), \
+                                           hu + (q) * k, hn + (q), k, oi + (q) * cap, ol + (q) * cap, ou + (q) * cap, on + (q), ov + (q), cap)
+
+/*
+ * Scans all count items for Q queries, skipping item `exclude`. X: blocks of 16 items, each np
+ * pairs of 16 items × 2 int16, then the block's floats: s, c (smallest), c (largest), z and m,
+ * 16 of each (F_S … F_M), and the largest z (F_ZMAX); cs selects the constant of the sign
+ * searched (F_C or F_CL); h1: the pairs before the staged check (0: none). Qv: np int32 words per
+ * query, each two int16; qp: t, A, A' and the check's lower bound of the other pairs per query.
+ * Per query q: tau[q] is the threshold (the caller sets its start, +infinity or a known bound;
+ * tf[q] and tj[q] are set here), hu[q·k..] and hn[q] the heap of the k smallest upper bounds
+ * (hn zeroed by the caller), oi/ol/ou[q·cap..] and on[q] the candidates, ov[q] how many were
+ * missed (on and ov zeroed by the caller). Queries go in pairs so each loaded row of a block
+ * serves two of them; every block is read from memory once per call.
+ */
+EXPORT void kl_scan16(const i16* X, int count, int np, int cs, int h1, const int* Qv, const f32* qp, int Q, int exclude, f32* tau, f32* tf,
+                      f32* tj, double* hu, int* hn, int k, int* oi, f32* ol, double* ou, int* on, int* ov, int cap) {
   int blocks = (count + 15) / 16;
-  v128_t s[4];
+  int staged = h1 > 0 && h1 < np;
+  for (int q = 0; q < Q; q++) set_tau(tau + q, tf + q, tj + q, qp[4 * q + 3], tau[q]);
   for (int blk = 0; blk < blocks; blk++) {
-    const f32* a = A + blk * 16 * n;
-    const f32* cb = c + blk * 16;
+    const i16* xb = X + blk * (np * 32 + F_WORDS);
+    const f32* f = (const f32*)(xb + np * 32);
     int base = blk * 16, q = 0;
     for (; q + 2 <= Q; q += 2) {
-      const f32* b0 = B + q * n;
-      const f32* b1 = b0 + n;
-      const f32* ar = a;
-      v128_t x0 = wasm_v128_load(cb), x1 = wasm_v128_load(cb + 4), x2 = wasm_v128_load(cb + 8), x3 = wasm_v128_load(cb + 12);
-      v128_t y0 = x0, y1 = x1, y2 = x2, y3 = x3;
-      for (int j = 0; j < n; j++, ar += 16) {
-        v128_t a0 = wasm_v128_load(ar), a1 = wasm_v128_load(ar + 4), a2 = wasm_v128_load(ar + 8), a3 = wasm_v128_load(ar + 12);
-        v128_t p = wasm_v128_load32_splat(b0 + j);
-        x0 = MADD(p, a0, x0); x1 = MADD(p, a1, x1); x2 = MADD(p, a2, x2); x3 = MADD(p, a3, x3);
-        p = wasm_v128_load32_splat(b1 + j);
-        y0 = MADD(p, a0, y0); y1 = MADD(p, a1, y1); y2 = MADD(p, a2, y2); y3 = MADD(p, a3, y3);
-      }
-      s[0] = x0; s[1] = x1; s[2] = x2; s[3] = x3;
-      offer16(s, base, hv + q * m, hi + q * m, hn + q, m, exclude);
-      s[0] = y0; s[1] = y1; s[2] = y2; s[3] = y3;
-      offer16(s, base, hv + (q + 1) * m, hi + (q + 1) * m, hn + q + 1, m, exclude);
-    }
-    if (q < Q) {
-      block_dot1(a, cb, B + q * n, n, s);
-      offer16(s, base, hv + q * m, hi + q * m, hn + q, m, exclude);
-    }
-  }
-}
-
-/*
- * One query: writes the indices of the items whose score is at most thr (NaN and `exclude` left
- * out) to out, up to cap of them, and returns how many there are (possibly more than cap).
- */
-EXPORT int kl_collect(const f32* A, const f32* c, int count, int n, const f32* b, int exclude, f32 thr, int* out, int cap) {
-  int blocks = (count + 15) / 16, found = 0;
-  v128_t t = wasm_f32x4_splat(thr);
-  v128_t s[4];
-  for (int blk = 0; blk < blocks; blk++) {
-    block_dot1(A + blk * 16 * n, c + blk * 16, b, n, s);
-    v128_t k = wasm_v128_or(wasm_v128_or(wasm_f32x4_le(s[0], t), wasm_f32x4_le(s[1], t)),
-                            wasm_v128_or(wasm_f32x4_le(s[2], t), wasm_f32x4_le(s[3], t)));
-    if (!wasm_v128_any_true(k)) continue;
-    for (int v = 0; v < 4; v++) {
-      int mask = wasm_i32x4_bitmask(wasm_f32x4_le(s[v], t));
-      for (int l = 0; l < 4; l++) {
-        int i = blk * 16 + v * 4 + l;
-        if ((mask >> l & 1) && i != exclude) {
-          if (found < cap) out[found] = i;
-          found++;
+      const int* q0 = Qv + q * np;
+      const int* q1 = q0 + np;
+      const i16* xr = xb;
+      v128_t x0 = wasm_i32x4_splat(0), x1 = x0, x2 = x0, x3 = x0, y0 = x0, y1 = x0, y2 = x0, y3 = x0;
+      int p = 0, gx = 1, gy = 1;
+      for (int stop = staged ? h1 : np;;) {
+        for (; p < stop; p++, xr += 32) {
+          v128_t a0 = wasm_v128_load(xr), a1 = wasm_v128_load(xr + 8), a2 = wasm_v128_load(xr + 16), a3 = wasm_v128_load(xr + 24);
+          v128_t w = wasm_v128_load32_splat(q0 + p);
+          DOT_ADD(x0, a0, w); DOT_ADD(x1, a1, w); DOT_ADD(x2, a2, w); DOT_ADD(x3, a3, w);
+          w = wasm_v128_load32_splat(q1 + p);
+          DOT_ADD(y0, a0, w); DOT_ADD(y1, a1, w); DOT_ADD(y2, a2, w); DOT_ADD(y3, a3, w);
         }
+        if (stop == np) break;
+        gx = check16(x0, x1, x2, x3, f, qp + 4 * q, tj + q);
+        gy = check16(y0, y1, y2, y3, f, qp + 4 * (q + 1), tj + q + 1);
+        if (!gx && !gy) break;
+        stop = np;
       }
+      if (p < np) continue;
+      if (gx) FINISH(x0, x1, x2, x3, q);
+      if (gy) FINISH(y0, y1, y2, y3, q + 1);
+    }
+    if (q < Q) { /* one query: no check (memory-bound, where a data-dependent branch costs more than it saves) */
+      const int* q0 = Qv + q * np;
+      const i16* xr = xb;
+      v128_t x0 = wasm_i32x4_splat(0), x1 = x0, x2 = x0, x3 = x0;
+      for (int p = 0; p < np; p++, xr += 32) {
+        v128_t w = wasm_v128_load32_splat(q0 + p);
+        DOT_ADD(x0, wasm_v128_load(xr), w); DOT_ADD(x1, wasm_v128_load(xr + 8), w);
+        DOT_ADD(x2, wasm_v128_load(xr + 16), w); DOT_ADD(x3, wasm_v128_load(xr + 24), w);
+      }
+      FINISH(x0, x1, x2, x3, q);
     }
   }
-  return found;
 }

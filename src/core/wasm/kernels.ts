@@ -32,8 +32,7 @@ interface KernelExports {
   sigmoid_backward_add(g: number, gp: number, s: number, n: number): void;
   im2col(src: number, n: number, h: number, w: number, c: number, k: number, s: number, p: number, dst: number): void;
   col2im_add(cols: number, n: number, h: number, w: number, c: number, k: number, s: number, p: number, dst: number): void;
-  kl_scan(a: number, c: number, count: number, n: number, b: number, q: number, exclude: number, hv: number, hi: number, hn: number, m: number): void;
-  kl_collect(a: number, c: number, count: number, n: number, b: number, exclude: number, thr: number, out: number, cap: number): number;
+  kl_scan16(...a: number[]): void;
   __heap_base: WebAssembly.Global;
 }
 
@@ -397,19 +396,24 @@ export class Kernels {
   }
 
   /**
-   * KL-index scan (see kl_scan in kernels.c): items in blocks of 16 stored [block][j][16] at `a`
-   * (n values each), constants at `c`; queries are the Q rows of n values at `b`. For each query q
-   * keeps the m smallest c + a·b in a max-heap: values at hv + 4·q·m, item indices (int32) at
-   * hi + 4·q·m, sizes (int32, zeroed by the caller) at hn + 4·q. Skips item `exclude` (-1: none).
-   * Arguments are byte offsets into kernel memory.
+   * KL-index scan (see kl_scan16 in kernels.c): items in blocks of 16 at `x`, each block np pairs
+   * of dimensions × 16 items × 2 int16, then 16 floats each of the scale s, the constants for
+   * either sign, and the error coefficients z and m (`cs`: the offset, in floats, of the sign's
+   * constants; h1: the pairs before the staged check, 0 for none); query rows of np int32 words
+   * (two int16 each) at `qv`, and per query four floats (t, A, the filter's A', the check's bound of
+   * the other pairs) at `qp`. Per query q: the threshold (float32) at tau + 4q, set by the caller,
+   * and the filters' at tf + 4q and tj + 4q; the heap of the k smallest upper bounds (float64)
+   * at hu + 8qk with its size (int32, zeroed) at hn + 4q; the candidates' indices (int32), lower
+   * bounds (float32) and upper bounds (float64) at oi + 4q·cap, ol + 4q·cap and ou + 8q·cap, their
+   * number (int32, zeroed) at on + 4q and the number missed (int32, zeroed) at ov + 4q. Skips item
+   * `exclude` (-1: none). Arguments are byte offsets into kernel memory (kl-index.ts has the
+   * bounds).
    */
-  klScan(o: { a: number; c: number; count: number; n: number; b: number; queries: number; exclude: number; hv: number; hi: number; hn: number; m: number }): void {
-    this.ex.kl_scan(o.a, o.c, o.count, o.n, o.b, o.queries, o.exclude, o.hv, o.hi, o.hn, o.m);
-  }
-
-  /** One query: indices (int32 at `out`, at most cap) of the items with c + a·b ≤ thr; returns how many there are. */
-  klCollect(o: { a: number; c: number; count: number; n: number; b: number; exclude: number; thr: number; out: number; cap: number }): number {
-    return this.ex.kl_collect(o.a, o.c, o.count, o.n, o.b, o.exclude, o.thr, o.out, o.cap);
+  klScan16(o: {
+    x: number; count: number; np: number; cs: number; h1: number; qv: number; qp: number; queries: number; exclude: number;
+    tau: number; tf: number; tj: number; hu: number; hn: number; k: number; oi: number; ol: number; ou: number; on: number; ov: number; cap: number;
+  }): void {
+    this.ex.kl_scan16(o.x, o.count, o.np, o.cs, o.h1, o.qv, o.qp, o.queries, o.exclude, o.tau, o.tf, o.tj, o.hu, o.hn, o.k, o.oi, o.ol, o.ou, o.on, o.ov, o.cap);
   }
 
   /** g ← g where y > 0, else 0 (backward through a ReLU whose output is y). */

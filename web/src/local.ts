@@ -74,7 +74,6 @@ async function cachedWeights(url: string, meta: ModelFile): Promise<Uint8Array> 
       if (blob.byteLength === meta.weights.bytes) {
         try {
           await checkWeights(meta, blob);
-          WEIGHTS_SOURCE.last = 'cache';
           return blob;
         } catch {
           await cache!.delete(key);
@@ -86,7 +85,6 @@ async function cachedWeights(url: string, meta: ModelFile): Promise<Uint8Array> 
   }
   const blob = await bytes(url);
   await checkWeights(meta, blob);
-  WEIGHTS_SOURCE.last = 'network';
   try {
     await cache?.put(key, new Response(blob as Uint8Array<ArrayBuffer>, { headers: { 'content-type': 'application/octet-stream' } }));
   } catch {
@@ -94,9 +92,6 @@ async function cachedWeights(url: string, meta: ModelFile): Promise<Uint8Array> 
   }
   return blob;
 }
-
-/** Where the last weights came from (the tests read it from the page). */
-export const WEIGHTS_SOURCE: { last: 'cache' | 'network' | null } = { last: null };
 
 /** The test images a LocalExplorer holds, with their posteriors (absent: the server keeps the split). */
 interface SampleData {

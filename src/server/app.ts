@@ -423,14 +423,7 @@ export async function createServer(o: ServeOptions): Promise<ProbsemServer> {
     reply.header('cache-control', 'no-cache');
     return siteData().manifest;
   });
-  app.get('/api/site/:file', { schema: schemaOf('siteFile') }, async (req, reply) => {
-    const { file } = req.params as { file: string };
-    const f = siteData().files.get(file);
-    if (!f) throw new HttpError(404, 'NOT_FOUND', `the site has no file '${file}'`);
-    reply.header('etag', f.etag).header('cache-control', 'no-cache');
-    if (req.headers['if-none-match'] === f.etag) return reply.code(304).send();
-    return reply.type(f.type).send(f.body);
-  });
+  app.get('/api/site/:file', { schema: schemaOf('siteFile') }, (req, reply) => sendAsset(req, reply, siteData().files.get((req.params as { file: string }).file)));
 
   app.post('/api/interpolate', { schema: schemaOf('interpolate') }, async (req, reply) => {
     const b = req.body as { from: string | { id: number }; to: string | { id: number }; steps: number; scale: number };

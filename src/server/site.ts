@@ -5,7 +5,6 @@
  * `probsem serve` sends it from memory at /api/site, with the test split left out when it is
  * larger than the page-data limit, in which case the page asks the server for what needs the split.
  */
-import { createHash } from 'node:crypto';
 import { pixelsOf } from '../data/dataset.js';
 import { modelJsonText, readRunWeights } from '../models/persist.js';
 import type { ModelFile } from '../models/persist.js';
@@ -13,6 +12,7 @@ import { tokenize, type WordVectors } from '../text/word-vectors.js';
 import { lastComponent } from './service.js';
 import type { ModelService } from './service.js';
 import type { SiteManifest } from './types.js';
+import { type Asset, asset } from './web.js';
 
 /** Words a site ships beyond the class phrases, unless told otherwise. */
 export const SITE_MAX_WORDS = 10_000;
@@ -37,18 +37,10 @@ export function siteWords(meta: ModelFile, wv: WordVectors, max = SITE_MAX_WORDS
   return { list, data, dim: wv.dim, source: wv.source };
 }
 
-export interface SiteFile {
-  body: Buffer;
-  type: string;
-  etag: string;
-}
-
 export interface ServedSite {
   manifest: SiteManifest;
-  /** name → bytes, for GET /api/site/<name>. */
-  files: Map<string, SiteFile>;
-  /** Bytes the page downloads to compute everything it can: weights, images, posteriors, words. */
-  bytes: number;
+  /** name → file, for GET /api/site/<name>. */
+  files: Map<string, Asset>;
 }
 
 const bytesOf = (a: Float32Array | Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
@@ -62,11 +54,10 @@ export function servedSite(service: ModelService, o: { maxDataBytes: number }): 
   const { meta, dataset } = service;
   const test = dataset.test;
   const pixels = pixelsOf(dataset);
-  const files = new Map<string, SiteFile>();
-  const put = (name: string, body: Buffer, type = 'application/octet-stream') =>
-    files.set(name, { body, type, etag: `"${createHash('sha256').update(body).digest('hex').slice(0, 32)}"` });
+  const files = new Map<string, Asset>();
+  const put = (name: string, body: Buffer) => files.set(name, asset(body, name));
 
-  put('model.json', Buffer.from(modelJsonText(meta), 'utf8'), 'application/json');
+  put('model.json', Buffer.from(modelJsonText(meta), 'utf8'));
   // Named by the weights' checksum: a new run behind the same server is a new URL.
   const weightsName = `weights-${meta.weights.sha256.slice(0, 16)}.bin`;
   put(weightsName, Buffer.from(readRunWeights(service.runDir, meta)));
@@ -109,7 +100,5 @@ export function servedSite(service: ModelService, o: { maxDataBytes: number }): 
     words: wv ? { file: 'api/site/words.bin', list: wv.list, dim: wv.dim, source: wv.source } : null,
     train: null,
   };
-  let bytes = 0;
-  for (const f of files.values()) bytes += f.body.byteLength;
-  return { manifest, files, bytes };
+  return { manifest, files };
 }

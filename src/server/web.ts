@@ -32,7 +32,8 @@ const TYPES: Record<string, string> = {
   '.wasm': 'application/wasm',
 };
 
-function asset(body: Buffer, name: string): Asset {
+/** A file with its content type (from its name's extension) and a content-hash ETag. */
+export function asset(body: Buffer, name: string): Asset {
   return { body, type: TYPES[extname(name)] ?? 'application/octet-stream', etag: `"${createHash('sha256').update(body).digest('hex').slice(0, 16)}"` };
 }
 
